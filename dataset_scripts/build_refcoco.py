@@ -1,0 +1,52 @@
+"""Build one RefCOCO-family config and write it as Parquet and/or push it to the Hub.
+
+    python dataset_scripts/build_refcoco.py refcoco_unc --data-dir refer/data \
+        --image-dir coco/train2014 --out parquet/ --push me/refcoco
+
+Images are embedded in what is written or pushed; the card carries the stats table, the
+citations and the license notes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from nemo_hf.data import VARIANTS, load_refcoco, stats_table
+from nemo_hf.data.configs import card_fields
+from nemo_hf.hub import push_dataset, render_dataset_card, write_parquet
+
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", choices=sorted(VARIANTS))
+    parser.add_argument("--data-dir", required=True, help="refer root (holding refcoco/, refcoco+/, ...)")
+    parser.add_argument("--image-dir", required=True, help="COCO train2014 (or train2017) images")
+    parser.add_argument("--cache-dir", default=None)
+    parser.add_argument("--out", default=None, help="write Parquet here ({out}/{config}/{split}-*.parquet)")
+    parser.add_argument("--push", default=None, metavar="REPO_ID", help="push to this Hub dataset repo")
+    parser.add_argument("--private", action="store_true")
+    parser.add_argument("--no-verify-images", action="store_true", help="skip the image header/end checks")
+    args = parser.parse_args(argv)
+    if not args.out and not args.push:
+        parser.error("nothing to do: give --out and/or --push")
+
+    ds = load_refcoco(args.config, args.data_dir, args.image_dir, cache_dir=args.cache_dir,
+                      verify_images=not args.no_verify_images)
+    table = stats_table(ds)
+    print(table)
+    fields = card_fields(args.config)
+    if args.out:
+        card = render_dataset_card(repo_id=args.push or "<your-repo>", config_name=args.config,
+                                   stats={args.config: table}, **fields)
+        path = write_parquet(ds, args.out, args.config, card=card)
+        print(f"wrote {path / args.config}")
+    if args.push:
+        push_dataset(ds, args.push, args.config, fields, {args.config: table}, private=args.private)
+        print(f"pushed {args.config} to {args.push}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

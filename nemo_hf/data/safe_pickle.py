@@ -1,0 +1,64 @@
+"""Load untrusted pickles (RefCOCO ``refs(*).p`` files from mirrors) without running code.
+
+A pickle is a small program: ``GLOBAL``/``STACK_GLOBAL`` opcodes import any callable and
+``REDUCE`` calls it, so ``pickle.load`` on a file from a mirror can execute anything. The
+refer pickles hold only lists, dicts, strings and numbers, which the unpickler builds from
+opcodes alone, without ever importing a name. :func:`load_plain_pickle` therefore refuses
+every import (apart from the builtin ``set``/``frozenset`` constructors, which plain-data
+pickles of protocol 2 use), and no code from the file can run.
+
+Example::
+
+    >>> import io, pickle
+    >>> load_plain_pickle(io.BytesIO(pickle.dumps([{"ref_id": 1, "sent": "left man"}])))
+    [{'ref_id': 1, 'sent': 'left man'}]
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from typing import Any, BinaryIO
+
+# Constructors a plain-data pickle may legitimately name. Protocol-2 pickles of sets go
+# through a global; protocols < 3 name the module ``__builtin__`` (Python 2's name).
+_ALLOWED_GLOBALS = {"set": set, "frozenset": frozenset}
+_BUILTIN_MODULES = {"builtins", "__builtin__"}
+
+
+class UnsafePickleError(pickle.UnpicklingError):
+    """The pickle asked to import or call something other than plain containers."""
+
+
+class _PlainDataUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if module in _BUILTIN_MODULES and name in _ALLOWED_GLOBALS:
+            return _ALLOWED_GLOBALS[name]
+        raise UnsafePickleError(
+            f"refused to load {module}.{name}: this file may only hold plain lists, dicts, "
+            "strings and numbers (a pickle that imports objects can run code)"
+        )
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise UnsafePickleError("refused a persistent id: plain-data pickles never use them")
+
+
+def load_plain_pickle(file: BinaryIO, encoding: str = "ASCII") -> Any:
+    """Unpickle plain data from ``file``; raise :class:`UnsafePickleError` for anything else.
+
+    ``encoding`` decodes Python-2 ``str`` objects; callers retry with ``"latin1"`` when the
+    default fails on non-ASCII bytes.
+    """
+    return _PlainDataUnpickler(file, encoding=encoding).load()
+
+
+def load_plain_pickle_bytes(data: bytes) -> Any:
+    """Unpickle plain data from bytes, falling back to latin-1 for Python-2 strings.
+
+    >>> load_plain_pickle_bytes(pickle.dumps({"a": (1, 2.5, None)}, protocol=2))
+    {'a': (1, 2.5, None)}
+    """
+    try:
+        return load_plain_pickle(io.BytesIO(data))
+    except UnicodeDecodeError:
+        return load_plain_pickle(io.BytesIO(data), encoding="latin1")
