@@ -12,7 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pycocotools import mask as mask_utils
 
-from nemo_hf.data.masks import segmentation_to_mask
+from PIL import Image
+
+from nemo_hf.data.masks import encode_mask_png, segmentation_to_mask
 from nemo_hf.data.safe_pickle import UnsafePickleError, load_plain_pickle_bytes
 
 plain_data = st.recursive(
@@ -106,3 +108,12 @@ def test_compressed_and_uncompressed_rle_decode_alike():
     for segmentation in (as_json, uncompressed):
         mask, _ = segmentation_to_mask(segmentation, 9, 7)
         np.testing.assert_array_equal(mask, truth.astype(bool))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 40), st.integers(0, 2**32 - 1), st.floats(0, 1))
+def test_mask_png_decodes_to_the_same_bools(height, width, seed, density):
+    mask = np.random.default_rng(seed).random((height, width)) < density
+    decoded = Image.open(io.BytesIO(encode_mask_png(mask)))
+    assert decoded.mode == "1" and decoded.size == (width, height)
+    np.testing.assert_array_equal(np.asarray(decoded), mask)

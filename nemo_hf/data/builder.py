@@ -251,7 +251,13 @@ def _ref_to_row(
     height, width = int(image["height"]), int(image["width"])
     rles = []
     for ann_id in ann_ids:
-        rle, dropped = segmentation_to_rle(index.annotations[ann_id]["segmentation"], height, width)
+        try:
+            rle, dropped = segmentation_to_rle(index.annotations[ann_id]["segmentation"], height, width)
+        except (ValueError, TypeError, KeyError) as err:
+            raise ReferFileError(
+                f"{index.path}: annotation {ann_id} (ref {ref['ref_id']}) has an unreadable "
+                f"segmentation: {err}"
+            ) from None
         counts.dropped_polygons += dropped
         if rle is not None:
             rles.append(rle)

