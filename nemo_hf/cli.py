@@ -16,16 +16,14 @@ DEMO_CONFIGS = ("refcoco_unc", "refcocoplus_unc", "refcocog_umd", "grefcoco_unc"
 def demo(out: Path, num_images: int, seed: int) -> int:
     """Run the main job on its embedded default: nothing is downloaded."""
     from .data import load_refcoco, stats_table
-    from .data.synthetic import make_refer_dataset
+    from .data.synthetic import SyntheticRefer, make_refer_dataset
     from .viz import save_sample_grid
 
     out.mkdir(parents=True, exist_ok=True)
     tree_root = out / "refer"
     if tree_root.exists():
-        print(f"reusing synthetic refer tree in {tree_root}")
-        from .data.synthetic import SyntheticRefer
-
-        tree = SyntheticRefer.at(tree_root)
+        print(f"reusing the synthetic refer tree in {tree_root}")
+        tree = SyntheticRefer(tree_root, num_images=num_images)
     else:
         print(f"writing a synthetic refer-format tree ({num_images} images, seed {seed}) to {tree_root}")
         tree = make_refer_dataset(tree_root, num_images=num_images, seed=seed, show_progress=True)

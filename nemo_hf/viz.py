@@ -16,17 +16,39 @@ from PIL import Image, ImageDraw, ImageFont
 _TILE = 256
 _TEXT_LINES = 4
 _LINE_HEIGHT = 14
-_OVERLAY = np.array([255, 40, 40], dtype=np.float32)
+_OUTLINE = np.array([255, 30, 30], dtype=np.uint8)
 
 
-def overlay_mask(image: Image.Image, mask: Any, alpha: float = 0.45) -> Image.Image:
-    """Tint the mask's pixels red and outline nothing else; returns a new RGB image."""
+def mask_outline(mask: np.ndarray, width: int = 2) -> np.ndarray:
+    """Pixels of ``mask`` within ``width`` pixels of its border (a bool array).
+
+    >>> square = np.zeros((6, 6), bool); square[1:5, 1:5] = True
+    >>> int(mask_outline(square, width=1).sum())
+    12
+    """
+    inner = mask.copy()
+    for _ in range(width):
+        shrunk = inner.copy()
+        shrunk[1:, :] &= inner[:-1, :]
+        shrunk[:-1, :] &= inner[1:, :]
+        shrunk[:, 1:] &= inner[:, :-1]
+        shrunk[:, :-1] &= inner[:, 1:]
+        shrunk[[0, -1], :] = False
+        shrunk[:, [0, -1]] = False
+        inner = shrunk
+    return mask & ~inner
+
+
+def overlay_mask(image: Image.Image, mask: Any, dim: float = 0.45) -> Image.Image:
+    """Dim everything outside the mask and outline the mask in red; returns a new RGB image."""
     rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
     region = np.asarray(mask) > 0
     if region.shape != rgb.shape[:2]:
         raise ValueError(f"mask is {region.shape[::-1]} but image is {image.size}")
-    rgb[region] = (1 - alpha) * rgb[region] + alpha * _OVERLAY
-    return Image.fromarray(rgb.astype(np.uint8))
+    rgb[~region] *= 1 - dim
+    shown = rgb.astype(np.uint8)
+    shown[mask_outline(region, width=max(2, min(region.shape) // 120))] = _OUTLINE
+    return Image.fromarray(shown)
 
 
 def _tile(image: Image.Image, mask: Any, caption: str) -> Image.Image:

@@ -13,9 +13,11 @@ from os import PathLike
 from typing import Any
 
 import datasets
+from datasets.exceptions import DatasetGenerationError
 
 from .builder import RefCOCO
 from .configs import check_split, get_variant
+from .refer_files import ReferFileError
 
 PER_SENTENCE_DROPPED = ("sentences", "sent_ids")
 
@@ -52,7 +54,13 @@ def load_refcoco(
     )
     if streaming:
         return builder.as_streaming_dataset(split=split)
-    builder.download_and_prepare()
+    try:
+        builder.download_and_prepare()
+    except DatasetGenerationError as err:
+        # datasets wraps errors raised while writing rows; ours already name the file and row
+        if isinstance(err.__cause__, ReferFileError):
+            raise err.__cause__ from None
+        raise
     return builder.as_dataset(split=split)
 
 

@@ -1,0 +1,110 @@
+"""Build a RefCOCO-sized synthetic tree and compare the build with its floor.
+
+Floor: decoding the same masks (union of polygon parts) with pycocotools alone, inputs
+already in memory. Each measurement runs in its own process, which reports its own peak
+RSS. The synthetic tree is generated once into ``benchmarks/.cache``.
+
+    python benchmarks/bench_build.py                       # ≈ 20k images, 50k refs
+    python benchmarks/bench_build.py --num-images 2000     # quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CACHE = Path(__file__).parent / ".cache"
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def tree_for(num_images: int) -> Path:
+    from nemo_hf.data.synthetic import make_refer_dataset
+
+    root = CACHE / f"refer_{num_images}"
+    if not root.exists():
+        print(f"generating a synthetic tree of {num_images} images in {root} (once)", flush=True)
+        make_refer_dataset(root, num_images=num_images, seed=0, image_size=(640, 480),
+                           datasets=("refcoco",), show_progress=True)
+    return root
+
+
+def child_build(root: Path) -> dict:
+    import datasets
+
+    from nemo_hf import load_refcoco
+
+    datasets.disable_progress_bars()
+    with tempfile.TemporaryDirectory() as cache:
+        start = time.perf_counter()
+        ds = load_refcoco("refcoco_unc", root, root / "images" / "train2014", cache_dir=cache)
+        seconds = time.perf_counter() - start
+        refs = sum(len(part) for part in ds.values())
+        sentences = sum(len(s) for part in ds.values() for s in part["sentences"])
+    return {"seconds": seconds, "refs": refs, "sentences": sentences, "peak_rss_mb": _peak_rss_mb()}
+
+
+def child_floor(root: Path) -> dict:
+    from pycocotools import mask as mask_utils
+
+    instances = json.loads((root / "refcoco" / "instances.json").read_text())
+    refs = pickle.loads((root / "refcoco" / "refs(unc).p").read_bytes())
+    annotations = {a["id"]: a for a in instances["annotations"]}
+    sizes = {i["id"]: (i["height"], i["width"]) for i in instances["images"]}
+    start = time.perf_counter()
+    for ref in refs:
+        ann = annotations[ref["ann_id"]]
+        height, width = sizes[ann["image_id"]]
+        segmentation = ann["segmentation"]
+        if isinstance(segmentation, list):
+            rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width), intersect=False)
+        elif isinstance(segmentation["counts"], list):
+            rle = mask_utils.frPyObjects(segmentation, height, width)
+        else:
+            rle = {"size": segmentation["size"], "counts": segmentation["counts"].encode()}
+        mask_utils.decode(rle)
+    return {"seconds": time.perf_counter() - start, "peak_rss_mb": _peak_rss_mb()}
+
+
+def run_child(kind: str, root: Path) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", kind, "--root", str(root)],
+                         check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--num-images", type=int, default=20000)
+    parser.add_argument("--child", choices=["build", "floor"])
+    parser.add_argument("--root", type=Path)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps((child_build if args.child == "build" else child_floor)(args.root)))
+        return
+
+    small_images = max(200, args.num_images // 8)
+    results = {}
+    for n in (small_images, args.num_images):
+        root = tree_for(n)
+        build, floor = run_child("build", root), run_child("floor", root)
+        results[n] = (build, floor)
+        print(f"{n:>6} images: {build['refs']:,} refs, {build['sentences']:,} sentences | build "
+              f"{build['seconds']:.1f} s ({build['refs'] / build['seconds']:,.0f} refs/s, peak RSS "
+              f"{build['peak_rss_mb']:,.0f} MB) | floor {floor['seconds']:.1f} s | "
+              f"build/floor = {build['seconds'] / floor['seconds']:.2f}x", flush=True)
+    (small_b, _), (large_b, _) = results[small_images], results[args.num_images]
+    print(f"peak RSS large/small = {large_b['peak_rss_mb'] / small_b['peak_rss_mb']:.2f}x for "
+          f"{large_b['refs'] / small_b['refs']:.1f}x the refs")
+
+
+if __name__ == "__main__":
+    main()

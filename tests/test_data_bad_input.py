@@ -1,0 +1,178 @@
+"""Every bad input named in the data issue: a clear error naming the item, or a counted skip.
+
+Errors (the build stops): missing file or folder, truncated or code-executing pickle, corrupt
+or truncated image, an image file absent from the image folder, unknown config or split.
+Counted skips with a ReferDataWarning (the build goes on): a ref whose annotation or image is
+absent from instances.json, an empty expression (a ref left with none is skipped).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+
+import pytest
+
+from nemo_hf import load_refcoco
+from nemo_hf.data import ReferDataWarning, ReferFileError
+
+
+@pytest.fixture
+def tree(refer_tree, tmp_path):
+    """A private copy of the RefCOCO part of the synthetic tree, safe to damage."""
+    root = tmp_path / "refer"
+    shutil.copytree(refer_tree.data_dir("refcoco"), root / "refcoco")
+    shutil.copytree(refer_tree.image_dir, root / "images")
+    return root
+
+
+def _load(root, tmp_path, **kwargs):
+    return load_refcoco("refcoco_unc", root, root / "images", cache_dir=tmp_path / "cache", **kwargs)
+
+
+def _refs(root):
+    return pickle.loads((root / "refcoco" / "refs(unc).p").read_bytes())
+
+
+def _save_refs(root, refs):
+    (root / "refcoco" / "refs(unc).p").write_bytes(pickle.dumps(refs, protocol=2))
+
+
+def _no_cache_left(cache):
+    """A failed build leaves no dataset files (only datasets' lock files may remain)."""
+    leftovers = [p for p in cache.rglob("*") if p.is_file() and not p.name.endswith(".lock")]
+    return not leftovers
+
+
+@pytest.mark.parametrize("missing", ["instances.json", "refs(unc).p"])
+def test_missing_file_is_named_with_what_to_download(tree, tmp_path, missing):
+    (tree / "refcoco" / missing).unlink()
+    with pytest.raises(ReferFileError, match=rf"missing .*{missing.replace('(', '.').replace(')', '.')}.*download"):
+        _load(tree, tmp_path)
+
+
+def test_missing_image_folder(tree, tmp_path):
+    with pytest.raises(ReferFileError, match="missing image folder .*nowhere.*train2014"):
+        load_refcoco("refcoco_unc", tree, tree / "nowhere", cache_dir=tmp_path / "cache")
+
+
+def test_code_executing_pickle_is_refused(tree, tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    _save_refs(tree, [Exploit()])
+    with pytest.raises(ReferFileError, match=r"refs\(unc\)\.p: refused to load"):
+        _load(tree, tmp_path)
+    assert not marker.exists()
+
+
+def test_truncated_pickle(tree, tmp_path):
+    path = tree / "refcoco" / "refs(unc).p"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ReferFileError, match=r"refs\(unc\)\.p: cannot be read .*truncated"):
+        _load(tree, tmp_path)
+    assert _no_cache_left(tmp_path / "cache")
+
+
+def _first_train_image(root):
+    ref = next(r for r in _refs(root) if r["split"] == "train")
+    return ref, root / "images" / f"COCO_train2014_{ref['image_id']:012d}.jpg"
+
+
+def test_corrupt_image_is_named(tree, tmp_path):
+    _, image = _first_train_image(tree)
+    image.write_bytes(b"<html>rate limited</html>")
+    with pytest.raises(ReferFileError, match=rf"{image.name}: not a readable image"):
+        _load(tree, tmp_path)
+
+
+def test_truncated_image_is_named(tree, tmp_path):
+    _, image = _first_train_image(tree)
+    image.write_bytes(image.read_bytes()[: image.stat().st_size // 2])
+    with pytest.raises(ReferFileError, match=rf"{image.name}: truncated JPEG"):
+        _load(tree, tmp_path)
+    assert _no_cache_left(tmp_path / "cache")
+
+
+def test_image_file_absent_from_folder(tree, tmp_path):
+    ref, image = _first_train_image(tree)
+    image.unlink()
+    with pytest.raises(ReferFileError, match=rf"image {ref['image_id']} \(ref {ref['ref_id']}\) is not in"):
+        _load(tree, tmp_path)
+
+
+def test_train2017_naming_is_accepted(tree, tmp_path):
+    for image in (tree / "images").iterdir():
+        image.rename(image.with_name(image.name.removeprefix("COCO_train2014_")))
+    assert len(_load(tree, tmp_path, split="val")) > 0
+
+
+def test_ref_with_absent_annotation_or_image_is_a_counted_skip(tree, tmp_path):
+    refs = _refs(tree)
+    train = [r for r in refs if r["split"] == "train"]
+    instances = json.loads((tree / "refcoco" / "instances.json").read_text())
+    lost_ann = train[0]["ann_id"]
+    lost_image = next(r["image_id"] for r in train if r["image_id"] != train[0]["image_id"])
+    instances["annotations"] = [a for a in instances["annotations"] if a["id"] != lost_ann]
+    instances["images"] = [i for i in instances["images"] if i["id"] != lost_image]
+    (tree / "refcoco" / "instances.json").write_text(json.dumps(instances))
+    dropped = {r["ref_id"] for r in train if r["ann_id"] == lost_ann or r["image_id"] == lost_image}
+    with pytest.warns(ReferDataWarning, match=r"\[train\]: skipped .*missing annotation") as record:
+        ds = _load(tree, tmp_path, split="train")
+    message = " ".join(str(w.message) for w in record)
+    assert "refs missing image" in message
+    assert set(ds["ref_id"]) == {r["ref_id"] for r in train} - dropped
+
+
+def test_empty_expression_is_dropped_and_counted(tree, tmp_path):
+    refs = _refs(tree)
+    train = [r for r in refs if r["split"] == "train"]
+    train[0]["sentences"][0]["raw"] = train[0]["sentences"][0]["sent"] = "   "
+    train[0]["sentences"][0]["tokens"] = []
+    for sentence in train[1]["sentences"]:
+        sentence["raw"] = sentence["sent"] = ""
+        sentence["tokens"] = []
+    _save_refs(tree, refs)
+    with pytest.warns(ReferDataWarning, match=r"empty sentences.*|refs without sentences") as record:
+        ds = _load(tree, tmp_path, split="train")
+    message = " ".join(str(w.message) for w in record)
+    assert f"{1 + len(train[1]['sentences'])} empty sentences" in message and "1 refs without sentences" in message
+    rows = {r: s for r, s in zip(ds["ref_id"], ds["sentences"])}
+    assert train[1]["ref_id"] not in rows
+    assert rows[train[0]["ref_id"]] == [s["raw"] for s in train[0]["sentences"][1:]]
+
+
+def test_unknown_config_and_split(tree, tmp_path):
+    with pytest.raises(ValueError, match="unknown RefCOCO config 'refcoco_umd'; choose one of: refcoco_unc"):
+        load_refcoco("refcoco_umd", tree, tree / "images")
+    with pytest.raises(ValueError, match="'refcocog_umd' has no split 'testA'; its splits are: train, val, test"):
+        load_refcoco("refcocog_umd", tree, tree / "images", split="testA")
+
+
+def test_failed_build_leaves_no_cache_and_a_fixed_build_succeeds(tree, tmp_path):
+    """The failure comes from the last split, after the others were written."""
+    path = tree / "refcoco" / "instances.json"
+    original = path.read_text()
+    instances = json.loads(original)
+    last = max((r for r in _refs(tree) if r["split"] == "testB"), key=lambda r: r["ref_id"])
+    broken = next(a for a in instances["annotations"] if a["id"] == last["ann_id"])
+    broken["segmentation"] = "not a polygon"
+    path.write_text(json.dumps(instances))
+    with pytest.raises(ReferFileError, match=rf"instances.json: annotation {last['ann_id']} \(ref {last['ref_id']}\)"):
+        _load(tree, tmp_path)
+    assert _no_cache_left(tmp_path / "cache")
+    path.write_text(original)
+    assert len(_load(tree, tmp_path)["testB"]) > 0
+
+
+def test_split_names_outside_the_scheme_are_refused(tree, tmp_path):
+    refs = _refs(tree)
+    refs[-1]["split"] = "testC"
+    _save_refs(tree, refs)
+    with pytest.raises(ReferFileError, match=r"split names \['testC'\] are not splits of refcoco_unc"):
+        _load(tree, tmp_path)
