@@ -38,7 +38,7 @@ def tree_for(num_images: int) -> Path:
     return root
 
 
-def child_build(root: Path) -> dict:
+def child_build(root: Path, num_proc: int | None) -> dict:
     import datasets
 
     from nemo_hf import load_refcoco
@@ -46,7 +46,8 @@ def child_build(root: Path) -> dict:
     datasets.disable_progress_bars()
     with tempfile.TemporaryDirectory() as cache:
         start = time.perf_counter()
-        ds = load_refcoco("refcoco_unc", root, root / "images" / "train2014", cache_dir=cache)
+        ds = load_refcoco("refcoco_unc", root, root / "images" / "train2014", cache_dir=cache,
+                          num_proc=num_proc)
         seconds = time.perf_counter() - start
         refs = sum(len(part) for part in ds.values())
         sentences = sum(len(s) for part in ds.values() for s in part["sentences"])
@@ -75,8 +76,9 @@ def child_floor(root: Path) -> dict:
     return {"seconds": time.perf_counter() - start, "peak_rss_mb": _peak_rss_mb()}
 
 
-def run_child(kind: str, root: Path) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", kind, "--root", str(root)],
+def run_child(kind: str, root: Path, num_proc: int = 1) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", kind, "--root", str(root),
+                          "--num-proc", str(num_proc)],
                          check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -86,24 +88,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-images", type=int, default=20000)
     parser.add_argument("--child", choices=["build", "floor"])
     parser.add_argument("--root", type=Path)
+    parser.add_argument("--num-proc", type=int, default=1)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps((child_build if args.child == "build" else child_floor)(args.root)))
+        result = child_build(args.root, args.num_proc if args.num_proc > 1 else None) \
+            if args.child == "build" else child_floor(args.root)
+        print(json.dumps(result))
         return
 
     small_images = max(200, args.num_images // 8)
     results = {}
     for n in (small_images, args.num_images):
         root = tree_for(n)
-        build, floor = run_child("build", root), run_child("floor", root)
-        results[n] = (build, floor)
-        print(f"{n:>6} images: {build['refs']:,} refs, {build['sentences']:,} sentences | build "
-              f"{build['seconds']:.1f} s ({build['refs'] / build['seconds']:,.0f} refs/s, peak RSS "
-              f"{build['peak_rss_mb']:,.0f} MB) | floor {floor['seconds']:.1f} s | "
-              f"build/floor = {build['seconds'] / floor['seconds']:.2f}x", flush=True)
-    (small_b, _), (large_b, _) = results[small_images], results[args.num_images]
-    print(f"peak RSS large/small = {large_b['peak_rss_mb'] / small_b['peak_rss_mb']:.2f}x for "
-          f"{large_b['refs'] / small_b['refs']:.1f}x the refs")
+        floor = run_child("floor", root)
+        for num_proc in (1, 2):
+            build = run_child("build", root, num_proc)
+            results[n, num_proc] = build
+            print(f"{n:>6} images, num_proc={num_proc}: {build['refs']:,} refs, {build['sentences']:,} "
+                  f"sentences | build {build['seconds']:.1f} s ({build['refs'] / build['seconds']:,.0f} "
+                  f"refs/s, peak RSS {build['peak_rss_mb']:,.0f} MB) | floor (1 process) "
+                  f"{floor['seconds']:.1f} s | build/floor = {build['seconds'] / floor['seconds']:.2f}x",
+                  flush=True)
+    small, large = results[small_images, 1], results[args.num_images, 1]
+    print(f"peak RSS large/small = {large['peak_rss_mb'] / small['peak_rss_mb']:.2f}x for "
+          f"{large['refs'] / small['refs']:.1f}x the refs")
 
 
 if __name__ == "__main__":

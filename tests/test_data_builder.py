@@ -157,3 +157,12 @@ def test_parquet_round_trip(built, tmp_path):
     assert len(local["val"]) == len(ds["val"])
     readme = (tmp_path / "README.md").read_text()
     assert "config_name: refcoco_unc" in readme and "Kazemzadeh" in readme
+
+
+def test_num_proc_builds_the_same_rows_in_the_same_order(refer_tree, built, tmp_path, monkeypatch):
+    monkeypatch.setattr("nemo_hf.data.builder._REFS_PER_SHARD", 5)  # several shards per split
+    parallel = load_refcoco("refcoco_unc", refer_tree.root, refer_tree.image_dir,
+                            cache_dir=tmp_path, num_proc=2)
+    for split, part in built["refcoco_unc"].items():
+        assert parallel[split]["ref_id"] == part["ref_id"]
+        assert parallel[split].data.column("mask").equals(part.data.column("mask"))

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import datasets
+import pyarrow as pa
 
 from .. import __version__
 from .configs import CITATIONS, HOMEPAGE, LICENSE_NOTE, VARIANTS, Variant, get_variant, published_table
@@ -40,6 +41,10 @@ from .refer_files import (
     sentence_text,
 )
 
+
+
+_REFS_PER_SHARD = 2000  # a shard is the unit of work handed to a num_proc worker
+_MAX_SHARDS = 16
 
 
 def _features(generalized: bool) -> datasets.Features:
@@ -96,7 +101,7 @@ class _SplitCounts:
                           ReferDataWarning, stacklevel=2)
 
 
-class RefCOCO(datasets.GeneratorBasedBuilder):
+class RefCOCO(datasets.ArrowBasedBuilder):
     """RefCOCO-family builder (configs: refcoco_unc, refcoco_google, refcocoplus_unc,
     refcocog_umd, refcocog_google, grefcoco_unc)."""
 
@@ -165,7 +170,12 @@ class RefCOCO(datasets.GeneratorBasedBuilder):
         return refs_path, instances_path, image_dir
 
     def _load(self) -> tuple[Path, list[dict], InstancesIndex, dict[int, Path]]:
-        """Read and check every input once; return refs, the instances index and image paths."""
+        """Read every input once; return refs, the instances index and each image's path.
+
+        Image *files* are located here, before anything is written; their contents are
+        checked by the shard that uses them (see ``_generate_tables``), so that work is
+        shared among ``num_proc`` workers.
+        """
         if getattr(self, "_loaded", None) is None:
             refs_path, instances_path, image_dir = self._paths()
             refs = load_refs(refs_path)
@@ -183,12 +193,13 @@ class RefCOCO(datasets.GeneratorBasedBuilder):
                         f"COCO_train2014_{image_id:012d}.jpg or {image_id:012d}.jpg — is this the "
                         "complete COCO train2014 folder?"
                     )
-                if self.config.verify_images:
-                    info = index.images[image_id]
-                    check_image_file(path, expected_size=(info.get("width"), info.get("height")))
                 image_paths[image_id] = path
             self._loaded = (refs_path, refs, index, image_paths)
         return self._loaded
+
+    def __getstate__(self) -> dict[str, Any]:
+        # num_proc workers re-read the inputs rather than receive them pickled
+        return {k: v for k, v in self.__dict__.items() if k != "_loaded"}
 
     def _split_generators(self, dl_manager: Any) -> list[datasets.SplitGenerator]:
         refs_path, refs, _, _ = self._load()
@@ -199,21 +210,50 @@ class RefCOCO(datasets.GeneratorBasedBuilder):
                 f"{refs_path}: split names {sorted(unknown)} are not splits of "
                 f"{self.config.name} ({', '.join(self.config.variant.splits)})"
             )
-        return [
-            datasets.SplitGenerator(name=split, gen_kwargs={"split": split})
-            for split in self.config.variant.splits
-        ]
+        generators = []
+        for split in self.config.variant.splits:
+            # contiguous ranges of the ref_id-sorted split; datasets hands each worker a run
+            # of them and concatenates the workers' files in order, so rows stay sorted
+            size = present.get(split, 0)
+            step = max(_REFS_PER_SHARD, -(-size // _MAX_SHARDS))
+            ranges = [(start, min(start + step, size)) for start in range(0, size, step)] or [(0, 0)]
+            generators.append(datasets.SplitGenerator(name=split, gen_kwargs={"split": split, "ranges": ranges}))
+        return generators
 
     # -- rows ------------------------------------------------------------------------
-    def _generate_examples(self, split: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    def _generate_tables(self, split: str, ranges: list[tuple[int, int]]) -> Iterator[tuple[int, pa.Table]]:
+        # Arrow batches rather than per-row dicts: datasets' per-example encoding would
+        # cost more than decoding the masks themselves.
         refs_path, refs, index, image_paths = self._load()
+        schema = self.info.features.arrow_schema
+        generalized = self.config.variant.generalized
         counts = _SplitCounts()
-        chosen = sorted((r for r in refs if r["split"] == split), key=lambda r: int(r["ref_id"]))
-        for ref in chosen:
-            row = _ref_to_row(ref, index, image_paths, self.config.variant.generalized, counts)
-            if row is not None:
-                yield row["ref_id"], row
+        in_split = sorted((r for r in refs if r["split"] == split), key=lambda r: int(r["ref_id"]))
+        checked: set[int] = set()
+        for start, stop in ranges:
+            batch: list[dict[str, Any]] = []
+            for ref in in_split[start:stop]:
+                if self.config.verify_images:
+                    self._check_image_once(int(ref["image_id"]), index, image_paths, checked)
+                row = _ref_to_row(ref, index, image_paths, generalized, counts)
+                if row is not None:
+                    batch.append(row)
+                if len(batch) == self.DEFAULT_WRITER_BATCH_SIZE:
+                    yield int(batch[0]["ref_id"]), pa.Table.from_pylist(batch, schema=schema)
+                    batch = []
+            if batch:
+                yield int(batch[0]["ref_id"]), pa.Table.from_pylist(batch, schema=schema)
         counts.report(refs_path, split)
+
+    @staticmethod
+    def _check_image_once(
+        image_id: int, index: InstancesIndex, image_paths: dict[int, Path], checked: set[int],
+    ) -> None:
+        if image_id in checked or image_id not in image_paths:
+            return
+        info = index.images[image_id]
+        check_image_file(image_paths[image_id], expected_size=(info.get("width"), info.get("height")))
+        checked.add(image_id)
 
 
 def _ref_to_row(

@@ -31,6 +31,7 @@ def load_refcoco(
     *,
     streaming: bool = False,
     verify_images: bool = True,
+    num_proc: int | None = None,
 ) -> datasets.Dataset | datasets.DatasetDict | datasets.IterableDataset | datasets.IterableDatasetDict:
     """Build (or reuse from cache) one RefCOCO-family variant.
 
@@ -55,7 +56,7 @@ def load_refcoco(
     if streaming:
         return builder.as_streaming_dataset(split=split)
     try:
-        builder.download_and_prepare()
+        builder.download_and_prepare(num_proc=num_proc)
     except DatasetGenerationError as err:
         # datasets wraps errors raised while writing rows; ours already name the file and row
         if isinstance(err.__cause__, ReferFileError):

@@ -25,12 +25,12 @@ from pycocotools import mask as mask_utils
 
 
 def _is_valid_polygon(polygon: Any) -> bool:
-    return (
-        isinstance(polygon, (list, tuple))
-        and len(polygon) >= 6
-        and len(polygon) % 2 == 0
-        and all(isinstance(v, (int, float)) and math.isfinite(v) for v in polygon)
-    )
+    if not isinstance(polygon, (list, tuple)) or len(polygon) < 6 or len(polygon) % 2:
+        return False
+    try:  # one pass in C: a non-number raises, a NaN or an infinity makes the sum non-finite
+        return math.isfinite(math.fsum(polygon))
+    except (TypeError, ValueError, OverflowError):
+        return False
 
 
 def segmentation_to_rle(segmentation: Any, height: int, width: int) -> tuple[dict | None, int]:
@@ -64,7 +64,9 @@ def union_mask(rles: list[dict], height: int, width: int) -> np.ndarray:
     if not rles:
         return np.zeros((height, width), dtype=bool)
     merged = rles[0] if len(rles) == 1 else mask_utils.merge(rles, intersect=False)
-    return mask_utils.decode(merged).astype(bool)
+    # pycocotools decodes column-major 0/1 bytes; one C-order copy viewed as bool keeps
+    # row-wise consumers (PNG encoding, numpy indexing) on contiguous memory.
+    return np.ascontiguousarray(mask_utils.decode(merged)).view(bool)
 
 
 def segmentation_to_mask(segmentation: Any, height: int, width: int) -> tuple[np.ndarray, int]:
@@ -91,7 +93,7 @@ def encode_mask_png(mask: np.ndarray) -> bytes:
     ('1', [True, False, False])
     """
     height, width = mask.shape
-    packed = np.packbits(mask.astype(bool, copy=False), axis=1)
+    packed = np.packbits(np.ascontiguousarray(mask), axis=1)  # packbits reads nonzero as 1
     scanlines = np.zeros((height, packed.shape[1] + 1), dtype=np.uint8)  # column 0: filter "none"
     scanlines[:, 1:] = packed
     header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1 bit, greyscale
