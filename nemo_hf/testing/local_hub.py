@@ -1,0 +1,672 @@
+"""A local, Hugging Face Hub-compatible HTTP server for tests.
+
+No machine that runs this project's tests reaches the Hub, yet publishing datasets and
+checkpoints is part of what nemo_hf does. Mocking ``create_repo``/``upload_folder`` would
+test nothing of that, so the tests point the **real, unpatched** clients (huggingface_hub,
+datasets, transformers) at this server through ``HF_ENDPOINT``: they create repositories,
+upload regular and large (git-lfs) files, commit, open pull requests, create branches,
+list trees and download with ranges over HTTP on 127.0.0.1, with no network.
+
+The wire protocol is described in ``HUB_PROTOCOL.md`` (shared project notes); the Hub's
+semantics (revisions, upload modes, commit rules) live in :mod:`nemo_hf.testing._hub_store`.
+Standard library only. Model and dataset repositories; no Spaces, no Xet: clients must run
+with ``HF_HUB_DISABLE_XET=1`` (see :meth:`LocalHub.client_env`).
+
+Run it by hand::
+
+    python -m nemo_hf.testing.local_hub --root /tmp/hub --port 0     # prints "PORT <n>"
+
+or from Python. Clients read the endpoint when huggingface_hub is imported, so the
+environment from :meth:`LocalHub.client_env` must be set before that import (``tests/conftest.py``
+does it for the test session; here a fresh interpreter gets it)::
+
+    >>> import os, subprocess, sys, tempfile
+    >>> from pathlib import Path
+    >>> with start_local_hub(Path(tempfile.mkdtemp())) as hub:
+    ...     code = "from huggingface_hub import whoami; print(whoami()['name'])"
+    ...     env = {**os.environ, **hub.client_env()}
+    ...     subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.strip()
+    'user'
+
+There is no access control: every token is accepted and acts as the user ``user``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import contextlib
+import http.client
+import json
+import os
+import queue
+import re
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from nemo_hf.testing._hub_store import (
+    DEFAULT_BRANCH,
+    REGULAR_FILE_MAX_BYTES,
+    DeleteFile,
+    DeleteFolder,
+    FileEntry,
+    HubError,
+    HubStore,
+    Operation,
+    PutFile,
+    Repo,
+    Snapshot,
+    folder_oid,
+    is_binary,
+    list_folder,
+    upload_mode,
+)
+
+LOCAL_HUB_USER = "user"
+"""The user every token authenticates as; repo ids without a namespace land under it."""
+LOCAL_HUB_TOKEN = "hf_local_test_hub_token"
+"""Any token is accepted; this one is what :meth:`LocalHub.client_env` hands out."""
+
+_HOST = "127.0.0.1"
+_JSON = "application/json"
+
+_Json = dict[str, Any] | list[Any]
+
+
+@dataclass
+class _Response:
+    status: int
+    body: bytes = b""
+    content_type: str = _JSON
+    headers: dict[str, str] = field(default_factory=dict)
+    file: Path | None = None  # a blob streamed instead of ``body``
+    file_range: tuple[int, int] = (0, 0)  # (offset, length) of ``file`` to send
+
+
+def _json(data: _Json, status: int = 200, **headers: str) -> _Response:
+    return _Response(status, json.dumps(data).encode(), _JSON, headers)
+
+
+def _repo_url(base: str, repo: Repo) -> str:
+    prefix = "" if repo.repo_type == "model" else f"{repo.repo_type}s/"
+    return f"{base}/{prefix}{repo.repo_id}"
+
+
+def _split_revision(raw: str) -> tuple[str, str]:
+    """``(revision, path)`` from ``<rev>/<path>`` where the rev may be percent-encoded.
+
+    Clients send ``refs%2Fpr%2F1``; a literal ``refs/pr/1`` is accepted too.
+    """
+    segments = raw.split("/")
+    take = 3 if unquote(segments[0]) == "refs" and len(segments) >= 3 else 1
+    revision = "/".join(unquote(s) for s in segments[:take])
+    path = "/".join(unquote(s) for s in segments[take:])
+    return revision, path.strip("/")
+
+
+def _flag(values: list[str] | None) -> bool:
+    return values is not None and values[-1].lower() in ("1", "true")
+
+
+class _HubServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, port: int, store: HubStore) -> None:
+        super().__init__((_HOST, port), _HubHandler)
+        self.store = store
+
+
+class _HubHandler(BaseHTTPRequestHandler):
+    """Routes each request to one ``_api_*`` method; every error becomes a JSON 4xx/5xx."""
+
+    protocol_version = "HTTP/1.1"  # keep-alive: the httpx-based clients reuse connections
+    server: _HubServer
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_HEAD(self) -> None:
+        self._dispatch("HEAD")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    @property
+    def _base(self) -> str:
+        return f"http://{self.headers.get('Host', f'{_HOST}:{self.server.server_port}')}"
+
+    @property
+    def _store(self) -> HubStore:
+        return self.server.store
+
+    def _read_body(self) -> bytes:
+        """The whole request body; read before anything else so the connection stays usable."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks = []
+            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            while self.rfile.readline().strip():
+                pass  # trailers
+            return b"".join(chunks)
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _dispatch(self, method: str) -> None:
+        body = self._read_body()
+        url = urlsplit(self.path)
+        query = parse_qs(url.query)
+        try:
+            response = self._route(method, url.path, query, body)
+        except HubError as e:
+            response = _json({"error": e.message}, e.status)
+            if e.code:
+                response.headers["X-Error-Code"] = e.code
+            response.headers["X-Error-Message"] = e.message.encode("ascii", "replace").decode()
+        except Exception:  # a server bug must still answer, or the client retries for ~20 s
+            self.log_error("%s", traceback.format_exc())
+            response = _json({"error": f"local test Hub failed on {method} {url.path}; see its log"}, 500)
+        self._send(response, head_only=method == "HEAD")
+
+    def _send(self, response: _Response, *, head_only: bool) -> None:
+        start, length = response.file_range
+        self.send_response(response.status)
+        self.send_header("Content-Type", response.content_type)
+        self.send_header("Content-Length", str(length if response.file else len(response.body)))
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        if head_only:
+            return
+        if response.file is None:
+            self.wfile.write(response.body)
+            return
+        with response.file.open("rb") as f:
+            f.seek(start)
+            while length > 0:
+                chunk = f.read(min(length, 1 << 20))
+                self.wfile.write(chunk)
+                length -= len(chunk)
+
+    def _route(self, method: str, path: str, query: dict[str, list[str]], body: bytes) -> _Response:
+        for methods, pattern, handler in _ROUTES:
+            match = pattern.fullmatch(path)
+            if match and method in methods:
+                return handler(self, match, query, body)
+        raise HubError(404, f"The local test Hub does not implement {method} {path}")
+
+    def _repo(self, match: re.Match[str]) -> Repo:
+        repo_type = (match["type"] or "models").removesuffix("s")
+        return self._store.repo(repo_type, f"{unquote(match['ns'])}/{unquote(match['name'])}")
+
+    def _body_json(self, body: bytes) -> Any:
+        try:
+            return json.loads(body or b"{}")
+        except ValueError as e:
+            raise HubError(400, f"Request body is not valid JSON: {e}") from e
+
+    # --- repositories and users -------------------------------------------------------
+
+    def _api_whoami(self, match: re.Match[str], query: dict[str, list[str]], body: bytes) -> _Response:
+        if not self.headers.get("Authorization", "").startswith("Bearer "):
+            raise HubError(401, "Invalid credentials in Authorization header")
+        user = self._store.user
+        return _json({"type": "user", "id": user, "name": user, "fullname": user, "orgs": [], "isPro": False})
+
+    def _api_create_repo(self, match: re.Match[str], query: dict[str, list[str]], body: bytes) -> _Response:
+        payload = self._body_json(body)
+        repo_type = payload.get("type") or "model"
+        repo_id = f"{payload.get('organization') or self._store.user}/{payload.get('name')}"
+        private = bool(payload.get("private")) or payload.get("visibility") == "private"
+        try:
+            repo = self._store.create_repo(repo_type, repo_id, private=private)
+        except HubError as e:
+            if e.status != 409:
+                raise
+            # create_repo(exist_ok=True) reads the url from the 409 body.
+            url = _repo_url(self._base, Repo(self._store, repo_type, repo_id))
+            return _json({"error": e.message, "url": url}, 409)
+        return _json({"url": _repo_url(self._base, repo), "name": repo_id, "id": repo_id})
+
+    def _api_repo_info(self, match: re.Match[str], query: dict[str, list[str]], body: bytes) -> _Response:
+        repo = self._repo(match)
+        snapshot = repo.snapshot(unquote(match["rev"] or DEFAULT_BRANCH))
+        meta = repo.meta
+        siblings = []
+        for path, entry in sorted(snapshot.files.items()):
+            sibling: dict[str, Any] = {"rfilename": path, "size": entry.size, "blobId": entry.oid}
+            if entry.lfs:
+                sibling["lfs"] = {"size": entry.size, "sha256": entry.sha256, "pointerSize": entry.pointer_size}
+            siblings.append(sibling)
+        info = {
+            "_id": repo.repo_id,
+            "id": repo.repo_id,
+            "author": repo.repo_id.split("/")[0],
+            "sha": snapshot.id,
+            "private": meta["private"],
+            "gated": False,
+            "disabled": False,
+            "downloads": 0,
+            "likes": 0,
+            "tags": [],
+            "createdAt": meta["createdAt"],
+            "lastModified": snapshot.date,
+            "siblings": siblings,
+        }
+        return _json(info)
+
+    def _api_validate_yaml(self, match: re.Match[str], query: dict[str, list[str]], body: bytes) -> _Response:
+        self._body_json(body)
+        return _json({"errors": [], "warnings": []})
+
+    # --- listing -------------------------------------------------------------------
+
+    def _entry_json(self, repo: Repo, snapshot: Snapshot, path: str, entry: FileEntry | None, expand: bool) -> _Json:
+        if entry is None:
+            item: dict[str, Any] = {"type": "directory", "oid": folder_oid(snapshot, path), "size": 0, "path": path}
+        else:
+            item = {"type": "file", "oid": entry.oid, "size": entry.size, "path": path}
+            if entry.lfs:
+                item["lfs"] = {"oid": entry.sha256, "size": entry.size, "pointerSize": entry.pointer_size}
+        if expand:
+            last = repo.last_commit_touching(snapshot.id, path)
+            item["lastCommit"] = {"id": last.id, "title": last.title, "date": last.date}
+        return item
+
+    def _api_tree(self, match: re.Match[str], query: dict[str, list[str]], body: bytes) -> _Response:
+        repo = self._repo(match)
+        revision, folder = _split_revision(match["rest"])
+        snapshot = repo.snapshot(revision)
+        expand = _flag(query.get("expand"))
+        items = list_folder(snapshot, folder, recursive=_flag(query.get("recursive")))
+        return _json([self._entry_json(repo, snapshot, path, entry, expand) for path, entry in items])
+
+    def _api_paths_info(self, match: re.Match[str], query: dict[str, list[str]], body: bytes) -> _Response:
+        repo = self._repo(match)
+        snapshot = repo.snapshot(unquote(match["rev"]))
+        form = parse_qs(body.decode())
+        expand = _flag(form.get("expand"))
+        items = []
+        for path in dict.fromkeys(p.strip("/") for p in form.get("paths", [])):
+            if path in snapshot.files:
+                items.append(self._entry_json(repo, snapshot, path, snapshot.files[path], expand))
+            elif path and snapshot.folder_exists(path):
+                items.append(self._entry_json(repo, snapshot, path, None, expand))
+        return _json(items)
+
+    def _api_refs(self, match: re.Match[str], query: dict[str, list[str]], body: bytes) -> _Response:
+        refs = self._repo(match).refs()
+        result: dict[str, Any] = {
+            "branches": [
+                {"name": name, "ref": f"refs/heads/{name}", "targetCommit": oid}
+                for name, oid in sorted(refs["branches"].items())
+            ],
+            "tags": [
+                {"name": name, "ref": f"refs/tags/{name}", "targetCommit": oid}
+                for name, oid in sorted(refs["tags"].items())
+            ],
+            "converts": [],
+        }
+        if _flag(query.get("include_prs")):
+            result["pullRequests"] = [
+                {"name": f"refs/pr/{num}", "ref": f"refs/pr/{num}", "targetCommit": oid}
+                for num, oid in sorted(refs["pulls"].items(), key=lambda item: int(item[0]))
+            ]
+        return _json(result)
+
+    def _api_commits(self, match: re.Match[str], query: dict[str, list[str]], body: bytes) -> _Response:
+        history = self._repo(match).history(unquote(match["rev"]))
+        return _json(
+            [
+                {"id": c.id, "title": c.title, "message": c.message, "date": c.date, "authors": [{"user": c.author}]}
+                for c in history
+            ]
+        )
+
+    def _api_create_branch(self, match: re.Match[str], query: dict[str, list[str]], body: bytes) -> _Response:
+        repo = self._repo(match)
+        repo.create_branch(unquote(match["rev"]), self._body_json(body).get("startingPoint"))
+        return _json({})
+
+    # --- uploads -------------------------------------------------------------------
+
+    def _api_preupload(self, match: re.Match[str], query: dict[str, list[str]], body: bytes) -> _Response:
+        repo = self._repo(match)
+        snapshot = repo.snapshot(unquote(match["rev"]))
+        attributes = snapshot.files.get(".gitattributes")
+        gitattributes = self._store.blob_path(attributes.sha256).read_text() if attributes else ""
+        answers = []
+        for item in self._body_json(body).get("files", []):
+            try:
+                sample = base64.b64decode(item["sample"])
+                path, size = item["path"], int(item["size"])
+            except (KeyError, TypeError, ValueError, binascii.Error) as e:
+                raise HubError(400, f"Malformed preupload entry {item!r}: {e}") from e
+            answer: dict[str, Any] = {
+                "path": path,
+                "uploadMode": upload_mode(path, size=size, sample=sample, gitattributes=gitattributes),
+                "shouldIgnore": False,
+            }
+            if (existing := snapshot.files.get(path)) is not None:
+                # Clients skip unchanged files by comparing this with sha256 (LFS) or git sha1.
+                answer["oid"] = existing.sha256 if existing.lfs else existing.oid
+            answers.append(answer)
+        return _json({"files": answers})
+
+    def _api_lfs_batch(self, match: re.Match[str], query: dict[str, list[str]], body: bytes) -> _Response:
+        repo = self._repo(match)
+        payload = self._body_json(body)
+        if payload.get("operation") != "upload":
+            raise HubError(400, f"Only the git-lfs 'upload' operation is supported, got {payload.get('operation')!r}")
+        objects = []
+        for obj in payload.get("objects", []):
+            oid, size = obj.get("oid"), obj.get("size")
+            if not isinstance(size, int):
+                raise HubError(400, f"LFS object {oid!r} has no integer size")
+            answer: dict[str, Any] = {"oid": oid, "size": size}
+            if not self._store.has_blob(oid):
+                href = f"{self._base}/_lfs/{repo.repo_type}s/{repo.repo_id}/{oid}"
+                answer["actions"] = {"upload": {"href": href}, "verify": {"href": f"{href}/verify"}}
+            objects.append(answer)
+        result = {"transfer": "basic", "objects": objects, "hash_algo": "sha256"}
+        return _Response(200, json.dumps(result).encode(), "application/vnd.git-lfs+json")
+
+    def _api_lfs_upload(self, match: re.Match[str], query: dict[str, list[str]], body: bytes) -> _Response:
+        self._repo(match)
+        self._store.put_blob(body, expected_sha256=match["oid"])
+        return _Response(200)
+
+    def _api_lfs_verify(self, match: re.Match[str], query: dict[str, list[str]], body: bytes) -> _Response:
+        self._repo(match)
+        payload = self._body_json(body)
+        path = self._store.blob_path(match["oid"])
+        if not path.exists():
+            raise HubError(404, f"LFS object {match['oid']} was not uploaded")
+        if payload.get("size") != path.stat().st_size:
+            raise HubError(400, f"LFS object {match['oid']} has size {path.stat().st_size}, not {payload.get('size')}")
+        return _json({})
+
+    def _commit_operation(self, key: str, value: dict[str, Any]) -> Operation:
+        path = value["path"]
+        if key == "file":
+            encoded = value["content"]
+            content = base64.b64decode(encoded) if value.get("encoding") == "base64" else encoded.encode()
+            # The Hub rejects big or binary files outside git-lfs; catching it here keeps
+            # clients that skip the preupload classification honest.
+            if content and (len(content) > REGULAR_FILE_MAX_BYTES or is_binary(content[:8000])):
+                raise HubError(400, f"Your push was rejected: {path!r} is binary or large and must go through LFS")
+            self._store.put_blob(content)
+            return PutFile(path, FileEntry.regular(content))
+        if key == "lfsFile":
+            sha256 = value["oid"]
+            if not self._store.has_blob(sha256):
+                raise HubError(400, f"LFS object {sha256} for {path!r} was never uploaded")
+            size = value.get("size", self._store.blob_path(sha256).stat().st_size)
+            return PutFile(path, FileEntry.large(sha256, size))
+        if key == "deletedFile":
+            return DeleteFile(path)
+        if key == "deletedFolder":
+            return DeleteFolder(path)
+        raise HubError(400, f"Unknown commit operation {key!r}")
+
+    def _api_commit(self, match: re.Match[str], query: dict[str, list[str]], body: bytes) -> _Response:
+        repo = self._repo(match)
+        try:
+            lines = [json.loads(line) for line in body.splitlines() if line.strip()]
+            header = lines[0]["value"] if lines and lines[0]["key"] == "header" else None
+            if header is None:
+                raise HubError(400, "A commit payload must start with a 'header' line")
+            operations = [self._commit_operation(line["key"], line["value"]) for line in lines[1:]]
+        except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as e:
+            raise HubError(400, f"Malformed commit payload: {e!r}") from e
+        result = repo.commit(
+            unquote(match["rev"]),
+            operations,
+            title=header.get("summary") or "Update",
+            message=header.get("description") or "",
+            parent_commit=header.get("parentCommit"),
+            create_pr=_flag(query.get("create_pr")),
+        )
+        url = _repo_url(self._base, repo)
+        answer = {"success": True, "commitOid": result.oid, "commitUrl": f"{url}/commit/{result.oid}"}
+        if result.pr_num is not None:
+            answer["pullRequestUrl"] = f"{url}/discussions/{result.pr_num}"
+        return _json(answer)
+
+    # --- downloads -----------------------------------------------------------------
+
+    def _api_resolve(self, match: re.Match[str], query: dict[str, list[str]], body: bytes) -> _Response:
+        repo = self._repo(match)
+        revision, path = _split_revision(match["rest"])
+        snapshot = repo.snapshot(revision)
+        entry = snapshot.files.get(path)
+        headers = {"X-Repo-Commit": snapshot.id}
+        if entry is None:
+            response = _json({"error": f"Entry not found: {path!r} at {revision}"}, 404, **headers)
+            response.headers["X-Error-Code"] = "EntryNotFound"
+            return response
+        headers |= {"ETag": f'"{entry.oid}"', "Accept-Ranges": "bytes"}
+        if entry.lfs:
+            headers |= {"X-Linked-Etag": f'"{entry.sha256}"', "X-Linked-Size": str(entry.size)}
+        blob = self._store.blob_path(entry.sha256)
+        byte_range = _parse_range(self.headers.get("Range"), entry.size)
+        if byte_range is None:
+            return _Response(
+                200, content_type="application/octet-stream", headers=headers, file=blob, file_range=(0, entry.size)
+            )
+        start, end = byte_range
+        if start >= entry.size or start > end:
+            response = _json({"error": f"Range {self.headers['Range']} outside {entry.size} bytes"}, 416, **headers)
+            response.headers["Content-Range"] = f"bytes */{entry.size}"
+            return response
+        headers["Content-Range"] = f"bytes {start}-{end}/{entry.size}"
+        return _Response(
+            206,
+            content_type="application/octet-stream",
+            headers=headers,
+            file=blob,
+            file_range=(start, end - start + 1),
+        )
+
+    def log_message(self, format: str, *args: Any) -> None:
+        sys.stderr.write(f"[{time.strftime('%H:%M:%S')}] {format % args}\n")
+
+
+def _parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """``(first, last)`` byte of a single ``bytes=`` range clipped to ``size``; ``None`` means whole file.
+
+    >>> _parse_range("bytes=2-", 10), _parse_range("bytes=-3", 10), _parse_range("bytes=0-99", 10)
+    ((2, 9), (7, 9), (0, 9))
+    """
+    if not header or not header.startswith("bytes=") or "," in header:
+        return None
+    first, _, last = header.removeprefix("bytes=").strip().partition("-")
+    try:
+        if not first:
+            return max(size - int(last), 0), size - 1
+        return int(first), min(int(last), size - 1) if last else size - 1
+    except ValueError:
+        return None
+
+
+_REPO = r"(?P<type>models|datasets)/(?P<ns>[^/]+)/(?P<name>[^/]+)"
+_GIT_REPO = r"(?:(?P<type>datasets)/)?(?P<ns>[^/]+)/(?P<name>[^/]+?)"
+_Handler = Callable[[_HubHandler, re.Match[str], dict[str, list[str]], bytes], _Response]
+_ROUTES: list[tuple[tuple[str, ...], re.Pattern[str], _Handler]] = [
+    (("GET",), re.compile(r"/api/whoami-v2"), _HubHandler._api_whoami),
+    (("POST",), re.compile(r"/api/repos/create"), _HubHandler._api_create_repo),
+    (("POST",), re.compile(r"/api/validate-yaml"), _HubHandler._api_validate_yaml),
+    (("GET",), re.compile(rf"/api/{_REPO}(?:/revision/(?P<rev>.+))?"), _HubHandler._api_repo_info),
+    (("GET",), re.compile(rf"/api/{_REPO}/tree/(?P<rest>.+)"), _HubHandler._api_tree),
+    (("POST",), re.compile(rf"/api/{_REPO}/paths-info/(?P<rev>.+)"), _HubHandler._api_paths_info),
+    (("POST",), re.compile(rf"/api/{_REPO}/preupload/(?P<rev>.+)"), _HubHandler._api_preupload),
+    (("POST",), re.compile(rf"/api/{_REPO}/commit/(?P<rev>.+)"), _HubHandler._api_commit),
+    (("GET",), re.compile(rf"/api/{_REPO}/refs"), _HubHandler._api_refs),
+    (("GET",), re.compile(rf"/api/{_REPO}/commits/(?P<rev>.+)"), _HubHandler._api_commits),
+    (("POST",), re.compile(rf"/api/{_REPO}/branch/(?P<rev>.+)"), _HubHandler._api_create_branch),
+    (("POST",), re.compile(rf"/{_GIT_REPO}\.git/info/lfs/objects/batch"), _HubHandler._api_lfs_batch),
+    (("PUT",), re.compile(rf"/_lfs/{_REPO}/(?P<oid>[0-9a-f]{{64}})"), _HubHandler._api_lfs_upload),
+    (("POST",), re.compile(rf"/_lfs/{_REPO}/(?P<oid>[0-9a-f]{{64}})/verify"), _HubHandler._api_lfs_verify),
+    (("GET", "HEAD"), re.compile(rf"/{_GIT_REPO}/resolve/(?P<rest>.+)"), _HubHandler._api_resolve),
+]
+
+
+def serve(root: Path, port: int = 0, *, exit_on_stdin_eof: bool = False, out: IO[str] | None = None) -> None:
+    """Serve repositories stored under ``root`` on 127.0.0.1 until interrupted.
+
+    Writes ``PORT <n>`` to ``out`` once the socket listens. With ``exit_on_stdin_eof`` the
+    server stops when its stdin closes, so a parent that dies never leaves it running.
+    """
+    server = _HubServer(port, HubStore(root, LOCAL_HUB_USER))
+    if exit_on_stdin_eof:
+
+        def watch_stdin() -> None:
+            sys.stdin.buffer.read()
+            server.shutdown()
+
+        threading.Thread(target=watch_stdin, daemon=True).start()
+    print(f"PORT {server.server_port}", file=out or sys.stdout, flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+
+
+@dataclass
+class LocalHub:
+    """A running local Hub subprocess: its base ``url``, the ``process`` and its storage ``root``.
+
+    Use :func:`start_local_hub` to get one and :meth:`stop` (or ``with``) to end it.
+    """
+
+    url: str
+    process: subprocess.Popen[bytes]
+    root: Path
+
+    @property
+    def log_path(self) -> Path:
+        """Request log and tracebacks of the server (read it when a client call fails)."""
+        return self.root / "server.log"
+
+    def client_env(self) -> dict[str, str]:
+        """Environment that points huggingface_hub, datasets and transformers at this server.
+
+        Must be in ``os.environ`` before the first Hugging Face import.
+
+        >>> import tempfile
+        >>> with start_local_hub(Path(tempfile.mkdtemp())) as hub:
+        ...     hub.client_env()["HF_ENDPOINT"] == hub.url
+        True
+        """
+        return {"HF_ENDPOINT": self.url, "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": LOCAL_HUB_TOKEN}
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the server process (by its PID) and wait for it."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout)
+        for pipe in (self.process.stdin, self.process.stdout):
+            if pipe is not None:
+                pipe.close()
+
+    def __enter__(self) -> LocalHub:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def _answers(port: int) -> bool:
+    connection = http.client.HTTPConnection(_HOST, port, timeout=2)
+    try:
+        connection.request("GET", "/api/whoami-v2", headers={"Authorization": f"Bearer {LOCAL_HUB_TOKEN}"})
+        return connection.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        connection.close()
+
+
+def start_local_hub(root: Path, *, timeout: float = 30.0) -> LocalHub:
+    """Start the server as a subprocess on a free port of 127.0.0.1 and wait until it answers.
+
+    Repositories are stored under ``root`` (created if needed); the request log goes to
+    ``root / "server.log"``.
+
+    >>> import tempfile
+    >>> hub = start_local_hub(Path(tempfile.mkdtemp()))
+    >>> hub.process.poll() is None
+    True
+    >>> hub.stop()
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    package_parent = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")]))}
+    with (root / "server.log").open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "nemo_hf.testing.local_hub", "--root", str(root), "--exit-on-stdin-eof"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            env=env,
+        )
+    hub = LocalHub(url="", process=process, root=root)
+    stdout = process.stdout
+    assert stdout is not None
+    lines: queue.Queue[bytes] = queue.Queue()
+    # A thread, so that a server that never prints cannot block us past the timeout.
+    threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
+    deadline = time.monotonic() + timeout
+    try:
+        line = lines.get(timeout=timeout).decode().split()
+        if len(line) != 2 or line[0] != "PORT":
+            raise RuntimeError(f"unexpected first line {' '.join(line)!r}")
+        port = int(line[1])
+        while not _answers(port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("server does not answer")
+            time.sleep(0.05)
+    except (queue.Empty, RuntimeError) as e:
+        hub.stop()
+        log_tail = hub.log_path.read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"Local test Hub under {root} did not start ({e}). Log tail:\n{log_tail}") from e
+    hub.url = f"http://{_HOST}:{port}"
+    return hub
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Command line: ``python -m nemo_hf.testing.local_hub --root DIR [--port N]``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, required=True, help="folder holding the repositories")
+    parser.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1; 0 picks a free one")
+    parser.add_argument("--exit-on-stdin-eof", action="store_true", help="stop when stdin is closed")
+    args = parser.parse_args(argv)
+    with contextlib.suppress(KeyboardInterrupt):
+        serve(args.root, args.port, exit_on_stdin_eof=args.exit_on_stdin_eof)
+
+
+if __name__ == "__main__":
+    main()
