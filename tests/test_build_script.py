@@ -1,0 +1,56 @@
+"""dataset_scripts/build_refcoco.py end to end: Parquet folder and a push to the local test Hub."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+
+SCRIPT = Path(__file__).parents[1] / "dataset_scripts" / "build_refcoco.py"
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("build_refcoco", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _args(tree, cache, *extra):
+    return ["--data-dir", str(tree.root), "--image-dir", str(tree.image_dir), "--cache-dir", str(cache), *extra]
+
+
+def test_nothing_to_do_is_an_error(refer_tree, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        _script().main(["refcoco_unc", *_args(refer_tree, tmp_path)])
+    assert "give --out and/or --push" in capsys.readouterr().err
+
+
+@pytest.mark.hub
+def test_push_two_configs_and_load_them_back(refer_tree, tmp_path, hub_repo_id, capsys):
+    build = _script()
+    for config in ("refcoco_unc", "refcocog_umd"):
+        assert build.main([config, *_args(refer_tree, tmp_path / "cache"), "--push", hub_repo_id]) == 0
+    assert "| train |" in capsys.readouterr().out
+
+    from huggingface_hub import DatasetCard
+
+    card = DatasetCard.load(hub_repo_id, repo_type="dataset")
+    assert {c["config_name"] for c in card.data["configs"]} == {"refcoco_unc", "refcocog_umd"}
+    # each config's stats section survives the other's push
+    assert "<!-- stats:refcoco_unc -->" in card.text and "<!-- stats:refcocog_umd -->" in card.text
+    assert "Mao, Junhua" in card.text  # RefCOCOg citation of the last push
+
+    from nemo_hf import load_refcoco
+
+    local = load_refcoco("refcocog_umd", refer_tree.root, refer_tree.image_dir, split="val",
+                         cache_dir=tmp_path / "cache")
+    remote = datasets.load_dataset(hub_repo_id, "refcocog_umd", split="val", cache_dir=str(tmp_path / "dl"))
+    assert remote["ref_id"] == local["ref_id"]
+    for a, b in zip(local, remote):
+        np.testing.assert_array_equal(np.asarray(a["mask"]), np.asarray(b["mask"]))
+        np.testing.assert_array_equal(np.asarray(a["image"]), np.asarray(b["image"]))
+        assert a["sentences"] == b["sentences"]
