@@ -23,6 +23,8 @@ _LAZY = {
     "RefCOCO": "nemo_hf.data.builder",
     "NeMo": "nemo_hf.nemo",
     "NeMoSettings": "nemo_hf.nemo",
+    "RISMetrics": "nemo_hf.metrics",
+    "GRESMetrics": "nemo_hf.metrics",
 }
 
 __all__ = ["__version__", *_LAZY]
