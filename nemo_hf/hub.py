@@ -4,9 +4,9 @@ A local build references COCO files by path; everything that leaves the machine 
 the bytes first, so the copy is self-contained. Writes go to a temporary folder that is
 renamed into place only when complete.
 
->>> import datasets
+>>> import datasets, tempfile
 >>> ds = datasets.Dataset.from_dict({"x": [1, 2]})
->>> out = write_parquet(datasets.DatasetDict({"train": ds}), "/tmp/nemo_hf_doc", "demo")
+>>> out = write_parquet(datasets.DatasetDict({"train": ds}), tempfile.mkdtemp(), "demo")
 >>> sorted(p.name for p in (out / "demo").iterdir())
 ['train-00000-of-00001.parquet']
 """

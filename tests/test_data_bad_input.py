@@ -176,3 +176,20 @@ def test_split_names_outside_the_scheme_are_refused(tree, tmp_path):
     _save_refs(tree, refs)
     with pytest.raises(ReferFileError, match=r"split names \['testC'\] are not splits of refcoco_unc"):
         _load(tree, tmp_path)
+
+
+def test_exif_rotated_image_keeps_its_stored_pixels(tree, tmp_path):
+    """datasets applies EXIF orientation on decode; COCO masks follow the stored pixels."""
+    import numpy as np
+    from PIL import ExifTags, Image
+
+    ref, path = _first_train_image(tree)
+    stored = Image.open(path)
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6  # "rotate 90° clockwise to display"
+    stored.save(path, "JPEG", quality=95, exif=exif)
+    pixels = np.asarray(Image.open(path).convert("RGB"))  # what the JPEG now stores
+    ds = _load(tree, tmp_path, split="train")
+    row = ds[list(ds["ref_id"]).index(ref["ref_id"])]
+    assert row["image"].size == row["mask"].size == (row["width"], row["height"])
+    np.testing.assert_array_equal(np.asarray(row["image"].convert("RGB")), pixels)

@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from .. import __version__
 from .configs import CITATIONS, HOMEPAGE, LICENSE_NOTE, VARIANTS, Variant, get_variant, published_table
-from .images import check_image_file
+from .images import check_image_file, without_exif
 from .masks import bbox_of, encode_mask_png, segmentation_to_rle, union_mask
 from .refer_files import (
     ImageLocator,
@@ -229,14 +229,21 @@ class RefCOCO(datasets.ArrowBasedBuilder):
         generalized = self.config.variant.generalized
         counts = _SplitCounts()
         in_split = sorted((r for r in refs if r["split"] == split), key=lambda r: int(r["ref_id"]))
-        checked: set[int] = set()
+        checked: dict[int, bool] = {}  # image_id -> carries an EXIF orientation
         for start, stop in ranges:
             batch: list[dict[str, Any]] = []
             for ref in in_split[start:stop]:
-                if self.config.verify_images:
-                    self._check_image_once(int(ref["image_id"]), index, image_paths, checked)
+                image_id = int(ref["image_id"])
+                if self.config.verify_images and image_id in image_paths and image_id not in checked:
+                    info = index.images[image_id]
+                    checked[image_id] = check_image_file(
+                        image_paths[image_id], expected_size=(info.get("width"), info.get("height")))
                 row = _ref_to_row(ref, index, image_paths, generalized, counts)
                 if row is not None:
+                    if checked.get(image_id):
+                        # embed the stored pixels: datasets would rotate the file by its
+                        # EXIF tag on decoding, away from the annotations
+                        row["image"]["bytes"] = without_exif(image_paths[image_id])
                     batch.append(row)
                 if len(batch) == self.DEFAULT_WRITER_BATCH_SIZE:
                     yield int(batch[0]["ref_id"]), pa.Table.from_pylist(batch, schema=schema)
@@ -244,16 +251,6 @@ class RefCOCO(datasets.ArrowBasedBuilder):
             if batch:
                 yield int(batch[0]["ref_id"]), pa.Table.from_pylist(batch, schema=schema)
         counts.report(refs_path, split)
-
-    @staticmethod
-    def _check_image_once(
-        image_id: int, index: InstancesIndex, image_paths: dict[int, Path], checked: set[int],
-    ) -> None:
-        if image_id in checked or image_id not in image_paths:
-            return
-        info = index.images[image_id]
-        check_image_file(image_paths[image_id], expected_size=(info.get("width"), info.get("height")))
-        checked.add(image_id)
 
 
 def _ref_to_row(
