@@ -1,0 +1,110 @@
+"""Mine NeMo negatives for one split and save it, push it, or both.
+
+    python dataset_scripts/mine_negatives.py me/refcoco --config refcoco_unc --split train \
+        --tau-image 0.9 --top-k 20 --out mined/refcoco_unc-train --push me/refcoco-mined
+
+The dataset is a folder written by ``save_to_disk`` (a ``Dataset`` or a ``DatasetDict``)
+or a Hub dataset repo. The pool of candidate negatives is ``--pool-split`` of the same
+dataset (default: the mined split itself). Adds ``negative_image_ids``,
+``negative_scores`` and ``negative_fallback`` (one entry per sentence). The difficulty
+report (JSON + PNG) and the resolved settings go to ``--report-dir`` (default: a
+``<out>-report`` folder beside ``--out``). Thresholds take a number or ``none`` (off).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
+
+from nemo_hf.mining.clip import DEFAULT_CLIP
+from nemo_hf.nemo import NeMo, NeMoSettings
+
+
+def _threshold(text: str) -> float | None:
+    if text.lower() in ("none", "off"):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a number nor 'none'") from None
+
+
+def _load_split(source: str, config: str | None, split: str) -> Dataset:
+    """``split`` of a ``save_to_disk`` folder or of a Hub dataset."""
+    if Path(source).exists():
+        loaded = load_from_disk(source)
+        if isinstance(loaded, DatasetDict):
+            if split not in loaded:
+                raise SystemExit(f"{source} has splits {sorted(loaded)}, not {split!r}")
+            return loaded[split]
+        return loaded
+    return load_dataset(source, config, split=split)
+
+
+def _save(ds: Dataset, out: Path) -> None:
+    """Write via a sibling staging folder so ``out`` appears complete or not at all."""
+    staging = out.with_name(out.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    ds.save_to_disk(str(staging))
+    os.replace(staging, out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    defaults = NeMoSettings()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dataset", help="save_to_disk folder or Hub dataset repo id")
+    parser.add_argument("--config", default=None, help="Hub config name (e.g. refcoco_unc)")
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--pool-split", default=None, help="split whose images are the candidates (default: --split)")
+    parser.add_argument("--clip", default=DEFAULT_CLIP, help="CLIP checkpoint (Hub id or folder)")
+    parser.add_argument("--clip-revision", default=None)
+    parser.add_argument("--tau-image", type=_threshold, default=defaults.tau_image)
+    parser.add_argument("--tau-text", type=_threshold, default=defaults.tau_text)
+    parser.add_argument("--top-k", type=int, default=defaults.top_k)
+    parser.add_argument("--grid", type=int, default=defaults.grid, choices=(2, 3))
+    parser.add_argument("--image-batch-size", type=int, default=defaults.image_batch_size)
+    parser.add_argument("--text-batch-size", type=int, default=defaults.text_batch_size)
+    parser.add_argument("--search-backend", default=defaults.search_backend, choices=("auto", "exact", "faiss"))
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--cache-dir", default=None, help="embedding cache (default $HF_HOME/nemo_hf/mining)")
+    parser.add_argument("--num-proc", type=int, default=None, help="processes decoding images")
+    parser.add_argument("--out", default=None, help="save the mined split here (save_to_disk)")
+    parser.add_argument("--push", default=None, metavar="REPO_ID", help="push the mined split to this Hub repo")
+    parser.add_argument("--report-dir", default=None, help="where the report goes (default: --out)")
+    args = parser.parse_args(argv)
+    if not args.out and not args.push:
+        parser.error("nothing to do: give --out and/or --push")
+    out = Path(args.out) if args.out else None
+    if out is not None and out.exists():
+        parser.error(f"--out {out} already exists; choose a new folder")
+
+    ds = _load_split(args.dataset, args.config, args.split)
+    pool = ds if args.pool_split in (None, args.split) else _load_split(args.dataset, args.config, args.pool_split)
+    nemo = NeMo(
+        pool, args.clip, tau_image=args.tau_image, tau_text=args.tau_text, top_k=args.top_k, grid=args.grid,
+        clip_revision=args.clip_revision, image_batch_size=args.image_batch_size,
+        text_batch_size=args.text_batch_size, search_backend=args.search_backend, device=args.device,
+        cache_dir=args.cache_dir,
+    )  # fmt: skip
+    report_dir = args.report_dir or (str(out.with_name(out.name + "-report")) if out is not None else None)
+    mined = nemo.mine(ds, num_proc=args.num_proc, report_dir=report_dir)
+    if report_dir is not None:
+        resolved = {"arguments": vars(args), "settings": nemo.settings.to_dict()}
+        (Path(report_dir) / "mining_config.json").write_text(json.dumps(resolved, indent=1))
+    if out is not None:
+        _save(mined, out)
+        print(f"saved {len(mined)} rows to {out}")
+    if args.push:
+        mined.push_to_hub(args.push, config_name=args.config or "default", split=args.split)
+        print(f"pushed {args.split} to {args.push}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""Negative mining for NeMo: CLIP embeddings, exact similarity search, τ/top-K selection.
+
+The pieces, each usable alone:
+
+- :mod:`~nemo_hf.mining.clip` — which CLIP model, loaded lazily, with a cache key;
+- :mod:`~nemo_hf.mining.embed` — batched, process-aware image and sentence embeddings;
+- :mod:`~nemo_hf.mining.search` — exact chunked top-k (and a FAISS path);
+- :mod:`~nemo_hf.mining.selection` — the τ/top-K rule with its fallback;
+- :mod:`~nemo_hf.mining.report` — the difficulty report;
+- :mod:`~nemo_hf.mining.mine` — all of it over a ``datasets.Dataset``, cached.
+
+    >>> from nemo_hf.mining import mine_negatives, select_negatives
+    >>> callable(mine_negatives) and callable(select_negatives)
+    True
+"""
+
+from nemo_hf.mining.cache import ArrayCache, cache_key, default_cache_dir
+from nemo_hf.mining.clip import DEFAULT_CLIP, ClipSource, check_clip, load_clip
+from nemo_hf.mining.embed import ImageDecodeError, decode_image, embed_images, embed_texts
+from nemo_hf.mining.mine import MINING_VERSION, NEGATIVE_COLUMNS, MiningResult, mine_negatives
+from nemo_hf.mining.report import DifficultyReport
+from nemo_hf.mining.search import chunked_topk, faiss_available, faiss_topk, ranked_topk
+from nemo_hf.mining.selection import Selection, SelectionStats, resolve_backend, select_negatives
+
+__all__ = [
+    "DEFAULT_CLIP",
+    "MINING_VERSION",
+    "NEGATIVE_COLUMNS",
+    "ArrayCache",
+    "ClipSource",
+    "DifficultyReport",
+    "ImageDecodeError",
+    "MiningResult",
+    "Selection",
+    "SelectionStats",
+    "cache_key",
+    "check_clip",
+    "chunked_topk",
+    "decode_image",
+    "default_cache_dir",
+    "embed_images",
+    "embed_texts",
+    "faiss_available",
+    "faiss_topk",
+    "load_clip",
+    "mine_negatives",
+    "ranked_topk",
+    "resolve_backend",
+    "select_negatives",
+]

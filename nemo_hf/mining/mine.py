@@ -1,0 +1,312 @@
+"""Mine negatives for a dataset: cached CLIP embeddings → τ/top-K selection → new columns.
+
+Adds to every row (one row per referred object), one entry per sentence:
+``negative_image_ids`` (list of pool image_ids, best first), ``negative_scores`` (their
+text→image cosines, descending) and ``negative_fallback`` (True when fewer than the
+mosaic needs survived τ and the list was filled from the least similar end).
+
+Embeddings and selections are cached on disk (see :mod:`nemo_hf.mining.cache`), keyed by
+the CLIP model (name + revision, or a digest of its weights), the dataset fingerprints
+and the settings: mining the same data again recomputes nothing and does not even load
+the model.
+
+    >>> import tempfile
+    >>> from datasets import Dataset, Features, Image, List, Value
+    >>> from PIL import Image as PILImage
+    >>> from nemo_hf.testing.tiny_models import tiny_clip
+    >>> colours = ["red", "green", "blue", "yellow", "white", "black"]
+    >>> ds = Dataset.from_dict(
+    ...     {"image": [PILImage.new("RGB", (48, 32), c) for c in colours],
+    ...      "image_id": list(range(6)), "sentences": [[f"the {c} one"] for c in colours]},
+    ...     features=Features({"image": Image(), "image_id": Value("int64"),
+    ...                        "sentences": List(Value("string"))}))
+    >>> result = mine_negatives(ds, ds, *tiny_clip(0), top_k=4, needed=3, tau_text=None,
+    ...                         tau_image=None, cache_dir=tempfile.mkdtemp(), verbose=False)
+    >>> row = result.dataset[0]
+    >>> len(row["negative_image_ids"][0]), 0 in row["negative_image_ids"][0]
+    (4, False)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from accelerate import PartialState
+from accelerate.utils import gather_object
+from datasets import Dataset, Features, List, Value, concatenate_datasets
+from datasets.table import InMemoryTable
+from transformers import CLIPModel, CLIPProcessor
+
+from nemo_hf.mining.cache import ArrayCache, cache_key
+from nemo_hf.mining.clip import ClipSource
+from nemo_hf.mining.embed import embed_images, embed_texts, process_state, resolve_device
+from nemo_hf.mining.report import DifficultyReport
+from nemo_hf.mining.selection import Backend, Selection, SelectionStats, resolve_backend, select_negatives
+
+__all__ = ["MINING_VERSION", "NEGATIVE_COLUMNS", "MiningResult", "mine_negatives"]
+
+# Part of every cache key: bump when a change alters what mining computes or stores.
+MINING_VERSION = "1"
+NEGATIVE_COLUMNS = ("negative_image_ids", "negative_scores", "negative_fallback")
+NEGATIVE_FEATURES = Features(
+    {
+        "negative_image_ids": List(List(Value("int64"))),
+        "negative_scores": List(List(Value("float32"))),
+        "negative_fallback": List(Value("bool")),
+    }
+)
+
+
+@dataclass
+class MiningResult:
+    """The dataset with its negative columns, and the difficulty report of the run."""
+
+    dataset: Dataset
+    report: DifficultyReport
+
+
+@dataclass
+class _Sentences:
+    texts: list[str]
+    row_lengths: np.ndarray  # sentences per dataset row
+    image_ids: np.ndarray  # own image_id per sentence
+
+
+def _require_columns(ds: Dataset, names: tuple[str, ...], what: str) -> None:
+    missing = [name for name in names if name not in ds.column_names]
+    if missing:
+        raise ValueError(
+            f"the {what} has no column(s) {missing} (it has {ds.column_names}); mining needs "
+            f"rows with {list(names)} as in the nemo_hf RefCOCO schema"
+        )
+
+
+def _column_numpy(ds: Dataset, name: str, what: str) -> np.ndarray:
+    column = ds.select_columns([name]).with_format("arrow")[:].column(name)
+    if column.null_count:
+        raise ValueError(f"the {what} has {column.null_count} rows without a {name}")
+    return column.to_numpy().astype(np.int64)
+
+
+def _read_sentences(ds: Dataset) -> _Sentences:
+    """Every expression in row order, with a clear error for empty ones."""
+    names = ["sentences", "image_id"] + [c for c in ("ref_id", "sent_ids") if c in ds.column_names]
+    table = ds.select_columns(names).with_format("arrow")[:]
+    rows = table.column("sentences").to_pylist()
+    ref_ids = table.column("ref_id").to_pylist() if "ref_id" in names else None
+    sent_ids = table.column("sent_ids").to_pylist() if "sent_ids" in names else None
+    texts: list[str] = []
+    for i, sentences in enumerate(rows):
+        for j, text in enumerate(sentences or []):
+            if not isinstance(text, str) or not text.strip():
+                where = [f"ref_id {ref_ids[i]}"] if ref_ids is not None else []
+                if sent_ids is not None and sent_ids[i] is not None and j < len(sent_ids[i]):
+                    where.append(f"sent_id {sent_ids[i][j]}")
+                raise ValueError(
+                    f"row {i} ({', '.join([*where, f'sentence {j}'])}) has an empty expression "
+                    f"{text!r}: CLIP cannot rank negatives for it; fix or drop it before mining"
+                )
+            texts.append(text)
+    lengths = np.asarray([len(s or []) for s in rows], dtype=np.int64)
+    row_image_ids = _column_numpy(ds, "image_id", "dataset")
+    return _Sentences(texts, lengths, np.repeat(row_image_ids, lengths))
+
+
+def _everyone(flag: bool, state: PartialState) -> bool:
+    """True only if ``flag`` holds on every process (all then take the same branch)."""
+    if state.num_processes == 1:
+        return flag
+    return all(gather_object([flag]))
+
+
+def _embeddings(
+    cache: ArrayCache,
+    kind: str,
+    key: str,
+    compute: Any,
+    meta: dict[str, Any],
+    state: PartialState,
+) -> np.ndarray:
+    hit = cache.get(kind, key)
+    if _everyone(hit is not None, state):
+        return hit["embeddings"]  # type: ignore[index]
+    array = compute()
+    if state.is_main_process:
+        cache.put(kind, key, {"embeddings": array}, meta)
+    return array
+
+
+def _selection_arrays(selection: Selection) -> dict[str, np.ndarray]:
+    s = selection.stats
+    return {
+        "cols": selection.cols,
+        "scores": selection.scores,
+        "counts": selection.counts,
+        "fallback": selection.fallback,
+        "text_candidates": s.text_candidates,
+        "image_candidates": s.image_candidates,
+        "image_chosen": s.image_chosen,
+        "stats_counts": np.asarray([s.sample_sentences, s.candidates, s.above_tau_text, s.above_tau_image]),
+    }
+
+
+def _selection_from_arrays(arrays: dict[str, np.ndarray]) -> Selection:
+    sample, candidates, above_text, above_image = (int(x) for x in arrays["stats_counts"])
+    stats = SelectionStats(
+        sample, candidates, arrays["text_candidates"], arrays["image_candidates"],
+        arrays["image_chosen"], above_text, above_image,
+    )  # fmt: skip
+    return Selection(arrays["cols"], arrays["scores"], arrays["counts"], arrays["fallback"], stats)
+
+
+def _negative_columns(
+    row_lengths: np.ndarray, image_ids: np.ndarray, scores: np.ndarray, counts: np.ndarray, fallback: np.ndarray
+) -> Dataset:
+    """The three new columns as an Arrow-backed dataset (no Python lists in between)."""
+    row_offsets = pa.array(np.concatenate([[0], np.cumsum(row_lengths)]), pa.int32())
+    list_offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]), pa.int32())
+    kept = np.arange(image_ids.shape[1])[None, :] < counts[:, None]
+
+    def nested(values: np.ndarray) -> pa.Array:
+        return pa.ListArray.from_arrays(row_offsets, pa.ListArray.from_arrays(list_offsets, pa.array(values)))
+
+    table = pa.table(
+        {
+            "negative_image_ids": nested(image_ids[kept].astype(np.int64)),
+            "negative_scores": nested(scores[kept].astype(np.float32)),
+            "negative_fallback": pa.ListArray.from_arrays(row_offsets, pa.array(fallback.astype(bool))),
+        }
+    )
+    return Dataset(InMemoryTable(table.cast(NEGATIVE_FEATURES.arrow_schema)))
+
+
+def mine_negatives(
+    ds: Dataset,
+    pool: Dataset,
+    clip: ClipSource | str | os.PathLike[str] | CLIPModel | None = None,
+    processor: CLIPProcessor | None = None,
+    *,
+    top_k: int,
+    needed: int,
+    tau_text: float | None,
+    tau_image: float | None,
+    image_batch_size: int = 64,
+    text_batch_size: int = 256,
+    backend: Backend = "auto",
+    device: str | None = None,
+    num_proc: int | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    report_dir: str | os.PathLike[str] | None = None,
+    verbose: bool = True,
+) -> MiningResult:
+    """Choose negatives for every sentence of ``ds`` from the images of ``pool``.
+
+    Args:
+        ds: rows with ``image``, ``image_id`` and ``sentences`` (``ref_id``/``sent_ids``
+            are used in error messages when present). Existing negative columns are replaced.
+        pool: rows with ``image`` and ``image_id``; each distinct ``image_id`` is one
+            candidate (rows sharing an image_id must share the image).
+        clip, processor: a checkpoint name/path, a ``CLIPModel`` + ``CLIPProcessor``, or a
+            :class:`~nemo_hf.mining.clip.ClipSource`.
+        top_k, needed, tau_text, tau_image: the selection rule
+            (:func:`~nemo_hf.mining.selection.select_negatives`).
+        image_batch_size, text_batch_size: CLIP batch sizes.
+        backend: similarity search, ``"auto"``, ``"exact"`` or ``"faiss"``.
+        device: where CLIP and the search run (default: this process's accelerator).
+        num_proc: processes decoding and preprocessing images (``None``/1: in-process).
+        cache_dir: embedding/selection cache (default :func:`~nemo_hf.mining.cache.default_cache_dir`).
+        report_dir: if given, the difficulty report is saved there as JSON and PNG.
+        verbose: print the report summary and progress bars (main process only).
+
+    The query images of ``ds`` whose image_id is in the pool reuse the pool's
+    embeddings; others are embedded from ``ds``.
+    """
+    state = process_state()
+    source = clip if isinstance(clip, ClipSource) else ClipSource.resolve(clip, processor)
+    _require_columns(ds, ("image", "image_id", "sentences"), "dataset")
+    _require_columns(pool, ("image", "image_id"), "pool")
+    ds = ds.remove_columns([c for c in NEGATIVE_COLUMNS if c in ds.column_names])
+    sentences = _read_sentences(ds)
+
+    pool_ids, pool_first_rows = np.unique(_column_numpy(pool, "image_id", "pool"), return_index=True)
+    in_pool = np.isin(sentences.image_ids, pool_ids)
+    own_col = np.where(in_pool, np.searchsorted(pool_ids, sentences.image_ids), -1)
+    candidates = len(pool_ids) - (1 if in_pool.any() else 0)
+    if len(sentences.texts) and candidates < needed:
+        raise ValueError(
+            f"the pool has {len(pool_ids)} distinct images, so a sentence has only {candidates} "
+            f"candidate negatives besides its own image, but each mosaic needs {needed}: "
+            "use a larger pool or a smaller grid"
+        )
+    extra_ids = np.unique(sentences.image_ids[~in_pool])
+
+    dev = resolve_device(device)
+    use_backend = resolve_backend(backend)
+    cache = ArrayCache(cache_dir)
+    progress = verbose and state.is_main_process
+    model_key = source.key()
+    meta = {"model": source.name, "revision": source.revision, "version": MINING_VERSION}
+    pool_key = cache_key("pool-images", MINING_VERSION, model_key, pool._fingerprint)
+    text_key = cache_key("texts", MINING_VERSION, model_key, ds._fingerprint)
+    extra_key = cache_key("images", MINING_VERSION, model_key, ds._fingerprint, extra_ids.tolist())
+    selection_key = cache_key(
+        "selection", MINING_VERSION, pool_key, text_key, extra_key, top_k, needed, tau_text, tau_image, use_backend
+    )
+
+    cached = cache.get("selection", selection_key)
+    if _everyone(cached is not None, state):
+        selection = _selection_from_arrays(cached)  # type: ignore[arg-type]
+    else:
+
+        def images_of(rows: Dataset) -> Any:
+            return lambda: embed_images(
+                *source.load(), rows, batch_size=image_batch_size, device=dev,
+                num_workers=num_proc if num_proc and num_proc > 1 else 0, progress=progress,
+            )  # fmt: skip
+
+        pool_emb = _embeddings(cache, "pool-images", pool_key, images_of(pool.select(pool_first_rows)), meta, state)
+        query_emb, query_index = pool_emb, np.where(in_pool, own_col, -1)
+        if extra_ids.size:
+            ds_ids, ds_first = np.unique(_column_numpy(ds, "image_id", "dataset"), return_index=True)
+            rows = ds.select(ds_first[np.searchsorted(ds_ids, extra_ids)])
+            extra_emb = _embeddings(cache, "images", extra_key, images_of(rows), meta, state)
+            query_emb = np.concatenate([pool_emb, extra_emb])
+            query_index[~in_pool] = len(pool_ids) + np.searchsorted(extra_ids, sentences.image_ids[~in_pool])
+        text_emb = _embeddings(
+            cache, "texts", text_key,
+            lambda: embed_texts(*source.load(), sentences.texts, batch_size=text_batch_size, device=dev,
+                                progress=progress),
+            meta, state,
+        )  # fmt: skip
+        selection = select_negatives(
+            text_emb, query_emb, query_index, pool_emb, own_col,
+            top_k=top_k, needed=needed, tau_text=tau_text, tau_image=tau_image,
+            backend=use_backend, device=dev,
+        )  # fmt: skip
+        if state.is_main_process:
+            cache.put("selection", selection_key, _selection_arrays(selection), meta)
+
+    negative_ids = np.where(selection.cols >= 0, pool_ids[np.maximum(selection.cols, 0)], -1)
+    columns = _negative_columns(
+        sentences.row_lengths, negative_ids, selection.scores, selection.counts, selection.fallback
+    )
+    if len(ds):
+        mined = concatenate_datasets([ds, columns], axis=1)
+    else:  # concatenate_datasets skips empty datasets, which would drop the new columns
+        features = Features({**ds.features, **NEGATIVE_FEATURES})
+        mined = Dataset.from_dict({name: [] for name in features}, features=features)
+    report = DifficultyReport.from_selection(
+        selection, model=source.name or "CLIPModel object", n_pool=len(pool_ids), top_k=top_k,
+        needed=needed, tau_text=tau_text, tau_image=tau_image,
+    )  # fmt: skip
+    if state.is_main_process:
+        if verbose:
+            print(report.summary())
+        if report_dir is not None:
+            report.save(Path(report_dir))
+    return MiningResult(mined, report)

@@ -1,0 +1,458 @@
+"""τ/top-K selection of negative images for every sentence.
+
+The rule, for a sentence ``s`` whose own image is ``q``:
+
+1. candidates are the pool images other than ``q``;
+2. drop ``c`` when ``cos(text(s), image(c)) > tau_text`` (if set) and when
+   ``cos(image(q), image(c)) > tau_image`` (if set);
+3. rank the rest by ``cos(text(s), image(c))`` descending, ties by the smaller pool
+   index (pool columns are in ascending ``image_id`` order, so: smaller image_id first);
+4. keep the first ``top_k``.
+
+When fewer than ``needed`` (the mosaic's negatives) survive, the list is filled up to
+``needed`` from the least similar end of the ranking of all candidates and the sentence
+is flagged as a fallback.
+
+How it stays fast and exact: per chunk of sentences one score block ``S`` is computed;
+a fast path looks only at each row's exact ranked top ``top_k + margin`` and applies the
+rule there, checking ``tau_image`` only on the pairs it would keep. Rows where that short
+list cannot prove the answer (too many dropped, a ``tau_image`` hit) are redone on their
+full, masked score row. Every row's answer is the exact rule either way.
+
+    >>> import torch
+    >>> pool = torch.nn.functional.normalize(torch.randn(30, 8), dim=1)
+    >>> sel = select_negatives(pool[:4], pool[:4], [0, 1, 2, 3], pool, [0, 1, 2, 3],
+    ...                        top_k=5, needed=3, tau_image=0.99)
+    >>> sel.cols.shape, bool((sel.cols != [[0], [1], [2], [3]]).all())
+    ((4, 5), True)
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Literal
+
+import numpy as np
+import torch
+
+from nemo_hf.mining.search import RowScores, auto_chunk_size, faiss_index, product_rows, ranked_topk
+
+__all__ = [
+    "HIST_BINS",
+    "Selection",
+    "SelectionStats",
+    "resolve_backend",
+    "select_negatives",
+]
+
+Backend = Literal["auto", "exact", "faiss"]
+
+# Histograms of cosine similarities: fixed bins over [-1, 1].
+HIST_BINS = 200
+# The fast path first looks at top_k + margin ranked candidates per sentence: room for
+# the own image and, with tau_text, for a few candidates above it. The margin doubles
+# while many rows need the full-row path (that changes speed only, never results).
+_TEXT_MARGIN = 8
+
+
+@dataclass
+class SelectionStats:
+    """Similarity distributions on an evenly spaced sample of sentences (for the report).
+
+    ``*_candidates`` count every candidate (pool image other than the sentence's own) of
+    the sampled sentences; ``image_chosen`` the chosen negatives of the same sentences.
+    Histograms share ``HIST_BINS`` equal bins over [-1, 1].
+    """
+
+    sample_sentences: int
+    candidates: int
+    text_candidates: np.ndarray
+    image_candidates: np.ndarray
+    image_chosen: np.ndarray
+    above_tau_text: int
+    above_tau_image: int
+
+
+@dataclass
+class Selection:
+    """Chosen negatives: row ``i`` holds sentence ``i``'s first ``counts[i]`` picks.
+
+    ``cols`` are pool column indices (``-1`` past ``counts``), ``scores`` the text→image
+    cosines in ranking order (``NaN`` past ``counts``), ``fallback`` marks sentences whose
+    list was filled from the least similar end.
+    """
+
+    cols: np.ndarray
+    scores: np.ndarray
+    counts: np.ndarray
+    fallback: np.ndarray
+    stats: SelectionStats
+
+
+def resolve_backend(backend: Backend) -> Literal["exact", "faiss"]:
+    """The search backend to use for ``backend`` ("auto", "exact" or "faiss").
+
+    "auto" is "exact": at RefCOCO scale on the CPU of BENCHMARKS.md ("Mining"), FAISS's
+    exact flat index took about 3× the time of torch's chunked matmul + top-k, and on a
+    GPU torch is the natural choice. "faiss" stays available where a FAISS build wins.
+
+    >>> resolve_backend("auto")
+    'exact'
+    """
+    if backend == "auto":
+        return "exact"
+    if backend not in ("exact", "faiss"):
+        raise ValueError(f"search backend must be 'auto', 'exact' or 'faiss', got {backend!r}")
+    return backend
+
+
+class _PairSims:
+    """cos(image(q), image(c)) for chosen (sentence, candidate) pairs only.
+
+    A sampled dense-dense product (``torch.sparse.sampled_addmm``): each pair's dot
+    product is computed straight from the pool rows, with no gathered copy of them.
+    """
+
+    def __init__(self, query_images: torch.Tensor, pool: torch.Tensor) -> None:
+        self.query_images, self.pool_t = query_images, pool.T
+
+    def __call__(self, image_index: torch.Tensor, cols: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Similarities for ``cols[i, j]`` where ``valid[i, j]`` (each row's valid cols distinct); -inf elsewhere."""
+        n, n_pool = cols.shape[0], self.pool_t.shape[1]
+        # CSR wants each row's columns sorted and distinct: sort, invalid entries last.
+        sorted_cols, order = torch.sort(torch.where(valid, cols, n_pool), dim=1)
+        kept = sorted_cols < n_pool
+        out_sorted = torch.full(cols.shape, float("-inf"), device=cols.device)
+        if kept.any():
+            crow = torch.zeros(n + 1, dtype=torch.int64, device=cols.device)
+            crow[1:] = kept.sum(dim=1).cumsum(0)
+            col_indices = sorted_cols[kept]
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+                pattern = torch.sparse_csr_tensor(
+                    crow, col_indices, torch.zeros(len(col_indices), device=cols.device),
+                    size=(n, n_pool), check_invariants=False,
+                )  # fmt: skip
+                sims = torch.sparse.sampled_addmm(
+                    pattern, self.query_images.index_select(0, image_index), self.pool_t, beta=0.0
+                )
+            out_sorted[kept] = sims.values()
+        return torch.empty_like(out_sorted).scatter_(1, order, out_sorted)
+
+
+class _StatsAccumulator:
+    """Accumulates :class:`SelectionStats` over the sampled rows of each chunk."""
+
+    def __init__(self, tau_text: float | None, tau_image: float | None, device: torch.device) -> None:
+        self.tau_text, self.tau_image = tau_text, tau_image
+        self.text, self.image, self.image_chosen = (
+            torch.zeros(HIST_BINS, dtype=torch.float64, device=device) for _ in range(3)
+        )
+        self.sentences = self.candidates = self.above_text = self.above_image = 0
+
+    def _masked_hist(self, sims: torch.Tensor, own: torch.Tensor, tau: float | None) -> tuple[torch.Tensor, int]:
+        """Histogram of one block of full rows (modified in place), own images left out."""
+        sims.clamp_(-1.0, 1.0)
+        has_own = own >= 0
+        # histc ignores values outside [-1, 1]: this leaves each row's own image out.
+        sims[torch.nonzero(has_own).flatten(), own[has_own]] = -3.0
+        above = int((sims > tau).sum()) if tau is not None else 0
+        return torch.histc(sims, HIST_BINS, -1.0, 1.0).double(), above
+
+    def add(
+        self,
+        text_rows: torch.Tensor,
+        image_rows: torch.Tensor,
+        own: torch.Tensor,
+        chosen_cols: torch.Tensor,
+    ) -> None:
+        picked = chosen_cols >= 0
+        rows = torch.nonzero(picked)[:, 0]
+        chosen = image_rows[rows, chosen_cols[picked]].clamp(-1.0, 1.0)
+        self.image_chosen += torch.histc(chosen, HIST_BINS, -1.0, 1.0).double()
+        hist, above = self._masked_hist(text_rows, own, self.tau_text)
+        self.text += hist
+        self.above_text += above
+        hist, above = self._masked_hist(image_rows, own, self.tau_image)
+        self.image += hist
+        self.above_image += above
+        self.sentences += len(own)
+        self.candidates += int(text_rows.numel() - (own >= 0).sum())
+
+    def result(self) -> SelectionStats:
+        text, image, image_chosen = (h.round().long().cpu().numpy() for h in (self.text, self.image, self.image_chosen))
+        return SelectionStats(
+            sample_sentences=self.sentences,
+            candidates=self.candidates,
+            text_candidates=text,
+            image_candidates=image,
+            image_chosen=image_chosen,
+            above_tau_text=self.above_text,
+            above_tau_image=self.above_image,
+        )
+
+
+def _sample_rows(n: int, size: int) -> np.ndarray:
+    """Evenly spaced row indices, at most ``size`` of them (all rows when ``n <= size``)."""
+    if n <= size:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, size).round().astype(np.int64))
+
+
+def _check_inputs(
+    text: torch.Tensor,
+    query_images: torch.Tensor,
+    image_index: torch.Tensor,
+    pool: torch.Tensor,
+    own: torch.Tensor,
+    top_k: int,
+    needed: int,
+) -> None:
+    n, n_pool = text.shape[0], pool.shape[0]
+    if text.shape[1] != pool.shape[1] or query_images.shape[1] != pool.shape[1]:
+        raise ValueError(
+            f"embedding sizes differ: text {tuple(text.shape)}, query images "
+            f"{tuple(query_images.shape)}, pool {tuple(pool.shape)}"
+        )
+    if image_index.shape != (n,) or own.shape != (n,):
+        raise ValueError(f"query_image_index and own_col need one entry per sentence ({n})")
+    if not 1 <= needed <= top_k:
+        raise ValueError(f"need 1 <= needed <= top_k, got needed={needed}, top_k={top_k}")
+    if n and (int(own.min()) < -1 or int(own.max()) >= n_pool):
+        raise ValueError(f"own_col must be -1 or a pool column in [0, {n_pool})")
+    if n and (int(image_index.min()) < 0 or int(image_index.max()) >= query_images.shape[0]):
+        raise ValueError(f"query_image_index must index the {query_images.shape[0]} query images")
+    fewest = n_pool - (1 if n and bool((own >= 0).any()) else 0)
+    if n and fewest < needed:
+        raise ValueError(
+            f"the pool has {n_pool} images, so a sentence has only {fewest} candidate negatives "
+            f"besides its own image; the mosaic needs {needed}. Use a larger pool or a smaller grid."
+        )
+
+
+def select_negatives(
+    text_emb: torch.Tensor | np.ndarray,
+    query_image_emb: torch.Tensor | np.ndarray,
+    query_image_index: Sequence[int] | np.ndarray | torch.Tensor,
+    pool_emb: torch.Tensor | np.ndarray,
+    own_col: Sequence[int] | np.ndarray | torch.Tensor,
+    *,
+    top_k: int,
+    needed: int,
+    tau_text: float | None = None,
+    tau_image: float | None = None,
+    backend: Backend = "exact",
+    chunk_size: int | None = None,
+    device: str | torch.device | None = None,
+    stats_sample: int = 1024,
+) -> Selection:
+    """Apply the τ/top-K rule (module docstring) to every sentence.
+
+    Args:
+        text_emb: ``(N, d)`` L2-normalised sentence embeddings.
+        query_image_emb: ``(U, d)`` L2-normalised embeddings of the sentences' own images.
+        query_image_index: ``(N,)`` row of ``query_image_emb`` holding sentence i's image.
+        pool_emb: ``(P, d)`` L2-normalised pool image embeddings, in ascending image_id
+            order (the tie-break follows this order).
+        own_col: ``(N,)`` pool column of sentence i's own image, ``-1`` when not in the pool.
+        top_k, needed: list length kept, and the minimum a mosaic needs.
+        tau_text, tau_image: thresholds (``None`` = off); a candidate is dropped when its
+            cosine is strictly greater.
+        backend: ``"exact"`` (torch, chunked), ``"faiss"`` (FAISS flat index) or ``"auto"``.
+        chunk_size: sentences per score block (default: a block of about 192 MB).
+        device: where the products run (default: CUDA when available, else CPU).
+        stats_sample: sentences (evenly spaced) whose full candidate lists feed the report.
+
+    >>> pool = torch.eye(4)
+    >>> sel = select_negatives(pool[:1], pool[:1], [0], pool, [0], top_k=2, needed=2)
+    >>> sel.cols.tolist(), sel.fallback.tolist()
+    ([[1, 2]], [False])
+    """
+    dev = torch.device(device) if device is not None else _default_device()
+    text = torch.as_tensor(text_emb, dtype=torch.float32)
+    pool = torch.as_tensor(pool_emb, dtype=torch.float32).to(dev)
+    query_images = torch.as_tensor(query_image_emb, dtype=torch.float32).to(dev)
+    image_index = torch.as_tensor(np.asarray(query_image_index), dtype=torch.int64)
+    own = torch.as_tensor(np.asarray(own_col), dtype=torch.int64)
+    _check_inputs(text, query_images, image_index, pool, own, top_k, needed)
+    n, n_pool = text.shape[0], pool.shape[0]
+    use = resolve_backend(backend)
+    chunk = chunk_size or auto_chunk_size(n_pool)
+    pool_t = pool.T
+    index = faiss_index(pool.cpu().numpy()) if use == "faiss" else None
+    block = torch.empty(min(chunk, n), n_pool, device=dev) if use == "exact" and n else None
+    pair_sims = _PairSims(query_images, pool) if tau_image is not None else None
+    stats = _StatsAccumulator(tau_text, tau_image, dev)
+    sampled = torch.zeros(n, dtype=torch.bool)
+    sampled[torch.from_numpy(_sample_rows(n, stats_sample))] = True
+
+    out_cols = np.full((n, top_k), -1, dtype=np.int64)
+    out_scores = np.full((n, top_k), np.nan, dtype=np.float32)
+    counts = np.zeros(n, dtype=np.int32)
+    fallback = np.zeros(n, dtype=bool)
+    margin = 1 if tau_text is None else 1 + _TEXT_MARGIN
+    for start in range(0, n, chunk):
+        stop = min(n, start + chunk)
+        queries = text[start:stop].to(dev)
+        c_own, c_index = own[start:stop].to(dev), image_index[start:stop].to(dev)
+        span = min(n_pool, top_k + margin)
+        if block is not None:
+            scores = torch.matmul(queries, pool_t, out=block[: stop - start])
+            row_scores: RowScores = scores.__getitem__
+            v, c = torch.topk(scores, min(span + 1, n_pool), dim=1)
+        else:
+            row_scores = partial(product_rows, queries, pool_t)
+            assert index is not None
+            d, i = index.search(queries.cpu().numpy(), min(span + 1, n_pool))
+            v, c = torch.from_numpy(d).to(dev), torch.from_numpy(i).to(dev)
+        v, c = ranked_topk(v, c, span, row_scores)
+
+        cols, vals, too_short, image_hit = _fast_path(
+            v, c, c_own, c_index, span == n_pool, top_k, tau_text, tau_image, pair_sims
+        )
+        hard_rows = torch.nonzero(too_short | image_hit).flatten()
+        if hard_rows.numel():
+            cols[hard_rows], vals[hard_rows] = _full_rows(
+                row_scores(hard_rows), c_own[hard_rows], c_index[hard_rows], query_images, pool_t,
+                top_k, tau_text, tau_image,
+            )  # fmt: skip
+        if int(too_short.sum()) * 8 > stop - start:
+            margin = min(n_pool, 2 * margin)
+        cols_np, vals_np = cols.cpu().numpy(), vals.cpu().numpy()
+        chunk_counts = (cols_np >= 0).sum(axis=1)
+        short = np.flatnonzero(chunk_counts < needed)
+        if short.size:
+            _fill_from_least_similar(cols_np, vals_np, chunk_counts, short, row_scores, c_own, needed)
+            fallback[start + short] = True
+        out_cols[start:stop, : cols_np.shape[1]] = cols_np
+        out_scores[start:stop, : vals_np.shape[1]] = vals_np
+        counts[start:stop] = (cols_np >= 0).sum(axis=1)
+
+        local = torch.nonzero(sampled[start:stop]).flatten().to(dev)
+        if local.numel():
+            unique, inverse = torch.unique(c_index[local], return_inverse=True)
+            image_rows = (query_images[unique] @ pool_t)[inverse]
+            stats.add(
+                row_scores(local),
+                image_rows,
+                c_own[local],
+                torch.from_numpy(cols_np).to(dev)[local],
+            )
+    return Selection(out_cols, out_scores, counts, fallback, stats.result())
+
+
+def _default_device() -> torch.device:
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def _fast_path(
+    v: torch.Tensor,
+    c: torch.Tensor,
+    own: torch.Tensor,
+    image_index: torch.Tensor,
+    saw_all: bool,
+    top_k: int,
+    tau_text: float | None,
+    tau_image: float | None,
+    pair_sims: _PairSims | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Apply the rule to each row's ranked prefix; flag rows the prefix cannot settle.
+
+    Returns ``(cols, scores, too_short, image_hit)``: picks (``-1``/``NaN`` after each
+    row's last), rows whose prefix held too few survivors, rows where a ``tau_image`` hit
+    among the picks means later candidates are needed.
+    """
+    valid = c != own[:, None]
+    if tau_text is not None:
+        valid &= v <= tau_text
+    keep = min(top_k, v.shape[1])
+    # Compact each row's valid entries to the front, in ranking order: valid entry j goes
+    # to slot (number of valid entries before it); the rest go to a spare last slot.
+    slot = torch.where(valid, valid.cumsum(dim=1) - 1, keep).clamp_(max=keep)
+    cols = torch.full((len(c), keep + 1), -1, dtype=c.dtype, device=c.device).scatter_(1, slot, c)
+    vals = torch.full((len(c), keep + 1), float("nan"), device=c.device).scatter_(1, slot, v)
+    cols, vals = cols[:, :keep], vals[:, :keep]
+    ok = torch.arange(keep, device=c.device) < valid.sum(dim=1, keepdim=True)
+    cols, vals = torch.where(ok, cols, -1), torch.where(ok, vals, float("nan"))
+    too_short = ~ok[:, -1] if not saw_all else torch.zeros_like(ok[:, 0])
+    image_hit = torch.zeros_like(too_short)
+    if tau_image is not None and pair_sims is not None:
+        image_hit = (pair_sims(image_index, cols, ok) > tau_image).any(dim=1)
+    return (*_pad(cols, vals, top_k), too_short, image_hit)
+
+
+def _pad(cols: torch.Tensor, vals: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    extra = width - cols.shape[1]
+    if extra <= 0:
+        return cols, vals
+    return (
+        torch.nn.functional.pad(cols, (0, extra), value=-1),
+        torch.nn.functional.pad(vals, (0, extra), value=float("nan")),
+    )
+
+
+def _full_rows(
+    rows: torch.Tensor,
+    own: torch.Tensor,
+    image_index: torch.Tensor,
+    query_images: torch.Tensor,
+    pool_t: torch.Tensor,
+    top_k: int,
+    tau_text: float | None,
+    tau_image: float | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rule on full score rows: mask every dropped candidate, then exact ranked top-k."""
+    masked = rows.clone()
+    n_pool = masked.shape[1]
+    has_own = own >= 0
+    masked[torch.nonzero(has_own).flatten(), own[has_own]] = float("-inf")
+    if tau_text is not None:
+        masked.masked_fill_(masked > tau_text, float("-inf"))
+    if tau_image is not None:
+        unique, inverse = torch.unique(image_index, return_inverse=True)
+        masked.masked_fill_(((query_images[unique] @ pool_t) > tau_image)[inverse], float("-inf"))
+    keep = min(top_k, n_pool)
+    v, c = torch.topk(masked, min(keep + 1, n_pool), dim=1)
+    v, c = ranked_topk(v, c, keep, masked.__getitem__)
+    ok = torch.isfinite(v)
+    return _pad(torch.where(ok, c, -1), torch.where(ok, v, float("nan")), top_k)
+
+
+def _fill_from_least_similar(
+    cols: np.ndarray,
+    vals: np.ndarray,
+    counts: np.ndarray,
+    short: np.ndarray,
+    row_scores: RowScores,
+    own: torch.Tensor,
+    needed: int,
+) -> None:
+    """Fill rows ``short`` up to ``needed`` from the least similar candidates (in place)."""
+    rows_t = torch.from_numpy(short).to(own.device)
+    full = row_scores(rows_t).clone()
+    row_own = own[rows_t]
+    has_own = row_own >= 0
+    # +inf keeps the sentence's own image out of the least-similar end.
+    full[torch.nonzero(has_own).flatten(), row_own[has_own]] = float("inf")
+    n_pool = full.shape[1]
+    depth = min(n_pool, needed + int(counts[short].max()))
+    v, c = torch.topk(full, min(depth + 1, n_pool), dim=1, largest=False)
+    v, c = ranked_topk(v, c, depth, full.__getitem__, largest=False)
+    v_np, c_np = v.cpu().numpy(), c.cpu().numpy()
+    for j, row in enumerate(short):
+        have = int(counts[row])
+        taken = set(cols[row, :have].tolist())
+        picks_c, picks_v = list(cols[row, :have]), list(vals[row, :have])
+        for col, score in zip(c_np[j], v_np[j], strict=True):
+            if len(picks_c) == needed:
+                break
+            if np.isfinite(score) and int(col) not in taken:
+                picks_c.append(int(col))
+                picks_v.append(float(score))
+        order = np.lexsort((np.asarray(picks_c), -np.asarray(picks_v, dtype=np.float64)))
+        cols[row, :needed] = np.asarray(picks_c)[order]
+        vals[row, :needed] = np.asarray(picks_v, dtype=np.float32)[order]
+        counts[row] = needed

@@ -1,0 +1,38 @@
+"""The mining benchmark runs end to end (tiny sizes) and writes only its own section."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def bench(monkeypatch: pytest.MonkeyPatch):
+    # Importable by name: the benchmark runs its cases in spawned processes.
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    return importlib.import_module("bench_mining")
+
+
+@pytest.mark.slow
+def test_quick_run_reports_every_figure(bench) -> None:
+    result = bench.main(["--quick"])
+    assert result["embedding"]["ratio"] > 0
+    cases = result["selection"]["cases"]
+    assert {"defaults (tau_image=0.9)", "filters biting (tau_text=0.16, tau_image=0.15)"} <= set(cases)
+    assert all(case["rss_gb"] > 0 and case["ratio"] > 0 for case in cases.values())
+
+
+def test_write_section_replaces_only_the_mining_section(bench, tmp_path: Path) -> None:
+    path = tmp_path / "BENCHMARKS.md"
+    path.write_text("# Benchmarks\n\n## Mosaic\n\nmosaic figures\n\n## Mining\n\nold\n\n## Training\n\nkept\n")
+    bench.write_section(path, "## Mining\n\nnew figures\n")
+    text = path.read_text()
+    assert "old" not in text and "new figures" in text
+    assert "mosaic figures" in text and "## Training\n\nkept" in text
+    fresh = tmp_path / "NEW.md"
+    bench.write_section(fresh, "## Mining\n\nfigures\n")
+    assert fresh.read_text().startswith("# Benchmarks\n\nMachine: 2 cores CPU.")
