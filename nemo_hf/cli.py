@@ -14,10 +14,17 @@ DEMO_CONFIGS = ("refcoco_unc", "refcocoplus_unc", "refcocog_umd", "grefcoco_unc"
 
 
 def demo(out: Path, num_images: int, seed: int) -> int:
-    """Run the main job on its embedded default: nothing is downloaded."""
+    """Run the main job on its embedded default: nothing is downloaded.
+
+    Synthetic refer data → every RefCOCO-family variant as a dataset → CLIP negative mining
+    (a tiny CLIP built from a config, so the negatives show the pipeline, not CLIP's
+    judgement) → NeMo mosaics, each step's output printed or saved under ``out``.
+    """
     from .data import load_refcoco, stats_table
     from .data.synthetic import SyntheticRefer, make_refer_dataset
-    from .viz import save_sample_grid
+    from .nemo import NeMo
+    from .testing.tiny_models import tiny_clip
+    from .viz import save_mosaic_grid, save_sample_grid
 
     out.mkdir(parents=True, exist_ok=True)
     tree_root = out / "refer"
@@ -27,12 +34,21 @@ def demo(out: Path, num_images: int, seed: int) -> int:
     else:
         print(f"writing a synthetic refer-format tree ({num_images} images, seed {seed}) to {tree_root}")
         tree = make_refer_dataset(tree_root, num_images=num_images, seed=seed, show_progress=True)
+    built = {}
     for name in DEMO_CONFIGS:
-        ds = load_refcoco(name, tree.root, tree.image_dir, cache_dir=out / "cache")
-        print(f"\n## {name}\n\n{stats_table(ds)}")
-        if name == "refcoco_unc":
-            samples = save_sample_grid(ds["train"], out / "samples_refcoco_unc.png", n=6)
-    print(f"\nsaved {samples}")
+        built[name] = load_refcoco(name, tree.root, tree.image_dir, cache_dir=out / "cache")
+        print(f"\n## {name}\n\n{stats_table(built[name])}")
+    train = built["refcoco_unc"]["train"]
+    print(f"\nsaved {save_sample_grid(train, out / 'samples_refcoco_unc.png', n=6)}")
+
+    print("\n## NeMo: mining negatives with a tiny offline CLIP, then mosaics")
+    nemo = NeMo(train, *tiny_clip(seed), top_k=8, tau_image=0.95, mosaic_prob=0.75, random_share=0.25,
+                size=320, seed=seed, cache_dir=str(out / "mining_cache"))
+    mined = nemo.mine(train, report_dir=out / "mining_report")
+    augmented = mined.map(nemo, batched=True, remove_columns=mined.column_names, desc="NeMo mosaics")
+    kinds = {kind: augmented["mosaic_kind"].count(kind) for kind in ("single", "random", "mined")}
+    print(f"{len(augmented)} samples (one per expression): {kinds}")
+    print(f"saved {save_mosaic_grid(augmented, out / 'mosaics_refcoco_unc.png', n=8)}")
     return 0
 
 

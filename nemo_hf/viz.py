@@ -16,7 +16,8 @@ from PIL import Image, ImageDraw, ImageFont
 _TILE = 256
 _TEXT_LINES = 4
 _LINE_HEIGHT = 14
-_OUTLINE = np.array([255, 30, 30], dtype=np.uint8)
+_OUTLINE = np.array([255, 230, 0], dtype=np.uint8)  # yellow inside a black halo: visible on any colour
+_HALO = np.array([0, 0, 0], dtype=np.uint8)
 
 
 def mask_outline(mask: np.ndarray, width: int = 2) -> np.ndarray:
@@ -39,15 +40,26 @@ def mask_outline(mask: np.ndarray, width: int = 2) -> np.ndarray:
     return mask & ~inner
 
 
+def _grow(mask: np.ndarray) -> np.ndarray:
+    grown = mask.copy()
+    grown[1:, :] |= mask[:-1, :]
+    grown[:-1, :] |= mask[1:, :]
+    grown[:, 1:] |= mask[:, :-1]
+    grown[:, :-1] |= mask[:, 1:]
+    return grown
+
+
 def overlay_mask(image: Image.Image, mask: Any, dim: float = 0.45) -> Image.Image:
-    """Dim everything outside the mask and outline the mask in red; returns a new RGB image."""
+    """Dim everything outside the mask and outline it (yellow, black halo); a new RGB image."""
     rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
     region = np.asarray(mask) > 0
     if region.shape != rgb.shape[:2]:
         raise ValueError(f"mask is {region.shape[::-1]} but image is {image.size}")
     rgb[~region] *= 1 - dim
     shown = rgb.astype(np.uint8)
-    shown[mask_outline(region, width=max(2, min(region.shape) // 120))] = _OUTLINE
+    width = max(2, min(region.shape) // 120)
+    shown[_grow(_grow(region)) & ~region] = _HALO
+    shown[mask_outline(region, width=width)] = _OUTLINE
     return Image.fromarray(shown)
 
 
@@ -64,17 +76,22 @@ def _tile(image: Image.Image, mask: Any, caption: str) -> Image.Image:
     return tile
 
 
-def save_sample_grid(rows: Iterable[dict[str, Any]], path: str | Path, n: int = 6, columns: int = 3) -> Path:
-    """Save a PNG of the first ``n`` rows: image, mask tinted red, and the expression(s).
+def _caption(row: dict[str, Any]) -> str:
+    text = row.get("sentence") or " | ".join(row.get("sentences", []))
+    return f"[{row['mosaic_kind']}] {text}" if "mosaic_kind" in row else text
 
-    Rows need ``image``, ``mask`` and ``sentences`` (or ``sentence``).
+
+def save_sample_grid(rows: Iterable[dict[str, Any]], path: str | Path, n: int = 6, columns: int = 3) -> Path:
+    """Save a PNG of the first ``n`` rows: image, target outlined in red, expression under it.
+
+    Rows need ``image``, ``mask`` and ``sentences`` (or ``sentence``); a NeMo output's
+    ``mosaic_kind`` is shown before the expression.
     """
     tiles = []
     for row in rows:
         if len(tiles) == n:
             break
-        text = row.get("sentence") or " | ".join(row.get("sentences", []))
-        tiles.append(_tile(row["image"], row["mask"], text))
+        tiles.append(_tile(row["image"], row["mask"], _caption(row)))
     if not tiles:
         raise ValueError("no rows to draw")
     columns = min(columns, len(tiles))
@@ -87,3 +104,11 @@ def save_sample_grid(rows: Iterable[dict[str, Any]], path: str | Path, n: int = 
     path.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(path)
     return path
+
+
+def save_mosaic_grid(ds: Iterable[dict[str, Any]], path: str | Path, n: int = 8) -> Path:
+    """Save a PNG of ``n`` NeMo samples (mosaic, target outlined, ``[kind] expression``).
+
+    >>> # save_mosaic_grid(train.map(nemo, batched=True, remove_columns=train.column_names), "mosaics.png")
+    """
+    return save_sample_grid(ds, path, n=n, columns=4)

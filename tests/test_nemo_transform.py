@@ -1,0 +1,185 @@
+"""The NeMo transform end to end: Dataset.map, set_transform, seeding, placement, caching."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from datasets.fingerprint import Hasher
+
+from nemo_hf import NeMo, load_refcoco, per_sentence
+from nemo_hf.mosaic import allowed_cells, grid_layout
+from nemo_hf.testing.tiny_models import tiny_clip
+
+COLUMNS = ["image", "mask", "sentence", "ref_id", "sent_id", "image_id", "source_image_ids", "target_cell",
+           "mosaic_kind"]
+
+
+@pytest.fixture(scope="module")
+def train(refer_tree, tmp_path_factory):
+    return load_refcoco("refcoco_unc", refer_tree.root, refer_tree.image_dir, split="train",
+                        cache_dir=tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="module")
+def mined(train, tmp_path_factory):
+    nemo = NeMo(train, *tiny_clip(0), top_k=6, tau_image=None, cache_dir=str(tmp_path_factory.mktemp("mining")))
+    return nemo.mine(train, verbose=False)
+
+
+def _nemo(train, **settings):
+    settings.setdefault("size", 96)
+    settings.setdefault("mosaic_prob", 1.0)
+    settings.setdefault("top_k", 6)
+    return NeMo(train, tau_image=None, **settings)
+
+
+def _map(ds, nemo, **kwargs):
+    return ds.map(nemo, batched=True, batch_size=8, remove_columns=ds.column_names, **kwargs)
+
+
+def test_map_gives_one_row_per_expression_with_provenance(mined, train):
+    out = _map(mined, _nemo(train))
+    assert sorted(out.column_names) == sorted(COLUMNS)
+    assert len(out) == sum(len(s) for s in mined["sentences"])
+    row = out[0]
+    assert row["image"].size == (96, 96) and row["mask"].size == (96, 96)
+    assert row["mosaic_kind"] == "mined" and len(row["source_image_ids"]) == 4
+    assert row["source_image_ids"][row["target_cell"]] == row["image_id"]
+
+
+def test_mosaic_prob_zero_gives_the_single_image(mined, train):
+    out = _map(mined, _nemo(train, mosaic_prob=0.0))
+    assert set(out["mosaic_kind"]) == {"single"}
+    sentences = per_sentence(mined)
+    for a, b in zip(out.select(range(6)), sentences.select(range(6))):
+        expected = np.asarray(b["mask"].resize((96, 96), 0))
+        np.testing.assert_array_equal(np.asarray(a["mask"]), expected)
+        assert a["source_image_ids"] == [b["image_id"]]
+
+
+def test_mask_lives_in_the_target_cell_and_negatives_never_repeat(mined, train):
+    out = _map(mined, _nemo(train, grid=3, top_k=9, random_share=1.0))
+    boxes = grid_layout(3, 96)
+    for row in out:
+        ids = row["source_image_ids"]
+        assert len(set(ids)) == 9 and ids.count(row["image_id"]) == 1
+        mask = np.asarray(row["mask"])
+        left, top, right, bottom = boxes[row["target_cell"]]
+        outside = mask.copy()
+        outside[top:bottom, left:right] = False
+        assert not outside.any()
+
+
+def test_mask_area_is_preserved_up_to_resize_rounding(mined, train):
+    out = _map(mined, _nemo(train))
+    sentences = per_sentence(mined)
+    for a, b in zip(out.select(range(10)), sentences.select(range(10))):
+        original = np.asarray(b["mask"]).sum()
+        scale = (48 / b["width"]) * (48 / b["height"])
+        box = grid_layout(2, 96)[a["target_cell"]]
+        assert box.width == box.height == 48
+        assert abs(np.asarray(a["mask"]).sum() - original * scale) <= 1.5 * (48 + 48) + 2.25
+
+
+def test_position_words_choose_the_cell(mined, train):
+    out = _map(mined, _nemo(train))
+    checked = 0
+    for row in out:
+        cells = allowed_cells(row["sentence"], 2)
+        assert row["target_cell"] in cells
+        checked += len(cells) < 4
+    assert checked > 5  # the synthetic expressions do use position words
+
+
+def test_same_seed_and_epoch_repeat_new_epoch_changes(mined, train):
+    nemo = _nemo(train, cross_point_jitter=0.2)
+    first, again = _map(mined, nemo, load_from_cache_file=False), _map(mined, nemo, load_from_cache_file=False)
+    assert first["source_image_ids"] == again["source_image_ids"]
+    assert first.data.column("image").equals(again.data.column("image"))
+    nemo.set_epoch(1)
+    later = _map(mined, nemo)
+    assert later["source_image_ids"] != first["source_image_ids"]
+
+
+def test_num_proc_gives_the_same_rows(mined, train):
+    nemo = _nemo(train, mosaic_prob=0.6, random_share=0.5)
+    one = _map(mined, nemo, load_from_cache_file=False)
+    two = _map(mined, nemo, num_proc=2, load_from_cache_file=False)
+    assert one["source_image_ids"] == two["source_image_ids"]
+    assert one["mosaic_kind"] == two["mosaic_kind"]
+    assert one.data.column("image").equals(two.data.column("image"))
+    assert {"single", "random", "mined"} == set(one["mosaic_kind"])
+
+
+def test_second_map_is_a_cache_hit_and_a_setting_change_is_a_miss(mined, train):
+    first = _map(mined, _nemo(train))
+    start = time.perf_counter()
+    again = _map(mined, _nemo(train))
+    assert again._fingerprint == first._fingerprint and again.cache_files == first.cache_files
+    assert time.perf_counter() - start < 2
+    changed = _map(mined, _nemo(train, grid=3, top_k=9, random_share=1.0))
+    assert changed._fingerprint != first._fingerprint
+
+
+def test_fingerprint_is_fast_with_a_vit_b_clip_and_stable_across_processes(train):
+    import pickle
+
+    from transformers import CLIPConfig, CLIPModel
+
+    nemo = NeMo(train, "openai/clip-vit-base-patch16", top_k=6)
+    # as after the first on-the-fly mining: the loaded ViT-B model sits in the NeMo object
+    nemo._clip.model, nemo._clip.processor = CLIPModel(CLIPConfig(vision_config={"patch_size": 16})), tiny_clip(0)[1]
+    start = time.perf_counter()
+    digest = Hasher.hash(nemo)
+    assert time.perf_counter() - start < 1.0
+    code = "import sys, pickle; from datasets.fingerprint import Hasher; print(Hasher.hash(pickle.loads(sys.stdin.buffer.read())))"
+    other = subprocess.run([sys.executable, "-c", code], input=pickle.dumps(nemo), capture_output=True, check=True)
+    assert other.stdout.decode().strip() == digest
+    assert Hasher.hash(NeMo(train, "openai/clip-vit-base-patch16", top_k=7)) != digest
+
+
+def test_set_transform_draws_per_access_and_per_epoch(mined, train):
+    nemo = _nemo(train)
+    ds = nemo.attach(mined)
+    first = ds[3]
+    assert sorted(first) == sorted(COLUMNS)
+    assert np.array_equal(np.asarray(ds[3]["image"]), np.asarray(first["image"]))
+    nemo.set_epoch(1)
+    epochs = {tuple(ds[i]["source_image_ids"]) for i in range(3, 8)} | {tuple(first["source_image_ids"])}
+    assert len(epochs) > 1
+    plain = mined.with_transform(nemo.transform)[3]  # decoded images work too
+    assert plain["source_image_ids"] == nemo.transform({k: [v] for k, v in mined[3].items()})["source_image_ids"][0]
+
+
+def test_on_the_fly_mining_in_one_map(train, tmp_path):
+    nemo = NeMo(train, *tiny_clip(0), top_k=6, tau_image=None, size=64, mosaic_prob=1.0, cache_dir=str(tmp_path))
+    out = train.select(range(6)).map(nemo, batched=True, remove_columns=train.column_names)
+    pool_ids = set(train["image_id"])
+    assert set(out["mosaic_kind"]) == {"mined"}
+    assert all(set(ids) <= pool_ids for ids in out["source_image_ids"])
+
+
+def test_unbatched_map_is_refused_clearly(mined, train):
+    with pytest.raises(TypeError, match="batched=True"):
+        mined.map(_nemo(train))
+
+
+def test_too_few_mined_candidates_name_the_image(mined, train):
+    with pytest.raises(ValueError, match=r"only 6 mined negative candidates for image \d+; a 3x3 mosaic needs 8"):
+        _map(mined, _nemo(train, grid=3, top_k=9))
+
+
+def test_save_mosaic_grid_draws_a_png(mined, train, tmp_path):
+    from PIL import Image
+
+    from nemo_hf.viz import save_mosaic_grid
+
+    out = _map(mined.select(range(4)), _nemo(train))
+    path = save_mosaic_grid(out, tmp_path / "mosaics.png", n=8)
+    sheet = Image.open(path)
+    assert sheet.size[0] == 4 * 256 and sheet.size[1] > 256
+    assert len(set(np.asarray(sheet.convert("L")).ravel().tolist())) > 10  # not a blank page
