@@ -1,0 +1,115 @@
+"""CLIPSeg behind the :class:`~nemo_hf.modeling.ReferringSegmenter` interface.
+
+**What is trained.** ``transformers`` runs CLIPSeg's CLIP backbone under
+``torch.no_grad()``: the vision tower always, and the text tower whenever the model is
+given ``input_ids``. Plain fine-tuning of ``CLIPSegForImageSegmentation`` therefore trains
+the decoder only (≈1.1 M of CIDAS/clipseg-rd64-refined's 150 M parameters), which is
+also CLIPSeg's own recipe (Lüddecke & Ecker, CVPR 2022: CLIP frozen). The adapter offers:
+
+- ``trainable="decoder"`` (default) — the decoder (FiLM, reduce layers, transformer
+  blocks, upsampling head); all of ``model.clip`` is frozen.
+- ``trainable="decoder+text"`` — also the CLIP text encoder and its projection. The
+  adapter computes the expression's embedding itself, with gradients, and hands it to
+  CLIPSeg as ``conditional_embeddings``. Referring expressions are longer and more
+  relational than the class names CLIPSeg was trained on, so this is the knob to try
+  when decoder-only training plateaus (use a smaller learning rate for the encoder).
+
+The vision tower stays frozen in both: CLIPSeg's decoder reads activations from its
+intermediate layers, and the ``transformers`` forward computes them without gradients.
+
+Frozen parameters have ``requires_grad=False`` (DDP refuses parameters that never get a
+gradient) and frozen towers stay in eval mode when the model is put in train mode.
+
+>>> import torch
+>>> from nemo_hf.testing.tiny_clipseg import tiny_clipseg
+>>> model, processor = tiny_clipseg()
+>>> segmenter = CLIPSegReferringSegmenter(model, trainable="decoder+text")
+>>> sorted(segmenter.trainable_parameters())
+['decoder', 'text']
+>>> batch = processor(text=["a circle"], images=[torch.zeros(3, 8, 8)], return_tensors="pt")
+>>> segmenter(**batch).shape
+torch.Size([1, 64, 64])
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import torch
+from torch import nn
+from transformers import CLIPSegConfig, CLIPSegForImageSegmentation
+
+__all__ = ["TRAINABLE_CHOICES", "CLIPSegReferringSegmenter", "Trainable"]
+
+Trainable = Literal["decoder", "decoder+text"]
+TRAINABLE_CHOICES: tuple[str, ...] = get_args(Trainable)
+
+
+class CLIPSegReferringSegmenter(nn.Module):
+    """A ``CLIPSegForImageSegmentation`` with a chosen trainable part; returns ``(B, h, w)`` logits.
+
+    Args:
+        model: the wrapped model (kept as ``.model``; ``save_pretrained`` saves it as is,
+            so the output loads with ``CLIPSegForImageSegmentation.from_pretrained``).
+        trainable: ``"decoder"`` or ``"decoder+text"`` (see the module docstring).
+    """
+
+    def __init__(self, model: CLIPSegForImageSegmentation, trainable: Trainable = "decoder") -> None:
+        super().__init__()
+        if trainable not in TRAINABLE_CHOICES:
+            raise ValueError(f"trainable must be one of {TRAINABLE_CHOICES}, got {trainable!r}")
+        self.model = model
+        self.trainable = trainable
+        self._frozen = self._freeze()
+
+    @property
+    def config(self) -> CLIPSegConfig:
+        """The wrapped model's ``CLIPSegConfig``."""
+        return self.model.config
+
+    def _freeze(self) -> list[nn.Module]:
+        """Set ``requires_grad`` per part; return the modules that must stay in eval mode."""
+        clip = self.model.clip
+        self.model.requires_grad_(False)
+        self.model.decoder.requires_grad_(True)
+        if self.trainable == "decoder+text":
+            clip.text_model.requires_grad_(True)
+            clip.text_projection.requires_grad_(True)
+            return [clip.vision_model, clip.visual_projection]
+        return [clip]
+
+    def trainable_parameters(self) -> dict[str, list[nn.Parameter]]:
+        """Trainable parameters by part: ``{"decoder": [...]}`` plus ``"text"`` for ``decoder+text``.
+
+        Parts let the optimizer give the pretrained text encoder a smaller learning rate.
+        """
+        parts = {"decoder": list(self.model.decoder.parameters())}
+        if self.trainable == "decoder+text":
+            clip = self.model.clip
+            parts["text"] = [*clip.text_model.parameters(), *clip.text_projection.parameters()]
+        return parts
+
+    def train(self, mode: bool = True) -> CLIPSegReferringSegmenter:
+        """Train mode for the trainable parts; frozen towers stay in eval mode (no dropout)."""
+        super().train(mode)
+        for module in self._frozen:
+            module.eval()
+        return self
+
+    def forward(
+        self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Mask logits ``(B, h, w)`` at the processor's resolution (352² for CIDAS checkpoints)."""
+        if self.trainable == "decoder+text":
+            embeddings = self.model.clip.get_text_features(input_ids=input_ids, attention_mask=attention_mask)
+            output = self.model(pixel_values=pixel_values, conditional_embeddings=embeddings.pooler_output)
+        else:
+            output = self.model(pixel_values=pixel_values, input_ids=input_ids, attention_mask=attention_mask)
+        logits = output.logits
+        # older transformers squeezed a batch of one down to (h, w)
+        return logits if logits.ndim == 3 else logits.reshape(pixel_values.shape[0], *logits.shape[-2:])
+
+    def save_pretrained(self, save_directory: str | Path, **kwargs: Any) -> None:
+        """Save the wrapped ``CLIPSegForImageSegmentation`` (safetensors + config)."""
+        self.model.save_pretrained(save_directory, **kwargs)

@@ -1,0 +1,98 @@
+"""Evaluate a referring segmenter on a split: RIS metrics per sentence, exact on any number of processes.
+
+Per batch, every process turns its logits into masks at each image's original size
+(:func:`nemo_hf.metrics.logits_to_masks`), counts pixels against the ground truth, and
+gathers only the per-sample integers (intersection, union, ground-truth area, distractor
+count) and the per-sample loss with ``accelerator.gather_for_metrics``, which drops the
+samples Accelerate repeats to even out the last batch. Every process then holds the counts
+of every sentence exactly once, and :class:`~nemo_hf.metrics.RISMetrics` divides only at
+the end — so one process and N processes give the same numbers, bit for bit.
+
+Result keys: ``overall_iou``, ``mean_iou``, ``precision@0.5`` … ``precision@0.9``,
+``count``, ``loss`` (mean per-sentence BCE at the model's resolution) and ``groups``
+(``distractors=0|1|2|3+`` and COCO ``size=small|medium|large`` → the same keys).
+
+>>> import torch
+>>> from accelerate import Accelerator
+>>> from PIL import Image
+>>> from nemo_hf.modeling import RISCollator, load_referring_segmenter
+>>> model, processor = load_referring_segmenter("tiny-clipseg")
+>>> rows = [{"image": Image.new("RGB", (40, 30)), "mask": Image.new("1", (40, 30), 1),
+...          "sentence": "all of it", "distractors": 0}]
+>>> loader = torch.utils.data.DataLoader(rows, batch_size=1, collate_fn=RISCollator(processor, with_targets=True))
+>>> result = evaluate_referring(model, loader, Accelerator(cpu=True))
+>>> result["count"], sorted(result["groups"])
+(1, ['distractors=0', 'size=medium'])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+
+from nemo_hf.metrics import (
+    DEFAULT_THRESHOLDS,
+    RISMetrics,
+    group_labels,
+    logits_to_masks,
+    pixel_counts,
+)
+from nemo_hf.modeling.interface import ReferringSegmenter, per_sample_bce
+
+__all__ = ["evaluate_referring", "sample_groups"]
+
+
+def sample_groups(distractors: Sequence[int], target_areas: Sequence[int]) -> list[list[str]]:
+    """Group labels per sample; a negative distractor count means "unknown" (no distractor group).
+
+    >>> sample_groups([2, -1], [10, 5000])
+    [['distractors=2', 'size=small'], ['size=medium']]
+    """
+    return [
+        group_labels(distractors=None if d < 0 else int(d), mask_area=int(a))
+        for d, a in zip(distractors, target_areas)
+    ]
+
+
+@torch.no_grad()
+def evaluate_referring(
+    model: ReferringSegmenter,
+    dataloader: Iterable[Mapping[str, Any]],
+    accelerator: Accelerator,
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+) -> dict[str, Any]:
+    """RIS metrics and loss of ``model`` over ``dataloader`` (see the module docstring).
+
+    ``dataloader`` yields :class:`~nemo_hf.modeling.RISCollator` batches built with
+    ``with_targets=True``; in a distributed run it must be prepared by ``accelerator``
+    (``gather_for_metrics`` needs its end-of-data bookkeeping). Collective: call it on
+    every process. Leaves the model in eval mode.
+    """
+    if hasattr(model, "eval"):
+        model.eval()
+    metrics = RISMetrics(thresholds=thresholds, sync_processes=False)  # the gather happens per batch
+    losses: list[float] = []
+    for batch in dataloader:
+        logits = model(
+            pixel_values=batch["pixel_values"], input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+        )
+        targets = [mask.to(logits.device) for mask in batch["target_masks"]]
+        predictions = logits_to_masks(logits, [tuple(mask.shape) for mask in targets])
+        counts = pixel_counts(predictions, targets)
+        columns = (counts.intersection, counts.union, counts.target_area, batch["distractors"].to(logits.device))
+        per_sample = torch.stack([torch.as_tensor(column) for column in columns], dim=1)
+        loss = per_sample_bce(logits, batch["labels"].to(logits.device))
+        per_sample, loss = accelerator.gather_for_metrics((per_sample, loss))
+        per_sample = per_sample.cpu()
+        metrics.update_counts(
+            per_sample[:, 0], per_sample[:, 1], groups=sample_groups(per_sample[:, 3].tolist(), per_sample[:, 2].tolist())
+        )
+        losses.extend(loss.double().cpu().tolist())
+    result = metrics.compute()
+    # fsum is exactly rounded: the mean does not depend on the order the processes' samples arrive in
+    result["loss"] = math.fsum(losses) / len(losses)
+    return result

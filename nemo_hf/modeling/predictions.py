@@ -1,0 +1,121 @@
+"""Predicted masks for a few samples, and a PNG that shows them beside the ground truth.
+
+One row per sample: the image with its expression, the prediction and the ground truth,
+each mask drawn over the image (outside dimmed, outline in red) with the sentence's IoU.
+
+>>> import tempfile
+>>> from PIL import Image
+>>> from nemo_hf.modeling import load_referring_segmenter
+>>> model, processor = load_referring_segmenter("tiny-clipseg")
+>>> images, sentences = [Image.new("RGB", (40, 30), "white")], ["the white square"]
+>>> predictions = predict_masks(model, processor, images, sentences)
+>>> predictions[0].shape, predictions[0].dtype
+((30, 40), dtype('bool'))
+>>> path = save_prediction_grid(images, sentences, predictions, predictions, tempfile.mkdtemp() + "/p.png")
+>>> Image.open(path).size
+(768, 318)
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+from transformers import ProcessorMixin
+
+from nemo_hf.metrics import logits_to_masks, sentence_iou
+from nemo_hf.modeling.inputs import MAX_TEXT_TOKENS, target_mask
+from nemo_hf.modeling.interface import ReferringSegmenter
+from nemo_hf.viz import overlay_mask
+
+__all__ = ["predict_masks", "save_prediction_grid"]
+
+_TILE = 256
+_CAPTION_LINES = 4
+_LINE_HEIGHT = 14
+
+
+@torch.no_grad()
+def predict_masks(
+    model: ReferringSegmenter,
+    processor: ProcessorMixin,
+    images: Sequence[Image.Image],
+    sentences: Sequence[str],
+    *,
+    batch_size: int = 8,
+) -> list[np.ndarray]:
+    """Boolean masks at each image's own size, one per (image, sentence) pair.
+
+    Runs on the device of the model's parameters, in the model's current dtype.
+    """
+    if len(images) != len(sentences):
+        raise ValueError(f"got {len(images)} images but {len(sentences)} sentences")
+    parameter = next(model.parameters()) if isinstance(model, torch.nn.Module) else None
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    masks: list[np.ndarray] = []
+    for start in range(0, len(images), batch_size):
+        chunk = [image.convert("RGB") for image in images[start : start + batch_size]]
+        batch = processor(
+            text=list(sentences[start : start + batch_size]), images=chunk, padding=True,
+            truncation=True, max_length=MAX_TEXT_TOKENS, return_tensors="pt",
+        )
+        logits = model(
+            pixel_values=batch["pixel_values"].to(device, parameter.dtype if parameter is not None else None),
+            input_ids=batch["input_ids"].to(device),
+            attention_mask=batch["attention_mask"].to(device),
+        )
+        sizes = [(image.height, image.width) for image in chunk]
+        masks.extend(torch.as_tensor(mask).cpu().numpy() for mask in logits_to_masks(logits, sizes))
+    return masks
+
+
+def _tile(image: Image.Image, mask: np.ndarray | None, caption: str) -> Image.Image:
+    shown = image.convert("RGB") if mask is None else overlay_mask(image, mask)
+    shown.thumbnail((_TILE, _TILE))
+    tile = Image.new("RGB", (_TILE, _TILE + _CAPTION_LINES * _LINE_HEIGHT + 6), "white")
+    tile.paste(shown, ((_TILE - shown.width) // 2, (_TILE - shown.height) // 2))
+    draw = ImageDraw.Draw(tile)
+    font = ImageFont.load_default(size=12)
+    for i, line in enumerate(textwrap.wrap(caption, width=40)[:_CAPTION_LINES]):
+        draw.text((4, _TILE + 3 + i * _LINE_HEIGHT), line, fill="black", font=font)
+    return tile
+
+
+def save_prediction_grid(
+    images: Sequence[Image.Image],
+    sentences: Sequence[str],
+    predictions: Sequence[np.ndarray],
+    targets: Sequence[object],
+    path: str | Path,
+) -> Path:
+    """Save a PNG with one row per sample: image + expression | prediction (IoU) | ground truth.
+
+    ``targets`` are ground-truth masks (PIL or arrays, non-zero is the object) at the
+    images' sizes, like ``predictions``.
+    """
+    if not images or not len(images) == len(sentences) == len(predictions) == len(targets):
+        raise ValueError(
+            f"need as many images ({len(images)}), sentences ({len(sentences)}), predictions "
+            f"({len(predictions)}) and targets ({len(targets)}), at least one"
+        )
+    rows = []
+    for image, sentence, prediction, target in zip(images, sentences, predictions, targets):
+        truth = target_mask(target)
+        iou = sentence_iou(int((prediction & truth).sum()), int((prediction | truth).sum()))
+        rows.append(
+            [_tile(image, None, f'"{sentence}"'), _tile(image, prediction, f"prediction (IoU {iou:.2f})"),
+             _tile(image, truth, "ground truth")]
+        )
+    width, height = rows[0][0].size
+    sheet = Image.new("RGB", (3 * width, len(rows) * height), "white")
+    for r, tiles in enumerate(rows):
+        for c, tile in enumerate(tiles):
+            sheet.paste(tile, (c * width, r * height))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
+    return path

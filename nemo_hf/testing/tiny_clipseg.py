@@ -1,0 +1,86 @@
+"""A tiny, offline, deterministic CLIPSeg for tests, demos and the CPU training config.
+
+Same architecture as ``CIDAS/clipseg-rd64-refined`` (three extracted vision layers, FiLM
+conditioning, the "complex" transposed-convolution head), shrunk: 64-pixel images in
+16-pixel patches, 32-wide encoders, projection dimension 16. The tokenizer is the tiny
+in-code CLIP BPE tokenizer of :mod:`nemo_hf.testing.tiny_models`; weights come from the
+seed only (the decoder with PyTorch's default fan-in scaled initialisation, so initial
+logits are small). A forward pass takes milliseconds on a CPU.
+
+    >>> from PIL import Image
+    >>> model, processor = tiny_clipseg(seed=0)
+    >>> batch = processor(text=["the red circle"], images=[Image.new("RGB", (80, 60))], return_tensors="pt")
+    >>> model(**batch).logits.shape
+    torch.Size([1, 64, 64])
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import CLIPSegConfig, CLIPSegForImageSegmentation, CLIPSegProcessor
+from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
+
+from nemo_hf.testing.tiny_models import tiny_clip_tokenizer
+
+__all__ = ["TINY_CLIPSEG_IMAGE_SIZE", "tiny_clipseg"]
+
+TINY_CLIPSEG_IMAGE_SIZE = 64
+
+
+def tiny_clipseg(seed: int = 0) -> tuple[CLIPSegForImageSegmentation, CLIPSegProcessor]:
+    """A tiny ``CLIPSegForImageSegmentation`` (64-pixel input and logits) and its processor.
+
+    Two calls with one seed give identical weights (the global torch generator is left
+    untouched). The image processor is ViT's PIL backend — the one CLIPSeg checkpoints
+    use, pinned so results do not depend on torchvision being installed.
+
+    >>> m1, _ = tiny_clipseg(3)
+    >>> m2, _ = tiny_clipseg(3)
+    >>> all(torch.equal(a, b) for a, b in zip(m1.parameters(), m2.parameters()))
+    True
+    """
+    tokenizer = tiny_clip_tokenizer()
+    config = CLIPSegConfig(
+        text_config={
+            "vocab_size": len(tokenizer),
+            "hidden_size": 32,
+            "intermediate_size": 37,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "max_position_embeddings": 77,
+            "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id,
+        },
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 37,
+            "num_hidden_layers": 4,
+            "num_attention_heads": 2,
+            "image_size": TINY_CLIPSEG_IMAGE_SIZE,
+            # the complex head upsamples by (patch_size // 4) ** 2, which equals the patch only for 16
+            "patch_size": 16,
+        },
+        projection_dim=16,
+        extract_layers=(1, 2, 3),
+        reduce_dim=16,
+        decoder_num_attention_heads=2,
+        decoder_intermediate_size=32,
+        use_complex_transposed_convolution=True,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = CLIPSegForImageSegmentation(config).eval()
+        # CLIPSeg's own init draws the decoder's layers with unit variance (checkpoints always
+        # overwrite them); at this size that puts initial logits near ±50. PyTorch's fan-in
+        # scaled init starts training where a pretrained decoder would: small logits.
+        for module in model.decoder.modules():
+            if isinstance(module, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+                module.reset_parameters()
+    image_processor = ViTImageProcessorPil(
+        size={"height": TINY_CLIPSEG_IMAGE_SIZE, "width": TINY_CLIPSEG_IMAGE_SIZE},
+        image_mean=[0.485, 0.456, 0.406],
+        image_std=[0.229, 0.224, 0.225],
+    )
+    return model, CLIPSegProcessor(image_processor=image_processor, tokenizer=tokenizer)

@@ -1,0 +1,264 @@
+"""The CLIPSeg adapter, its loading, the collator and the evaluation loop, on the tiny model."""
+
+from __future__ import annotations
+
+import doctest
+from types import ModuleType
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+import nemo_hf.modeling
+from nemo_hf.modeling import (
+    CLIPSegReferringSegmenter,
+    ReferringSegmenter,
+    RISCollator,
+    clipseg,
+    evaluate_referring,
+    evaluation,
+    inputs,
+    interface,
+    load_referring_segmenter,
+    loading,
+    mask_to_label,
+    per_sample_bce,
+    predict_masks,
+    predictions,
+    save_prediction_grid,
+)
+from nemo_hf.testing.tiny_clipseg import TINY_CLIPSEG_IMAGE_SIZE, tiny_clipseg
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_accelerate_state():
+    yield
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+
+
+def _rows(n: int, seed: int = 0) -> list[dict]:
+    """Noise images of varied sizes, each with a rectangle mask and a sentence."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        h, w = int(rng.integers(20, 70)), int(rng.integers(20, 70))
+        mask = np.zeros((h, w), bool)
+        top, left = int(rng.integers(0, h // 2)), int(rng.integers(0, w // 2))
+        mask[top : top + h // 2, left : left + w // 3] = True
+        pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        rows.append({"image": Image.fromarray(pixels), "mask": Image.fromarray(mask),
+                     "sentence": ["the red circle", "a blue square on the left", "it"][i % 3],
+                     "distractors": [0, 1, 2, 5][i % 4]})
+    return rows
+
+
+@pytest.mark.parametrize("module", [nemo_hf.modeling, clipseg, evaluation, inputs, interface, loading, predictions],
+                         ids=lambda m: m.__name__)
+def test_docstring_examples(module: ModuleType) -> None:
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0, f"{module.__name__} has no examples"
+    assert result.failed == 0
+
+
+def test_tiny_clipseg_is_deterministic_and_round_trips(tmp_path) -> None:
+    model, processor = tiny_clipseg(seed=1)
+    again, _ = tiny_clipseg(seed=1)
+    other, _ = tiny_clipseg(seed=2)
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), again.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(model.parameters(), other.parameters()))
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    loaded, loaded_processor = load_referring_segmenter(tmp_path)
+    batch = RISCollator(loaded_processor)(_rows(3))
+    expected = CLIPSegReferringSegmenter(model).eval()(batch["pixel_values"], batch["input_ids"],
+                                                        batch["attention_mask"])
+    got = loaded.eval()(batch["pixel_values"], batch["input_ids"], batch["attention_mask"])
+    assert got.shape == (3, TINY_CLIPSEG_IMAGE_SIZE, TINY_CLIPSEG_IMAGE_SIZE)
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    assert type(loaded_processor.image_processor).__name__ == "ViTImageProcessorPil"
+
+
+@pytest.mark.parametrize("trainable", ["decoder", "decoder+text"])
+def test_adapter_logits_equal_the_transformers_forward(trainable: str) -> None:
+    model, processor = tiny_clipseg()
+    batch = processor(text=["the red circle", "a blue square"], images=[r["image"] for r in _rows(2)],
+                      padding=True, return_tensors="pt")
+    with torch.no_grad():
+        expected = model(**batch).logits
+        got = CLIPSegReferringSegmenter(model, trainable=trainable).eval()(**batch)
+    torch.testing.assert_close(got, expected)
+
+
+def test_a_batch_of_one_keeps_its_batch_axis() -> None:
+    model, processor = load_referring_segmenter("tiny-clipseg")
+    batch = RISCollator(processor)(_rows(1))
+    assert model(batch["pixel_values"], batch["input_ids"], batch["attention_mask"]).shape == (1, 64, 64)
+
+
+@pytest.mark.parametrize(
+    ("trainable", "trained_prefixes"),
+    [("decoder", ("model.decoder.",)),
+     ("decoder+text", ("model.decoder.", "model.clip.text_model.", "model.clip.text_projection."))],
+)
+def test_exactly_the_chosen_part_trains_and_every_trainable_parameter_gets_a_gradient(
+    trainable: str, trained_prefixes: tuple[str, ...]
+) -> None:
+    model, processor = load_referring_segmenter("tiny-clipseg", trainable=trainable)
+    names = dict(model.named_parameters())
+    trained = {name for name, p in names.items() if p.requires_grad}
+    assert trained == {name for name in names if name.startswith(trained_prefixes)}
+    listed = {id(p) for params in model.trainable_parameters().values() for p in params}
+    assert listed == {id(names[name]) for name in trained}
+
+    batch = RISCollator(processor)(_rows(4))
+    model.train()
+    loss = per_sample_bce(model(batch["pixel_values"], batch["input_ids"], batch["attention_mask"]),
+                          batch["labels"]).mean()
+    loss.backward()
+    # DDP (find_unused_parameters=False) fails on a trainable parameter that gets no gradient
+    no_grad = sorted(name for name in trained if names[name].grad is None or not names[name].grad.any())
+    assert no_grad == []
+    assert all(names[name].grad is None for name in names if name not in trained)
+
+
+def test_frozen_towers_stay_in_eval_mode() -> None:
+    model, _ = load_referring_segmenter("tiny-clipseg", trainable="decoder+text")
+    model.train()
+    clip = model.model.clip
+    assert model.model.decoder.training and clip.text_model.training
+    assert not clip.vision_model.training and not clip.visual_projection.training
+    decoder_only, _ = load_referring_segmenter("tiny-clipseg")
+    decoder_only.train()
+    assert not any(m.training for m in decoder_only.model.clip.modules())
+
+
+def test_bad_trainable_and_non_clipseg_checkpoints_are_refused(tmp_path) -> None:
+    from nemo_hf.testing.tiny_models import tiny_clip
+
+    with pytest.raises(ValueError, match="trainable must be one of"):
+        CLIPSegReferringSegmenter(tiny_clipseg()[0], trainable="everything")  # type: ignore[arg-type]
+    clip, clip_processor = tiny_clip()
+    clip.save_pretrained(tmp_path)
+    clip_processor.save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match=r"is a 'clip' checkpoint.*CLIPSeg"):
+        load_referring_segmenter(tmp_path)
+
+
+def test_the_adapter_follows_the_interface() -> None:
+    model, _ = load_referring_segmenter("tiny-clipseg")
+    assert isinstance(model, ReferringSegmenter)
+
+
+def test_per_sample_bce_is_torch_bce_per_sample() -> None:
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 5, 7, generator=generator) * 3
+    labels = torch.rand(3, 5, 7, generator=generator)
+    expected = torch.stack([F.binary_cross_entropy_with_logits(logits[i], labels[i]) for i in range(3)])
+    torch.testing.assert_close(per_sample_bce(logits, labels), expected)
+    with pytest.raises(ValueError, match="resized to the model's output resolution"):
+        per_sample_bce(logits, labels[:, :4])
+
+
+def test_labels_are_the_mask_share_of_each_output_pixel() -> None:
+    rng = np.random.default_rng(3)
+    mask = rng.random((128, 96)) < 0.3
+    # an exact 2x and 3x reduction: each label is the mean of its block
+    blocks = mask.reshape(64, 2, 32, 3).mean(axis=(1, 3))
+    np.testing.assert_allclose(mask_to_label(mask, (64, 32)), blocks, atol=1 / 255 + 1e-6)
+    assert mask_to_label(np.zeros((9, 9), bool), (4, 4)).max() == 0.0
+    assert mask_to_label(np.full((9, 9), 255, np.uint8), (4, 4)).min() == 1.0
+
+
+def test_collator_keeps_targets_untouched_and_names_missing_columns() -> None:
+    _, processor = tiny_clipseg()
+    rows = _rows(5)
+    batch = RISCollator(processor, with_targets=True)(rows)
+    assert batch["pixel_values"].shape == (5, 3, 64, 64)
+    assert batch["input_ids"].shape == batch["attention_mask"].shape
+    assert batch["labels"].dtype == torch.float32 and batch["labels"].shape == (5, 64, 64)
+    for row, target in zip(rows, batch["target_masks"]):
+        assert target.dtype == torch.bool and np.array_equal(target.numpy(), np.asarray(row["mask"]))
+    assert batch["distractors"].tolist() == [row["distractors"] for row in rows]
+    assert "target_masks" not in RISCollator(processor)(rows)
+    with pytest.raises(KeyError, match="'sentence'"):
+        RISCollator(processor)([{"image": rows[0]["image"], "mask": rows[0]["mask"]}])
+
+
+def _brute_force_metrics(model, processor, rows, batch_size: int) -> dict:
+    """oIoU/mIoU/P@X computed sample by sample, independently of nemo_hf.metrics.
+
+    Logits come from batches composed like the evaluation's (text padding changes the last
+    bits of a forward pass); everything after the forward pass is recomputed here.
+    """
+    inters, unions, losses = [], [], []
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        batch = processor(text=[r["sentence"] for r in chunk], images=[r["image"] for r in chunk],
+                          padding=True, return_tensors="pt")
+        with torch.no_grad():
+            all_logits = model.model(**batch).logits
+        for row, logits in zip(chunk, all_logits):
+            h, w = row["image"].height, row["image"].width
+            up = F.interpolate(logits[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+            pred = (torch.sigmoid(up) > 0.5).numpy()
+            truth = np.asarray(row["mask"])
+            inters.append(int((pred & truth).sum()))
+            unions.append(int((pred | truth).sum()))
+            label = torch.from_numpy(mask_to_label(truth, tuple(logits.shape)))
+            losses.append(F.binary_cross_entropy_with_logits(logits, label).item())
+    ious = [i / u if u else 1.0 for i, u in zip(inters, unions)]
+    return {"overall_iou": sum(inters) / sum(unions), "mean_iou": float(np.mean(ious)),
+            "precision@0.5": float(np.mean([iou >= 0.5 for iou in ious])), "ious": ious,
+            "loss": float(np.mean(losses))}
+
+
+def test_evaluation_matches_a_brute_force_computation() -> None:
+    from accelerate import Accelerator
+
+    model, processor = load_referring_segmenter("tiny-clipseg")
+    # a few steps of training so that predictions are neither empty nor everything
+    optimizer = torch.optim.AdamW(model.trainable_parameters()["decoder"], lr=3e-3)
+    train_batch = RISCollator(processor)(_rows(8, seed=1))
+    for _ in range(3):
+        loss = per_sample_bce(model(train_batch["pixel_values"], train_batch["input_ids"],
+                                    train_batch["attention_mask"]), train_batch["labels"]).mean()
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval()
+    rows = _rows(11, seed=2)
+    loader = torch.utils.data.DataLoader(rows, batch_size=4, collate_fn=RISCollator(processor, with_targets=True))
+    result = evaluate_referring(model, loader, Accelerator(cpu=True))
+    expected = _brute_force_metrics(model, processor, rows, batch_size=4)
+    assert 0.0 < expected["overall_iou"] < 1.0
+    assert result["count"] == 11
+    for key in ("overall_iou", "mean_iou", "precision@0.5"):
+        assert result[key] == pytest.approx(expected[key], abs=1e-12), key
+    assert result["loss"] == pytest.approx(expected["loss"], rel=1e-5)
+    by_distractors = {}
+    for row, iou in zip(rows, expected["ious"]):
+        name = "distractors=" + (str(row["distractors"]) if row["distractors"] < 3 else "3+")
+        by_distractors.setdefault(name, []).append(iou)
+    for name, ious in by_distractors.items():
+        assert result["groups"][name]["count"] == len(ious)
+        assert result["groups"][name]["mean_iou"] == pytest.approx(np.mean(ious), abs=1e-12)
+
+
+def test_prediction_grid_has_a_row_per_sample(tmp_path) -> None:
+    model, processor = load_referring_segmenter("tiny-clipseg")
+    rows = _rows(3)
+    images, sentences = [r["image"] for r in rows], [r["sentence"] for r in rows]
+    masks = predict_masks(model, processor, images, sentences, batch_size=2)
+    assert [m.shape for m in masks] == [(r["image"].height, r["image"].width) for r in rows]
+    path = save_prediction_grid(images, sentences, masks, [r["mask"] for r in rows], tmp_path / "grid.png")
+    width, height = Image.open(path).size
+    assert width == 3 * 256 and height % 3 == 0 and height > 3 * 256
+    with pytest.raises(ValueError, match="as many images"):
+        save_prediction_grid(images, sentences[:2], masks, masks, tmp_path / "bad.png")

@@ -1,0 +1,373 @@
+"""training/train.py and training/evaluate.py on the tiny synthetic config.
+
+In-process runs call ``main(argv)``; the multi-process and kill/resume runs start real
+processes (``accelerate launch``, ``python training/train.py``) as a user would. Every run
+reads the same synthetic tree, generated once per session in the test datasets cache.
+"""
+
+from __future__ import annotations
+
+import doctest
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+TRAINING = REPO / "training"
+TINY_CONFIG = TRAINING / "configs" / "tiny_synthetic.yaml"
+# appended, not prepended: training/evaluate.py must not shadow the `evaluate` library
+if str(TRAINING) not in sys.path:
+    sys.path.append(str(TRAINING))
+
+import train
+import train_args
+import train_checkpoints
+import train_data
+import train_tracking
+
+torch.set_num_threads(1)
+
+
+def _load_evaluate_script():
+    spec = importlib.util.spec_from_file_location("ris_evaluate_script", TRAINING / "evaluate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(autouse=True)
+def _fresh_accelerate_state():
+    yield
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+
+
+def _tiny(output_dir: Path, *extra: str, augmentation: str = "none") -> list[str]:
+    """Arguments of a short tiny run: no TensorBoard, 16 sentences per eval split.
+
+    val and testB hold at least 16 sentences in the tiny tree (testA holds 14), so every eval
+    split fills whole batches of 4 on one process and of 2 x 4 on two.
+    """
+    return ["--config", str(TINY_CONFIG), "--output_dir", str(output_dir), "--augmentation", augmentation,
+            "--report_to", "none", "--eval_splits", "val", "testB", "--eval_batch_size", "4",
+            "--max_eval_samples", "16", *extra]
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(folder / "model.safetensors")
+
+
+def _subprocess_env() -> dict[str, str]:
+    # one thread per process: the same arithmetic in every run, and two processes fit two cores
+    return {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1", "PYTHONUNBUFFERED": "1",
+            "PYTHONFAULTHANDLER": "1"}
+
+
+def _fixed_batch_loss(model, batch) -> float:
+    from nemo_hf.modeling import per_sample_bce
+
+    model.eval()
+    with torch.no_grad():
+        logits = model(batch["pixel_values"], batch["input_ids"], batch["attention_mask"])
+    return per_sample_bce(logits, batch["labels"]).mean().item()
+
+
+# ----------------------------------------------------------------------------- arguments
+
+
+@pytest.mark.parametrize("module", [train_args, train_data, train_checkpoints, train_tracking],
+                         ids=lambda m: m.__name__)
+def test_docstring_examples(module) -> None:
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0, f"{module.__name__} has no examples"
+    assert result.failed == 0
+
+
+def test_yaml_config_is_read_and_flags_override_it(tmp_path) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text("synthetic_images: 24\nlearning_rate: 1e-3\neval_splits: [val, testA]\n"
+                      "verify_images: false\nmax_train_steps: 5\n")
+    model, data, aug, args = train_args.parse_arguments(
+        ["--config", str(config), "--learning_rate", "2e-3"], train_args.TRAIN_DATACLASSES)
+    assert data.synthetic_images == 24 and data.eval_splits == ["val", "testA"] and data.verify_images is False
+    assert args.learning_rate == 2e-3 and isinstance(args.max_train_steps, int) and args.max_train_steps == 5
+    saved = train_args.save_config(tmp_path / "saved.yaml", model, data, aug, args)
+    assert train_args.parse_arguments(["--config", str(saved)], train_args.TRAIN_DATACLASSES) == (model, data, aug, args)
+
+
+def test_config_errors_name_the_file_and_the_value(tmp_path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("synthetic_images: 24\nlearning_rat: 1e-3\n")
+    with pytest.raises(ValueError, match=r"bad\.yaml: unknown keys \['learning_rat'\]"):
+        train_args.parse_arguments(["--config", str(config)], train_args.TRAIN_DATACLASSES)
+    with pytest.raises(ValueError, match="exactly one data source"):
+        train_args.parse_arguments(["--synthetic_images", "24", "--hub_dataset", "me/refcoco"],
+                                   train_args.TRAIN_DATACLASSES)
+    with pytest.raises(ValueError, match="checkpointing_steps"):
+        train_args.parse_arguments(["--synthetic_images", "24", "--checkpointing_steps", "often"],
+                                   train_args.TRAIN_DATACLASSES)
+    with pytest.raises(FileNotFoundError, match="missing.yaml"):
+        train_args.parse_arguments(["--config", str(tmp_path / "missing.yaml")], train_args.TRAIN_DATACLASSES)
+
+
+@pytest.mark.parametrize("config", sorted((TRAINING / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_parse(config: Path) -> None:
+    _, data, aug, args = train_args.parse_arguments(["--config", str(config)], train_args.TRAIN_DATACLASSES)
+    assert data.eval_splits and aug.augmentation == "nemo" and args.output_dir.startswith("outputs/")
+
+
+# ----------------------------------------------------------------------------- in process
+
+
+def test_tiny_config_trains_in_process_and_the_loss_on_a_fixed_batch_goes_down(tmp_path) -> None:
+    from transformers import CLIPSegForImageSegmentation
+
+    from nemo_hf.modeling import RISCollator, load_referring_segmenter
+
+    out = tmp_path / "run"
+    results = train.main(_tiny(out, "--max_train_steps", "30", "--checkpointing_steps", "13", "--logging_steps", "10",
+                               "--report_to", "tensorboard",
+                               "--lr_scheduler_type", "constant", "--num_warmup_steps", "0"))
+
+    initial, processor = load_referring_segmenter("tiny-clipseg")
+    trained, _ = load_referring_segmenter(out)
+    data = train_args.parse_arguments(["--config", str(TINY_CONFIG)], train_args.TRAIN_DATACLASSES)[1]
+    rows = train_data.as_sentences(train_data.load_splits(data, ["train"])["train"], limit=16)
+    batch = RISCollator(processor)(list(rows))
+    before, after = _fixed_batch_loss(initial, batch), _fixed_batch_loss(trained, batch)
+    assert after < 0.8 * before, (before, after)
+
+    assert results["train_steps"] == 30 and results["num_processes"] == 1 and results["train_loss"] > 0
+    assert results["trained_parameters"] == sum(p.numel() for p in initial.model.decoder.parameters())
+    assert results["total_parameters"] == sum(p.numel() for p in initial.parameters())
+    assert set(results["eval"]) == {"val", "testB"}
+    assert all(r["count"] == 16 for r in results["eval"].values())
+    assert json.loads((out / "all_results.json").read_text()) == json.loads(json.dumps(results))
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_13", "step_26"]
+    logged = [json.loads(line) for line in (out / "logs" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged if "train/loss" in r] == [10, 20, 30]
+    assert [r["step"] for r in logged if "eval/val/overall_iou" in r] == [10, 20, 30]  # 80 refs, batches of 8
+    assert list((out / "logs").rglob("events.out.tfevents.*")), "no TensorBoard events"
+    saved = yaml.safe_load((out / "train_config.yaml").read_text())
+    assert saved["max_train_steps"] == 30 and saved["augmentation"] == "none"
+    CLIPSegForImageSegmentation.from_pretrained(out)  # the final model is a plain transformers checkpoint
+
+
+def test_gradient_accumulation_matches_a_larger_batch(tmp_path) -> None:
+    common = ("--max_train_steps", "4", "--checkpointing_steps", "none", "--max_grad_norm", "0")
+    train.main(_tiny(tmp_path / "big", "--train_batch_size", "8", *common))
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    train.main(_tiny(tmp_path / "accumulated", "--train_batch_size", "4", "--gradient_accumulation_steps", "2",
+                     *common))
+    big, accumulated = _weights(tmp_path / "big"), _weights(tmp_path / "accumulated")
+    moved = max((big[k] - _weights_initial()[k]).abs().max().item() for k in big)
+    assert moved > 1e-3
+    for name in big:
+        torch.testing.assert_close(accumulated[name], big[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_bf16_mixed_precision_trains_on_cpu(tmp_path) -> None:
+    results = train.main(_tiny(tmp_path / "bf16", "--mixed_precision", "bf16", "--max_train_steps", "3",
+                               "--checkpointing_steps", "none"))
+    assert results["mixed_precision"] == "bf16"
+    assert np.isfinite(results["train_loss"]) and results["eval"]["val"]["count"] == 16
+
+
+def _weights_initial() -> dict[str, torch.Tensor]:
+    from nemo_hf.testing.tiny_clipseg import tiny_clipseg
+
+    return {k: v.detach() for k, v in tiny_clipseg()[0].state_dict().items()}
+
+
+def test_evaluate_script_writes_results_and_predictions(tmp_path) -> None:
+    out = tmp_path / "run"
+    results = train.main(_tiny(out, "--max_train_steps", "3", "--checkpointing_steps", "none"))
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    evaluate_script = _load_evaluate_script()
+    evaluated = evaluate_script.main(
+        ["--config", str(out / "train_config.yaml"), "--model_name_or_path", str(out),
+         "--output_dir", str(tmp_path / "eval"), "--eval_splits", "val", "testB", "--num_sample_predictions", "3"])
+    # the same model, data and batches as the last evaluation of the training run
+    assert evaluated["eval"]["val"] == results["eval"]["val"]
+    assert evaluated["eval"]["testB"] == results["eval"]["testB"]
+    assert json.loads((tmp_path / "eval" / "eval_results.json").read_text())["eval"]["val"]["count"] == 16
+    from PIL import Image
+
+    assert Image.open(tmp_path / "eval" / "predictions_val.png").size[0] == 3 * 256
+    assert (tmp_path / "eval" / "predictions_testB.png").is_file()
+
+
+@pytest.mark.hub
+def test_trains_from_a_dataset_pushed_to_the_hub(refer_tree, tmp_path, hub_repo_id) -> None:
+    from nemo_hf import load_refcoco
+
+    built = load_refcoco("refcoco_unc", refer_tree.root, refer_tree.image_dir, cache_dir=tmp_path / "cache")
+    built.push_to_hub(hub_repo_id, config_name="refcoco_unc")
+    results = train.main(_tiny(tmp_path / "run", "--synthetic_images", "0", "--hub_dataset", hub_repo_id,
+                               "--cache_dir", str(tmp_path / "download"), "--max_train_steps", "2",
+                               "--checkpointing_steps", "none", "--train_batch_size", "4"))
+    expected = sum(len(s) for s in built["val"]["sentences"])
+    assert results["eval"]["val"]["count"] == min(16, expected)
+    assert results["train_samples"] == len(built["train"])  # one row per referred object
+
+
+# ----------------------------------------------------------------------------- processes
+
+
+def _launch(*args: str, processes: int) -> list[str]:
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1",
+                "--mixed_precision", "no", "--dynamo_backend", "no"]
+    if processes > 1:
+        # `--cpu --num_processes 2` would start ONE process; this starts two, synchronised (gloo)
+        launcher += ["--multi_gpu", "--num_processes", str(processes), "--main_process_port", "0"]
+    else:
+        launcher += ["--cpu", "--num_processes", "1"]
+    return [*launcher, *args]
+
+
+def _run(command: list[str], timeout: float = 240) -> subprocess.CompletedProcess:
+    """Run to completion; on a hang, dump every process's Python stack (faulthandler) and fail."""
+    process = subprocess.Popen(command, cwd=REPO, env=_subprocess_env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGABRT)  # PYTHONFAULTHANDLER: each process prints its stack
+        out, err = process.communicate()
+        pytest.fail(f"{command} hung for {timeout} s; stacks:\n{err[-8000:]}")
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 0, err[-4000:]
+    return subprocess.CompletedProcess(command, process.returncode, out, err)
+
+
+@pytest.mark.slow
+def test_two_processes_give_the_same_metrics_as_one(tmp_path) -> None:
+    one, two = tmp_path / "one", tmp_path / "two"
+    steps = ("--max_train_steps", "6", "--checkpointing_steps", "none")
+    # NeMo mosaics: mining runs on both processes, each process draws the same mosaics as one would
+    _run(_launch(str(TRAINING / "train.py"), *_tiny(one, *steps, augmentation="nemo"), processes=1))
+    # eval_batch_size 8 over two processes: each evaluates batches of 4, as the single process did
+    _run(_launch(str(TRAINING / "train.py"), *_tiny(two, *steps, "--eval_batch_size", "8", augmentation="nemo"),
+                 processes=2))
+    single = json.loads((one / "all_results.json").read_text())
+    double = json.loads((two / "all_results.json").read_text())
+    assert (single["num_processes"], double["num_processes"]) == (1, 2)
+
+    # training: the same global batches, gradients averaged by DDP instead of within one batch
+    for name, tensor in _weights(one).items():
+        torch.testing.assert_close(_weights(two)[name], tensor, rtol=1e-4, atol=1e-6, msg=name)
+    assert double["train_loss"] == pytest.approx(single["train_loss"], rel=1e-6)
+
+    # evaluation of one checkpoint: exactly the numbers of one process, every sentence counted once
+    _run(_launch(str(TRAINING / "evaluate.py"), "--config", str(one / "train_config.yaml"),
+                 "--model_name_or_path", str(one), "--output_dir", str(tmp_path / "eval2"), "--eval_batch_size", "8",
+                 "--num_sample_predictions", "0", processes=2))
+    evaluated = json.loads((tmp_path / "eval2" / "eval_results.json").read_text())
+    assert evaluated["num_processes"] == 2
+    for split, expected in single["eval"].items():
+        got = evaluated["eval"][split]
+        assert got["count"] == 16
+        assert 0.0 < expected["overall_iou"] < 1.0  # predictions that can disagree
+        assert {k: v for k, v in got.items() if k != "loss"} == {k: v for k, v in expected.items() if k != "loss"}
+        assert got["loss"] == pytest.approx(expected["loss"], rel=1e-12)
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_mid_epoch_and_matches_an_uninterrupted_run(tmp_path) -> None:
+    """SIGKILL after the first checkpoint, resume from the latest: bit-identical on CPU.
+
+    Tolerance: none for weights, metrics and the log (CPU arithmetic is deterministic and
+    the resumed run replays the same batches, samples and RNG states); the train loss is a
+    float64 sum and is compared to 1e-12.
+    """
+    args = ("--num_train_epochs", "6", "--checkpointing_steps", "3", "--logging_steps", "2")
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    _run([sys.executable, str(TRAINING / "train.py"), *_tiny(full, *args, augmentation="nemo")])
+
+    command = [sys.executable, str(TRAINING / "train.py"), *_tiny(killed, *args, augmentation="nemo")]
+    process = subprocess.Popen(command, cwd=REPO, env=_subprocess_env(), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    checkpoints = killed / "checkpoints"
+    deadline = time.time() + 240
+    while not (checkpoints.is_dir() and any(p.name.startswith("step_") for p in checkpoints.iterdir())):
+        assert process.poll() is None, "the run ended before its first checkpoint"
+        assert time.time() < deadline, "no checkpoint after 240 s"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL
+    assert not (killed / "all_results.json").exists()
+
+    _run(command + ["--resume_from_checkpoint", "latest"])
+    expected = json.loads((full / "all_results.json").read_text())
+    resumed = json.loads((killed / "all_results.json").read_text())
+    resumed_step = int(Path(resumed["resumed_from"]).name.removeprefix("step_"))
+    steps_per_epoch = expected["train_steps"] // expected["train_epochs"]
+    assert resumed_step % steps_per_epoch != 0, "the test must exercise a mid-epoch resume"
+    assert resumed["eval"] == expected["eval"]
+    assert resumed["train_loss"] == pytest.approx(expected["train_loss"], rel=1e-12)
+    for name, tensor in _weights(full).items():
+        assert torch.equal(_weights(killed)[name], tensor), name
+
+    def log(folder: Path) -> list[dict]:
+        lines = (folder / "logs" / "metrics.jsonl").read_text().splitlines()
+        return [{k: v for k, v in json.loads(line).items() if k != "time"} for line in lines]
+
+    assert log(killed) == log(full)  # the killed run's lines past its checkpoint are gone
+
+
+# ----------------------------------------------------------------------------- augmentation
+
+
+def test_every_augmentation_trains_on_the_same_sentences_with_its_own_pictures() -> None:
+    _, data, aug, _ = train_args.parse_arguments(["--config", str(TINY_CONFIG), "--mosaic_prob", "1.0"],
+                                                 train_args.TRAIN_DATACLASSES)
+    raw = train_data.load_splits(data, ["train"])["train"]
+    built = {}
+    for name in ("none", "random", "nemo"):
+        aug.augmentation = name
+        built[name] = train_data.build_train_dataset(raw, aug, seed=7, input_size=64)
+    kinds = {"none": "single", "random": "random", "nemo": "mined"}
+    drawn = {}
+    for epoch in (0, 1):
+        rows = {}
+        for name, train in built.items():
+            train.set_epoch(epoch)
+            rows[name] = train.dataset[:12]
+            assert set(rows[name]["mosaic_kind"]) == {kinds[name]}
+            assert {image.size for image in rows[name]["image"]} == {(64, 64)}
+        assert rows["none"]["sentence"] == rows["random"]["sentence"] == rows["nemo"]["sentence"]
+        assert rows["none"]["ref_id"] == raw[:12]["ref_id"]
+        drawn[epoch] = rows["none"]["sentence"]
+    assert drawn[0] != drawn[1], "each epoch draws the objects' sentences anew"
+
+
+@pytest.mark.parametrize("augmentation", ["random", "nemo"])
+def test_mosaic_augmentations_train(tmp_path, augmentation: str) -> None:
+    out = tmp_path / augmentation
+    results = train.main(["--config", str(TINY_CONFIG), "--output_dir", str(out), "--augmentation", augmentation,
+                          "--report_to", "none", "--max_train_steps", "3", "--checkpointing_steps", "none",
+                          "--eval_batch_size", "4", "--max_eval_samples", "8", "--mosaic_prob", "1.0"])
+    assert results["augmentation"] == augmentation and results["train_steps"] == 3
+    assert np.isfinite(results["train_loss"])

@@ -1,0 +1,109 @@
+"""Evaluate a referring segmentation checkpoint (local folder or Hub id) on any config and splits.
+
+    python training/evaluate.py --config outputs/run/train_config.yaml --model_name_or_path outputs/run \\
+        --eval_splits val testA testB --output_dir outputs/run/eval
+    accelerate launch training/evaluate.py --model_name_or_path me/clipseg-nemo-refcoco \\
+        --hub_dataset me/refcoco --dataset_name refcoco_unc --eval_splits val
+
+A training config works as ``--config``: its data keys are used, its training-only keys
+are ignored; ``--model_name_or_path`` then names the fine-tuned checkpoint. Writes to
+``output_dir``:
+
+- ``eval_results.json`` — per split: ``overall_iou`` (oIoU), ``mean_iou`` (mIoU),
+  ``precision@0.5`` … ``@0.9``, ``count``, ``loss`` and the same per difficulty group
+  (``distractors=…``, ``size=…``), all per sentence at the original image resolution;
+- ``predictions_<split>.png`` — the first ``num_sample_predictions`` sentences of each
+  split: image and expression, prediction (with its IoU), ground truth.
+
+Numbers are the same on 1 or N processes (see ``nemo_hf.modeling.evaluate_referring``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration
+from torch.utils.data import DataLoader
+
+import nemo_hf
+from nemo_hf.modeling import (
+    RISCollator,
+    evaluate_referring,
+    load_referring_segmenter,
+    predict_masks,
+    save_prediction_grid,
+)
+
+# isort: split
+# the scripts' sibling modules: training/ is on sys.path when a script runs
+from train_args import (
+    EVALUATE_DATACLASSES,
+    AugmentationArguments,
+    TrainArguments,
+    parse_arguments,
+    resolve_mixed_precision,
+)
+from train_data import as_sentences, load_splits
+
+# keys of a training config that mean nothing here
+_TRAINING_ONLY_KEYS = tuple(f.name for cls in (AugmentationArguments, TrainArguments) for f in dataclasses.fields(cls))
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Evaluate, write ``eval_results.json`` and the prediction PNGs; returns the results."""
+    model_args, data_args, args = parse_arguments(argv, EVALUATE_DATACLASSES, ignored_config_keys=_TRAINING_ONLY_KEYS)
+    output_dir = Path(args.output_dir)
+    # split_batches: eval_batch_size means the same batches on any number of processes
+    accelerator = Accelerator(
+        mixed_precision=resolve_mixed_precision(args.mixed_precision),
+        dataloader_config=DataLoaderConfiguration(split_batches=True),
+    )
+    if args.eval_batch_size % accelerator.num_processes:
+        raise ValueError(f"eval_batch_size={args.eval_batch_size} is the batch over all processes and must be "
+                         f"divisible by the number of processes ({accelerator.num_processes})")
+    with accelerator.local_main_process_first():
+        raw = load_splits(data_args, data_args.eval_splits)
+        splits = {split: as_sentences(raw[split], data_args.max_eval_samples) for split in data_args.eval_splits}
+        model, processor = load_referring_segmenter(model_args.model_name_or_path, revision=model_args.model_revision)
+    model = accelerator.prepare(model)
+    collate = RISCollator(processor, with_targets=True)
+    metrics = {}
+    for split, ds in splits.items():
+        loader = DataLoader(ds, batch_size=args.eval_batch_size, collate_fn=collate,
+                            num_workers=data_args.dataloader_num_workers)
+        metrics[split] = evaluate_referring(model, accelerator.prepare(loader), accelerator)
+    results = {
+        "model": model_args.model_name_or_path,
+        "dataset": data_args.hub_dataset or data_args.dataset_name,
+        "num_processes": accelerator.num_processes,
+        "mixed_precision": accelerator.mixed_precision,
+        "nemo_hf_version": nemo_hf.__version__,
+        "eval": metrics,
+    }
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "eval_results.json").write_text(json.dumps(results, indent=2))
+        if args.num_sample_predictions > 0:
+            unwrapped = accelerator.unwrap_model(model)
+            for split, ds in splits.items():
+                rows = ds.select(range(min(args.num_sample_predictions, len(ds))))
+                images, sentences, masks = rows["image"], rows["sentence"], rows["mask"]
+                predictions = predict_masks(unwrapped, processor, list(images), list(sentences))
+                save_prediction_grid(list(images), list(sentences), predictions, list(masks),
+                                     output_dir / f"predictions_{split}.png")
+        for split, result in metrics.items():
+            print(f"{split}: oIoU {result['overall_iou']:.4f} mIoU {result['mean_iou']:.4f} "
+                  f"P@0.5 {result['precision@0.5']:.4f} ({result['count']} sentences)")
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return results
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,273 @@
+"""Fine-tune a referring segmentation model with Accelerate: NeMo mosaics on the fly, RIS metrics every epoch.
+
+    accelerate launch training/train.py --config training/configs/clipseg_refcoco.yaml
+    python training/train.py --config training/configs/tiny_synthetic.yaml      # CPU, a few minutes
+
+Flags override the config (``--augmentation none`` for the baseline ablation). What lands
+in ``output_dir``:
+
+- ``train_config.yaml`` — the resolved arguments (``--config`` reads it back);
+- ``checkpoints/step_<N>/`` — full state for ``--resume_from_checkpoint latest``, which
+  continues mid-epoch where the checkpoint was taken;
+- ``logs/metrics.jsonl`` (always) and TensorBoard events (when installed);
+- ``all_results.json`` — final metrics per evaluation split, train loss, run facts;
+- the final model and processor (``save_pretrained``): they load with
+  ``CLIPSegForImageSegmentation.from_pretrained(output_dir)``.
+
+An epoch visits every referred object of the training split once, with one of its
+sentences (drawn per epoch), and evaluation scores every sentence of each split. See
+``train_data.py`` for the augmentations.
+
+``train_batch_size`` is the batch over all processes, split between them, and the last
+incomplete batch of an epoch is dropped, so a config trains the same model on 1 or N
+processes (up to floating-point summation order). Samples are drawn from generators
+seeded by (seed, epoch, ref_id, sent_id), not by process, for the same reason.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+
+import nemo_hf
+from nemo_hf.modeling import (
+    CLIPSegReferringSegmenter,
+    RISCollator,
+    evaluate_referring,
+    load_referring_segmenter,
+    per_sample_bce,
+)
+
+# isort: split
+# the scripts' sibling modules: training/ is on sys.path when a script runs
+from train_args import (
+    TRAIN_DATACLASSES,
+    TrainArguments,
+    config_values,
+    parse_arguments,
+    resolve_mixed_precision,
+    save_config,
+)
+from train_checkpoints import find_checkpoint, read_trainer_state, save_checkpoint
+from train_data import as_sentences, build_train_dataset, load_splits
+from train_tracking import flatten_scalars, make_trackers
+
+
+def parameter_groups(model: CLIPSegReferringSegmenter, args: TrainArguments) -> list[dict[str, Any]]:
+    """AdamW groups: per trainable part its learning rate; no weight decay on biases and norms."""
+    rates = {"decoder": args.learning_rate, "text": args.text_encoder_learning_rate or args.learning_rate}
+    groups = []
+    for part, params in model.trainable_parameters().items():
+        decay = [p for p in params if p.ndim >= 2]
+        plain = [p for p in params if p.ndim < 2]
+        groups.append({"params": decay, "lr": rates[part], "weight_decay": args.weight_decay})
+        groups.append({"params": plain, "lr": rates[part], "weight_decay": 0.0})
+    return [group for group in groups if group["params"]]
+
+
+class RunningLoss:
+    """Sum and count of micro-batch losses: this process's part since (re)start, plus the part carried in a checkpoint.
+
+    ``total`` is collective (it reduces over processes). Each micro-batch loss is the mean
+    over this process's share of the batch, so the mean over processes is the batch mean.
+    """
+
+    def __init__(self, device: torch.device, carried_sum: float = 0.0, carried_count: int = 0) -> None:
+        self.local_sum = torch.zeros((), dtype=torch.float64, device=device)
+        self.local_count = 0
+        self.carried_sum, self.carried_count = carried_sum, carried_count
+
+    def add(self, loss: torch.Tensor) -> None:
+        """Add one micro-batch loss (no synchronisation)."""
+        self.local_sum += loss.detach().double()
+        self.local_count += 1
+
+    def total(self, accelerator: Accelerator) -> tuple[float, int]:
+        """``(sum, count)`` over all processes and the carried part."""
+        reduced = accelerator.reduce(self.local_sum.clone(), reduction="sum").item()
+        return self.carried_sum + reduced, self.carried_count + self.local_count * accelerator.num_processes
+
+    def mean(self, accelerator: Accelerator) -> float | None:
+        """The mean loss, or None before the first micro-batch."""
+        total, count = self.total(accelerator)
+        return total / count if count else None
+
+    def reset(self) -> None:
+        """Start over (the logging window)."""
+        self.local_sum.zero_()
+        self.local_count, self.carried_sum, self.carried_count = 0, 0.0, 0
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Train, evaluate every epoch, save; returns what ``all_results.json`` holds."""
+    model_args, data_args, aug_args, args = parse_arguments(argv, TRAIN_DATACLASSES)
+    output_dir = Path(args.output_dir)
+    resume_from = find_checkpoint(args.resume_from_checkpoint, output_dir) if args.resume_from_checkpoint else None
+    state = read_trainer_state(resume_from) if resume_from else {"completed_steps": 0}
+
+    accelerator = Accelerator(
+        mixed_precision=resolve_mixed_precision(args.mixed_precision),
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        log_with=make_trackers(args.report_to, output_dir / "logs", state["completed_steps"] if resume_from else None),
+        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
+        dataloader_config=DataLoaderConfiguration(split_batches=True, use_seedable_sampler=True, data_seed=args.seed),
+    )
+    for name in ("train_batch_size", "eval_batch_size"):
+        if getattr(args, name) % accelerator.num_processes:
+            raise ValueError(
+                f"{name}={getattr(args, name)} is the batch over all processes and must be divisible by "
+                f"the number of processes ({accelerator.num_processes})"
+            )
+    set_seed(args.seed)
+    if accelerator.is_main_process:
+        save_config(output_dir / "train_config.yaml", model_args, data_args, aug_args, args)
+
+    with accelerator.local_main_process_first():  # one build per machine; the others read its cache
+        raw = load_splits(data_args, [data_args.train_split, *data_args.eval_splits])
+        eval_sets = {split: as_sentences(raw[split], data_args.max_eval_samples) for split in data_args.eval_splits}
+        model, processor = load_referring_segmenter(
+            model_args.model_name_or_path, trainable=model_args.trainable, revision=model_args.model_revision
+        )
+    # outside main_process_first: NeMo's mining is collective, every process takes part at once
+    train = build_train_dataset(
+        raw[data_args.train_split], aug_args, args.seed, data_args.max_train_samples,
+        input_size=int(processor.image_processor.size["height"]),
+    )
+
+    optimizer = torch.optim.AdamW(parameter_groups(model, args))
+    workers = data_args.dataloader_num_workers
+    train_loader = DataLoader(
+        train.dataset, batch_size=args.train_batch_size, shuffle=True, drop_last=True,
+        collate_fn=RISCollator(processor), num_workers=workers,
+    )
+    if len(train_loader) == 0:
+        raise ValueError(f"{len(train.dataset)} training samples make no full batch of {args.train_batch_size}")
+    eval_loaders = {
+        split: DataLoader(ds, batch_size=args.eval_batch_size, collate_fn=RISCollator(processor, with_targets=True),
+                          num_workers=workers)
+        for split, ds in eval_sets.items()
+    }
+    updates_per_epoch = math.ceil(len(train_loader) / args.gradient_accumulation_steps)
+    max_steps = args.max_train_steps or args.num_train_epochs * updates_per_epoch
+    num_epochs = math.ceil(max_steps / updates_per_epoch)
+    scheduler = get_scheduler(
+        args.lr_scheduler_type, optimizer, num_warmup_steps=args.num_warmup_steps, num_training_steps=max_steps
+    )
+    model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
+    eval_loaders = {split: accelerator.prepare(loader) for split, loader in eval_loaders.items()}
+
+    if resume_from is not None:
+        accelerator.load_state(str(resume_from))
+        accelerator.print(f"resumed from {resume_from} (step {state['completed_steps']})")
+    completed_steps = int(state["completed_steps"])
+    start_epoch, steps_into_epoch = divmod(completed_steps, updates_per_epoch)
+    config = config_values(model_args, data_args, aug_args, args)
+    accelerator.init_trackers("nemo_hf", config=flatten_scalars({k: str(v) if isinstance(v, list) else v
+                                                                  for k, v in config.items()}))
+    every = int(args.checkpointing_steps) if args.checkpointing_steps.isdigit() else None
+
+    run_loss = RunningLoss(accelerator.device, state.get("loss_sum", 0.0), state.get("loss_count", 0))
+    window_loss = RunningLoss(accelerator.device, state.get("window_sum", 0.0), state.get("window_count", 0))
+
+    def checkpoint() -> None:
+        (loss_sum, loss_count), (window_sum, window_count) = run_loss.total(accelerator), window_loss.total(accelerator)
+        save_checkpoint(
+            accelerator, output_dir,
+            {"completed_steps": completed_steps, "loss_sum": loss_sum, "loss_count": loss_count,
+             "window_sum": window_sum, "window_count": window_count},
+            args.checkpoints_total_limit,
+        )
+
+    eval_results: dict[str, Any] = {}
+    progress = tqdm(total=max_steps, initial=completed_steps, disable=not accelerator.is_local_main_process)
+    started = time.time()
+    for epoch in range(start_epoch, num_epochs):
+        model.train()
+        train.set_epoch(epoch)
+        train_loader.set_epoch(epoch)
+        skip = steps_into_epoch * args.gradient_accumulation_steps if epoch == start_epoch else 0
+        batches = accelerator.skip_first_batches(train_loader, skip) if skip else train_loader
+        for batch in batches:
+            with accelerator.accumulate(model):
+                logits = model(
+                    pixel_values=batch["pixel_values"], input_ids=batch["input_ids"],
+                    attention_mask=batch["attention_mask"],
+                )
+                loss = per_sample_bce(logits, batch["labels"]).mean()
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and args.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            run_loss.add(loss)
+            window_loss.add(loss)
+            if not accelerator.sync_gradients:
+                continue
+            completed_steps += 1
+            progress.update(1)
+            if completed_steps % args.logging_steps == 0:
+                accelerator.log(
+                    {"train/loss": window_loss.mean(accelerator), "train/learning_rate": scheduler.get_last_lr()[0],
+                     "train/epoch": epoch},
+                    step=completed_steps,
+                )
+                window_loss.reset()
+            at_epoch_end = completed_steps % updates_per_epoch == 0 or completed_steps >= max_steps
+            if every and completed_steps % every == 0 and not at_epoch_end:
+                checkpoint()
+            if completed_steps >= max_steps:
+                break
+        eval_results = {split: evaluate_referring(model, loader, accelerator) for split, loader in eval_loaders.items()}
+        accelerator.log(flatten_scalars({"eval": eval_results}) | {"epoch": epoch + 1}, step=completed_steps)
+        summary = ", ".join(f"{split} oIoU {r['overall_iou']:.4f} mIoU {r['mean_iou']:.4f}"
+                            for split, r in eval_results.items())
+        accelerator.print(f"epoch {epoch + 1}/{num_epochs} (step {completed_steps}): {summary}")
+        if args.checkpointing_steps == "epoch" or (every and completed_steps % every == 0):
+            checkpoint()
+        if completed_steps >= max_steps:
+            break
+    progress.close()
+    if not eval_results:  # resumed from the final checkpoint: nothing left to train
+        eval_results = {split: evaluate_referring(model, loader, accelerator) for split, loader in eval_loaders.items()}
+
+    results = {
+        "train_loss": run_loss.mean(accelerator),
+        "train_steps": completed_steps,
+        "train_epochs": completed_steps / updates_per_epoch,
+        "train_samples": len(train.dataset),  # referred objects; one sentence each per epoch
+        "train_runtime_s": time.time() - started,
+        "eval": eval_results,
+        "model": model_args.model_name_or_path,
+        "trainable": model_args.trainable,  # what the model card must say was trained
+        "trained_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "total_parameters": sum(p.numel() for p in model.parameters()),
+        "augmentation": aug_args.augmentation,
+        "num_processes": accelerator.num_processes,
+        "mixed_precision": accelerator.mixed_precision,
+        "resumed_from": str(resume_from) if resume_from else None,
+        "nemo_hf_version": nemo_hf.__version__,
+    }
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        accelerator.unwrap_model(model).save_pretrained(output_dir)
+        processor.save_pretrained(output_dir)
+        (output_dir / "all_results.json").write_text(json.dumps(results, indent=2))
+    accelerator.end_training()
+    return results
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,292 @@
+"""Arguments of ``train.py`` and ``evaluate.py``: dataclasses, parsed by ``HfArgumentParser``.
+
+Every field is a command-line flag (``--learning_rate 3e-4``) and a key of a YAML config
+(``--config file.yaml``); flags given on the command line override the file. A config is
+flat: one mapping of field names from all the dataclasses. YAML values go through the
+same type conversion as flags, so ``learning_rate: 1e-4`` (a string to YAML) is a float.
+An unknown key is an error that names the file and the key.
+
+:func:`save_config` writes the resolved values of a run in the same format, so
+``--config <output_dir>/train_config.yaml`` reproduces it.
+
+    >>> model, data, aug, train = parse_arguments(["--synthetic_images", "24"], TRAIN_DATACLASSES)
+    >>> data.synthetic_images, train.learning_rate, aug.augmentation
+    (24, 0.0001, 'nemo')
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import yaml
+from transformers import HfArgumentParser
+
+from nemo_hf.modeling import DEFAULT_CHECKPOINT, TRAINABLE_CHOICES, Trainable
+
+__all__ = [
+    "EVALUATE_DATACLASSES",
+    "TRAIN_DATACLASSES",
+    "AugmentationArguments",
+    "DataArguments",
+    "EvaluateArguments",
+    "ModelArguments",
+    "TrainArguments",
+    "config_values",
+    "parse_arguments",
+    "resolve_mixed_precision",
+    "save_config",
+]
+
+
+def _check_choice(name: str, value: object, choices: Sequence[object]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+
+
+@dataclass
+class ModelArguments:
+    """Which model to start from and which of its parts to train."""
+
+    model_name_or_path: str = field(
+        default=DEFAULT_CHECKPOINT,
+        metadata={"help": "CLIPSeg checkpoint (Hub id or folder), or a local factory key: 'tiny-clipseg'."},
+    )
+    model_revision: str | None = field(default=None, metadata={"help": "Hub revision of the checkpoint."})
+    trainable: Trainable = field(
+        default="decoder",
+        metadata={"help": "'decoder' (CLIP frozen, as transformers runs it) or 'decoder+text' (also the text encoder)."},
+    )
+
+    def __post_init__(self) -> None:
+        _check_choice("trainable", self.trainable, TRAINABLE_CHOICES)
+
+
+@dataclass
+class DataArguments:
+    """Where the data comes from: refer files, a Hub (or local Parquet) dataset, or a synthetic tree.
+
+    Exactly one source: ``data_dir`` + ``image_dir`` (``nemo_hf.load_refcoco``),
+    ``hub_dataset`` (``datasets.load_dataset(hub_dataset, dataset_name)``), or
+    ``synthetic_images`` > 0 (a synthetic refer tree of that many images, generated once
+    into ``cache_dir``). Rows are used one per expression (``nemo_hf.per_sentence``).
+    """
+
+    dataset_name: str = field(
+        default="refcoco_unc", metadata={"help": "Variant config (refcoco_unc, refcocog_umd, ...); the Hub config name."}
+    )
+    data_dir: str | None = field(default=None, metadata={"help": "Refer root (refcoco/, refcoco+/, refcocog/)."})
+    image_dir: str | None = field(default=None, metadata={"help": "COCO train2014 images."})
+    hub_dataset: str | None = field(default=None, metadata={"help": "Hub repo id or local folder of a pushed copy."})
+    synthetic_images: int = field(default=0, metadata={"help": "Generate a synthetic tree of this many images."})
+    synthetic_seed: int = field(default=0, metadata={"help": "Seed of the synthetic tree."})
+    cache_dir: str | None = field(default=None, metadata={"help": "Cache of built datasets and synthetic trees."})
+    train_split: str = "train"
+    eval_splits: list[str] = field(default_factory=lambda: ["val"], metadata={"help": "Splits evaluated every epoch."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Keep the first N training sentences."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep the first N sentences per eval split."})
+    dataloader_num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes (per process)."})
+    verify_images: bool = field(default=True, metadata={"help": "Check every image file while building."})
+
+    def __post_init__(self) -> None:
+        sources = {
+            "data_dir/image_dir": self.data_dir is not None or self.image_dir is not None,
+            "hub_dataset": self.hub_dataset is not None,
+            "synthetic_images": self.synthetic_images > 0,
+        }
+        chosen = [name for name, given in sources.items() if given]
+        if len(chosen) != 1:
+            raise ValueError(
+                "give exactly one data source: --data_dir and --image_dir (refer files + COCO images), "
+                f"--hub_dataset, or --synthetic_images N; got {chosen or 'none'}"
+            )
+        if chosen == ["data_dir/image_dir"] and (self.data_dir is None or self.image_dir is None):
+            raise ValueError("--data_dir (the refer root) and --image_dir (COCO train2014) go together")
+        if self.synthetic_images < 0 or self.dataloader_num_workers < 0:
+            raise ValueError("synthetic_images and dataloader_num_workers must be >= 0")
+
+
+@dataclass
+class AugmentationArguments:
+    """Training-set augmentation: none, random mosaics, or NeMo (negative-mined mosaics).
+
+    Evaluation never augments. Defaults follow ``nemo_hf.NeMo``; see NEMO_METHOD.md for
+    which values come from the paper and which are this project's choice.
+    """
+
+    augmentation: Literal["none", "random", "nemo"] = field(
+        default="nemo", metadata={"help": "'none' (ablation baseline), 'random' mosaics, or 'nemo'."}
+    )
+    mosaic_prob: float = field(default=0.5, metadata={"help": "Probability that a sample becomes a mosaic."})
+    random_share: float = field(
+        default=0.0, metadata={"help": "NeMo only: share of mosaics whose negatives are random, not mined."}
+    )
+    warmup_epochs: int = field(default=0, metadata={"help": "Epochs of random mosaics before mined ones."})
+    grid: int = field(default=2, metadata={"help": "Mosaic grid side (2: 2x2, 3: 3x3)."})
+    position_aware: bool = field(
+        default=True, metadata={"help": "Place the object's image in the cell its position words name (left, top…)."}
+    )
+    cross_point_jitter: float = field(
+        default=0.0, metadata={"help": "How far the grid's cross point may move (fraction of the side; 0: even grid)."}
+    )
+    blur_negatives: bool = field(default=False, metadata={"help": "Blur the negative cells (an ablation)."})
+    mosaic_size: int | None = field(
+        default=None, metadata={"help": "Side of a mosaic in pixels; default: the model's input side (352 for "
+                                        "CLIPSeg), so a mosaic is resampled once."}
+    )
+    clip_model: str = field(
+        default="openai/clip-vit-base-patch16",
+        metadata={"help": "NeMo only: CLIP for mining (Hub id or folder), or the factory key 'tiny-clip'."},
+    )
+    tau_image: float | None = field(default=0.9, metadata={"help": "NeMo: drop negatives above this image-image cosine."})
+    tau_text: float | None = field(default=None, metadata={"help": "NeMo: drop negatives above this text-image cosine."})
+    top_k: int = field(default=20, metadata={"help": "NeMo: draw negatives from the top K survivors."})
+
+    def __post_init__(self) -> None:
+        _check_choice("augmentation", self.augmentation, ("none", "random", "nemo"))
+        for name in ("mosaic_prob", "random_share"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} is a probability in [0, 1], got {getattr(self, name)}")
+
+
+@dataclass
+class TrainArguments:
+    """The optimisation, checkpointing and logging of a run."""
+
+    output_dir: str = field(default="outputs/clipseg-refcoco", metadata={"help": "Checkpoints, logs, final model."})
+    seed: int = 42
+    num_train_epochs: int = 10
+    max_train_steps: int | None = field(default=None, metadata={"help": "Stop after N optimizer steps (overrides epochs)."})
+    train_batch_size: int = field(
+        default=32,
+        metadata={"help": "Samples per micro-batch over ALL processes (split between them): a run gives the "
+                          "same model on 1 or N processes."},
+    )
+    eval_batch_size: int = field(default=32, metadata={"help": "Samples per eval batch over all processes."})
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = field(default=1e-4, metadata={"help": "Peak learning rate of the decoder."})
+    text_encoder_learning_rate: float | None = field(
+        default=None, metadata={"help": "Peak learning rate of the text encoder (trainable=decoder+text); "
+                                        "default: learning_rate."}
+    )
+    weight_decay: float = 1e-4
+    lr_scheduler_type: str = field(default="cosine", metadata={"help": "transformers.get_scheduler name."})
+    num_warmup_steps: int = 0
+    max_grad_norm: float = 1.0
+    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = field(
+        default="auto", metadata={"help": "'auto': bf16 on GPUs that support it, else fp16 on GPU, 'no' on CPU."}
+    )
+    checkpointing_steps: str = field(
+        default="epoch", metadata={"help": "Save state every N optimizer steps, every 'epoch', or 'none'."}
+    )
+    checkpoints_total_limit: int | None = field(default=2, metadata={"help": "Keep only the newest N checkpoints."})
+    resume_from_checkpoint: str | None = field(
+        default=None, metadata={"help": "A checkpoint folder, or 'latest' (newest in output_dir/checkpoints)."}
+    )
+    report_to: str = field(
+        default="tensorboard",
+        metadata={"help": "Comma-separated Accelerate trackers besides the JSON lines log (always on); 'none'."},
+    )
+    logging_steps: int = 10
+
+    def __post_init__(self) -> None:
+        _check_choice("mixed_precision", self.mixed_precision, ("auto", "no", "fp16", "bf16"))
+        if self.checkpointing_steps not in ("epoch", "none") and not (
+            self.checkpointing_steps.isdigit() and int(self.checkpointing_steps) > 0
+        ):
+            raise ValueError(f"checkpointing_steps must be a positive integer, 'epoch' or 'none', "
+                             f"got {self.checkpointing_steps!r}")
+        for name in ("train_batch_size", "eval_batch_size", "gradient_accumulation_steps", "logging_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass
+class EvaluateArguments:
+    """``evaluate.py``: where results go and how many sample predictions to draw."""
+
+    output_dir: str = field(default="eval_outputs", metadata={"help": "eval_results.json and predictions_*.png."})
+    eval_batch_size: int = 32
+    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"
+    num_sample_predictions: int = field(default=8, metadata={"help": "Rows in each split's predictions PNG."})
+
+    def __post_init__(self) -> None:
+        _check_choice("mixed_precision", self.mixed_precision, ("auto", "no", "fp16", "bf16"))
+
+
+TRAIN_DATACLASSES = (ModelArguments, DataArguments, AugmentationArguments, TrainArguments)
+EVALUATE_DATACLASSES = (ModelArguments, DataArguments, EvaluateArguments)
+
+
+def resolve_mixed_precision(choice: str) -> str:
+    """``auto`` → bf16 on GPUs that have it, fp16 on other GPUs, ``no`` on CPU (where fp16 is ignored).
+
+    >>> resolve_mixed_precision("bf16")
+    'bf16'
+    """
+    if choice != "auto":
+        return choice
+    import torch
+
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "no"
+
+
+def _as_flag_default(value: Any) -> Any:
+    """YAML value → what argparse converts like a command-line string (lists element-wise)."""
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return str(value)
+
+
+def parse_arguments(
+    argv: Sequence[str] | None,
+    dataclass_types: Sequence[type],
+    ignored_config_keys: Sequence[str] = (),
+) -> tuple[Any, ...]:
+    """Parse ``argv`` (and the YAML file of ``--config``, if given) into ``dataclass_types``.
+
+    ``ignored_config_keys`` are YAML keys accepted and dropped — ``evaluate.py`` reads a
+    training config and ignores its optimisation keys.
+    """
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", type=Path)
+    known, rest = pre.parse_known_args(argv)
+    parser = HfArgumentParser(cast(Any, dataclass_types))  # transformers types it as its own protocol
+    parser.add_argument("--config", type=Path, help="YAML file of arguments; command-line flags override it.")
+    if known.config is not None:
+        if not known.config.is_file():
+            raise FileNotFoundError(f"config file {known.config} does not exist")
+        values = yaml.safe_load(known.config.read_text()) or {}
+        if not isinstance(values, dict):
+            raise ValueError(f"{known.config}: a config is a mapping of argument names to values")
+        fields = {f.name for cls in dataclass_types for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - fields - set(ignored_config_keys))
+        if unknown:
+            raise ValueError(f"{known.config}: unknown keys {unknown}; valid keys: {sorted(fields)}")
+        parser.set_defaults(**{k: _as_flag_default(v) for k, v in values.items() if k in fields})
+    *parsed, _ = parser.parse_args_into_dataclasses(args=rest)  # the last one is the --config namespace
+    return tuple(parsed)
+
+
+def config_values(*arguments: Any) -> dict[str, Any]:
+    """All fields of the given dataclass instances as one flat mapping."""
+    values: dict[str, Any] = {}
+    for instance in arguments:
+        values.update(dataclasses.asdict(instance))
+    return values
+
+
+def save_config(path: str | Path, *arguments: Any) -> Path:
+    """Write the resolved arguments as a YAML config that ``--config`` reads back."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config_values(*arguments), sort_keys=False))
+    return path

@@ -1,0 +1,173 @@
+"""The data of a run: load the splits, and build the training set for an augmentation.
+
+:func:`load_splits` reads the chosen source (refer files, a Hub or Parquet copy, or a
+synthetic tree) as the dataset stores it: one row per referred object (or one per
+sentence for an already-augmented copy). :func:`as_sentences` gives the per-sentence view
+that evaluation scores.
+
+:func:`build_train_dataset` is the one place where training meets NeMo. Every
+augmentation trains on the same rows, one per referred object, and draws **one of the
+object's sentences per epoch** (seeded by seed, epoch and ref_id), as LAVT and CRIS
+iterate RefCOCO; the three differ only in the picture:
+
+- ``"none"`` — the object's own image (NeMo with ``mosaic_prob=0``: the ablation baseline,
+  through the same decoding and stretching as the mosaics);
+- ``"random"`` — mosaics with random negatives (``random_share=1.0``; no CLIP);
+- ``"nemo"`` — mosaics with CLIP-mined negatives (``nemo.mine``).
+
+Pictures are drawn on the fly (``nemo.attach``: a fresh sample at every access, from a
+generator seeded by (seed, epoch, ref_id, sent_id)), so the same run on 1 or N processes,
+or resumed mid-epoch, sees the same samples. The returned ``set_epoch`` must be called
+before each epoch, and the DataLoader must not keep persistent workers: they would keep
+the epoch they were started in.
+
+    >>> import datasets, numpy as np
+    >>> from PIL import Image
+    >>> from train_args import AugmentationArguments
+    >>> rows = datasets.Dataset.from_dict({
+    ...     "image": [Image.new("RGB", (40, 30))] * 2, "mask": [Image.fromarray(np.eye(30, 40, dtype=bool))] * 2,
+    ...     "sentences": [["a", "b"], ["c"]], "sent_ids": [[0, 1], [2]], "ref_id": [0, 1], "image_id": [5, 6]})
+    >>> train = build_train_dataset(rows, AugmentationArguments(augmentation="none"), seed=0, input_size=64)
+    >>> train.set_epoch(1)
+    >>> train.dataset[1]["image"].size, train.dataset[1]["sentence"], train.dataset[1]["mosaic_kind"]
+    ((64, 64), 'c', 'single')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+from nemo_hf.data.configs import check_split, get_variant
+
+# isort: split
+# the scripts' sibling modules: training/ is on sys.path when a script runs
+from train_args import AugmentationArguments, DataArguments
+
+__all__ = ["TrainData", "as_sentences", "build_train_dataset", "load_splits", "synthetic_tree_root"]
+
+
+def synthetic_tree_root(data: DataArguments) -> Path:
+    """Where the synthetic tree of ``data`` lives: one folder per (dataset, size, seed)."""
+    base = Path(data.cache_dir) if data.cache_dir else Path(datasets.config.HF_DATASETS_CACHE) / "nemo_hf"
+    folder = get_variant(data.dataset_name).folder.replace("+", "plus")
+    return base / f"synthetic-{folder}-{data.synthetic_images}-seed{data.synthetic_seed}"
+
+
+def _synthetic_source(data: DataArguments) -> tuple[Path, Path]:
+    from nemo_hf.data.synthetic import SyntheticRefer, make_refer_dataset
+
+    root = synthetic_tree_root(data)
+    folder = get_variant(data.dataset_name).folder
+    if not root.exists():
+        make_refer_dataset(root, num_images=data.synthetic_images, seed=data.synthetic_seed, datasets=(folder,))
+    tree = SyntheticRefer(root, num_images=data.synthetic_images, datasets=(folder,))
+    return tree.root, tree.image_dir
+
+
+def load_splits(data: DataArguments, splits: Sequence[str]) -> dict[str, datasets.Dataset]:
+    """The requested splits of the configured source, as stored (per object or per sentence).
+
+    Call it under ``accelerator.main_process_first()``: the first process builds the cache
+    (and the synthetic tree), the others read it.
+    """
+    wanted = list(dict.fromkeys(splits))
+    if data.hub_dataset is not None:
+        loaded = datasets.load_dataset(data.hub_dataset, data.dataset_name, cache_dir=data.cache_dir)
+        missing = [split for split in wanted if split not in loaded]
+        if missing:
+            raise ValueError(
+                f"{data.hub_dataset} (config {data.dataset_name!r}) has no split(s) {missing}; "
+                f"it has {sorted(loaded)}"
+            )
+        return {split: loaded[split] for split in wanted}
+
+    from nemo_hf import load_refcoco
+
+    variant = get_variant(data.dataset_name)
+    for split in wanted:
+        check_split(variant, split)
+    if data.synthetic_images > 0:
+        data_dir, image_dir = _synthetic_source(data)
+    else:
+        data_dir, image_dir = Path(str(data.data_dir)), Path(str(data.image_dir))
+    built = load_refcoco(
+        data.dataset_name, data_dir, image_dir, cache_dir=data.cache_dir, verify_images=data.verify_images
+    )
+    return {split: built[split] for split in wanted}
+
+
+def as_sentences(ds: datasets.Dataset, limit: int | None = None) -> datasets.Dataset:
+    """One row per expression (``nemo_hf.per_sentence`` unless already so); the first ``limit`` rows."""
+    from nemo_hf import per_sentence
+
+    if "sentence" not in ds.column_names:
+        if "sentences" not in ds.column_names:
+            raise ValueError(
+                f"rows need 'sentence' or 'sentences' (the nemo_hf RefCOCO schema); columns are {ds.column_names}"
+            )
+        ds = per_sentence(ds)
+    return ds.select(range(min(limit, len(ds)))) if limit is not None else ds
+
+
+@dataclass
+class TrainData:
+    """The training rows (``image``, ``mask``, ``sentence``, … at every access) and the per-epoch hook."""
+
+    dataset: datasets.Dataset
+    set_epoch: Callable[[int], None]
+
+
+def _clip_for_mining(name: str) -> tuple[Any, Any]:
+    """``(clip, processor)`` for ``NeMo``: a checkpoint name, or the ``tiny-clip`` test model."""
+    if name == "tiny-clip":
+        from nemo_hf.testing.tiny_models import tiny_clip
+
+        return tiny_clip(seed=0)
+    return name, None
+
+
+def build_train_dataset(
+    train: datasets.Dataset,
+    augmentation: AugmentationArguments,
+    seed: int,
+    limit: int | None = None,
+    input_size: int = 352,
+) -> TrainData:
+    """The training rows for ``augmentation.augmentation`` (see the module docstring).
+
+    ``train`` is the split as :func:`load_splits` returns it and also the pool of
+    negatives; ``limit`` keeps its first rows; ``input_size`` is the model's input side,
+    the side of the pictures unless ``augmentation.mosaic_size`` says otherwise. Mining
+    (``"nemo"``) is collective in a distributed run: call this on every process, outside
+    ``main_process_first``.
+    """
+    from nemo_hf import NeMo
+
+    rows = train.select(range(min(limit, len(train)))) if limit is not None else train
+    common: dict[str, Any] = {"seed": seed, "size": augmentation.mosaic_size or input_size}
+    if augmentation.augmentation == "none":
+        nemo = NeMo(pool=rows, mosaic_prob=0.0, **common)
+        return TrainData(nemo.attach(rows), nemo.set_epoch)
+    mosaics: dict[str, Any] = {
+        "mosaic_prob": augmentation.mosaic_prob,
+        "warmup_epochs": augmentation.warmup_epochs,
+        "grid": augmentation.grid,
+        "position_aware": augmentation.position_aware,
+        "cross_point_jitter": augmentation.cross_point_jitter,
+        "blur_negatives": augmentation.blur_negatives,
+        **common,
+    }
+    if augmentation.augmentation == "random":
+        nemo = NeMo(pool=rows, random_share=1.0, **mosaics)
+        return TrainData(nemo.attach(rows), nemo.set_epoch)
+    clip, processor = _clip_for_mining(augmentation.clip_model)
+    nemo = NeMo(
+        pool=rows, clip=clip, processor=processor, random_share=augmentation.random_share,
+        tau_image=augmentation.tau_image, tau_text=augmentation.tau_text, top_k=augmentation.top_k, **mosaics,
+    )
+    return TrainData(nemo.attach(nemo.mine(rows)), nemo.set_epoch)
