@@ -183,3 +183,10 @@ def test_save_mosaic_grid_draws_a_png(mined, train, tmp_path):
     sheet = Image.open(path)
     assert sheet.size[0] == 4 * 256 and sheet.size[1] > 256
     assert len(set(np.asarray(sheet.convert("L")).ravel().tolist())) > 10  # not a blank page
+
+
+def test_different_unnamed_clip_models_fingerprint_differently(train):
+    """On-the-fly mining output depends on the model, so the .map cache key must too."""
+    first, second = NeMo(train, *tiny_clip(0), top_k=6), NeMo(train, *tiny_clip(1), top_k=6)
+    assert Hasher.hash(first) != Hasher.hash(second)
+    assert Hasher.hash(first) == Hasher.hash(NeMo(train, *tiny_clip(0), top_k=6))

@@ -177,8 +177,14 @@ class ClipSource:
         return self._key
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"name": self.name, "revision": self.revision}
+        state: dict[str, Any] = {"name": self.name, "revision": self.revision}
+        if not self.name:
+            # An unnamed model object is known only by its weights: without their digest two
+            # different models would pickle, and so fingerprint a Dataset.map, alike.
+            state["key"] = self.key()
+        return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.name, self.revision = state["name"], state["revision"]
-        self.model = self.processor = self._key = None
+        self.model = self.processor = None
+        self._key = state.get("key")
