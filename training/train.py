@@ -52,6 +52,7 @@ from nemo_hf.modeling import (
 
 # isort: split
 # the scripts' sibling modules: training/ is on sys.path when a script runs
+from process_exit import exit_now_if_distributed
 from train_args import (
     TRAIN_DATACLASSES,
     TrainArguments,
@@ -271,3 +272,4 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 if __name__ == "__main__":
     main(sys.argv[1:])
+    exit_now_if_distributed()

@@ -1,0 +1,24 @@
+"""Leave a multi-process run without Python's teardown of torch.distributed objects.
+
+On CPU (gloo), freeing the last reference to a process group joins its worker threads
+while holding the GIL; a worker still finishing a barrier needs the GIL to release a
+tensor, so the process can hang forever after its work is done (seen here: the main
+thread in ``~ProcessGroupGloo`` via ``~Reducer``, a gloo thread in
+``~AsyncBarrierWork`` waiting for the GIL). Once every output is written and flushed,
+a multi-process script exits straight away instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from accelerate import PartialState
+
+
+def exit_now_if_distributed() -> None:
+    """``os._exit(0)`` after flushing, in a multi-process run; a no-op otherwise."""
+    if PartialState().num_processes > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
