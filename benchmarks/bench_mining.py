@@ -25,7 +25,7 @@ import io
 import multiprocessing
 import os
 import platform
-import re
+import sys
 import resource
 import textwrap
 import time
@@ -33,6 +33,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _report  # noqa: E402  (benchmarks/ is not a package)
 
 import datasets
 import numpy as np
@@ -297,14 +300,8 @@ def render(embedding: dict[str, Any], selection: dict[str, Any]) -> str:
 
 
 def write_section(path: Path, section: str) -> None:
-    """Replace (or append) the Mining section, leaving every other section as it is."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\nMachine: 2 cores CPU.\n"
-    pattern = re.compile(rf"^## {re.escape(SECTION)}\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
+    """Replace (or append) this benchmark's section of BENCHMARKS.md."""
+    _report.write_section(path, SECTION, section)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

@@ -17,11 +17,14 @@ from __future__ import annotations
 import argparse
 import io
 import platform
-import re
+import sys
 import statistics
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _report  # noqa: E402  (benchmarks/ is not a package)
 
 import datasets
 import numpy as np
@@ -176,14 +179,8 @@ full-resolution resizes instead. Ratios move by up to about 0.2 between runs on 
 
 
 def write_section(path: Path, section: str) -> None:
-    """Replace (or append) this benchmark's section, leaving every other section as it is."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^## {re.escape(SECTION)}\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
+    """Replace (or append) this benchmark's section of BENCHMARKS.md."""
+    _report.write_section(path, SECTION, section)
 
 
 if __name__ == "__main__":

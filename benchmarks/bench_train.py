@@ -24,12 +24,14 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import statistics
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _report  # noqa: E402  (benchmarks/ is not a package)
 
 import torch
 from torch.utils.data import DataLoader
@@ -193,14 +195,8 @@ def render(args: argparse.Namespace, rounds: dict[str, list[tuple[float, float]]
 
 
 def write_section(path: Path, section: str) -> None:
-    """Replace (or append) this benchmark's section, leaving every other section as it is."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^## {re.escape(SECTION)}\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
+    """Replace (or append) this benchmark's section of BENCHMARKS.md."""
+    _report.write_section(path, SECTION, section)
 
 
 if __name__ == "__main__":

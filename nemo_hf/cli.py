@@ -1,15 +1,17 @@
 """``nemo-hf`` command line: the offline demo (and, later, the full pipeline on it).
 
-    nemo-hf demo                 # synthetic refer data → datasets → stats + sample PNG
+    nemo-hf demo     # synthetic refer data → datasets → mining → mosaics → tiny training + evaluation
     nemo-hf demo --out my_demo --num-images 60 --seed 1
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from pathlib import Path
 
+TRAINING = Path(__file__).resolve().parents[1] / "training"
 DEMO_CONFIGS = ("refcoco_unc", "refcocoplus_unc", "refcocog_umd", "grefcoco_unc")
 
 
@@ -49,6 +51,22 @@ def demo(out: Path, num_images: int, seed: int) -> int:
     kinds = {kind: augmented["mosaic_kind"].count(kind) for kind in ("single", "random", "mined")}
     print(f"{len(augmented)} samples (one per expression): {kinds}")
     print(f"saved {save_mosaic_grid(augmented, out / 'mosaics_refcoco_unc.png', n=8)}")
+    return train_tiny(out)
+
+
+def train_tiny(out: Path) -> int:
+    """Fine-tune the tiny CLIPSeg with NeMo on the fly (training/, in a source checkout)."""
+    script = TRAINING / "train.py"
+    if not script.exists():
+        print(f"\nno {script}: training runs from a source checkout of nemo_hf (skipped)")
+        return 0
+    print("\n## Training the tiny CLIPSeg with NeMo on the fly (a pipeline check: random backbone)")
+    config = TRAINING / "configs" / "tiny_synthetic.yaml"
+    subprocess.run([sys.executable, str(script), "--config", str(config), "--output_dir", str(out / "train"),
+                    "--cache_dir", str(out / "cache")], check=True)
+    subprocess.run([sys.executable, str(TRAINING / "evaluate.py"), "--config", str(out / "train" / "train_config.yaml"),
+                    "--model_name_or_path", str(out / "train"), "--output_dir", str(out / "eval")], check=True)
+    print(f"saved {out / 'train'} (model, all_results.json) and {out / 'eval'} (eval_results.json, predictions_*.png)")
     return 0
 
 

@@ -21,7 +21,7 @@ from torch import nn
 from transformers import CLIPSegConfig, CLIPSegForImageSegmentation, CLIPSegProcessor
 from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
 
-from nemo_hf.testing.tiny_models import tiny_clip_tokenizer
+from nemo_hf.testing.tiny_models import tiny_clip_tokenizer, tiny_text_config
 
 __all__ = ["TINY_CLIPSEG_IMAGE_SIZE", "tiny_clipseg"]
 
@@ -42,17 +42,7 @@ def tiny_clipseg(seed: int = 0) -> tuple[CLIPSegForImageSegmentation, CLIPSegPro
     """
     tokenizer = tiny_clip_tokenizer()
     config = CLIPSegConfig(
-        text_config={
-            "vocab_size": len(tokenizer),
-            "hidden_size": 32,
-            "intermediate_size": 37,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "max_position_embeddings": 77,
-            "bos_token_id": tokenizer.bos_token_id,
-            "eos_token_id": tokenizer.eos_token_id,
-            "pad_token_id": tokenizer.pad_token_id,
-        },
+        text_config=tiny_text_config(tokenizer),
         vision_config={
             "hidden_size": 32,
             "intermediate_size": 37,

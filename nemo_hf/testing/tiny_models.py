@@ -17,7 +17,7 @@ import torch
 from transformers import CLIPConfig, CLIPModel, CLIPProcessor, CLIPTokenizer
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
-__all__ = ["TINY_CLIP_IMAGE_SIZE", "TINY_CLIP_WORDS", "tiny_clip", "tiny_clip_tokenizer"]
+__all__ = ["TINY_CLIP_IMAGE_SIZE", "TINY_CLIP_WORDS", "tiny_clip", "tiny_clip_tokenizer", "tiny_text_config"]
 
 TINY_CLIP_IMAGE_SIZE = 32
 
@@ -91,6 +91,21 @@ def tiny_clip_tokenizer() -> CLIPTokenizer:
     return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
 
 
+def tiny_text_config(tokenizer: CLIPTokenizer) -> dict[str, int]:
+    """The text tower of the tiny models (2 layers, width 32), its special ids the tokenizer's."""
+    return {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 32,
+        "intermediate_size": 37,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "max_position_embeddings": 77,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+
+
 def tiny_clip(seed: int = 0) -> tuple[CLIPModel, CLIPProcessor]:
     """A tiny ``CLIPModel`` (projection dim 16, 32-pixel images) and its processor.
 
@@ -105,17 +120,7 @@ def tiny_clip(seed: int = 0) -> tuple[CLIPModel, CLIPProcessor]:
     """
     tokenizer = tiny_clip_tokenizer()
     config = CLIPConfig(
-        text_config={
-            "vocab_size": len(tokenizer),
-            "hidden_size": 32,
-            "intermediate_size": 37,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "max_position_embeddings": 77,
-            "bos_token_id": tokenizer.bos_token_id,
-            "eos_token_id": tokenizer.eos_token_id,
-            "pad_token_id": tokenizer.pad_token_id,
-        },
+        text_config=tiny_text_config(tokenizer),
         vision_config={
             "hidden_size": 32,
             "intermediate_size": 37,
