@@ -262,3 +262,34 @@ def test_prediction_grid_has_a_row_per_sample(tmp_path) -> None:
     assert width == 3 * 256 and height % 3 == 0 and height > 3 * 256
     with pytest.raises(ValueError, match="as many images"):
         save_prediction_grid(images, sentences[:2], masks, masks, tmp_path / "bad.png")
+
+
+def test_evaluation_adds_gres_metrics_when_a_split_has_no_target_expressions():
+    import numpy as np
+    import torch
+    from accelerate import Accelerator
+    from PIL import Image
+
+    from nemo_hf.metrics import GRESMetrics, logits_to_masks
+    from nemo_hf.modeling import RISCollator, evaluate_referring, load_referring_segmenter
+
+    model, processor = load_referring_segmenter("tiny-clipseg")
+    rows = [{"image": Image.new("RGB", (40, 30), colour), "mask": Image.fromarray(mask), "sentence": sentence,
+             "distractors": 0}
+            for colour, mask, sentence in (
+                ("red", np.ones((30, 40), bool), "all of it"),
+                ("blue", np.zeros((30, 40), bool), "the green dog"))]
+    collate = RISCollator(processor, with_targets=True)
+    result = evaluate_referring(model, torch.utils.data.DataLoader(rows, batch_size=2, collate_fn=collate),
+                                Accelerator(cpu=True))
+    batch = collate(rows)
+    with torch.no_grad():
+        logits = model(pixel_values=batch["pixel_values"], input_ids=batch["input_ids"],
+                       attention_mask=batch["attention_mask"])
+    expected = GRESMetrics()
+    expected.update(logits_to_masks(logits, [(30, 40), (30, 40)]), [np.array(r["mask"]) for r in rows])
+    assert result["gres"] == expected.compute()
+    assert result["gres"]["no_target_count"] == 1
+    only_targets = evaluate_referring(model, torch.utils.data.DataLoader(rows[:1], batch_size=1, collate_fn=collate),
+                                      Accelerator(cpu=True))
+    assert "gres" not in only_targets

@@ -101,6 +101,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         for split, result in metrics.items():
             print(f"{split}: oIoU {result['overall_iou']:.4f} mIoU {result['mean_iou']:.4f} "
                   f"P@0.5 {result['precision@0.5']:.4f} ({result['count']} sentences)")
+            if "gres" in result:
+                g = result["gres"]
+                print(f"{split} (gRefCOCO): cIoU {g['ciou']:.4f} gIoU {g['giou']:.4f} N-acc {g['n_acc']:.4f} "
+                      f"T-acc {g['t_acc']:.4f} ({g['no_target_count']} no-target)")
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return results

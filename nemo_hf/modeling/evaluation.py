@@ -10,7 +10,10 @@ the end — so one process and N processes give the same numbers, bit for bit.
 
 Result keys: ``overall_iou``, ``mean_iou``, ``precision@0.5`` … ``precision@0.9``,
 ``count``, ``loss`` (mean per-sentence BCE at the model's resolution) and ``groups``
-(``distractors=0|1|2|3+`` and COCO ``size=small|medium|large`` → the same keys).
+(``distractors=0|1|2|3+`` and COCO ``size=small|medium|large`` → the same keys). When the
+split has no-target expressions (gRefCOCO), ``gres`` adds the GRES metrics
+(:class:`~nemo_hf.metrics.GRESMetrics`: ``ciou``, ``giou``, ``n_acc``, ``t_acc``, …), a
+prediction counting as "no target" when its mask is empty.
 
 >>> import torch
 >>> from accelerate import Accelerator
@@ -36,6 +39,7 @@ from accelerate import Accelerator
 
 from nemo_hf.metrics import (
     DEFAULT_THRESHOLDS,
+    GRESMetrics,
     RISMetrics,
     group_labels,
     logits_to_masks,
@@ -75,6 +79,7 @@ def evaluate_referring(
     if hasattr(model, "eval"):
         model.eval()
     metrics = RISMetrics(thresholds=thresholds, sync_processes=False)  # the gather happens per batch
+    gres = GRESMetrics(sync_processes=False)
     losses: list[float] = []
     for batch in dataloader:
         logits = model(
@@ -83,7 +88,8 @@ def evaluate_referring(
         targets = [mask.to(logits.device) for mask in batch["target_masks"]]
         predictions = logits_to_masks(logits, [tuple(mask.shape) for mask in targets])
         counts = pixel_counts(predictions, targets)
-        columns = (counts.intersection, counts.union, counts.target_area, batch["distractors"].to(logits.device))
+        columns = (counts.intersection, counts.union, counts.target_area, batch["distractors"].to(logits.device),
+                   counts.pred_area)
         per_sample = torch.stack([torch.as_tensor(column) for column in columns], dim=1)
         loss = per_sample_bce(logits, batch["labels"].to(logits.device))
         per_sample, loss = accelerator.gather_for_metrics((per_sample, loss))
@@ -91,8 +97,12 @@ def evaluate_referring(
         metrics.update_counts(
             per_sample[:, 0], per_sample[:, 1], groups=sample_groups(per_sample[:, 3].tolist(), per_sample[:, 2].tolist())
         )
+        gres.update_counts(per_sample[:, 0], per_sample[:, 4], per_sample[:, 2])
         losses.extend(loss.double().cpu().tolist())
     result = metrics.compute()
+    gres_result = gres.compute()
+    if gres_result["no_target_count"]:
+        result["gres"] = gres_result
     # fsum is exactly rounded: the mean does not depend on the order the processes' samples arrive in
     result["loss"] = math.fsum(losses) / len(losses)
     return result
