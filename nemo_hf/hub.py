@@ -21,7 +21,7 @@ from typing import Any, Mapping
 
 import datasets
 from datasets.table import embed_table_storage
-from huggingface_hub import DatasetCard, hf_hub_download
+from huggingface_hub import DatasetCard, ModelCardData, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
@@ -73,7 +73,7 @@ def write_parquet(
 def _write_local_card(out_dir: Path, config_name: str, splits: list[str], body: str | None) -> None:
     """README with a Hub-style ``configs:`` block so ``load_dataset(out_dir, config)`` works."""
     readme = out_dir / "README.md"
-    card = DatasetCard(readme.read_text()) if readme.exists() else DatasetCard("")
+    card = DatasetCard(readme.read_text() if readme.exists() else "---\n{}\n---\n")
     configs = [c for c in (card.data.get("configs") or []) if c.get("config_name") != config_name]
     configs.append({
         "config_name": config_name,
@@ -101,6 +101,49 @@ def render_dataset_card(
                            version=__version__, **fields)
 
 
+_TRAINABLE_TEXT = {
+    "decoder": "the CLIPSeg decoder only",
+    "decoder+text": "the CLIPSeg decoder and CLIP's text encoder",
+}
+_AUGMENTATION_NOTE = {
+    "none": "no mosaics (the baseline)",
+    "random": "mosaics with random negatives (no CLIP)",
+    "nemo": "NeMo mosaics with CLIP-mined negatives",
+}
+
+
+def render_model_card(results: Mapping[str, Any], *, repo_id: str, dataset: str) -> str:
+    """A model card (YAML metadata + prose) from a training run's ``all_results.json``.
+
+    It states what was trained, on what, with which augmentation, and the metrics per split.
+
+    >>> results = {"model": "tiny-clipseg", "trainable": "decoder", "trained_parameters": 10,
+    ...            "total_parameters": 100, "augmentation": "nemo", "train_samples": 8, "train_epochs": 1.0,
+    ...            "train_steps": 2, "num_processes": 1, "mixed_precision": "no", "eval": {"val": {
+    ...            "count": 4, "overall_iou": 0.5, "mean_iou": 0.4, "precision@0.5": 0.5,
+    ...            "precision@0.7": 0.25, "precision@0.9": 0.0}}}
+    >>> card = render_model_card(results, repo_id="me/model", dataset="refcoco_unc")
+    >>> "**Trained: the CLIPSeg decoder only**" in card, "| val | 4 | 0.5000 |" in card
+    (True, True)
+    """
+    template = _TEMPLATES.get_template("model_card.md")
+    text = template.render(
+        title=repo_id.split("/")[-1], version=__version__, repo_id=repo_id, base_model=results["model"],
+        trainable=results["trainable"], trainable_text=_TRAINABLE_TEXT.get(results["trainable"], results["trainable"]),
+        trained_parameters=f"{results['trained_parameters']:,}", total_parameters=f"{results['total_parameters']:,}",
+        dataset=dataset, train_samples=results["train_samples"], augmentation=results["augmentation"],
+        augmentation_note=_AUGMENTATION_NOTE.get(results["augmentation"]), epochs=f"{results['train_epochs']:g}",
+        steps=results["train_steps"], num_processes=results["num_processes"],
+        mixed_precision=results["mixed_precision"], eval=results["eval"],
+    )
+    metadata = ModelCardData(
+        library_name="transformers", pipeline_tag="image-segmentation",
+        tags=["referring-image-segmentation", "nemo-augmentation", "clipseg"],
+        base_model=results["model"] if "/" in str(results["model"]) else None,
+    )
+    return f"---\n{metadata.to_yaml()}\n---\n{text}"
+
+
 def _stats_sections(card: str) -> dict[str, str]:
     pattern = re.compile(r"<!-- stats:(\S+) -->\n## \1: this build\n\n(.*?)\n<!-- /stats:\1 -->", re.S)
     return {m.group(1): m.group(2).strip() for m in pattern.finditer(card)}
@@ -120,7 +163,7 @@ def push_dataset(
         part.push_to_hub(repo_id, config_name=config_name, split=split, private=private,
                          commit_message=f"Add {config_name}/{split} (nemo_hf {__version__})")
     readme = _download_readme(repo_id)
-    card = DatasetCard(readme) if readme else DatasetCard("")
+    card = DatasetCard(readme or "---\n{}\n---\n")
     body = render_dataset_card(repo_id=repo_id, config_name=config_name, stats=stats,
                                previous=card.text, **card_fields)
     card.text = body

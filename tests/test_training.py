@@ -165,6 +165,9 @@ def test_tiny_config_trains_in_process_and_the_loss_on_a_fixed_batch_goes_down(t
     saved = yaml.safe_load((out / "train_config.yaml").read_text())
     assert saved["max_train_steps"] == 30 and saved["augmentation"] == "none"
     CLIPSegForImageSegmentation.from_pretrained(out)  # the final model is a plain transformers checkpoint
+    card = (out / "README.md").read_text()  # the model card says what was trained and how it scored
+    assert "**Trained: the CLIPSeg decoder only**" in card and "Augmentation: **none**" in card
+    assert f"| val | 16 | {results['eval']['val']['overall_iou']:.4f} |" in card
 
 
 def test_gradient_accumulation_matches_a_larger_batch(tmp_path) -> None:

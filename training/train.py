@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 import nemo_hf
+from nemo_hf.hub import render_model_card
 from nemo_hf.modeling import (
     CLIPSegReferringSegmenter,
     RISCollator,
@@ -266,6 +267,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         accelerator.unwrap_model(model).save_pretrained(output_dir)
         processor.save_pretrained(output_dir)
         (output_dir / "all_results.json").write_text(json.dumps(results, indent=2))
+        dataset = data_args.hub_dataset or data_args.dataset_name
+        (output_dir / "README.md").write_text(render_model_card(results, repo_id=output_dir.name, dataset=dataset))
     accelerator.end_training()
     return results
 
