@@ -190,3 +190,12 @@ def test_different_unnamed_clip_models_fingerprint_differently(train):
     first, second = NeMo(train, *tiny_clip(0), top_k=6), NeMo(train, *tiny_clip(1), top_k=6)
     assert Hasher.hash(first) != Hasher.hash(second)
     assert Hasher.hash(first) == Hasher.hash(NeMo(train, *tiny_clip(0), top_k=6))
+
+
+def test_per_sentence_view_of_mined_data_keeps_each_sentences_negatives(mined, train):
+    view = per_sentence(mined)
+    expected = [ids for row in mined["negative_image_ids"] for ids in row]
+    assert view["negative_image_ids"] == expected
+    out = _map(view, _nemo(train))  # per-sentence rows map like per-ref rows
+    by_ref = _map(mined, _nemo(train))
+    assert out["source_image_ids"] == by_ref["source_image_ids"]

@@ -65,21 +65,29 @@ def load_refcoco(
     return builder.as_dataset(split=split)
 
 
+# Columns holding one entry per sentence of the ref (mining adds them): exploded with it.
+PER_SENTENCE_COLUMNS = ("negative_image_ids", "negative_scores", "negative_fallback")
+
+
 def _explode(batch: dict[str, list]) -> dict[str, list]:
     out: dict[str, list] = {key: [] for key in batch if key not in PER_SENTENCE_DROPPED}
     out["sentence"], out["sent_id"] = [], []
     for row, (sentences, sent_ids) in enumerate(zip(batch["sentences"], batch["sent_ids"])):
-        for sentence, sent_id in zip(sentences, sent_ids):
+        for position, (sentence, sent_id) in enumerate(zip(sentences, sent_ids)):
             out["sentence"].append(sentence)
             out["sent_id"].append(sent_id)
             for key in out:
-                if key not in ("sentence", "sent_id"):
+                if key in PER_SENTENCE_COLUMNS:
+                    out[key].append(batch[key][row][position])
+                elif key not in ("sentence", "sent_id"):
                     out[key].append(batch[key][row])
     return out
 
 
 def per_sentence(ds: datasets.Dataset | datasets.DatasetDict, **map_kwargs: Any):
     """One row per expression (``sentence``, ``sent_id``, and the ref's other columns).
+
+    Mined columns (``negative_image_ids`` …, one entry per sentence) keep the sentence's own entry.
 
     RIS metrics are reported per sentence, so evaluation iterates this view. Images are
     passed through undecoded.
@@ -93,7 +101,8 @@ def per_sentence(ds: datasets.Dataset | datasets.DatasetDict, **map_kwargs: Any)
     for column in image_columns[1:]:
         raw = raw.cast_column(column, datasets.Image(decode=False))
     features = datasets.Features(
-        {k: v for k, v in raw.features.items() if k not in PER_SENTENCE_DROPPED}
+        {k: v.feature if k in PER_SENTENCE_COLUMNS else v
+         for k, v in raw.features.items() if k not in PER_SENTENCE_DROPPED}
         | {"sentence": datasets.Value("string"), "sent_id": datasets.Value("int64")}
     )
     exploded = raw.map(_explode, batched=True, remove_columns=raw.column_names,
