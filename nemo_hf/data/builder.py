@@ -43,6 +43,7 @@ from .refer_files import (
 
 
 
+_SHARED_INPUTS: dict[tuple, tuple] = {}  # parsed inputs of the build in progress, keyed by _inputs_key
 _REFS_PER_SHARD = 2000  # a shard is the unit of work handed to a num_proc worker
 _MAX_SHARDS = 16
 
@@ -177,6 +178,8 @@ class RefCOCO(datasets.ArrowBasedBuilder):
         shared among ``num_proc`` workers.
         """
         if getattr(self, "_loaded", None) is None:
+            self._loaded = _SHARED_INPUTS.get(self._inputs_key())
+        if self._loaded is None:
             refs_path, instances_path, image_dir = self._paths()
             refs = load_refs(refs_path)
             index = load_instances(instances_path)
@@ -198,8 +201,22 @@ class RefCOCO(datasets.ArrowBasedBuilder):
         return self._loaded
 
     def __getstate__(self) -> dict[str, Any]:
-        # num_proc workers re-read the inputs rather than receive them pickled
+        # never pickled to num_proc workers: they find the inputs in _SHARED_INPUTS (forked)
+        # or read them again (spawned)
         return {k: v for k, v in self.__dict__.items() if k != "_loaded"}
+
+    def _inputs_key(self) -> tuple[str, str | None, str | None, str | None]:
+        return (self.config.name, self.config.data_dir, self.config.image_dir, self.hash)
+
+    def _download_and_prepare(self, dl_manager: Any, verification_mode: Any, **prepare_split_kwargs: Any) -> None:
+        # Workers of num_proc are forked from this process and inherit module globals:
+        # publishing the parsed inputs there spares each of them re-reading instances.json.
+        key = self._inputs_key()
+        _SHARED_INPUTS[key] = self._load()
+        try:
+            super()._download_and_prepare(dl_manager, verification_mode, **prepare_split_kwargs)
+        finally:
+            _SHARED_INPUTS.pop(key, None)
 
     def _split_generators(self, dl_manager: Any) -> list[datasets.SplitGenerator]:
         refs_path, refs, _, _ = self._load()
