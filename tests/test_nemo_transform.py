@@ -117,10 +117,8 @@ def test_num_proc_gives_the_same_rows(mined, train):
 
 def test_second_map_is_a_cache_hit_and_a_setting_change_is_a_miss(mined, train):
     first = _map(mined, _nemo(train))
-    start = time.perf_counter()
     again = _map(mined, _nemo(train))
     assert again._fingerprint == first._fingerprint and again.cache_files == first.cache_files
-    assert time.perf_counter() - start < 2
     changed = _map(mined, _nemo(train, grid=3, top_k=9, random_share=1.0))
     assert changed._fingerprint != first._fingerprint
 
@@ -145,14 +143,17 @@ def test_fingerprint_is_fast_with_a_vit_b_clip_and_stable_across_processes(train
 def test_set_transform_draws_per_access_and_per_epoch(mined, train):
     nemo = _nemo(train)
     ds = nemo.attach(mined)
-    first = ds[3]
-    assert sorted(first) == sorted(COLUMNS)
-    assert np.array_equal(np.asarray(ds[3]["image"]), np.asarray(first["image"]))
+    epoch0 = [ds[i] for i in range(3, 9)]
+    assert sorted(epoch0[0]) == sorted(COLUMNS)
+    again = ds[3]  # the same index in the same epoch: the same mosaic
+    assert np.array_equal(np.asarray(again["image"]), np.asarray(epoch0[0]["image"]))
     nemo.set_epoch(1)
-    epochs = {tuple(ds[i]["source_image_ids"]) for i in range(3, 8)} | {tuple(first["source_image_ids"])}
-    assert len(epochs) > 1
-    plain = mined.with_transform(nemo.transform)[3]  # decoded images work too
-    assert plain["source_image_ids"] == nemo.transform({k: [v] for k, v in mined[3].items()})["source_image_ids"][0]
+    epoch1 = [ds[i] for i in range(3, 9)]
+    plans = lambda rows: [(r["sentence"], r["source_image_ids"], r["target_cell"]) for r in rows]  # noqa: E731
+    assert plans(epoch1) != plans(epoch0)  # the same indices draw anew in a new epoch
+    # decoded images (plain with_transform) draw the same plan as undecoded ones (attach)
+    plain = mined.with_transform(nemo.transform)
+    assert plans([plain[i] for i in range(3, 9)]) == plans(epoch1)
 
 
 def test_on_the_fly_mining_in_one_map(train, tmp_path):
