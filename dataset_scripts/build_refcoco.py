@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from nemo_hf.data import VARIANTS, load_refcoco, stats_table
 from nemo_hf.data.configs import card_fields
@@ -38,8 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     fields = card_fields(args.config)
     if args.out:
+        existing = Path(args.out) / "README.md"  # keep the stats of configs written there before
         card = render_dataset_card(repo_id=args.push or "<your-repo>", config_name=args.config,
-                                   stats={args.config: table}, **fields)
+                                   stats={args.config: table},
+                                   previous=existing.read_text() if existing.exists() else None, **fields)
         path = write_parquet(ds, args.out, args.config, card=card)
         print(f"wrote {path / args.config}")
     if args.push:

@@ -54,3 +54,13 @@ def test_push_two_configs_and_load_them_back(refer_tree, tmp_path, hub_repo_id, 
         np.testing.assert_array_equal(np.asarray(a["mask"]), np.asarray(b["mask"]))
         np.testing.assert_array_equal(np.asarray(a["image"]), np.asarray(b["image"]))
         assert a["sentences"] == b["sentences"]
+
+
+def test_parquet_folder_keeps_every_config(refer_tree, tmp_path):
+    build = _script()
+    for config in ("refcoco_unc", "refcocog_umd"):
+        assert build.main([config, *_args(refer_tree, tmp_path / "cache"), "--out", str(tmp_path / "out")]) == 0
+    readme = (tmp_path / "out" / "README.md").read_text()
+    assert "<!-- stats:refcoco_unc -->" in readme and "<!-- stats:refcocog_umd -->" in readme
+    assert len(datasets.load_dataset(str(tmp_path / "out"), "refcoco_unc", split="val",
+                                     cache_dir=str(tmp_path / "dl"))) > 0
