@@ -191,6 +191,41 @@ def test_collator_keeps_targets_untouched_and_names_missing_columns() -> None:
         RISCollator(processor)([{"image": rows[0]["image"], "mask": rows[0]["mask"]}])
 
 
+def _processor_batch(processor, rows: list[dict]) -> dict:
+    """What the processor alone makes of the rows: the reference for the collator's shortcuts."""
+    return processor(text=[r["sentence"] for r in rows], images=[r["image"].convert("RGB") for r in rows],
+                     padding=True, truncation=True, max_length=77, return_tensors="pt")
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "RGBA"])
+def test_collator_at_input_size_equals_the_processor(mode: str) -> None:
+    _, processor = tiny_clipseg()
+    rng = np.random.default_rng(4)
+    side = TINY_CLIPSEG_IMAGE_SIZE
+    rows = [{"image": Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).convert(mode),
+             "mask": Image.fromarray(rng.random((side, side)) < 0.4), "sentence": s}
+            for s in ["a", "the tall red one on the left", "it"]]
+    collate = RISCollator(processor)
+    expected = _processor_batch(processor, rows)
+    for _ in range(2):  # the first batch is checked against the processor, the second is not
+        batch = collate(rows)
+        torch.testing.assert_close(batch["pixel_values"], expected["pixel_values"], atol=1e-5, rtol=0)
+        assert torch.equal(batch["input_ids"], expected["input_ids"])
+        assert torch.equal(batch["attention_mask"], expected["attention_mask"])
+        assert torch.equal(batch["labels"], torch.from_numpy(np.stack([np.asarray(r["mask"]) for r in rows])).float())
+    assert collate._direct is not None, "images at the input size must take the direct path"
+
+
+def test_collator_falls_back_to_the_processor_when_the_direct_path_disagrees() -> None:
+    _, processor = tiny_clipseg()
+    rows = [{**row, "image": row["image"].resize((TINY_CLIPSEG_IMAGE_SIZE,) * 2)} for row in _rows(3)]
+    collate = RISCollator(processor)
+    processor.image_processor.image_mean = [0.1, 0.2, 0.3]  # changed after the collator was built
+    batch = collate(rows)
+    torch.testing.assert_close(batch["pixel_values"], _processor_batch(processor, rows)["pixel_values"])
+    assert collate._direct is None
+
+
 def _brute_force_metrics(model, processor, rows, batch_size: int) -> dict:
     """oIoU/mIoU/P@X computed sample by sample, independently of nemo_hf.metrics.
 

@@ -5,7 +5,11 @@ object) and ``sentence`` — the per-sentence view of the dataset and the rows o
 transform alike. The batch holds what the model and the loss need:
 
 - ``pixel_values``, ``input_ids``, ``attention_mask`` from the processor (images stretched
-  to its square size; expressions padded to the batch's longest, truncated at 77 tokens);
+  to its square size; expressions padded to the batch's longest, truncated at 77 tokens).
+  Images that already have the processor's input size (NeMo draws them so) are rescaled
+  and normalised directly instead: the processor's PIL path costs more than the rest of
+  the collation, and the direct result is checked against the processor on the first
+  such batch (any mismatch falls back to the processor for good);
 - ``labels``: the mask resized to the model's resolution with PIL's box filter, as float
   targets in [0, 1]: each label is the share of its footprint the object covers, so a
   thin or small object keeps its share of the labels instead of vanishing, as it can
@@ -61,9 +65,51 @@ def mask_to_label(mask: Any, size: tuple[int, int]) -> np.ndarray:
     >>> mask_to_label(np.eye(4, dtype=bool), (2, 2)).round(2).tolist()
     [[0.5, 0.0], [0.0, 0.5]]
     """
-    grey = Image.fromarray(target_mask(mask).astype(np.uint8) * 255)
+    binary = target_mask(mask)
+    if binary.shape == tuple(size):  # the box filter at the same size is the identity
+        return binary.astype(np.float32)
+    grey = Image.fromarray(binary.astype(np.uint8) * 255)
     resized = grey.resize((size[1], size[0]), Image.Resampling.BOX)
     return np.asarray(resized, dtype=np.float32) / 255.0
+
+
+class _DirectNormalisation:
+    """``pixel_values`` of RGB images already at an image processor's input size, computed directly.
+
+    A uint8 value ``v`` of channel ``c`` becomes ``(v * rescale_factor - mean[c]) / std[c]``,
+    which is what a resize-rescale-normalise processor (CLIP's, CLIPSeg's, ViT's) computes
+    when the resize is the identity. Only built for processors with no other active step.
+    """
+
+    def __init__(self, image_processor: Any, size: tuple[int, int]) -> None:
+        self.size = size
+        rescale = image_processor.rescale_factor if image_processor.do_rescale else 1.0
+        mean = np.broadcast_to(image_processor.image_mean if image_processor.do_normalize else 0.0, (3,))
+        std = np.broadcast_to(image_processor.image_std if image_processor.do_normalize else 1.0, (3,))
+        # one multiply-add per value: v * (rescale / std) - mean / std
+        self.scale = torch.tensor(rescale / std, dtype=torch.float32).view(1, 3, 1, 1)
+        self.offset = torch.tensor(-mean / std, dtype=torch.float32).view(1, 3, 1, 1)
+
+    @classmethod
+    def for_processor(cls, image_processor: Any) -> _DirectNormalisation | None:
+        """The direct path, or ``None`` where the processor does more than resize, rescale and normalise."""
+        extra_steps = ("do_center_crop", "do_pad", "do_reduce_labels")
+        if any(getattr(image_processor, step, False) for step in extra_steps):
+            return None
+        size = getattr(image_processor, "size", None)
+        # transformers 5 holds a SizeDict (attributes); older configs a plain dict
+        width, height = (size.get(k) if isinstance(size, Mapping) else getattr(size, k, None) for k in ("width", "height"))
+        if width is None or height is None or not hasattr(image_processor, "rescale_factor"):
+            return None
+        return cls(image_processor, (int(width), int(height)))
+
+    def applies_to(self, images: Sequence[Any]) -> bool:
+        return all(isinstance(i, Image.Image) and i.mode == "RGB" and i.size == self.size for i in images)
+
+    def __call__(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        pixels = torch.from_numpy(np.stack([np.asarray(image) for image in images]))  # (B, H, W, 3) uint8
+        channels_first = pixels.permute(0, 3, 1, 2).to(torch.float32, memory_format=torch.contiguous_format)
+        return channels_first.mul_(self.scale).add_(self.offset)
 
 
 class RISCollator:
@@ -76,6 +122,8 @@ class RISCollator:
     def __init__(self, processor: ProcessorMixin, *, with_targets: bool = False) -> None:
         self.processor = processor
         self.with_targets = with_targets
+        self._direct = _DirectNormalisation.for_processor(getattr(processor, "image_processor", None))
+        self._direct_checked = False
 
     def __call__(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """One batch from a list of rows."""
@@ -86,22 +134,35 @@ class RISCollator:
                     f"rows {missing[:5]} have no {key!r} (keys: {sorted(rows[missing[0]])}); referring "
                     "segmentation rows need 'image', 'mask' and 'sentence' (use nemo_hf.per_sentence)"
                 )
-        encoding = self.processor(
-            text=[row["sentence"] for row in rows],
-            images=[row["image"].convert("RGB") for row in rows],
+        images = [row["image"].convert("RGB") if row["image"].mode != "RGB" else row["image"] for row in rows]
+        text = self.processor.tokenizer(
+            [row["sentence"] for row in rows],
             padding=True,
             truncation=True,
             max_length=MAX_TEXT_TOKENS,
             return_tensors="pt",
         )
-        size = tuple(encoding["pixel_values"].shape[-2:])
+        pixel_values = self._pixel_values(images)
+        size = tuple(pixel_values.shape[-2:])
         batch: dict[str, Any] = {
-            "pixel_values": encoding["pixel_values"],
-            "input_ids": encoding["input_ids"],
-            "attention_mask": encoding["attention_mask"],
+            "pixel_values": pixel_values,
+            "input_ids": text["input_ids"],
+            "attention_mask": text["attention_mask"],
             "labels": torch.from_numpy(np.stack([mask_to_label(row["mask"], size) for row in rows])),
         }
         if self.with_targets:
             batch["target_masks"] = [torch.from_numpy(target_mask(row["mask"])) for row in rows]
             batch["distractors"] = torch.tensor([int(row.get("distractors", -1)) for row in rows], dtype=torch.int64)
         return batch
+
+    def _pixel_values(self, images: list[Image.Image]) -> torch.Tensor:
+        if self._direct is None or not self._direct.applies_to(images):
+            return self.processor.image_processor(images=images, return_tensors="pt")["pixel_values"]
+        fast = self._direct(images)
+        if not self._direct_checked:  # once per process: it must reproduce the processor
+            reference = self.processor.image_processor(images=images, return_tensors="pt")["pixel_values"]
+            self._direct_checked = True
+            if reference.shape != fast.shape or not torch.allclose(reference, fast, atol=1e-5):
+                self._direct = None
+                return reference
+        return fast
