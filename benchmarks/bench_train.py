@@ -110,7 +110,8 @@ def main() -> None:
         train = build_train_dataset(raw_train, aug_args, seed=train_args.seed,
                                     input_size=int(processor.image_processor.size["height"]))
         loader = DataLoader(train.dataset, batch_size=args.batch_size, shuffle=True, drop_last=True,
-                            collate_fn=RISCollator(processor), num_workers=args.workers)
+                            collate_fn=RISCollator(processor), num_workers=args.workers,
+                            persistent_workers=args.workers > 0)
         loaders[augmentation] = (loader, train.set_epoch)
 
     rounds: dict[str, list[tuple[float, float]]] = {a: [] for a in args.augmentations}
@@ -145,8 +146,8 @@ def render(args: argparse.Namespace, rounds: dict[str, list[tuple[float, float]]
             "`python benchmarks/bench_train.py`: the training step of `training/train.py` (forward, BCE, "
             "backward, AdamW) on the tiny config (`training/configs/tiny_synthetic.yaml`: the tiny CLIPSeg, "
             f"64² input; a synthetic RefCOCO tree of {refs} training refs, 320×240 JPEGs), one process, "
-            f"{args.threads} torch thread(s), batch {args.batch_size}, {args.workers} non-persistent DataLoader "
-            f"workers (NeMo's per-epoch state needs them) for every augmentation, mosaic probability "
+            f"{args.threads} torch thread(s), batch {args.batch_size}, {args.workers} persistent DataLoader "
+            f"workers (as `train.py` uses them) for every augmentation, mosaic probability "
             f"{args.mosaic_prob}. Waiting = time in the DataLoader's `__next__`; computing = the rest of the "
             "step. Goal: NeMo adds ≤ 5% to the time per step."
         ),

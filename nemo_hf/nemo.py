@@ -29,6 +29,8 @@ CLIP variant are tuned per dataset and not published. Every default below marked
 from __future__ import annotations
 
 import io
+import multiprocessing
+import multiprocessing.context
 import os
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
@@ -45,6 +47,7 @@ from nemo_hf.mining.clip import ClipSource
 from nemo_hf.mining.mine import mine_negatives
 from nemo_hf.mining.report import DifficultyReport
 from nemo_hf.mosaic import compose_mosaic, grid_layout, single_image
+from nemo_hf.mosaic.thumbnails import largest_cell, shrink_pool
 from nemo_hf.plan import example_rng, plan_sample
 
 __all__ = ["NeMo", "NeMoSettings"]
@@ -89,6 +92,11 @@ class NeMoSettings:
     - ``resize`` ("stretch"): cells stretched without keeping aspect ratio (as in the
       paper) or "letterbox".
     - ``blur_negatives`` (False): blur negative cells (an ablation of the code).
+    - ``thumbnail_negatives`` (True): draw negatives from copies of the pool images shrunk
+      once to the largest cell the layout can give them (``nemo_hf.mosaic.thumbnails``;
+      made on first use, cached beside the pool). A negative then decodes several times
+      faster; its cell differs from one drawn from the original by about one grey level.
+      The query image is always drawn from the original.
     - ``seed`` (0): base of the per-(seed, epoch, index) generators.
 
     Mining mechanics (do not change which negatives are chosen, except ``search_backend``
@@ -121,6 +129,7 @@ class NeMoSettings:
     cross_point_jitter: float = 0.0
     resize: Literal["stretch", "letterbox"] = "stretch"
     blur_negatives: bool = False
+    thumbnail_negatives: bool = True
     seed: int = 0
     clip_revision: str | None = None
     image_batch_size: int = 64
@@ -158,7 +167,7 @@ class NeMoSettings:
         _check_number("cross_point_jitter", self.cross_point_jitter)
         if not 0.0 <= self.cross_point_jitter < 0.5:
             raise ValueError(f"cross_point_jitter={self.cross_point_jitter!r} must be in [0, 0.5)")
-        for name in ("position_aware", "blur_negatives"):
+        for name in ("position_aware", "blur_negatives", "thumbnail_negatives"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name}={getattr(self, name)!r} must be True or False")
         if self.resize not in ("stretch", "letterbox"):
@@ -220,8 +229,12 @@ class NeMo:
         self.pool = pool
         self._clip = ClipSource.resolve(clip, processor, self.settings.clip_revision)
         self.last_report: DifficultyReport | None = None
-        self._epoch = 0
+        self._shared_epoch = _new_shared_epoch(0)
         self._pool_cache: _PoolImages | None = None
+
+    @property
+    def _epoch(self) -> int:
+        return self._shared_epoch.value
 
     def mine(
         self,
@@ -257,12 +270,13 @@ class NeMo:
     def set_epoch(self, epoch: int) -> None:
         """Draw the mosaics of ``epoch`` from now on (call it before each training epoch).
 
-        DataLoader workers copy the transform when they start, so with
-        ``persistent_workers=True`` they keep the epoch they started with.
+        The epoch lives in shared memory, so DataLoader workers that this process starts
+        see the change, ``persistent_workers=True`` included: call it between epochs, before
+        the loader's next ``iter()``, when no worker is drawing.
         """
         if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
             raise ValueError(f"epoch={epoch!r} must be an integer >= 0")
-        self._epoch = epoch
+        self._shared_epoch.value = epoch
 
     def __call__(self, batch: dict[str, list[Any]], indices: list[int] | None = None) -> dict[str, list[Any]]:
         """``ds.map(nemo, batched=True, remove_columns=ds.column_names)``: one row per expression.
@@ -305,6 +319,8 @@ class NeMo:
         for column in ("image", "mask"):
             if column in raw.column_names:
                 raw = raw.cast_column(column, DatasetImage(decode=False))
+        if self.settings.mosaic_prob > 0:
+            self._pool_images()  # here, once, rather than in every DataLoader worker
         return raw.with_transform(self.transform)
 
     def _needs_mining(self) -> bool:
@@ -378,8 +394,10 @@ class NeMo:
         }
 
     def _pool_images(self) -> _PoolImages:
-        if self._pool_cache is None:  # built once per process, never pickled
-            self._pool_cache = _PoolImages(self.pool)
+        if self._pool_cache is None:  # built once per process (forked workers inherit it), never pickled
+            s = self.settings
+            cover = largest_cell(s.grid, s.size, s.cross_point_jitter) if s.thumbnail_negatives else None
+            self._pool_cache = _PoolImages(self.pool, cover)
         return self._pool_cache
 
     def __repr__(self) -> str:
@@ -387,29 +405,47 @@ class NeMo:
 
     def __getstate__(self) -> dict[str, Any]:
         # What defines the output, and nothing heavy: .map fingerprints this with dill.
-        return {
+        state = {
             "version": (NEMO_VERSION, __version__),
             "settings": self.settings,
             "epoch": self._epoch,
             "pool": self.pool,
             "clip": self._clip,
         }
+        if multiprocessing.context.get_spawning_popen() is not None:
+            # a spawned DataLoader worker keeps following set_epoch through the shared value
+            state["shared_epoch"] = self._shared_epoch
+        return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.settings, self.pool, self._clip = state["settings"], state["pool"], state["clip"]
-        self._epoch = state["epoch"]
+        shared = state.get("shared_epoch")  # (not `or`: a ctypes value of 0 is falsy)
+        self._shared_epoch = shared if shared is not None else _new_shared_epoch(state["epoch"])
         self._pool_cache = None
         self.last_report = None
 
 
-class _PoolImages:
-    """Undecoded pool images by image_id, for fetching a mosaic's negatives."""
+def _new_shared_epoch(epoch: int) -> Any:
+    """An int64 in shared memory: processes forked or spawned later read the writer's value."""
+    return multiprocessing.RawValue("q", epoch)
 
-    def __init__(self, pool: Dataset):
-        self._images = pool.select_columns(["image"]).cast_column("image", DatasetImage(decode=False))
+
+class _PoolImages:
+    """Undecoded pool images by image_id, for fetching a mosaic's negatives.
+
+    With ``cover`` (a cell's ``(width, height)``), each distinct image is a copy shrunk to
+    cover it (:func:`~nemo_hf.mosaic.thumbnails.shrink_pool`).
+    """
+
+    def __init__(self, pool: Dataset, cover: tuple[int, int] | None = None):
+        images = pool.select_columns(["image"]).cast_column("image", DatasetImage(decode=False))
         all_ids = np.asarray(pool["image_id"], dtype=np.int64)
         self.ids, first_rows = np.unique(all_ids, return_index=True)
-        self._row = dict(zip(self.ids.tolist(), first_rows.tolist()))
+        if cover is None:
+            self._images, rows = images, first_rows
+        else:
+            self._images, rows = shrink_pool(images.select(first_rows), cover), np.arange(len(first_rows))
+        self._row = dict(zip(self.ids.tolist(), rows.tolist()))
 
     def source(self, image_id: int) -> dict[str, Any]:
         return self._images[self._row[image_id]]["image"]

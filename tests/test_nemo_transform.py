@@ -200,3 +200,44 @@ def test_per_sentence_view_of_mined_data_keeps_each_sentences_negatives(mined, t
     out = _map(view, _nemo(train))  # per-sentence rows map like per-ref rows
     by_ref = _map(mined, _nemo(train))
     assert out["source_image_ids"] == by_ref["source_image_ids"]
+
+
+def test_negatives_from_shrunk_copies_keep_the_plan_and_look_the_same(mined, train):
+    shrunk, original = _nemo(train, size=96), _nemo(train, size=96, thumbnail_negatives=False)
+    a, b = _map(mined.select(range(6)), shrunk), _map(mined.select(range(6)), original)
+    assert a["source_image_ids"] == b["source_image_ids"] and a["target_cell"] == b["target_cell"]
+    for x, y in zip(a, b):
+        assert np.array_equal(np.asarray(x["mask"]), np.asarray(y["mask"]))
+        difference = np.abs(np.asarray(x["image"], np.float64) - np.asarray(y["image"], np.float64))
+        assert difference.mean() < 2.0
+    assert a.data.column("image") != b.data.column("image")  # the setting is part of the cache key
+
+
+def _rows_as_list(rows):
+    return rows  # a module-level collate_fn: spawned workers import it by name
+
+
+def _plans_through_a_loader(ds, nemo, epochs, **loader_kwargs):
+    """(sentence, source ids, target cell) per sample and epoch, drawn in DataLoader workers."""
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(ds, batch_size=4, num_workers=2, collate_fn=_rows_as_list, **loader_kwargs)
+    plans = []
+    for epoch in epochs:
+        nemo.set_epoch(epoch)
+        plans.append([(r["sentence"], r["source_image_ids"], r["target_cell"]) for batch in loader for r in batch])
+    return plans
+
+
+@pytest.mark.parametrize("context", ["fork", pytest.param("spawn", marks=pytest.mark.slow)])
+def test_persistent_workers_follow_set_epoch(mined, train, context):
+    nemo = _nemo(train, mosaic_prob=0.5)
+    ds = nemo.attach(mined.select(range(12)))
+    expected = []
+    for epoch in (0, 1, 2):
+        nemo.set_epoch(epoch)
+        expected.append([(r["sentence"], r["source_image_ids"], r["target_cell"]) for r in ds])
+    assert expected[0] != expected[1] != expected[2]
+    nemo.set_epoch(0)
+    got = _plans_through_a_loader(ds, nemo, (0, 1, 2), persistent_workers=True, multiprocessing_context=context)
+    assert got == expected

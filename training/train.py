@@ -153,12 +153,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     train_loader = DataLoader(
         train.dataset, batch_size=args.train_batch_size, shuffle=True, drop_last=True,
         collate_fn=RISCollator(processor), num_workers=workers,
+        persistent_workers=workers > 0,  # NeMo's epoch is shared memory: kept workers follow set_epoch
     )
     if len(train_loader) == 0:
         raise ValueError(f"{len(train.dataset)} training samples make no full batch of {args.train_batch_size}")
     eval_loaders = {
         split: DataLoader(ds, batch_size=args.eval_batch_size, collate_fn=RISCollator(processor, with_targets=True),
-                          num_workers=workers)
+                          num_workers=workers, persistent_workers=workers > 0)
         for split, ds in eval_sets.items()
     }
     updates_per_epoch = math.ceil(len(train_loader) / args.gradient_accumulation_steps)

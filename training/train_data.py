@@ -18,8 +18,8 @@ iterate RefCOCO; the three differ only in the picture:
 Pictures are drawn on the fly (``nemo.attach``: a fresh sample at every access, from a
 generator seeded by (seed, epoch, ref_id, sent_id)), so the same run on 1 or N processes,
 or resumed mid-epoch, sees the same samples. The returned ``set_epoch`` must be called
-before each epoch, and the DataLoader must not keep persistent workers: they would keep
-the epoch they were started in.
+before each epoch; NeMo keeps the epoch in shared memory, so persistent DataLoader
+workers follow it.
 
     >>> import datasets, numpy as np
     >>> from PIL import Image
