@@ -2,16 +2,17 @@
 
 Runs the training step of ``training/train.py`` (forward, per-sample BCE, backward, AdamW)
 on the tiny config's model and data (``training/configs/tiny_synthetic.yaml``, with a
-larger synthetic tree so that an epoch is more than a few steps) in one process. Each augmentation gets its training set from the same glue the training script
-uses (``train_data.build_train_dataset``) and the same DataLoader settings (batch size,
-workers, collator). Rounds are interleaved (none, nemo, none, nemo, …) so a busy machine
-slows both alike; each round starts a fresh DataLoader iterator and discards its first
-steps (worker start-up). Per step it records the time spent in the DataLoader's
+larger synthetic tree so that an epoch is more than a few steps) in one process. Each
+augmentation gets its training set from the same glue the training script uses
+(``train_data.build_train_dataset``) and the same DataLoader settings (batch size,
+persistent workers, collator). Rounds are interleaved (none, nemo, none, nemo, …) so a
+busy machine slows both alike; each round starts a fresh DataLoader iterator and discards
+its first steps. Per step it records the time spent in the DataLoader's
 ``__next__`` (waiting for data) and the whole step.
 
 Reports per augmentation: ms per step, ms waiting per step, the share of the step spent
 waiting, and the time per step relative to no augmentation (goal: NeMo ≤ 1.05×). NeMo's
-one-off mining happens before the rounds and is not counted. Writes the "Training" section
+one-off mining and pool shrinking happen before the rounds and are not counted. Writes the "Training" section
 of BENCHMARKS.md.
 
     python benchmarks/bench_train.py                  # a few minutes
@@ -185,11 +186,12 @@ def render(args: argparse.Namespace, rounds: dict[str, list[tuple[float, float]]
                 "the same CPU, so extra data work shows in both columns."
             )
         note += (
-            " A mosaic decodes four JPEGs instead of one (scaled decoding cannot skip the entropy decoding "
-            "that dominates; see the Mosaic section), and the tiny model computes a step in a few ms, so "
-            "little hides that cost. The spread of the per-round ratios is the noise of a shared machine. A "
-            "GPU run, where the model sets the pace and the workers have cores of their own, was not "
-            "measured here."
+            " A mosaic decodes four JPEGs where a plain sample decodes one; what keeps that off the step: "
+            "the three negatives decode from copies shrunk to the cell size (`thumbnail_negatives`), the "
+            "collator normalises images already at the input size directly instead of through the "
+            "processor, and persistent workers follow `set_epoch` instead of restarting every epoch. The "
+            "spread of the per-round ratios is the noise of a shared machine. A GPU run, where the model "
+            "sets the pace and the workers have cores of their own, was not measured here."
         )
         lines += ["", note]
     return "\n".join(lines) + "\n"
