@@ -14,7 +14,7 @@ from pycocotools import mask as mask_utils
 
 from PIL import Image
 
-from nemo_hf.data.masks import encode_mask_png, segmentation_to_mask
+from nemo_hf.data.masks import MaskRuns, segmentation_to_mask, segmentation_to_rle
 from nemo_hf.data.safe_pickle import UnsafePickleError, load_plain_pickle_bytes
 
 plain_data = st.recursive(
@@ -110,10 +110,78 @@ def test_compressed_and_uncompressed_rle_decode_alike():
         np.testing.assert_array_equal(mask, truth.astype(bool))
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.integers(1, 40), st.integers(1, 40), st.integers(0, 2**32 - 1), st.floats(0, 1))
-def test_mask_png_decodes_to_the_same_bools(height, width, seed, density):
-    mask = np.random.default_rng(seed).random((height, width)) < density
-    decoded = Image.open(io.BytesIO(encode_mask_png(mask)))
+def _random_mask(height, width, seed, density, blocks):
+    """Noise of some density, or a few filled rectangles (long runs that wrap across columns)."""
+    rng = np.random.default_rng(seed)
+    if not blocks:
+        return rng.random((height, width)) < density
+    mask = np.zeros((height, width), dtype=bool)
+    for _ in range(rng.integers(0, 4)):
+        top, left = rng.integers(0, height), rng.integers(0, width)
+        mask[top : top + rng.integers(1, height + 1), left : left + rng.integers(1, width + 1)] = True
+    return mask
+
+
+def _rle(mask):
+    return mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+
+
+masks = st.builds(_random_mask, st.integers(1, 40), st.integers(1, 40), st.integers(0, 2**32 - 1),
+                  st.floats(0, 1), st.booleans())
+
+
+@settings(max_examples=150, deadline=None)
+@given(masks)
+def test_mask_runs_png_and_bbox_match_the_decoded_rle(mask):
+    height, width = mask.shape
+    runs = MaskRuns.from_rles([_rle(mask)], height, width)
+    decoded = Image.open(io.BytesIO(runs.png()))
     assert decoded.mode == "1" and decoded.size == (width, height)
     np.testing.assert_array_equal(np.asarray(decoded), mask)
+    np.testing.assert_array_equal(runs.to_array(), mask)
+    ys, xs = np.nonzero(mask)
+    expected = [0.0] * 4 if xs.size == 0 else [
+        float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)]
+    assert runs.bbox() == expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 30), st.integers(1, 30), st.lists(st.tuples(st.integers(0, 2**32 - 1), st.floats(0, 1)), max_size=4))
+def test_mask_runs_of_several_rles_are_their_union(height, width, parts):
+    layers = [_random_mask(height, width, seed, density, blocks=False) for seed, density in parts]
+    union = np.logical_or.reduce(layers) if layers else np.zeros((height, width), dtype=bool)
+    runs = MaskRuns.from_rles([_rle(layer) for layer in layers], height, width)
+    np.testing.assert_array_equal(runs.to_array(), union)
+
+
+def test_mask_of_a_real_sized_image_matches_pycocotools():
+    """640x480 with polygons touching the borders and crossing column boundaries."""
+    polygons = [[0, 0, 639, 0, 639, 30, 0, 30], [100.5, 470, 300, 200, 500.25, 479.9], [630, 10, 639, 479, 620, 479]]
+    rle, dropped = segmentation_to_rle(polygons, 480, 640)
+    mask = MaskRuns.from_rles([rle], 480, 640).to_array()
+    np.testing.assert_array_equal(mask, mask_utils.decode(rle).astype(bool))
+    assert dropped == 0 and mask.any()
+
+
+@pytest.mark.parametrize("counts, size, message", [
+    ("9~", [3, 3], "outside the COCO alphabet"),
+    ("9 ", [3, 3], "outside the COCO alphabet"),
+    ("9P", [3, 3], "end in the middle of a number"),
+    ("34", [3, 3], "cover 7 pixels, not the image's 9"),
+    ("PPPPPPPP0", [3, 3], "more than 7 groups"),
+    ("9", [4, 4], "RLE size 4x4 differs from the image's 3x3"),
+    ([4, -1, 6], [3, 3], "run length outside"),
+    ([4, 6], [3, 3], "cover 10 pixels"),
+])
+def test_malformed_rle_is_refused_before_pycocotools_sees_it(counts, size, message):
+    with pytest.raises(ValueError, match=message):
+        segmentation_to_rle({"size": size, "counts": counts}, 3, 3)
+
+
+def test_negative_deltas_decode_like_pycocotools():
+    """Runs that shrink from column to column are stored as negative deltas."""
+    mask = np.zeros((40, 12), dtype=bool)
+    for column in range(12):
+        mask[: 40 - 3 * column, column] = True
+    rle = _rle(mask)
+    np.testing.assert_array_equal(MaskRuns.from_rles([rle], 40, 12).to_array(), mask_utils.decode(rle).astype(bool))
