@@ -8,6 +8,7 @@ absent from instances.json, an empty expression (a ref left with none is skipped
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import pickle
@@ -97,6 +98,31 @@ def test_truncated_image_is_named(tree, tmp_path):
     with pytest.raises(ReferFileError, match=rf"{image.name}: truncated JPEG"):
         _load(tree, tmp_path)
     assert _no_cache_left(tmp_path / "cache")
+    assert gc.isenabled() and gc.get_freeze_count() == 0  # the failed build restored the collector
+
+
+def test_image_of_another_size_is_named(tree, tmp_path):
+    from PIL import Image
+
+    _, image = _first_train_image(tree)
+    Image.open(image).resize((33, 22)).save(image, "JPEG")
+    with pytest.raises(ReferFileError, match=rf"{image.name}: image is 33x22 but instances.json says \d+x\d+"):
+        _load(tree, tmp_path)
+
+
+@pytest.mark.parametrize("counts", ["~~", "0", 17])
+def test_corrupt_rle_segmentation_is_named(tree, tmp_path, counts):
+    """A corrupt RLE is refused before pycocotools, whose C code trusts the runs, reads it."""
+    path = tree / "refcoco" / "instances.json"
+    instances = json.loads(path.read_text())
+    ref = next(r for r in _refs(tree) if r["split"] == "val")
+    annotation = next(a for a in instances["annotations"] if a["id"] == ref["ann_id"])
+    image = next(i for i in instances["images"] if i["id"] == annotation["image_id"])
+    annotation["segmentation"] = {"size": [image["height"], image["width"]], "counts": counts}
+    path.write_text(json.dumps(instances))
+    with pytest.raises(ReferFileError, match=rf"instances.json: annotation {ref['ann_id']} \(ref {ref['ref_id']}\) "
+                                             "has an unreadable segmentation: RLE"):
+        _load(tree, tmp_path, split="val")
 
 
 def test_image_file_absent_from_folder(tree, tmp_path):

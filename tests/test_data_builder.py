@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import pickle
 from collections import Counter
@@ -75,12 +76,26 @@ def test_every_config_matches_the_raw_files(refer_tree, built, name):
             assert row["mask"].mode == "1" and mask.dtype == bool
             np.testing.assert_array_equal(mask, expected)
             assert row["image"].size == (row["width"], row["height"])
+            if len(targets) == 1:
+                expected_bbox = annotations[targets[0]]["bbox"]
+            elif expected.any():
+                ys, xs = np.nonzero(expected)
+                expected_bbox = [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1]
+            else:
+                expected_bbox = [0, 0, 0, 0]
+            assert row["bbox"] == pytest.approx(expected_bbox, rel=1e-6)
             categories = {annotations[a]["category_id"] for a in targets}
             distractors = sum(1 for a in annotations.values() if a["image_id"] == row["image_id"]
                               and a["id"] not in targets and a["category_id"] in categories)
             assert row["distractors"] == distractors
             if VARIANTS[name].generalized:
                 assert row["ann_ids"] == targets
+
+
+def test_build_leaves_the_garbage_collector_as_it_was(refer_tree, tmp_path):
+    """The build pauses the collector while parsing and freezes the parsed inputs meanwhile."""
+    load_refcoco("refcoco_unc", refer_tree.root, refer_tree.image_dir, cache_dir=tmp_path, split="val")
+    assert gc.isenabled() and gc.get_freeze_count() == 0
 
 
 def test_grefcoco_has_multi_and_no_target_rows(built):

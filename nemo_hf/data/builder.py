@@ -17,6 +17,7 @@ class (use :func:`nemo_hf.load_refcoco` for the one-liner)::
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import warnings
 from collections import Counter
@@ -30,12 +31,13 @@ import pyarrow as pa
 from .. import __version__
 from .configs import CITATIONS, HOMEPAGE, LICENSE_NOTE, VARIANTS, Variant, get_variant, published_table
 from .images import check_image_file, without_exif
-from .masks import bbox_of, encode_mask_png, segmentation_to_rle, union_mask
+from .masks import MaskRuns, segmentation_to_rle
 from .refer_files import (
     ImageLocator,
     InstancesIndex,
     ReferDataWarning,
     ReferFileError,
+    gc_paused,
     load_instances,
     load_refs,
     sentence_text,
@@ -212,11 +214,20 @@ class RefCOCO(datasets.ArrowBasedBuilder):
         # Workers of num_proc are forked from this process and inherit module globals:
         # publishing the parsed inputs there spares each of them re-reading instances.json.
         key = self._inputs_key()
-        _SHARED_INPUTS[key] = self._load()
+        freeze = gc.get_freeze_count() == 0  # leave a caller's own freeze alone
+        with gc_paused():
+            _SHARED_INPUTS[key] = self._load()
+            if freeze:
+                # The parsed inputs (millions of objects, no cycles) move out of the collector's
+                # reach: no collection walks them again, here or in forked workers (whose
+                # memory pages then stay shared with this process).
+                gc.freeze()
         try:
             super()._download_and_prepare(dl_manager, verification_mode, **prepare_split_kwargs)
         finally:
             _SHARED_INPUTS.pop(key, None)
+            if freeze:
+                gc.unfreeze()
 
     def _split_generators(self, dl_manager: Any) -> list[datasets.SplitGenerator]:
         refs_path, refs, _, _ = self._load()
@@ -315,12 +326,12 @@ def _ref_to_row(
         counts.dropped_polygons += dropped
         if rle is not None:
             rles.append(rle)
-    mask = union_mask(rles, height, width)
+    mask = MaskRuns.from_rles(rles, height, width)
     first = index.annotations[ann_ids[0]] if ann_ids else None
     category_id = int(first["category_id"]) if first else -1
     row = {
         "image": {"path": str(image_paths[image_id]), "bytes": None},
-        "mask": {"path": None, "bytes": encode_mask_png(mask)},
+        "mask": {"path": None, "bytes": mask.png()},
         "sentences": sentences,
         "sent_ids": sent_ids,
         "ref_id": int(ref["ref_id"]),
@@ -328,7 +339,7 @@ def _ref_to_row(
         "image_id": image_id,
         "category_id": category_id,
         "category": index.categories.get(category_id, ""),
-        "bbox": [float(v) for v in first["bbox"]] if len(ann_ids) == 1 else bbox_of(mask),
+        "bbox": [float(v) for v in first["bbox"]] if len(ann_ids) == 1 else mask.bbox(),
         "width": width,
         "height": height,
         "distractors": index.same_category_others(image_id, set(ann_ids)),

@@ -14,10 +14,13 @@ the offending entry.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import pickle
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +39,27 @@ class ReferDataWarning(UserWarning):
 REQUIRED_REF_KEYS = ("ref_id", "ann_id", "image_id", "split", "sentences")
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector inside the block (nesting is harmless).
+
+    Parsing refer files builds millions of containers and no cycles; the collections their
+    allocation triggers find nothing, and took a third of the time spent reading a
+    RefCOCO-sized ``instances.json`` and half of that spent on its refs pickle.
+
+    >>> with gc_paused():
+    ...     gc.isenabled()
+    False
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def load_refs(path: Path) -> list[dict[str, Any]]:
     """Load a ``refs(*).p`` pickle or ``grefs(*).json`` and check every ref's keys.
 
@@ -45,10 +69,8 @@ def load_refs(path: Path) -> list[dict[str, Any]]:
     path = Path(path)
     data = path.read_bytes()
     try:
-        if path.suffix == ".json":
-            refs = json.loads(data)
-        else:
-            refs = load_plain_pickle_bytes(data)
+        with gc_paused():
+            refs = json.loads(data) if path.suffix == ".json" else load_plain_pickle_bytes(data)
     except UnsafePickleError as err:
         raise ReferFileError(f"{path}: {err}") from None
     except (pickle.UnpicklingError, EOFError, ValueError, IndexError, KeyError, TypeError,
@@ -93,20 +115,20 @@ def load_instances(path: Path) -> InstancesIndex:
     """Parse and index a COCO-style ``instances.json``."""
     path = Path(path)
     try:
-        with path.open("rb") as f:
-            raw = json.load(f)
-        images = {int(im["id"]): im for im in raw["images"]}
-        annotations = {int(a["id"]): a for a in raw["annotations"]}
-        categories = {int(c["id"]): str(c["name"]) for c in raw["categories"]}
+        with gc_paused():
+            raw = json.loads(path.read_bytes())
+            images = {int(im["id"]): im for im in raw["images"]}
+            annotations = {int(a["id"]): a for a in raw["annotations"]}
+            categories = {int(c["id"]): str(c["name"]) for c in raw["categories"]}
+            by_image: dict[int, list[int]] = defaultdict(list)
+            for ann_id, ann in annotations.items():
+                by_image[int(ann["image_id"])].append(ann_id)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ReferFileError(f"{path}: not valid JSON ({err}); download it again") from None
     except (KeyError, TypeError, ValueError) as err:
         raise ReferFileError(
             f"{path}: not a COCO instances file (missing or bad field {err})"
         ) from None
-    by_image: dict[int, list[int]] = defaultdict(list)
-    for ann_id, ann in annotations.items():
-        by_image[int(ann["image_id"])].append(ann_id)
     return InstancesIndex(images, annotations, categories, dict(by_image), path)
 
 
