@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from nemo_hf.mosaic import decode_to_cell, grid_layout, sample_cross_point
-from nemo_hf.mosaic.thumbnails import largest_cell, shrink_pool, shrink_to_cover
+from nemo_hf.mosaic import CLIP_MEAN_FILL, compose_mosaic, decode_to_cell, grid_layout, sample_cross_point
+from nemo_hf.mosaic.thumbnails import RAW_MAX_PIXELS, largest_cell, shrink_pool, shrink_to_cover
 from tests.test_mosaic_cells import textured
 
 
@@ -45,7 +45,7 @@ def test_a_shrunk_copy_covers_the_cell_keeps_the_aspect_and_never_grows(width, h
     source = _jpeg(Image.new("RGB", (width, height), "olive"))
     shrunk = Image.open(io.BytesIO(shrink_to_cover(source, (cover_w, cover_h))))
     w, h = shrunk.size
-    assert shrunk.format == "JPEG" and shrunk.mode == "RGB"
+    assert shrunk.format == ("BMP" if w * h <= RAW_MAX_PIXELS else "JPEG") and shrunk.mode == "RGB"
     assert w <= width and h <= height
     assert (w >= cover_w or w == width) and (h >= cover_h or h == height)
     if (w, h) != (width, height):  # shrunk: the tighter axis is exact, the other rounded up
@@ -53,7 +53,7 @@ def test_a_shrunk_copy_covers_the_cell_keeps_the_aspect_and_never_grows(width, h
         assert (w, h) == (min(width, -(-width * scale // 1)), min(height, -(-height * scale // 1)))
 
 
-@pytest.mark.parametrize("cell", [(240, 240), (320, 160), (97, 181)])
+@pytest.mark.parametrize("cell", [(240, 240), (320, 160), (97, 181), (40, 30)])
 def test_a_cell_drawn_from_the_copy_looks_like_one_drawn_from_the_original(cell):
     originals = [_jpeg(textured(640, 480, seed)) for seed in range(4)]
     for original in originals:
@@ -80,3 +80,25 @@ def test_shrink_pool_keeps_rows_in_order_and_names_a_broken_image(tmp_path):
     broken = Dataset.from_dict({"image": [str(p) for p in paths]}, features=Features({"image": DatasetImage(decode=False)}))
     with pytest.raises(ValueError, match="cannot shrink pool image .*1.jpg"):
         shrink_pool(broken, (50, 50))
+
+
+@pytest.mark.parametrize("resize", ["stretch", "letterbox"])
+def test_a_query_drawn_from_its_copy_stays_aligned_with_its_mask(resize):
+    original = _jpeg(textured(500, 260, seed=7))
+    mask = np.zeros((260, 500), bool)
+    mask[40:200, 120:310] = True
+    negatives = [_jpeg(textured(300, 400, seed=s)) for s in (8, 9, 10)]
+    boxes = grid_layout(2, 200, cross_point=(0.4, 0.6))
+    cover = largest_cell(2, 200, 0.1)
+    direct_image, direct_mask = compose_mosaic(original, mask, negatives, boxes, 2, resize=resize)
+    copies = [shrink_to_cover(n, cover) for n in negatives]
+    image, out_mask = compose_mosaic(shrink_to_cover(original, cover), mask, copies, boxes, 2, resize=resize,
+                                     target_size=(500, 260))
+    np.testing.assert_array_equal(out_mask, direct_mask)
+    difference = np.abs(np.asarray(image, np.float64) - np.asarray(direct_image, np.float64))
+    assert difference.mean() < 2.5  # cells smaller than the copy resample twice
+    if resize == "letterbox":  # the padding bands are exactly where they were
+        padding = np.all(np.asarray(direct_image) == CLIP_MEAN_FILL, axis=-1)
+        assert padding.sum() > 1000 and np.all(np.asarray(image)[padding] == CLIP_MEAN_FILL)
+    with pytest.raises(ValueError, match="does not match its image size"):
+        compose_mosaic(shrink_to_cover(original, cover), mask, copies, boxes, 2)  # the copy's own size
