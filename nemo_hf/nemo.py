@@ -92,11 +92,12 @@ class NeMoSettings:
     - ``resize`` ("stretch"): cells stretched without keeping aspect ratio (as in the
       paper) or "letterbox".
     - ``blur_negatives`` (False): blur negative cells (an ablation of the code).
-    - ``thumbnail_negatives`` (True): draw negatives from copies of the pool images shrunk
-      once to the largest cell the layout can give them (``nemo_hf.mosaic.thumbnails``;
-      made on first use, cached beside the pool). A negative then decodes several times
-      faster; its cell differs from one drawn from the original by about one grey level.
-      The query image is always drawn from the original.
+    - ``thumbnail_cells`` (True): draw every mosaic cell from a copy of its pool image
+      shrunk once to the largest cell the layout can give it (``nemo_hf.mosaic.thumbnails``;
+      made on first use, cached beside the pool). A cell then decodes several times
+      faster and differs from one drawn from the original by one or two grey levels; the
+      query's mask still comes from the original at full resolution. Single-image samples
+      (and a query image absent from the pool) are drawn from the original.
     - ``seed`` (0): base of the per-(seed, epoch, index) generators.
 
     Mining mechanics (do not change which negatives are chosen, except ``search_backend``
@@ -129,7 +130,7 @@ class NeMoSettings:
     cross_point_jitter: float = 0.0
     resize: Literal["stretch", "letterbox"] = "stretch"
     blur_negatives: bool = False
-    thumbnail_negatives: bool = True
+    thumbnail_cells: bool = True
     seed: int = 0
     clip_revision: str | None = None
     image_batch_size: int = 64
@@ -167,7 +168,7 @@ class NeMoSettings:
         _check_number("cross_point_jitter", self.cross_point_jitter)
         if not 0.0 <= self.cross_point_jitter < 0.5:
             raise ValueError(f"cross_point_jitter={self.cross_point_jitter!r} must be in [0, 0.5)")
-        for name in ("position_aware", "blur_negatives", "thumbnail_negatives"):
+        for name in ("position_aware", "blur_negatives", "thumbnail_cells"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name}={getattr(self, name)!r} must be True or False")
         if self.resize not in ("stretch", "letterbox"):
@@ -376,10 +377,13 @@ class NeMo:
         if plan.kind == "single":
             canvas, out_mask = single_image(image, mask, s.size, s.resize)
         else:
+            target, target_size = image, None
+            if pool.shrunk and image_id in pool:  # the copy, laid out as the original the mask fits
+                target, target_size = pool.source(image_id), _mask_size(mask)
             canvas, out_mask = compose_mosaic(
-                image, mask, [pool.source(i) for i in plan.negative_ids],
+                target, mask, [pool.source(i) for i in plan.negative_ids],
                 grid_layout(s.grid, s.size, plan.cross_point), plan.target_cell,
-                resize=s.resize, blur_negatives=s.blur_negatives,
+                resize=s.resize, blur_negatives=s.blur_negatives, target_size=target_size,
             )  # fmt: skip
         return {
             "image": canvas,
@@ -396,7 +400,7 @@ class NeMo:
     def _pool_images(self) -> _PoolImages:
         if self._pool_cache is None:  # built once per process (forked workers inherit it), never pickled
             s = self.settings
-            cover = largest_cell(s.grid, s.size, s.cross_point_jitter) if s.thumbnail_negatives else None
+            cover = largest_cell(s.grid, s.size, s.cross_point_jitter) if s.thumbnail_cells else None
             self._pool_cache = _PoolImages(self.pool, cover)
         return self._pool_cache
 
@@ -441,11 +445,15 @@ class _PoolImages:
         images = pool.select_columns(["image"]).cast_column("image", DatasetImage(decode=False))
         all_ids = np.asarray(pool["image_id"], dtype=np.int64)
         self.ids, first_rows = np.unique(all_ids, return_index=True)
+        self.shrunk = cover is not None
         if cover is None:
             self._images, rows = images, first_rows
         else:
             self._images, rows = shrink_pool(images.select(first_rows), cover), np.arange(len(first_rows))
         self._row = dict(zip(self.ids.tolist(), rows.tolist()))
+
+    def __contains__(self, image_id: int) -> bool:
+        return image_id in self._row
 
     def source(self, image_id: int) -> dict[str, Any]:
         return self._images[self._row[image_id]]["image"]
@@ -456,6 +464,14 @@ def _as_mask(value: Any) -> Any:
     if isinstance(value, dict):
         return PILImage.open(io.BytesIO(value["bytes"]) if value.get("bytes") else value["path"])
     return value
+
+
+def _mask_size(mask: Any) -> tuple[int, int]:
+    """``(width, height)`` of a mask as ``_as_mask`` returns it (a PIL image or an array)."""
+    if isinstance(mask, PILImage.Image):
+        return mask.size
+    height, width = np.shape(mask)[:2]
+    return int(width), int(height)
 
 
 def _columns(samples: list[dict[str, Any]]) -> dict[str, list[Any]]:

@@ -203,7 +203,7 @@ def test_per_sentence_view_of_mined_data_keeps_each_sentences_negatives(mined, t
 
 
 def test_negatives_from_shrunk_copies_keep_the_plan_and_look_the_same(mined, train):
-    shrunk, original = _nemo(train, size=96), _nemo(train, size=96, thumbnail_negatives=False)
+    shrunk, original = _nemo(train, size=96), _nemo(train, size=96, thumbnail_cells=False)
     a, b = _map(mined.select(range(6)), shrunk), _map(mined.select(range(6)), original)
     assert a["source_image_ids"] == b["source_image_ids"] and a["target_cell"] == b["target_cell"]
     for x, y in zip(a, b):

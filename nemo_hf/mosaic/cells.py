@@ -142,10 +142,19 @@ def draft_decode(
 
 
 def _content(
-    image: Image.Image, owned: bool, cell_size: tuple[int, int], resize: Resize, blur_radius: float
+    image: Image.Image,
+    owned: bool,
+    cell_size: tuple[int, int],
+    resize: Resize,
+    blur_radius: float,
+    geometry_size: tuple[int, int] | None = None,
 ) -> tuple[Image.Image, tuple[int, int]]:
-    """The resized (and maybe blurred) image and its offset in the cell; padding not drawn."""
-    geometry = cell_geometry(image.size, cell_size, resize)
+    """The resized (and maybe blurred) image and its offset in the cell; padding not drawn.
+
+    ``geometry_size`` places the content as if the image had that size: for a resized copy
+    standing in for the original, so it lands exactly where the original's mask does.
+    """
+    geometry = cell_geometry(geometry_size or image.size, cell_size, resize)
     decoded, box = _draft(image, owned, geometry.content_size)
     content = decoded.resize(geometry.content_size, IMAGE_RESAMPLE, box=box)
     if blur_radius > 0:

@@ -64,6 +64,7 @@ def compose_mosaic(
     blur_negatives: bool = False,
     blur_radius: float = BLUR_RADIUS,
     fill: tuple[int, int, int] = CLIP_MEAN_FILL,
+    target_size: tuple[int, int] | None = None,
 ) -> tuple[Image.Image, npt.NDArray[np.bool_]]:
     """Tile the target and its negatives into one RGB canvas and place the target's mask.
 
@@ -79,6 +80,10 @@ def compose_mosaic(
             cell is never blurred.
         blur_radius: Gaussian radius in cell pixels when ``blur_negatives`` is set.
         fill: RGB colour of letterbox padding.
+        target_size: ``(width, height)`` of the image the mask belongs to, when
+            ``target_image`` is a resized copy of it (e.g. a shrunk pool copy); the cell is
+            then laid out for that size, so image and mask stay aligned. By default the
+            target image's own size, which must equal the mask's.
 
     Returns:
         ``(mosaic, mask)``: the RGB canvas and a ``bool`` array of shape ``(height, width)``
@@ -107,7 +112,7 @@ def compose_mosaic(
     target, owned_target = _open(target_image)
     target_box = cells[target_cell]
     # Checked before any decoding: a mask that does not match its image must fail fast.
-    cell_mask = mask_to_cell(target_mask, target_box.size, resize, src_size=target.size)
+    cell_mask = mask_to_cell(target_mask, target_box.size, resize, src_size=target_size or target.size)
 
     width, height = max(b.right for b in cells), max(b.bottom for b in cells)
     canvas = Image.new("RGB", (width, height), fill)
@@ -117,12 +122,13 @@ def compose_mosaic(
     radius = blur_radius if blur_negatives else 0.0
     negative_sources = iter(negatives)
     for index, box in enumerate(cells):
+        geometry_size = None
         if index == target_cell:
-            image, owned, cell_radius = target, owned_target, 0.0
+            image, owned, cell_radius, geometry_size = target, owned_target, 0.0, target_size
         else:
             (image, owned), cell_radius = _open(next(negative_sources)), radius
         # Pasted straight into the canvas, which already holds the letterbox fill.
-        content, (x, y) = _content(image, owned, box.size, resize, cell_radius)
+        content, (x, y) = _content(image, owned, box.size, resize, cell_radius, geometry_size)
         canvas.paste(content, (box.left + x, box.top + y))
     return canvas, mask
 
