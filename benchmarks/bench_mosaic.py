@@ -39,7 +39,7 @@ SECTION = "Mosaic"
 FLOOR = "floor: fetch + full PIL decode of the 4 JPEGs"
 SCALED = "fetch + DCT-scaled (1/2) decode of the 4 JPEGs, nothing else"
 STRETCH = "mosaic + mask, stretch, from bytes (DCT-scaled decode)"
-SHRUNK = "mosaic + mask, stretch, negatives from shrunk copies (NeMo's default `thumbnail_negatives`)"
+SHRUNK = "mosaic + mask, stretch, cells from shrunk copies (NeMo's default `thumbnail_cells`)"
 DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 
 
@@ -116,10 +116,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     # made once per pool, like NeMo does on attach(): not part of the per-sample cost
     shrunk = shrink_pool(raw.select_columns(["image"]), largest_cell(2, CANVAS, 0.0))
 
-    def mosaic_with_shrunk_negatives(rows: list[int]) -> None:
-        target, mask = raw[rows[0]]["image"], Image.open(io.BytesIO(raw[rows[0]]["mask"]["bytes"]))
-        negatives = shrunk[rows[1:]]["image"]
-        compose_mosaic(target, mask, negatives, boxes, 1)
+    def mosaic_from_shrunk_copies(rows: list[int]) -> None:
+        target, *negatives = shrunk[rows]["image"]
+        mask = Image.open(io.BytesIO(raw[rows[0]]["mask"]["bytes"]))
+        compose_mosaic(target, mask, negatives, boxes, 1, target_size=mask.size)
 
     def mosaic_from_decoded(rows: list[int]) -> None:
         batch = decoded_images[rows]
@@ -131,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         FLOOR: floor,
         SCALED: scaled_decode_only,
         STRETCH: mosaic_from_bytes("stretch"),
-        SHRUNK: mosaic_with_shrunk_negatives,
+        SHRUNK: mosaic_from_shrunk_copies,
         "mosaic + mask, letterbox, from bytes (DCT-scaled decode)": mosaic_from_bytes("letterbox"),
         "mosaic + mask, stretch, from `datasets`-decoded images (full decode)": mosaic_from_decoded,
     }
@@ -184,9 +184,9 @@ ratio to the floor of fetching the same four rows and fully decoding the JPEGs w
 A DCT-scaled decode alone costs {ratios[SCALED]:.2f}× the floor: most of a JPEG decode at this
 size is entropy (Huffman) decoding, which scaling cannot skip. The rest of the stretched
 mosaic (cell resizes, the mask's PNG decode and resize, the paste) adds
-{ratios[STRETCH] - ratios[SCALED]:.2f}×. NeMo therefore draws negatives from copies of the pool
+{ratios[STRETCH] - ratios[SCALED]:.2f}×. NeMo therefore draws the cells from copies of the pool
 images shrunk once to the cell size (made when the pool is attached, not counted here):
-{ratios[SHRUNK]:.2f}× the floor, the query image still decoded from the original. Decoding full
+{ratios[SHRUNK]:.2f}× the floor, the query's mask still made from the original. Decoding full
 size first (the `datasets` path) pays full-resolution resizes instead. Ratios move by up to about 0.2 between runs on a shared machine.
 """
 

@@ -87,7 +87,7 @@ def main() -> None:
     parser.add_argument("--synthetic-images", type=int, default=200,
                         help="images of the synthetic tree (the config's 40 make 10-step epochs)")
     parser.add_argument("--warmup", type=int, default=5, help="discarded steps at the start of each round")
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers (the same for every augmentation)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--mosaic-prob", type=float, default=0.5)
@@ -176,7 +176,7 @@ def render(args: argparse.Namespace, rounds: dict[str, list[tuple[float, float]]
         verdict = "met" if added <= 0.05 else "not met"
         computing = {a: per_step[a] - waiting[a] for a in ("none", "nemo")}
         note = (
-            f"NeMo adds {added:+.0%} to the time per step here (median of the per-round ratios): the goal is "
+            f"NeMo adds {added:+.1%} to the time per step here (median of the per-round ratios): the goal is "
             f"{verdict}. Waiting for data goes from {1e3 * waiting['none']:.1f} to {1e3 * waiting['nemo']:.1f} ms "
             f"and computing from {1e3 * computing['none']:.1f} to {1e3 * computing['nemo']:.1f} ms."
         )
@@ -186,8 +186,8 @@ def render(args: argparse.Namespace, rounds: dict[str, list[tuple[float, float]]
                 "the same CPU, so extra data work shows in both columns."
             )
         note += (
-            " A mosaic decodes four JPEGs where a plain sample decodes one; what keeps that off the step: "
-            "the three negatives decode from copies shrunk to the cell size (`thumbnail_negatives`), the "
+            " A mosaic draws four images where a plain sample draws one; what keeps that off the step: "
+            "the cells decode from copies of the pool images shrunk to the cell size (`thumbnail_cells`), the "
             "collator normalises images already at the input size directly instead of through the "
             "processor, and persistent workers follow `set_epoch` instead of restarting every epoch. The "
             "spread of the per-round ratios is the noise of a shared machine. A GPU run, where the model "
