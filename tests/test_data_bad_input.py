@@ -204,8 +204,13 @@ def test_split_names_outside_the_scheme_are_refused(tree, tmp_path):
         _load(tree, tmp_path)
 
 
-def test_exif_rotated_image_keeps_its_stored_pixels(tree, tmp_path):
-    """datasets applies EXIF orientation on decode; COCO masks follow the stored pixels."""
+XMP_ROTATED = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+               b'<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>')
+
+
+@pytest.mark.parametrize("carrier", ["exif", "xmp"])
+def test_rotated_image_keeps_its_stored_pixels(tree, tmp_path, carrier):
+    """datasets applies EXIF (or XMP) orientation on decode; COCO masks follow the stored pixels."""
     import numpy as np
     from PIL import ExifTags, Image
 
@@ -213,7 +218,9 @@ def test_exif_rotated_image_keeps_its_stored_pixels(tree, tmp_path):
     stored = Image.open(path)
     exif = Image.Exif()
     exif[ExifTags.Base.Orientation] = 6  # "rotate 90° clockwise to display"
-    stored.save(path, "JPEG", quality=95, exif=exif)
+    options = {"exif": exif} if carrier == "exif" else {"xmp": XMP_ROTATED}
+    stored.save(path, "JPEG", quality=95, **options)
+    assert Image.open(path).getexif().get(ExifTags.Base.Orientation) == 6  # PIL would rotate it
     pixels = np.asarray(Image.open(path).convert("RGB"))  # what the JPEG now stores
     ds = _load(tree, tmp_path, split="train")
     row = ds[list(ds["ref_id"]).index(ref["ref_id"])]

@@ -39,6 +39,7 @@ _TAIL_BYTES = 4096  # JPEG writers may pad after the EOI marker; look a little f
 _FIRST_READ = 4096  # holds the segments before the scan of most JPEGs; reading more costs
 _HEAD_BYTES = 65536  # ...and this those with an EXIF thumbnail or an ICC profile
 _END_MARKERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND"}
+_XMP_SIGNATURE = b"http://ns.adobe.com/xap/1.0/\x00"  # APP1 XMP packets start so
 
 _SOS, _DQT, _COM = 0xDA, 0xDB, 0xFE
 _APP0, _APP1, _APP2, _APP13, _APP14, _APP15 = 0xE0, 0xE1, 0xE2, 0xED, 0xEE, 0xEF
@@ -117,7 +118,7 @@ def _plain_app_segment(marker: int, segment: bytes) -> bool:
     if marker == _APP0 and segment.startswith(b"JFIF"):
         return len(segment) >= 7  # PIL reads the version at bytes 5-6
     if marker == _APP1:
-        return not segment.startswith(b"http://ns.adobe.com/xap/1.0/\x00")  # XMP: may hold an orientation
+        return not segment.startswith(_XMP_SIGNATURE)  # XMP: may hold an orientation
     if marker == _APP2:
         if segment.startswith(b"ICC_PROFILE\x00"):
             return len(segment) >= 14  # PIL reads the chunk count at byte 13
@@ -217,7 +218,10 @@ def check_image_file(path: Path, expected_size: tuple[int | None, int | None] | 
 
 
 def without_exif(path: Path) -> bytes:
-    """The JPEG's bytes with its APP1 (EXIF) segments removed; other files unchanged.
+    """The JPEG's bytes with its APP1 segments (EXIF and XMP) removed; other files unchanged.
+
+    Both can carry an orientation that PIL's ``exif_transpose``, and so ``datasets``'
+    decoding, applies; COCO's masks follow the stored pixels.
 
     >>> import io, tempfile, pathlib
     >>> exif = Image.Exif(); exif[ExifTags.Base.Orientation] = 6
@@ -236,7 +240,7 @@ def without_exif(path: Path) -> bytes:
             break
         length = int.from_bytes(data[position + 2 : position + 4], "big")
         segment = data[position : position + 2 + length]
-        if not (marker == 0xE1 and segment[4:10] == b"Exif\x00\x00"):
+        if not (marker == 0xE1 and segment[4:].startswith((b"Exif\x00\x00", _XMP_SIGNATURE))):
             kept.append(segment)
         position += 2 + length
     kept.append(data[position:])
