@@ -145,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     # outside main_process_first: NeMo's mining is collective, every process takes part at once
     train = build_train_dataset(
         raw[data_args.train_split], aug_args, args.seed, data_args.max_train_samples,
-        input_size=int(processor.image_processor.size["height"]),
+        input_size=int(processor.image_processor.size["height"]), main_process_first=accelerator.main_process_first,
     )
 
     optimizer = torch.optim.AdamW(parameter_groups(model, args))

@@ -35,10 +35,11 @@ workers follow it.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ContextManager
 
 import datasets
 
@@ -137,6 +138,7 @@ def build_train_dataset(
     seed: int,
     limit: int | None = None,
     input_size: int = 352,
+    main_process_first: Callable[[], ContextManager[Any]] = contextlib.nullcontext,
 ) -> TrainData:
     """The training rows for ``augmentation.augmentation`` (see the module docstring).
 
@@ -144,15 +146,16 @@ def build_train_dataset(
     negatives; ``limit`` keeps its first rows; ``input_size`` is the model's input side,
     the side of the pictures unless ``augmentation.mosaic_size`` says otherwise. Mining
     (``"nemo"``) is collective in a distributed run: call this on every process, outside
-    ``main_process_first``.
+    ``main_process_first``, and pass ``accelerator.main_process_first`` instead: the pool's
+    shrunk copies (``thumbnail_cells``) are then made once, by the main process, and read
+    from the datasets cache by the others.
     """
     from nemo_hf import NeMo
 
     rows = train.select(range(min(limit, len(train)))) if limit is not None else train
     common: dict[str, Any] = {"seed": seed, "size": augmentation.mosaic_size or input_size}
     if augmentation.augmentation == "none":
-        nemo = NeMo(pool=rows, mosaic_prob=0.0, **common)
-        return TrainData(nemo.attach(rows), nemo.set_epoch)
+        return _attached(NeMo(pool=rows, mosaic_prob=0.0, **common), rows, main_process_first)
     mosaics: dict[str, Any] = {
         "mosaic_prob": augmentation.mosaic_prob,
         "warmup_epochs": augmentation.warmup_epochs,
@@ -163,11 +166,15 @@ def build_train_dataset(
         **common,
     }
     if augmentation.augmentation == "random":
-        nemo = NeMo(pool=rows, random_share=1.0, **mosaics)
-        return TrainData(nemo.attach(rows), nemo.set_epoch)
+        return _attached(NeMo(pool=rows, random_share=1.0, **mosaics), rows, main_process_first)
     clip, processor = _clip_for_mining(augmentation.clip_model)
     nemo = NeMo(
         pool=rows, clip=clip, processor=processor, random_share=augmentation.random_share,
         tau_image=augmentation.tau_image, tau_text=augmentation.tau_text, top_k=augmentation.top_k, **mosaics,
     )
-    return TrainData(nemo.attach(nemo.mine(rows)), nemo.set_epoch)
+    return _attached(nemo, nemo.mine(rows), main_process_first)
+
+
+def _attached(nemo: Any, rows: datasets.Dataset, main_process_first: Callable[[], ContextManager[Any]]) -> TrainData:
+    with main_process_first():  # attach() makes the pool's shrunk copies: once, then from the cache
+        return TrainData(nemo.attach(rows), nemo.set_epoch)
