@@ -12,9 +12,10 @@ damaged or truncated header, an odd EXIF block — goes to PIL, so the checks re
 exactly what PIL rejects, with PIL's message.
 
 COCO's annotations are drawn on the pixels *as stored*, but ``datasets.Image`` applies a
-JPEG's EXIF orientation tag when it decodes, which would turn such an image against its
-mask. :func:`check_image_file` reports the tag, and :func:`without_exif` gives the file's
-bytes with the EXIF segment removed (the pixels are untouched), for the builder to embed.
+JPEG's EXIF orientation tag (or an XMP one) when it decodes, which would turn such an image
+against its mask. :func:`check_image_file` reports the tag, and :func:`without_exif` gives
+the file's bytes with the EXIF and XMP segments removed (the pixels are untouched), for the
+builder to embed.
 
 >>> import tempfile, pathlib
 >>> bad = pathlib.Path(tempfile.mkdtemp()) / "COCO_train2014_000000000001.jpg"
