@@ -314,6 +314,10 @@ class NeMo:
     def attach(self, ds: Dataset) -> Dataset:
         """``ds`` with images kept undecoded and :meth:`transform` attached (the fast path).
 
+        With mosaics on, it also makes the pool's shrunk copies (``thumbnail_cells``) here,
+        once, so DataLoader workers forked afterwards inherit them instead of each making
+        their own. In a distributed run call it under ``accelerator.main_process_first()``.
+
         >>> # mined = nemo.attach(nemo.mine(train)); nemo.set_epoch(1); mined[0]["image"]
         """
         raw = ds
