@@ -318,7 +318,17 @@ class NeMo:
         once, so DataLoader workers forked afterwards inherit them instead of each making
         their own. In a distributed run call it under ``accelerator.main_process_first()``.
 
-        >>> # mined = nemo.attach(nemo.mine(train)); nemo.set_epoch(1); mined[0]["image"]
+        >>> import datasets, numpy as np
+        >>> from PIL import Image
+        >>> rows = datasets.Dataset.from_dict({
+        ...     "image": [Image.new("RGB", (40, 30), c) for c in ("red", "green", "blue", "gray")],
+        ...     "mask": [Image.fromarray(np.ones((30, 40), bool))] * 4, "sentences": [["the left one"]] * 4,
+        ...     "sent_ids": [[0], [1], [2], [3]], "ref_id": [0, 1, 2, 3], "image_id": [10, 11, 12, 13]})
+        >>> nemo = NeMo(rows, size=64, mosaic_prob=1.0, random_share=1.0, top_k=3)
+        >>> loader_ready = nemo.attach(rows)
+        >>> sample = loader_ready[0]
+        >>> sample["image"].size, sample["mosaic_kind"], sample["target_cell"] in (0, 2)
+        ((64, 64), 'random', True)
         """
         raw = ds
         for column in ("image", "mask"):
