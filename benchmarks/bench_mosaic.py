@@ -181,6 +181,7 @@ ratio to the floor of fetching the same four rows and fully decoding the JPEGs w
 
 {context}.
 
+**{'Goal met' if ratios[SHRUNK] <= 1.0 else 'Goal not met'} by NeMo's default path: {ratios[SHRUNK]:.2f}× the floor.**
 A DCT-scaled decode alone costs {ratios[SCALED]:.2f}× the floor: most of a JPEG decode at this
 size is entropy (Huffman) decoding, which scaling cannot skip. The rest of the stretched
 mosaic (cell resizes, the mask's PNG decode and resize, the paste) adds
