@@ -449,7 +449,7 @@ def _new_shared_epoch(epoch: int) -> Any:
 
 
 class _PoolImages:
-    """Undecoded pool images by image_id, for fetching a mosaic's negatives.
+    """Undecoded pool images by image_id, for drawing a mosaic's cells.
 
     With ``cover`` (a cell's ``(width, height)``), each distinct image is a copy shrunk to
     cover it (:func:`~nemo_hf.mosaic.thumbnails.shrink_pool`).
