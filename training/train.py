@@ -159,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         raise ValueError(f"{len(train.dataset)} training samples make no full batch of {args.train_batch_size}")
     eval_loaders = {
         split: DataLoader(ds, batch_size=args.eval_batch_size, collate_fn=RISCollator(processor, with_targets=True),
-                          num_workers=workers, persistent_workers=workers > 0)
+                          num_workers=workers)  # once an epoch: not worth workers held between passes
         for split, ds in eval_sets.items()
     }
     updates_per_epoch = math.ceil(len(train_loader) / args.gradient_accumulation_steps)
