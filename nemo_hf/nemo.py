@@ -303,7 +303,7 @@ class NeMo:
         A row with several ``sentences`` draws one of them (seeded like the mosaic), as RIS
         training code does per epoch. Candidates must have been mined beforehand
         (:meth:`mine`) unless every mosaic is random. For speed, keep ``image`` undecoded
-        (see :meth:`attach`): JPEGs are then decoded straight to the cell's scale.
+        (see :meth:`attach`): a single image then decodes straight to the output scale.
         """
         samples = [
             self._draw(batch, row, sentence, sent_id, mined)
