@@ -14,7 +14,7 @@ from pycocotools import mask as mask_utils
 
 from PIL import Image
 
-from nemo_hf.data.masks import MaskRuns, segmentation_to_mask, segmentation_to_rle
+from nemo_hf.data.masks import MaskRuns, _rle_counts_of_many, segmentation_to_mask, segmentation_to_rle
 from nemo_hf.data.safe_pickle import UnsafePickleError, load_plain_pickle_bytes
 
 plain_data = st.recursive(
@@ -134,15 +134,40 @@ masks = st.builds(_random_mask, st.integers(1, 40), st.integers(1, 40), st.integ
 @given(masks)
 def test_mask_runs_png_and_bbox_match_the_decoded_rle(mask):
     height, width = mask.shape
-    runs = MaskRuns.from_rles([_rle(mask)], height, width)
-    decoded = Image.open(io.BytesIO(runs.png()))
+    runs = MaskRuns.from_rles([[_rle(mask)]], [(height, width)])
+    decoded = Image.open(io.BytesIO(runs.pngs()[0]))
     assert decoded.mode == "1" and decoded.size == (width, height)
     np.testing.assert_array_equal(np.asarray(decoded), mask)
-    np.testing.assert_array_equal(runs.to_array(), mask)
+    np.testing.assert_array_equal(runs.arrays()[0], mask)
+    assert runs.bboxes() == [_bbox(mask)]
+
+
+def _bbox(mask):
     ys, xs = np.nonzero(mask)
-    expected = [0.0] * 4 if xs.size == 0 else [
+    return [0.0] * 4 if xs.size == 0 else [
         float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)]
-    assert runs.bbox() == expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(masks, st.integers(0, 3)), max_size=8), st.integers(64, 4096))
+def test_masks_encoded_together_equal_each_decoded_alone(items, scanline_budget):
+    """Masks of different sizes and part counts in one batch, over one or several scanline blocks."""
+    from nemo_hf.data import masks as masks_module
+
+    parts = [[_rle(mask)] * copies for mask, copies in items]  # 0 copies: an empty mask
+    expected = [mask if copies else np.zeros_like(mask) for mask, copies in items]
+    original = masks_module._SCANLINE_BYTES
+    masks_module._SCANLINE_BYTES = scanline_budget
+    try:
+        runs = MaskRuns.from_rles(parts, [mask.shape for mask, _ in items])
+        pngs, arrays = runs.pngs(), runs.arrays()
+    finally:
+        masks_module._SCANLINE_BYTES = original
+    assert len(runs) == len(pngs) == len(arrays) == len(items)
+    for png, array, truth in zip(pngs, arrays, expected):
+        np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(png))), truth)
+        np.testing.assert_array_equal(array, truth)
+    assert runs.bboxes() == [_bbox(truth) for truth in expected]
 
 
 @settings(max_examples=60, deadline=None)
@@ -150,15 +175,15 @@ def test_mask_runs_png_and_bbox_match_the_decoded_rle(mask):
 def test_mask_runs_of_several_rles_are_their_union(height, width, parts):
     layers = [_random_mask(height, width, seed, density, blocks=False) for seed, density in parts]
     union = np.logical_or.reduce(layers) if layers else np.zeros((height, width), dtype=bool)
-    runs = MaskRuns.from_rles([_rle(layer) for layer in layers], height, width)
-    np.testing.assert_array_equal(runs.to_array(), union)
+    runs = MaskRuns.from_rles([[_rle(layer) for layer in layers]], [(height, width)])
+    np.testing.assert_array_equal(runs.arrays()[0], union)
 
 
 def test_mask_of_a_real_sized_image_matches_pycocotools():
     """640x480 with polygons touching the borders and crossing column boundaries."""
     polygons = [[0, 0, 639, 0, 639, 30, 0, 30], [100.5, 470, 300, 200, 500.25, 479.9], [630, 10, 639, 479, 620, 479]]
     rle, dropped = segmentation_to_rle(polygons, 480, 640)
-    mask = MaskRuns.from_rles([rle], 480, 640).to_array()
+    (mask,) = MaskRuns.from_rles([[rle]], [(480, 640)]).arrays()
     np.testing.assert_array_equal(mask, mask_utils.decode(rle).astype(bool))
     assert dropped == 0 and mask.any()
 
@@ -178,10 +203,24 @@ def test_malformed_rle_is_refused_before_pycocotools_sees_it(counts, size, messa
         segmentation_to_rle({"size": size, "counts": counts}, 3, 3)
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.lists(masks, max_size=6))
+def test_many_rle_strings_parse_at_once_like_each_alone(mask_list):
+    """The batched parse against run lengths counted independently from each mask's column-major pixels."""
+    counts, offsets = _rle_counts_of_many([_rle(mask)["counts"] for mask in mask_list])
+    assert offsets.tolist()[0] == 0 and offsets.size == len(mask_list) + 1
+    for i, mask in enumerate(mask_list):
+        pixels = mask.flatten(order="F")
+        changes = np.flatnonzero(np.diff(pixels.astype(np.int8))) + 1
+        runs = np.diff(np.concatenate(([0], changes, [pixels.size])))
+        expected = np.concatenate(([0], runs)) if pixels[0] else runs  # COCO starts with a background run
+        assert counts[offsets[i]:offsets[i + 1]].tolist() == expected.tolist()
+
+
 def test_negative_deltas_decode_like_pycocotools():
     """Runs that shrink from column to column are stored as negative deltas."""
     mask = np.zeros((40, 12), dtype=bool)
     for column in range(12):
         mask[: 40 - 3 * column, column] = True
     rle = _rle(mask)
-    np.testing.assert_array_equal(MaskRuns.from_rles([rle], 40, 12).to_array(), mask_utils.decode(rle).astype(bool))
+    np.testing.assert_array_equal(MaskRuns.from_rles([[rle]], [(40, 12)]).arrays()[0], mask_utils.decode(rle).astype(bool))

@@ -259,33 +259,48 @@ class RefCOCO(datasets.ArrowBasedBuilder):
         in_split = sorted((r for r in refs if r["split"] == split), key=lambda r: int(r["ref_id"]))
         checked: dict[int, bool] = {}  # image_id -> carries an EXIF orientation
         for start, stop in ranges:
-            batch: list[dict[str, Any]] = []
+            batch: list[tuple[dict[str, Any], list[dict]]] = []
             for ref in in_split[start:stop]:
                 image_id = int(ref["image_id"])
                 if self.config.verify_images and image_id in image_paths and image_id not in checked:
                     info = index.images[image_id]
                     checked[image_id] = check_image_file(
                         image_paths[image_id], expected_size=(info.get("width"), info.get("height")))
-                row = _ref_to_row(ref, index, image_paths, generalized, counts)
-                if row is not None:
+                pending = _ref_to_row(ref, index, image_paths, generalized, counts)
+                if pending is not None:
                     if checked.get(image_id):
                         # embed the stored pixels: datasets would rotate the file by its
                         # EXIF tag on decoding, away from the annotations
-                        row["image"]["bytes"] = without_exif(image_paths[image_id])
-                    batch.append(row)
+                        pending[0]["image"]["bytes"] = without_exif(image_paths[image_id])
+                    batch.append(pending)
                 if len(batch) == self.DEFAULT_WRITER_BATCH_SIZE:
-                    yield int(batch[0]["ref_id"]), pa.Table.from_pylist(batch, schema=schema)
+                    yield int(batch[0][0]["ref_id"]), _with_masks(batch, schema)
                     batch = []
             if batch:
-                yield int(batch[0]["ref_id"]), pa.Table.from_pylist(batch, schema=schema)
+                yield int(batch[0][0]["ref_id"]), _with_masks(batch, schema)
         counts.report(refs_path, split)
+
+
+def _with_masks(batch: list[tuple[dict[str, Any], list[dict]]], schema: pa.Schema) -> pa.Table:
+    """The rows as an Arrow table, each ``mask`` (and a missing ``bbox``) made from its RLEs.
+
+    All the batch's masks are encoded together (:class:`MaskRuns`): one mask alone costs
+    more in numpy calls than in work.
+    """
+    masks = MaskRuns.from_rles([rles for _, rles in batch], [(row["height"], row["width"]) for row, _ in batch])
+    for (row, _), png, box in zip(batch, masks.pngs(), masks.bboxes()):
+        row["mask"] = {"path": None, "bytes": png}
+        if row["bbox"] is None:
+            row["bbox"] = box
+    return pa.Table.from_pylist([row for row, _ in batch], schema=schema)
 
 
 def _ref_to_row(
     ref: dict, index: InstancesIndex, image_paths: dict[int, Path], generalized: bool,
     counts: _SplitCounts,
-) -> dict[str, Any] | None:
-    """One dataset row for one ref, or ``None`` (counted) when it cannot be built."""
+) -> tuple[dict[str, Any], list[dict]] | None:
+    """One dataset row for one ref, its mask still as RLEs (and its ``bbox`` ``None`` where
+    the mask's is wanted), or ``None`` (counted) when it cannot be built."""
     image_id = int(ref["image_id"])
     image = index.images.get(image_id)
     if image is None or image_id not in image_paths:
@@ -326,12 +341,11 @@ def _ref_to_row(
         counts.dropped_polygons += dropped
         if rle is not None:
             rles.append(rle)
-    mask = MaskRuns.from_rles(rles, height, width)
     first = index.annotations[ann_ids[0]] if ann_ids else None
     category_id = int(first["category_id"]) if first else -1
     row = {
         "image": {"path": str(image_paths[image_id]), "bytes": None},
-        "mask": {"path": None, "bytes": mask.png()},
+        "mask": None,
         "sentences": sentences,
         "sent_ids": sent_ids,
         "ref_id": int(ref["ref_id"]),
@@ -339,14 +353,14 @@ def _ref_to_row(
         "image_id": image_id,
         "category_id": category_id,
         "category": index.categories.get(category_id, ""),
-        "bbox": [float(v) for v in first["bbox"]] if len(ann_ids) == 1 else mask.bbox(),
+        "bbox": [float(v) for v in first["bbox"]] if len(ann_ids) == 1 else None,
         "width": width,
         "height": height,
         "distractors": index.same_category_others(image_id, set(ann_ids)),
     }
     if generalized:
         row["ann_ids"] = ann_ids
-    return row
+    return row, rles
 
 
 def _cache_hash(kwargs: dict[str, Any]) -> str:

@@ -10,7 +10,8 @@ fewer than 3 points, non-finite numbers — are dropped and counted by the calle
 A build never decodes a mask to one byte per pixel: COCO's RLE is column-major, so it is
 read as vertical runs (:class:`MaskRuns`) and written straight into the bit-packed rows
 of a 1-bit PNG. That skips pycocotools' byte-per-pixel decode, the column-major →
-row-major copy PNG rows would need after it, and the bit-packing.
+row-major copy PNG rows would need after it, and the bit-packing. A build's masks go
+through those steps a batch at a time, since numpy's cost per call outweighs one mask's work.
 
 >>> square = [[0, 0, 4, 0, 4, 4, 0, 4]]
 >>> mask, dropped = segmentation_to_mask(square, height=6, width=6)
@@ -25,7 +26,7 @@ import math
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 from pycocotools import mask as mask_utils
@@ -78,44 +79,78 @@ def _compressed_rle(segmentation: dict, height: int, width: int) -> dict:
     raise ValueError(f"RLE 'counts' must be a list or a string, got {type(counts).__name__}")
 
 
-def _rle_counts(encoded: bytes) -> np.ndarray:
-    """Run lengths of a compressed COCO RLE string (pycocotools' ``rleFrString``, vectorised).
+def _segmented_cumsum(values: np.ndarray, segment_starts: np.ndarray) -> np.ndarray:
+    """Cumulative sums of ``values`` that start again at each index of ``segment_starts`` (sorted, from 0)."""
+    total = np.cumsum(values)
+    if total.size == 0:
+        return total
+    before = total[segment_starts] - values[segment_starts]
+    return total - np.repeat(before, np.diff(np.append(segment_starts, values.size)))
+
+
+def _rle_counts_of_many(encoded: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """Run lengths of many compressed COCO RLE strings at once (pycocotools' ``rleFrString``, vectorised).
+
+    Returns ``(counts, offsets)``: string ``i``'s runs are ``counts[offsets[i]:offsets[i + 1]]``.
+    One pass over all the strings, because numpy's cost per call, not the work, dominates a
+    single mask's few hundred characters.
 
     Each number is 5-bit groups (low first) offset by 48, bit 0x20 meaning "more groups
     follow", bit 0x10 of the last group the sign; numbers after the third are deltas to the
     number two places before. Raises ``ValueError`` for bytes no encoder writes.
     """
-    characters = np.frombuffer(encoded, dtype=np.uint8)
-    if characters.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    if characters.min() < 48 or characters.max() > 111:
+    string_ends = np.cumsum([len(e) for e in encoded], dtype=np.int64)
+    characters = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+    if characters.size and (characters.min() < 48 or characters.max() > 111):
         raise ValueError("RLE counts hold a byte outside the COCO alphabet ('0'..'o')")
     digits = characters.astype(np.int64) - 48
-    last = np.flatnonzero(digits < 32)  # the final group of each number: no 0x20 bit
-    if last.size == 0 or last[-1] != digits.size - 1:
+    string_starts = string_ends - [len(e) for e in encoded]
+    nonempty = string_ends > string_starts
+    if (digits[string_ends[nonempty] - 1] >= 32).any():  # the final group of a number has no 0x20 bit
         raise ValueError("RLE counts end in the middle of a number")
-    first = np.concatenate(([0], last[:-1] + 1))
+    last = np.flatnonzero(digits < 32)  # the final group of each number
+    offsets = np.searchsorted(last, np.append(0, string_ends))
+    if last.size == 0:
+        return np.zeros(0, dtype=np.int64), offsets
+    first = np.append(0, last[:-1] + 1)
     groups = last - first + 1
     if groups.max() > _MAX_GROUPS:
         raise ValueError(f"RLE counts hold a number of more than {_MAX_GROUPS} groups")
     shifts = 5 * (np.arange(digits.size) - np.repeat(first, groups))
     values = np.add.reduceat((digits & 31) << shifts, first)
     values -= (digits[last] >> 4 & 1) << (5 * groups)  # sign-extend negative deltas
-    np.cumsum(values[1::2], out=values[1::2])
-    np.cumsum(values[2::2], out=values[2::2])
-    return values
+    # undo the deltas: within each string, the odd-placed numbers and the even-placed ones
+    # from the third on are running sums
+    place = np.arange(values.size) - np.repeat(offsets[:-1], np.diff(offsets))
+    for chain in (place % 2 == 1, (place % 2 == 0) & (place >= 2)):
+        where = np.flatnonzero(chain)
+        starts = np.flatnonzero(np.diff(place[where], prepend=place.size + 1) <= 0)
+        values[where] = _segmented_cumsum(values[where], starts)
+    return values, offsets
+
+
+def _check_counts(counts: np.ndarray, offsets: np.ndarray, rles: Sequence[dict],
+                  sizes: Sequence[tuple[int, int]]) -> None:
+    """``ValueError`` unless each RLE's runs cover exactly its ``(height, width)`` mask."""
+    for rle, (height, width) in zip(rles, sizes):
+        size = [int(v) for v in rle["size"]]
+        if size != [height, width]:
+            raise ValueError(f"RLE size {size[0]}x{size[1]} differs from the image's {height}x{width}")
+    if not rles:
+        return
+    if counts.size and counts.min() < 0:
+        raise ValueError("RLE counts hold a negative run length")
+    covered = np.add.reduceat(np.append(counts, 0), offsets[:-1]) * (offsets[1:] > offsets[:-1])
+    pixels = np.array([h * w for h, w in sizes], dtype=np.int64)
+    wrong = np.flatnonzero(covered != pixels)
+    if wrong.size:
+        raise ValueError(f"RLE runs cover {int(covered[wrong[0]])} pixels, not the image's {int(pixels[wrong[0]])}")
 
 
 def _checked_counts(rle: dict, height: int, width: int) -> np.ndarray:
     """Run lengths of a compressed RLE of a ``(height, width)`` mask; ``ValueError`` if it is not one."""
-    size = [int(v) for v in rle["size"]]
-    if size != [height, width]:
-        raise ValueError(f"RLE size {size[0]}x{size[1]} differs from the image's {height}x{width}")
-    counts = _rle_counts(rle["counts"])
-    if (counts < 0).any():
-        raise ValueError("RLE counts hold a negative run length")
-    if int(counts.sum()) != height * width:
-        raise ValueError(f"RLE runs cover {int(counts.sum())} pixels, not the image's {height * width}")
+    counts, offsets = _rle_counts_of_many([rle["counts"]])
+    _check_counts(counts, offsets, [rle], [(height, width)])
     return counts
 
 
@@ -131,74 +166,96 @@ def _png_signature_and_header(width: int, height: int) -> bytes:
 
 
 _PNG_END = _png_chunk(b"IEND", b"")
-
-
-def _vertical_runs(counts: np.ndarray, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(x, y0, y1)`` of column-major run lengths, a run that wraps into the next column split
-    at the column boundary."""
-    ends = np.cumsum(counts)
-    stop = ends[1::2]  # runs alternate background / foreground, background first
-    start = ends[0::2][: stop.size]
-    keep = stop > start
-    start, stop = start[keep], stop[keep]
-    first_column = start // height
-    columns = (stop - 1) // height - first_column + 1
-    if columns.size and columns.max() > 1:
-        starts_at = np.cumsum(columns) - columns
-        x = np.arange(int(columns.sum())) + np.repeat(first_column - starts_at, columns)
-        start, stop = np.repeat(start, columns), np.repeat(stop, columns)
-    else:
-        x = first_column
-    return x, np.maximum(start - x * height, 0), np.minimum(stop - x * height, height)
+_SCANLINE_BYTES = 1 << 20  # scanline memory of one pass over masks: about a cache's worth, not more
 
 
 @dataclass(frozen=True, eq=False)
 class MaskRuns:
-    """A binary mask as vertical runs: column ``x[i]`` is set on rows ``y0[i] <= y < y1[i]``.
+    """Binary masks as vertical runs: run ``i`` sets column ``x[i]`` of mask ``owner[i]`` on rows
+    ``y0[i] <= y < y1[i]``.
 
     That is how COCO's column-major RLE already lies, so it converts without touching every
-    pixel; :meth:`png` packs it into PNG rows directly.
+    pixel, and :meth:`pngs` packs it into PNG rows directly. Many masks go through each step
+    together: numpy's cost per call, not the work, dominates one mask.
 
     >>> rle = mask_utils.encode(np.asfortranarray(np.eye(3, dtype=np.uint8)))
-    >>> runs = MaskRuns.from_rles([rle], 3, 3)
-    >>> runs.to_array().astype(int).tolist(), runs.bbox()
-    ([[1, 0, 0], [0, 1, 0], [0, 0, 1]], [0.0, 0.0, 3.0, 3.0])
+    >>> runs = MaskRuns.from_rles([[rle], []], [(3, 3), (2, 4)])
+    >>> [m.astype(int).tolist() for m in runs.arrays()], runs.bboxes()
+    ([[[1, 0, 0], [0, 1, 0], [0, 0, 1]], [[0, 0, 0, 0], [0, 0, 0, 0]]], [[0.0, 0.0, 3.0, 3.0], [0.0, 0.0, 0.0, 0.0]])
     """
 
-    height: int
-    width: int
+    heights: np.ndarray
+    widths: np.ndarray
+    owner: np.ndarray
     x: np.ndarray
     y0: np.ndarray
     y1: np.ndarray
 
     @classmethod
-    def from_rles(cls, rles: list[dict], height: int, width: int) -> MaskRuns:
-        """The union of compressed RLEs (all empty when there are none).
+    def from_rles(cls, masks: Sequence[Sequence[dict]], sizes: Sequence[tuple[int, int]]) -> MaskRuns:
+        """Mask ``i`` is the union of the compressed RLEs ``masks[i]`` (empty when there are
+        none), of ``sizes[i] = (height, width)``.
 
-        Each RLE is checked — size, alphabet, runs covering the image exactly — before
-        pycocotools merges it: its C code trusts the runs and would write past its buffers.
+        Every RLE is checked — size, alphabet, runs covering the mask exactly — before
+        pycocotools merges any: its C code trusts the runs and would write past its buffers.
         """
-        counts = [_checked_counts(rle, height, width) for rle in rles]
-        if len(rles) > 1:
-            union = _rle_counts(mask_utils.merge(rles, intersect=False)["counts"])
-        else:
-            union = counts[0] if counts else np.array([height * width], dtype=np.int64)
-        return cls(height, width, *_vertical_runs(union, height))
+        rles = [rle for parts in masks for rle in parts]
+        counts, offsets = _rle_counts_of_many([rle["counts"] for rle in rles])
+        _check_counts(counts, offsets, rles, [size for parts, size in zip(masks, sizes) for _ in parts])
+        # one RLE stands for itself; several merge (in C) into one more string; none is all background
+        merged = [mask_utils.merge(list(parts), intersect=False)["counts"] for parts in masks if len(parts) > 1]
+        union_counts, union_offsets = _rle_counts_of_many(merged)
+        pieces, taken, unions = [], 0, 0
+        for parts, (height, width) in zip(masks, sizes):
+            if len(parts) == 1:
+                pieces.append(counts[offsets[taken]:offsets[taken + 1]])
+            elif parts:
+                pieces.append(union_counts[union_offsets[unions]:union_offsets[unions + 1]])
+                unions += 1
+            else:
+                pieces.append(np.array([height * width], dtype=np.int64))
+            taken += len(parts)
+        heights = np.array([h for h, _ in sizes], dtype=np.int64)
+        widths = np.array([w for _, w in sizes], dtype=np.int64)
+        lengths = np.array([p.size for p in pieces], dtype=np.int64)
+        runs = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64)
+        return cls(heights, widths, *_vertical_runs(runs, lengths, heights))
 
-    def _scanlines(self) -> np.ndarray:
-        """``(height, 1 + ceil(width / 8))`` bytes: PNG filter byte 0, then the row's bits."""
-        row_bytes = 1 + (self.width + 7) // 8
-        toggles = np.zeros((self.height + 1, -(-row_bytes // 8) * 8), dtype=np.uint8)
-        byte, bit = 1 + (self.x >> 3), (128 >> (self.x & 7)).astype(np.uint8)
+    def __len__(self) -> int:
+        return int(self.heights.size)
+
+    def _scanline_blocks(self) -> Iterator[tuple[range, np.ndarray, np.ndarray]]:
+        """``(masks, rows, row_starts)`` for consecutive groups of masks: ``rows[row_starts[j]:][:height]``
+        are mask ``masks[j]``'s PNG scanlines (filter byte 0, then the bits), padded on the right."""
+        row_bytes = 1 + (self.widths + 7) // 8
+        first = 0
+        while first < len(self):
+            stop = first + 1  # as many masks as fit in the scanline budget, at least one
+            width = -(-int(row_bytes[first]) // 8) * 8
+            rows = int(self.heights[first]) + 1
+            while stop < len(self):
+                wider = max(width, -(-int(row_bytes[stop]) // 8) * 8)
+                if wider * (rows + int(self.heights[stop]) + 1) > _SCANLINE_BYTES:
+                    break
+                width, rows, stop = wider, rows + int(self.heights[stop]) + 1, stop + 1
+            yield range(first, stop), *self._scanlines(first, stop, rows, width)
+            first = stop
+
+    def _scanlines(self, first: int, stop: int, rows: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+        row_starts = np.append(0, np.cumsum(self.heights[first:stop] + 1)[:-1])
+        toggles = np.zeros((rows, width), dtype=np.uint8)
+        runs = slice(*np.searchsorted(self.owner, [first, stop]))
+        x, base = self.x[runs], row_starts[self.owner[runs] - first]
+        byte, bit = 1 + (x >> 3), (128 >> (x & 7)).astype(np.uint8)
         # a run flips its bit on at y0 and off at y1; XOR-accumulating down the rows (eight
-        # bytes at a time) turns the flips into the pixels. ufunc.at: flips may share a byte.
-        np.bitwise_xor.at(toggles, (self.y0, byte), bit)
-        np.bitwise_xor.at(toggles, (self.y1, byte), bit)
-        rows = np.bitwise_xor.accumulate(toggles[: self.height].view(np.uint64), axis=0)
-        return rows.view(np.uint8)[:, :row_bytes]
+        # bytes at a time) turns the flips into the pixels. Each mask's flips cancel by the
+        # spare row below it, so one accumulation serves them all. ufunc.at: flips may share a byte.
+        np.bitwise_xor.at(toggles, (base + self.y0[runs], byte), bit)
+        np.bitwise_xor.at(toggles, (base + self.y1[runs], byte), bit)
+        return np.bitwise_xor.accumulate(toggles.view(np.uint64), axis=0).view(np.uint8), row_starts
 
-    def png(self) -> bytes:
-        """PNG bytes as a 1-bit greyscale image (PIL mode ``"1"``, decodes to bool).
+    def pngs(self) -> list[bytes]:
+        """PNG bytes of each mask as a 1-bit greyscale image (PIL mode ``"1"``, decodes to bool).
 
         Written directly because it is the hot loop of a build: PIL's encoder of an 8-bit
         mask costs several times the decode, and 1-bit files are half the size.
@@ -206,29 +263,71 @@ class MaskRuns:
         >>> import io
         >>> from PIL import Image
         >>> rle = mask_utils.encode(np.asfortranarray(np.eye(3, dtype=np.uint8)))
-        >>> decoded = Image.open(io.BytesIO(MaskRuns.from_rles([rle], 3, 3).png()))
+        >>> png, = MaskRuns.from_rles([[rle]], [(3, 3)]).pngs()
+        >>> decoded = Image.open(io.BytesIO(png))
         >>> decoded.mode, np.asarray(decoded).tolist()[0]
         ('1', [True, False, False])
         """
-        return (
-            _png_signature_and_header(self.width, self.height)
-            + _png_chunk(b"IDAT", zlib.compress(self._scanlines().tobytes(), 1))
-            + _PNG_END
-        )
+        out = []
+        for masks, rows, row_starts in self._scanline_blocks():
+            for i, start in zip(masks, row_starts.tolist()):
+                height, width = int(self.heights[i]), int(self.widths[i])
+                scanlines = rows[start:start + height, : 1 + (width + 7) // 8]
+                # Z_RLE: a mask's rows are long runs of one byte, which run-length matching
+                # alone catches; faster than deflate's hash chains, and smaller
+                deflate = zlib.compressobj(1, zlib.DEFLATED, 15, 8, zlib.Z_RLE)
+                data = deflate.compress(scanlines.tobytes()) + deflate.flush()
+                out.append(_png_signature_and_header(width, height) + _png_chunk(b"IDAT", data) + _PNG_END)
+        return out
 
-    def to_array(self) -> np.ndarray:
-        """The mask as a ``(height, width)`` bool array."""
-        return np.unpackbits(self._scanlines()[:, 1:], axis=1, count=self.width).view(bool)
+    def arrays(self) -> list[np.ndarray]:
+        """Each mask as a ``(height, width)`` bool array."""
+        out = []
+        for masks, rows, row_starts in self._scanline_blocks():
+            for i, start in zip(masks, row_starts.tolist()):
+                height, width = int(self.heights[i]), int(self.widths[i])
+                bits = rows[start:start + height, 1 : 1 + (width + 7) // 8]
+                out.append(np.unpackbits(bits, axis=1, count=width).view(bool))
+        return out
 
-    def bbox(self) -> list[float]:
-        """``[x, y, w, h]`` of the mask's pixels (zeros for an empty mask)."""
-        if self.x.size == 0:
-            return [0.0, 0.0, 0.0, 0.0]
-        left, top = int(self.x.min()), int(self.y0.min())
-        return [float(left), float(top), float(self.x.max() + 1 - left), float(self.y1.max() - top)]
+    def bboxes(self) -> list[list[float]]:
+        """``[x, y, w, h]`` of each mask's pixels (zeros for an empty mask)."""
+        boxes = [[0.0, 0.0, 0.0, 0.0] for _ in range(len(self))]
+        if self.owner.size == 0:
+            return boxes
+        starts = np.flatnonzero(np.diff(self.owner, prepend=-1))
+        extremes = zip(self.owner[starts].tolist(), *(reduce.reduceat(values, starts).tolist() for reduce, values in (
+            (np.minimum, self.x), (np.maximum, self.x), (np.minimum, self.y0), (np.maximum, self.y1))))
+        for i, left, right, top, bottom in extremes:
+            boxes[i] = [float(left), float(top), float(right + 1 - left), float(bottom - top)]
+        return boxes
+
+
+def _vertical_runs(counts: np.ndarray, lengths: np.ndarray, heights: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``(owner, x, y0, y1)`` of masks' column-major run lengths (mask ``i`` has the next
+    ``lengths[i]`` counts and ``heights[i]`` rows), a run that wraps into the next column split
+    at the column boundary."""
+    mask_of = np.repeat(np.arange(lengths.size), lengths)
+    ends = _segmented_cumsum(counts, np.append(0, np.cumsum(lengths)[:-1])[lengths > 0])
+    place = np.arange(counts.size) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    foreground = np.flatnonzero(place % 2 == 1)  # runs alternate background / foreground, background first
+    owner, start, stop = mask_of[foreground], ends[foreground - 1], ends[foreground]
+    keep = stop > start
+    owner, start, stop = owner[keep], start[keep], stop[keep]
+    height = heights[owner]
+    first_column = start // height
+    columns = (stop - 1) // height - first_column + 1
+    if columns.size and columns.max() > 1:
+        starts_at = np.cumsum(columns) - columns
+        x = np.arange(int(columns.sum())) + np.repeat(first_column - starts_at, columns)
+        owner, start, stop, height = (np.repeat(v, columns) for v in (owner, start, stop, height))
+    else:
+        x = first_column
+    return owner, x, np.maximum(start - x * height, 0), np.minimum(stop - x * height, height)
 
 
 def segmentation_to_mask(segmentation: Any, height: int, width: int) -> tuple[np.ndarray, int]:
     """Decode one COCO segmentation to a bool mask; returns ``(mask, dropped_polygons)``."""
     rle, dropped = segmentation_to_rle(segmentation, height, width)
-    return MaskRuns.from_rles([rle] if rle is not None else [], height, width).to_array(), dropped
+    (mask,) = MaskRuns.from_rles([[rle] if rle is not None else []], [(height, width)]).arrays()
+    return mask, dropped
