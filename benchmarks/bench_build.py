@@ -6,16 +6,22 @@ straight into PNG rows, see ``nemo_hf.data.masks.MaskRuns``), so it can come in 
 floor. Each measurement runs in its own process, which reports its own peak RSS. The
 synthetic tree is generated once into ``benchmarks/.cache``.
 
-    python benchmarks/bench_build.py                       # ≈ 20k images, 50k refs
-    python benchmarks/bench_build.py --num-images 2000     # quick look
+    python benchmarks/bench_build.py                       # ≈ 20k images, 50k refs; ~10 minutes
+    python benchmarks/bench_build.py --num-images 2000 --rounds 1    # quick look
+
+Prints a Markdown table for the "Build" section of BENCHMARKS.md: per tree and ``num_proc``,
+the median over rounds of each round's build/floor.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import pickle
+import platform
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,6 +34,16 @@ CACHE = Path(__file__).parent / ".cache"
 def _peak_rss_mb() -> float:
     """Peak RSS of this process or of its largest worker (num_proc), in MB (Linux reports KiB)."""
     return max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024
+
+
+def _processor() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def tree_for(num_images: int) -> Path:
@@ -92,6 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--child", choices=["build", "floor"])
     parser.add_argument("--root", type=Path)
     parser.add_argument("--num-proc", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of floor and builds")
     args = parser.parse_args(argv)
     if args.child:
         result = child_build(args.root, args.num_proc if args.num_proc > 1 else None) \
@@ -100,22 +117,36 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     small_images = max(200, args.num_images // 8)
-    results = {}
+    rows = []
     for n in (small_images, args.num_images):
         root = tree_for(n)
-        floor = run_child("floor", root)
-        for num_proc in (1, 2):
-            build = run_child("build", root, num_proc)
-            results[n, num_proc] = build
-            print(f"{n:>6} images, num_proc={num_proc}: {build['refs']:,} refs, {build['sentences']:,} "
-                  f"sentences | build {build['seconds']:.1f} s ({build['refs'] / build['seconds']:,.0f} "
-                  f"refs/s, peak RSS {build['peak_rss_mb']:,.0f} MB) | floor (1 process) "
-                  f"{floor['seconds']:.1f} s | build/floor = {build['seconds'] / floor['seconds']:.2f}x",
-                  flush=True)
-    small, large = results[small_images, 1], results[args.num_images, 1]
-    print(f"peak RSS large/small = {large['peak_rss_mb'] / small['peak_rss_mb']:.2f}x for "
-          f"{large['refs'] / small['refs']:.1f}x the refs")
-
+        # rounds interleave the floor and the builds, so a busy spell slows all of them alike;
+        # each round's build/floor is a ratio of neighbours
+        rounds: dict[int, list[tuple[dict, dict]]] = {1: [], 2: []}
+        for r in range(args.rounds):
+            floor = run_child("floor", root)
+            for num_proc in rounds:
+                build = run_child("build", root, num_proc)
+                rounds[num_proc].append((build, floor))
+                print(f"round {r + 1}: {n:>6} images, num_proc={num_proc}: build {build['seconds']:.1f} s, "
+                      f"floor {floor['seconds']:.1f} s, build/floor = {build['seconds'] / floor['seconds']:.2f}x",
+                      flush=True)
+        for num_proc, pairs in rounds.items():
+            ratios = sorted(b["seconds"] / f["seconds"] for b, f in pairs)
+            build = min((b for b, _ in pairs), key=lambda b: b["seconds"])
+            floor = statistics.median(f["seconds"] for _, f in pairs)
+            rows.append(f"| {n:,} images ({build['refs']:,} refs) | {num_proc} | {build['seconds']:.1f} s | "
+                        f"{build['refs'] / build['seconds']:,.0f} | {max(b['peak_rss_mb'] for b, _ in pairs):,.0f} MB "
+                        f"| {floor:.1f} s | **{statistics.median(ratios):.2f}×** ({ratios[0]:.2f}–{ratios[-1]:.2f}) |")
+        if n == small_images:
+            small_rss, small_refs = rounds[1][0][0]["peak_rss_mb"], rounds[1][0][0]["refs"]
+    large = rounds[1][0][0]
+    print("\n| tree | num_proc | fastest build | refs/s | peak RSS | floor (median) | build / floor: median (range) |")
+    print("|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
+    print(f"\n{args.rounds} interleaved rounds; peak RSS large/small = {large['peak_rss_mb'] / small_rss:.2f}x "
+          f"for {large['refs'] / small_refs:.1f}x the refs; {_processor()}, "
+          f"{os.cpu_count()} cores, Python {platform.python_version()}")
 
 if __name__ == "__main__":
     main()
