@@ -51,7 +51,7 @@ def segmentation_to_rle(segmentation: Any, height: int, width: int) -> tuple[dic
     """
     if isinstance(segmentation, dict):  # RLE
         rle = _compressed_rle(segmentation, height, width)
-        _checked_counts(rle, height, width)  # pycocotools' C code trusts the runs: check them first
+        _check_rle(rle, height, width)  # pycocotools' C code trusts the runs: check them first
         return rle, 0
     if isinstance(segmentation, list):
         polygons = [p for p in segmentation if _is_valid_polygon(p)]
@@ -99,14 +99,13 @@ def _rle_counts_of_many(encoded: Sequence[bytes]) -> tuple[np.ndarray, np.ndarra
     follow", bit 0x10 of the last group the sign; numbers after the third are deltas to the
     number two places before. Raises ``ValueError`` for bytes no encoder writes.
     """
-    string_ends = np.cumsum([len(e) for e in encoded], dtype=np.int64)
+    lengths = np.array([len(e) for e in encoded], dtype=np.int64)
+    string_ends = np.cumsum(lengths)
     characters = np.frombuffer(b"".join(encoded), dtype=np.uint8)
     if characters.size and (characters.min() < 48 or characters.max() > 111):
         raise ValueError("RLE counts hold a byte outside the COCO alphabet ('0'..'o')")
     digits = characters.astype(np.int64) - 48
-    string_starts = string_ends - [len(e) for e in encoded]
-    nonempty = string_ends > string_starts
-    if (digits[string_ends[nonempty] - 1] >= 32).any():  # the final group of a number has no 0x20 bit
+    if (digits[string_ends[lengths > 0] - 1] >= 32).any():  # the final group of a number has no 0x20 bit
         raise ValueError("RLE counts end in the middle of a number")
     last = np.flatnonzero(digits < 32)  # the final group of each number
     offsets = np.searchsorted(last, np.append(0, string_ends))
@@ -147,11 +146,10 @@ def _check_counts(counts: np.ndarray, offsets: np.ndarray, rles: Sequence[dict],
         raise ValueError(f"RLE runs cover {int(covered[wrong[0]])} pixels, not the image's {int(pixels[wrong[0]])}")
 
 
-def _checked_counts(rle: dict, height: int, width: int) -> np.ndarray:
-    """Run lengths of a compressed RLE of a ``(height, width)`` mask; ``ValueError`` if it is not one."""
+def _check_rle(rle: dict, height: int, width: int) -> None:
+    """``ValueError`` unless ``rle`` is a well-formed compressed RLE of a ``(height, width)`` mask."""
     counts, offsets = _rle_counts_of_many([rle["counts"]])
     _check_counts(counts, offsets, [rle], [(height, width)])
-    return counts
 
 
 def _png_chunk(tag: bytes, data: bytes) -> bytes:
@@ -199,6 +197,8 @@ class MaskRuns:
         Every RLE is checked — size, alphabet, runs covering the mask exactly — before
         pycocotools merges any: its C code trusts the runs and would write past its buffers.
         """
+        if any(height < 1 or width < 1 for height, width in sizes):
+            raise ValueError(f"mask sizes must be at least 1x1, got {[s for s in sizes if min(s) < 1][0]}")
         rles = [rle for parts in masks for rle in parts]
         counts, offsets = _rle_counts_of_many([rle["counts"] for rle in rles])
         _check_counts(counts, offsets, rles, [size for parts, size in zip(masks, sizes) for _ in parts])
