@@ -125,6 +125,19 @@ def test_corrupt_rle_segmentation_is_named(tree, tmp_path, counts):
         _load(tree, tmp_path, split="val")
 
 
+@pytest.mark.parametrize("height", [0, None, "tall"])
+def test_image_without_a_usable_size_is_named(tree, tmp_path, height):
+    path = tree / "refcoco" / "instances.json"
+    instances = json.loads(path.read_text())
+    ref = next(r for r in _refs(tree) if r["split"] == "val")
+    image = next(i for i in instances["images"] if i["id"] == ref["image_id"])
+    image["height"] = height
+    path.write_text(json.dumps(instances))
+    with pytest.raises(ReferFileError, match=rf"instances.json: image {ref['image_id']} has no usable size"):
+        _load(tree, tmp_path, split="val", verify_images=False)
+    assert _no_cache_left(tmp_path / "cache")
+
+
 def test_image_file_absent_from_folder(tree, tmp_path):
     ref, image = _first_train_image(tree)
     image.unlink()

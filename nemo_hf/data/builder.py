@@ -328,7 +328,7 @@ def _ref_to_row(
         counts.refs_without_sentences += 1
         return None
 
-    height, width = int(image["height"]), int(image["width"])
+    height, width = _image_size(image, index)
     rles = []
     for ann_id in ann_ids:
         try:
@@ -361,6 +361,20 @@ def _ref_to_row(
     if generalized:
         row["ann_ids"] = ann_ids
     return row, rles
+
+
+def _image_size(image: dict, index: InstancesIndex) -> tuple[int, int]:
+    """``(height, width)`` of an ``instances.json`` image entry; ``ReferFileError`` unless both are positive."""
+    try:
+        height, width = int(image["height"]), int(image["width"])
+    except (KeyError, TypeError, ValueError):
+        height = width = 0
+    if height < 1 or width < 1:
+        raise ReferFileError(
+            f"{index.path}: image {image.get('id')} has no usable size (width {image.get('width')!r}, "
+            f"height {image.get('height')!r}); the file is corrupt — download it again"
+        )
+    return height, width
 
 
 def _cache_hash(kwargs: dict[str, Any]) -> str:
