@@ -1,7 +1,8 @@
-"""Shared by the benchmark scripts: rewrite one section of BENCHMARKS.md in place."""
+"""Shared by the benchmark scripts: rewrite one section of BENCHMARKS.md in place; name the processor."""
 
 from __future__ import annotations
 
+import platform
 import re
 from pathlib import Path
 
@@ -15,3 +16,13 @@ def write_section(path: Path, name: str, section: str) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + section
     path.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
+
+
+def cpu_name() -> str:
+    """The processor's model name (machines of one kind differ between sessions), else its architecture."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()

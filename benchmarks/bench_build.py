@@ -28,22 +28,15 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _report  # noqa: E402  (benchmarks/ is not a package)
+
 CACHE = Path(__file__).parent / ".cache"
 
 
 def _peak_rss_mb() -> float:
     """Peak RSS of this process or of its largest worker (num_proc), in MB (Linux reports KiB)."""
     return max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024
-
-
-def _processor() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def tree_for(num_images: int) -> Path:
@@ -145,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---|---|---|---|---|---|")
     print("\n".join(rows))
     print(f"\n{args.rounds} interleaved rounds; peak RSS large/small = {large['peak_rss_mb'] / small_rss:.2f}x "
-          f"for {large['refs'] / small_refs:.1f}x the refs; {_processor()}, "
+          f"for {large['refs'] / small_refs:.1f}x the refs; {_report.cpu_name()}, "
           f"{os.cpu_count()} cores, Python {platform.python_version()}")
 
 if __name__ == "__main__":

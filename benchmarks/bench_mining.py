@@ -225,15 +225,6 @@ def bench_selection(n: int, n_pool: int, top_k: int, repeats: int) -> dict[str, 
 # -------------------------------------------------------------------------------- report
 
 
-def _cpu_name() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
 def _paragraph(text: str) -> str:
     return textwrap.fill(" ".join(text.split()), width=92)
 
@@ -250,7 +241,7 @@ def render(embedding: dict[str, Any], selection: dict[str, Any]) -> str:
         for name, c in selection["cases"].items()
     )
     machine = _paragraph(
-        f"""Machine: 2-core CPU ({_cpu_name()}, {os.cpu_count()} logical cores), torch {torch.__version__}
+        f"""Machine: 2-core CPU ({_report.cpu_name()}, {os.cpu_count()} logical cores), torch {torch.__version__}
         with {torch.get_num_threads()} threads, Python {platform.python_version()}. The machine is shared
         with other jobs, so each figure is the best of interleaved rounds (load from others only adds
         time) and ratios still move by several percent between runs. `python benchmarks/bench_mining.py`;

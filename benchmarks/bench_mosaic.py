@@ -154,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     context = (
         f"{args.samples} samples × {args.rounds} rounds, {args.images} JPEGs of {jpeg_kb:.0f} KB mean; "
         f"Pillow {PIL.__version__}, libjpeg-turbo {features.version('libjpeg_turbo')}, "
-        f"Python {platform.python_version()}, {platform.machine()}; floor = {floor_time * 1e3:.1f} ms CPU/sample here"
+        f"Python {platform.python_version()}, {_report.cpu_name()}; floor = {floor_time * 1e3:.1f} ms CPU/sample here"
     )
     print(f"2×2 mosaic at {CANVAS}², ratio to the floor (CPU time, median of {args.rounds} rounds)")
     for name, ratio in ratios.items():
