@@ -399,6 +399,10 @@ class NeMo:
                 grid_layout(s.grid, s.size, plan.cross_point), plan.target_cell,
                 resize=s.resize, blur_negatives=s.blur_negatives, target_size=target_size,
             )  # fmt: skip
+        # .map stores the image as datasets encodes a PIL image: PNG at zlib's default level,
+        # which cost 5x the drawing itself. Level 1 (Pillow reads encoderinfo set on the
+        # image) is as lossless, about 5x faster to write and some 20% larger.
+        canvas.encoderinfo = {"compress_level": 1}
         return {
             "image": canvas,
             "mask": PILImage.fromarray(out_mask),

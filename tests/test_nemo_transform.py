@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 import time
 
 import numpy as np
 import pytest
+from datasets import Image
 from datasets.fingerprint import Hasher
+from PIL import Image as PILImage
 
 from nemo_hf import NeMo, load_refcoco, per_sentence
 from nemo_hf.mosaic import allowed_cells, grid_layout
@@ -49,6 +52,19 @@ def test_map_gives_one_row_per_expression_with_provenance(mined, train):
     assert row["image"].size == (96, 96) and row["mask"].size == (96, 96)
     assert row["mosaic_kind"] == "mined" and len(row["source_image_ids"]) == 4
     assert row["source_image_ids"][row["target_cell"]] == row["image_id"]
+
+
+def test_map_stores_mosaics_as_fast_lossless_pngs(mined, train):
+    """The stored bytes are PNGs written at zlib level 1 (header FLEVEL 0) that decode to the drawn pixels."""
+    nemo = _nemo(train)
+    out = _map(mined.select(range(4)), nemo).cast_column("image", Image(decode=False))
+    drawn = nemo(mined.select(range(4))[:])["image"]
+    for stored, picture in zip(out["image"], drawn):
+        data = stored["bytes"]
+        assert data.startswith(b"\x89PNG")
+        idat = data.index(b"IDAT") + 4
+        assert data[idat] & 0x0F == 8 and data[idat + 1] >> 6 == 0  # deflate, fastest level
+        np.testing.assert_array_equal(np.asarray(PILImage.open(io.BytesIO(data))), np.asarray(picture))
 
 
 def test_mosaic_prob_zero_gives_the_single_image(mined, train):
