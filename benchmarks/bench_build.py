@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
 
     small_images = max(200, args.num_images // 8)
     rows = []
-    for n in (small_images, args.num_images):
+    for n in sorted({small_images, args.num_images}):
         root = tree_for(n)
         # rounds interleave the floor and the builds, so a busy spell slows all of them alike;
         # each round's build/floor is a ratio of neighbours
@@ -140,6 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\n{args.rounds} interleaved rounds; peak RSS large/small = {large['peak_rss_mb'] / small_rss:.2f}x "
           f"for {large['refs'] / small_refs:.1f}x the refs; {_report.cpu_name()}, "
           f"{os.cpu_count()} cores, Python {platform.python_version()}")
+
 
 if __name__ == "__main__":
     main()

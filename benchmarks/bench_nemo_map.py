@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"round {r + 1}: " + ", ".join(f"{k} {1e3 * v[-1] / samples:.1f} ms/sample" for k, v in times.items()),
               flush=True)
 
-    print(f"\n| path | ms / sample (median) | × draw: median of rounds |\n|---|---|---|")
+    print("\n| path | ms / sample (median) | × draw: median of rounds |\n|---|---|---|")
     for name, values in times.items():
         ratio = statistics.median(v / d for v, d in zip(values, times["draw"]))
         print(f"| {name} | {1e3 * statistics.median(values) / samples:.1f} | {ratio:.2f}× |")
