@@ -400,8 +400,8 @@ class NeMo:
                 resize=s.resize, blur_negatives=s.blur_negatives, target_size=target_size,
             )  # fmt: skip
         # .map stores the image as datasets encodes a PIL image: PNG at zlib's default level,
-        # which cost 5x the drawing itself. Level 1 (Pillow reads encoderinfo set on the
-        # image) is as lossless, about 5x faster to write and some 20% larger.
+        # which cost about 15x the drawing itself. Level 1 (Pillow reads encoderinfo set on
+        # the image) is as lossless, about 5x faster to write and some 20% larger.
         canvas.encoderinfo = {"compress_level": 1}
         return {
             "image": canvas,

@@ -224,13 +224,15 @@ class MaskRuns:
     def __len__(self) -> int:
         return int(self.heights.size)
 
-    def _scanline_blocks(self) -> Iterator[tuple[range, np.ndarray, np.ndarray]]:
-        """``(masks, rows, row_starts)`` for consecutive groups of masks: ``rows[row_starts[j]:][:height]``
-        are mask ``masks[j]``'s PNG scanlines (filter byte 0, then the bits), padded on the right."""
+    def _each_scanlines(self) -> Iterator[tuple[int, int, np.ndarray]]:
+        """``(height, width, scanlines)`` of each mask in order: its PNG rows, filter byte 0 then the bits.
+
+        Masks are drawn in consecutive blocks of about ``_SCANLINE_BYTES``, at least one each.
+        """
         row_bytes = 1 + (self.widths + 7) // 8
         first = 0
         while first < len(self):
-            stop = first + 1  # as many masks as fit in the scanline budget, at least one
+            stop = first + 1
             width = -(-int(row_bytes[first]) // 8) * 8
             rows = int(self.heights[first]) + 1
             while stop < len(self):
@@ -238,7 +240,10 @@ class MaskRuns:
                 if wider * (rows + int(self.heights[stop]) + 1) > _SCANLINE_BYTES:
                     break
                 width, rows, stop = wider, rows + int(self.heights[stop]) + 1, stop + 1
-            yield range(first, stop), *self._scanlines(first, stop, rows, width)
+            block, row_starts = self._scanlines(first, stop, rows, width)
+            for i, start in zip(range(first, stop), row_starts.tolist()):
+                height, mask_width = int(self.heights[i]), int(self.widths[i])
+                yield height, mask_width, block[start:start + height, : int(row_bytes[i])]
             first = stop
 
     def _scanlines(self, first: int, stop: int, rows: int, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -269,26 +274,18 @@ class MaskRuns:
         ('1', [True, False, False])
         """
         out = []
-        for masks, rows, row_starts in self._scanline_blocks():
-            for i, start in zip(masks, row_starts.tolist()):
-                height, width = int(self.heights[i]), int(self.widths[i])
-                scanlines = rows[start:start + height, : 1 + (width + 7) // 8]
-                # Z_RLE: a mask's rows are long runs of one byte, which run-length matching
-                # alone catches; faster than deflate's hash chains, and smaller
-                deflate = zlib.compressobj(1, zlib.DEFLATED, 15, 8, zlib.Z_RLE)
-                data = deflate.compress(scanlines.tobytes()) + deflate.flush()
-                out.append(_png_signature_and_header(width, height) + _png_chunk(b"IDAT", data) + _PNG_END)
+        for height, width, scanlines in self._each_scanlines():
+            # Z_RLE: a mask's rows are long runs of one byte, which run-length matching
+            # alone catches; faster than deflate's hash chains, and smaller
+            deflate = zlib.compressobj(1, zlib.DEFLATED, 15, 8, zlib.Z_RLE)
+            data = deflate.compress(scanlines.tobytes()) + deflate.flush()
+            out.append(_png_signature_and_header(width, height) + _png_chunk(b"IDAT", data) + _PNG_END)
         return out
 
     def arrays(self) -> list[np.ndarray]:
         """Each mask as a ``(height, width)`` bool array."""
-        out = []
-        for masks, rows, row_starts in self._scanline_blocks():
-            for i, start in zip(masks, row_starts.tolist()):
-                height, width = int(self.heights[i]), int(self.widths[i])
-                bits = rows[start:start + height, 1 : 1 + (width + 7) // 8]
-                out.append(np.unpackbits(bits, axis=1, count=width).view(bool))
-        return out
+        return [np.unpackbits(scanlines[:, 1:], axis=1, count=width).view(bool)
+                for _, width, scanlines in self._each_scanlines()]
 
     def bboxes(self) -> list[list[float]]:
         """``[x, y, w, h]`` of each mask's pixels (zeros for an empty mask)."""
