@@ -1,6 +1,6 @@
 """Session-wide test setup.
 
-One local Hub-compatible server (nemo_hf.testing.local_hub) runs for the whole session, and
+One local Hub-compatible server (tests/hub_server/) runs for the whole session, and
 every Hugging Face client in the tests talks to it instead of the real Hub: huggingface_hub,
 datasets and transformers read ``HF_ENDPOINT`` and friends once, at import time, so the
 environment is set in ``pytest_configure``, before any test module (and thus any Hugging
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from nemo_hf.testing.local_hub import LOCAL_HUB_USER, LocalHub, start_local_hub
+from tests.hub_server import LOCAL_HUB_USER, LocalHub, start_local_hub
 
 _HUB_KEY = pytest.StashKey[LocalHub]()
 _SAVED_ENV_KEY = pytest.StashKey[dict[str, str | None]]()

@@ -6,8 +6,10 @@ HTTP where the protocol itself is the point), comparing with what was pushed.
 
 from __future__ import annotations
 
+import doctest
 import hashlib
 import http.client
+import importlib
 import io
 import json
 from pathlib import Path
@@ -19,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image as PILImage
 
-from nemo_hf.testing.local_hub import LOCAL_HUB_USER, LocalHub
+from tests.hub_server import LOCAL_HUB_USER, LocalHub
 
 pytestmark = pytest.mark.hub
 
@@ -301,3 +303,10 @@ def test_range_requests_return_the_same_bytes_as_slicing(
     start = len(content) - len(expected) if suffix else first
     assert response.getheader("Content-Range") == f"bytes {start}-{start + len(expected) - 1}/{len(content)}"
     assert response.getheader("X-Linked-Etag") == f'"{hashlib.sha256(content).hexdigest()}"'
+
+
+@pytest.mark.parametrize("name", ["tests.hub_server.process", "tests.hub_server.server", "tests.hub_server.store"])
+def test_server_docstring_examples(name: str) -> None:
+    # The server is not in the package, so tests/test_doctests.py does not reach its examples.
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0

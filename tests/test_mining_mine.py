@@ -12,13 +12,13 @@ import pytest
 import torch
 from datasets import Dataset, load_from_disk
 from datasets.fingerprint import Hasher
-from test_mining_embed import one_at_a_time_images, one_at_a_time_texts, unique_images
-from test_mining_fixtures import shapes_dataset
-from test_mining_selection import Problem, brute_force
 
 from nemo_hf import NeMo, NeMoSettings
 from nemo_hf.mining import NEGATIVE_COLUMNS
 from nemo_hf.testing.tiny_models import tiny_clip
+from tests.test_mining_embed import one_at_a_time_images, one_at_a_time_texts, unique_images
+from tests.test_mining_fixtures import shapes_dataset
+from tests.test_mining_selection import Problem, brute_force
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]

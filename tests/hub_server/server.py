@@ -1,61 +1,34 @@
-"""A local, Hugging Face Hub-compatible HTTP server for tests.
+"""The HTTP side of the local Hub-compatible test server: routes, request parsing, responses.
 
-No machine that runs this project's tests reaches the Hub, yet publishing datasets and
-checkpoints is part of what nemo_hf does. Mocking ``create_repo``/``upload_folder`` would
-test nothing of that, so the tests point the **real, unpatched** clients (huggingface_hub,
-datasets, transformers) at this server through ``HF_ENDPOINT``: they create repositories,
-upload regular and large (git-lfs) files, commit, open pull requests, create branches,
-list trees and download with ranges over HTTP on 127.0.0.1, with no network.
+The real, unpatched huggingface_hub, datasets and transformers clients talk to it over HTTP
+on 127.0.0.1 (``tests/hub_server/README.md`` says why, and what the wire protocol is). Each
+request goes to one ``_api_*`` method; the Hub's semantics (revisions, upload modes, commit
+rules) live in :mod:`tests.hub_server.store`. Standard library only. Model and dataset
+repositories; no Spaces, no Xet: clients must run with ``HF_HUB_DISABLE_XET=1``. There is no
+access control: every token is accepted and acts as the user ``user``.
 
-The wire protocol is described in ``HUB_PROTOCOL.md`` (shared project notes); the Hub's
-semantics (revisions, upload modes, commit rules) live in :mod:`nemo_hf.testing._hub_store`.
-Standard library only. Model and dataset repositories; no Spaces, no Xet: clients must run
-with ``HF_HUB_DISABLE_XET=1`` (see :meth:`LocalHub.client_env`).
-
-Run it by hand::
-
-    python -m nemo_hf.testing.local_hub --root /tmp/hub --port 0     # prints "PORT <n>"
-
-or from Python. Clients read the endpoint when huggingface_hub is imported, so the
-environment from :meth:`LocalHub.client_env` must be set before that import (``tests/conftest.py``
-does it for the test session; here a fresh interpreter gets it)::
-
-    >>> import os, subprocess, sys, tempfile
-    >>> from pathlib import Path
-    >>> with start_local_hub(Path(tempfile.mkdtemp())) as hub:
-    ...     code = "from huggingface_hub import whoami; print(whoami()['name'])"
-    ...     env = {**os.environ, **hub.client_env()}
-    ...     subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.strip()
-    'user'
-
-There is no access control: every token is accepted and acts as the user ``user``.
+:func:`serve` runs the server in this process (``python -m tests.hub_server`` calls it); the
+tests start it as a subprocess with :func:`tests.hub_server.process.start_local_hub`.
 """
 
 from __future__ import annotations
 
-import argparse
 import base64
 import binascii
-import contextlib
-import http.client
 import json
-import os
-import queue
 import re
-import subprocess
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from nemo_hf.testing._hub_store import (
+from .store import (
     DEFAULT_BRANCH,
     REGULAR_FILE_MAX_BYTES,
     DeleteFile,
@@ -76,9 +49,10 @@ from nemo_hf.testing._hub_store import (
 LOCAL_HUB_USER = "user"
 """The user every token authenticates as; repo ids without a namespace land under it."""
 LOCAL_HUB_TOKEN = "hf_local_test_hub_token"
-"""Any token is accepted; this one is what :meth:`LocalHub.client_env` hands out."""
+"""Any token is accepted; this one is what :meth:`tests.hub_server.process.LocalHub.client_env` hands out."""
 
-_HOST = "127.0.0.1"
+HOST = "127.0.0.1"
+"""The only interface the server listens on: it is for tests on this machine."""
 _JSON = "application/json"
 
 _Json = dict[str, Any] | list[Any]
@@ -123,7 +97,7 @@ class _HubServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, port: int, store: HubStore) -> None:
-        super().__init__((_HOST, port), _HubHandler)
+        super().__init__((HOST, port), _HubHandler)
         self.store = store
 
 
@@ -150,7 +124,7 @@ class _HubHandler(BaseHTTPRequestHandler):
 
     @property
     def _base(self) -> str:
-        return f"http://{self.headers.get('Host', f'{_HOST}:{self.server.server_port}')}"
+        return f"http://{self.headers.get('Host', f'{HOST}:{self.server.server_port}')}"
 
     @property
     def _store(self) -> HubStore:
@@ -547,126 +521,3 @@ def serve(root: Path, port: int = 0, *, exit_on_stdin_eof: bool = False, out: IO
         server.serve_forever()
     finally:
         server.server_close()
-
-
-@dataclass
-class LocalHub:
-    """A running local Hub subprocess: its base ``url``, the ``process`` and its storage ``root``.
-
-    Use :func:`start_local_hub` to get one and :meth:`stop` (or ``with``) to end it.
-    """
-
-    url: str
-    process: subprocess.Popen[bytes]
-    root: Path
-
-    @property
-    def log_path(self) -> Path:
-        """Request log and tracebacks of the server (read it when a client call fails)."""
-        return self.root / "server.log"
-
-    def client_env(self) -> dict[str, str]:
-        """Environment that points huggingface_hub, datasets and transformers at this server.
-
-        Must be in ``os.environ`` before the first Hugging Face import.
-
-        >>> import tempfile
-        >>> with start_local_hub(Path(tempfile.mkdtemp())) as hub:
-        ...     hub.client_env()["HF_ENDPOINT"] == hub.url
-        True
-        """
-        return {"HF_ENDPOINT": self.url, "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": LOCAL_HUB_TOKEN}
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop the server process (by its PID) and wait for it."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout)
-        for pipe in (self.process.stdin, self.process.stdout):
-            if pipe is not None:
-                pipe.close()
-
-    def __enter__(self) -> LocalHub:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-
-def _answers(port: int) -> bool:
-    connection = http.client.HTTPConnection(_HOST, port, timeout=2)
-    try:
-        connection.request("GET", "/api/whoami-v2", headers={"Authorization": f"Bearer {LOCAL_HUB_TOKEN}"})
-        return connection.getresponse().status == 200
-    except OSError:
-        return False
-    finally:
-        connection.close()
-
-
-def start_local_hub(root: Path, *, timeout: float = 30.0) -> LocalHub:
-    """Start the server as a subprocess on a free port of 127.0.0.1 and wait until it answers.
-
-    Repositories are stored under ``root`` (created if needed); the request log goes to
-    ``root / "server.log"``.
-
-    >>> import tempfile
-    >>> hub = start_local_hub(Path(tempfile.mkdtemp()))
-    >>> hub.process.poll() is None
-    True
-    >>> hub.stop()
-    """
-    root.mkdir(parents=True, exist_ok=True)
-    package_parent = str(Path(__file__).resolve().parents[2])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")]))}
-    with (root / "server.log").open("ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "nemo_hf.testing.local_hub", "--root", str(root), "--exit-on-stdin-eof"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            env=env,
-        )
-    hub = LocalHub(url="", process=process, root=root)
-    stdout = process.stdout
-    assert stdout is not None
-    lines: queue.Queue[bytes] = queue.Queue()
-    # A thread, so that a server that never prints cannot block us past the timeout.
-    threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
-    deadline = time.monotonic() + timeout
-    try:
-        line = lines.get(timeout=timeout).decode().split()
-        if len(line) != 2 or line[0] != "PORT":
-            raise RuntimeError(f"unexpected first line {' '.join(line)!r}")
-        port = int(line[1])
-        while not _answers(port):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("server does not answer")
-            time.sleep(0.05)
-    except (queue.Empty, RuntimeError) as e:
-        hub.stop()
-        log_tail = hub.log_path.read_text(errors="replace")[-2000:]
-        raise RuntimeError(f"Local test Hub under {root} did not start ({e}). Log tail:\n{log_tail}") from e
-    hub.url = f"http://{_HOST}:{port}"
-    return hub
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Command line: ``python -m nemo_hf.testing.local_hub --root DIR [--port N]``."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", type=Path, required=True, help="folder holding the repositories")
-    parser.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1; 0 picks a free one")
-    parser.add_argument("--exit-on-stdin-eof", action="store_true", help="stop when stdin is closed")
-    args = parser.parse_args(argv)
-    with contextlib.suppress(KeyboardInterrupt):
-        serve(args.root, args.port, exit_on_stdin_eof=args.exit_on_stdin_eof)
-
-
-if __name__ == "__main__":
-    main()

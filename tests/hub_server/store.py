@@ -4,7 +4,7 @@ Every file content is stored once, under its sha256, in ``<root>/blobs``. A repo
 in ``<root>/repos/<type>s/<namespace>/<name>/``: ``repo.json`` holds its visibility and refs
 (branches, tags, pull-request refs), and ``commits/<40 hex>.json`` one immutable snapshot
 each (parents, message, and every file's sha256, size, git oid and whether it is a
-large-file (LFS) entry). Only :mod:`nemo_hf.testing.local_hub` uses this module; the HTTP
+large-file (LFS) entry). Only :mod:`tests.hub_server.server` uses this module; the HTTP
 details stay there, the Hub's semantics (revisions, upload modes, commit rules) live here.
 
     >>> import tempfile
