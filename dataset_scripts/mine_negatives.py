@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-proc", type=int, default=None, help="processes decoding images")
     parser.add_argument("--out", default=None, help="save the mined split here (save_to_disk)")
     parser.add_argument("--push", default=None, metavar="REPO_ID", help="push the mined split to this Hub repo")
-    parser.add_argument("--report-dir", default=None, help="where the report goes (default: --out)")
+    parser.add_argument("--report-dir", default=None, help="report folder (default: <out>-report beside --out)")
     args = parser.parse_args(argv)
     if not args.out and not args.push:
         parser.error("nothing to do: give --out and/or --push")

@@ -82,7 +82,7 @@ def _caption(row: dict[str, Any]) -> str:
 
 
 def save_sample_grid(rows: Iterable[dict[str, Any]], path: str | Path, n: int = 6, columns: int = 3) -> Path:
-    """Save a PNG of the first ``n`` rows: image, target outlined in red, expression under it.
+    """Save a PNG of the first ``n`` rows: image, target outlined in yellow, expression under it.
 
     Rows need ``image``, ``mask`` and ``sentences`` (or ``sentence``); a NeMo output's
     ``mosaic_kind`` is shown before the expression.
