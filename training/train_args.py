@@ -114,7 +114,7 @@ class DataArguments:
 class AugmentationArguments:
     """Training-set augmentation: none, random mosaics, or NeMo (negative-mined mosaics).
 
-    Evaluation never augments. Defaults follow ``nemo_hf.NeMo``; see NEMO_METHOD.md for
+    Evaluation never augments. Defaults follow ``nemo_hf.NeMo``; see docs/method.md for
     which values come from the paper and which are this project's choice.
     """
 
