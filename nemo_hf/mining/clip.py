@@ -25,8 +25,8 @@ from transformers import CLIPModel, CLIPProcessor
 
 __all__ = ["DEFAULT_CLIP", "ClipSource", "check_clip", "load_clip"]
 
-# The paper does not name its CLIP; a 512-d index in the released code points to a
-# ViT-B model. ViT-B/16 is the strongest of those at the same embedding size.
+# The paper does not name its CLIP; a commented-out 512-d index in the released code fits
+# ViT-B/32, ViT-B/16 or RN101 (docs/method.md). ViT-B/16 is the strongest of those.
 DEFAULT_CLIP = "openai/clip-vit-base-patch16"
 _PROJECTIONS = ("visual_projection.weight", "text_projection.weight")
 
