@@ -144,7 +144,7 @@ def test_runs_and_num_proc_give_identical_columns(tmp_path) -> None:
 def _mine_in_each_process(folder: str) -> None:
     from accelerate import PartialState
 
-    from nemo_hf.mining.embed import process_state
+    from nemo_hf.mining.device import process_state
 
     PartialState._reset_state()  # forked from pytest: start from a clean process state
     state = process_state()
