@@ -237,7 +237,7 @@ def test_missing_columns_are_errors() -> None:
         ({"tau_image": 1.5}, ValueError, "tau_image=1.5"),
         ({"tau_text": "high"}, TypeError, "tau_text='high'"),
         ({"top_k": 2}, ValueError, "top_k=2"),
-        ({"grid": 3, "top_k": 5}, ValueError, "top_k=5 is smaller than the 8 negatives a 3x3"),
+        ({"grid": 3, "top_k": 5}, ValueError, "top_k=5 keeps only 5 candidate negatives, but a 3x3 mosaic needs 8"),
         ({"grid": 4}, ValueError, "grid=4"),
         ({"mosaic_prob": -0.1}, ValueError, "mosaic_prob=-0.1"),
         ({"random_share": 2}, ValueError, "random_share=2"),
