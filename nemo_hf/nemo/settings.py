@@ -64,7 +64,7 @@ class NeMoSettings:
     - ``clip_revision``: Hub revision of a CLIP checkpoint given by name.
     - ``image_batch_size`` (64), ``text_batch_size`` (256): CLIP batch sizes.
     - ``search_backend`` ("auto"): "exact" (torch, chunked), "faiss" (flat FAISS index)
-      or "auto" (currently "exact", which was the faster on the benchmark machine).
+      or "auto" (:func:`~nemo_hf.mining.search.resolve_backend`: "exact").
     - ``device`` (None): where CLIP and the search run; default this process's accelerator.
     - ``cache_dir`` (None): embedding/selection cache; default ``$HF_HOME/nemo_hf/mining``.
 
