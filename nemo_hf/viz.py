@@ -80,26 +80,6 @@ def caption_tile(image: Image.Image, mask: Any | None, caption: str) -> Image.Im
     return tile
 
 
-def save_tile_sheet(tiles: list[Image.Image], path: str | Path, columns: int) -> Path:
-    """Save equal-sized ``tiles`` as one PNG, row by row, ``columns`` to a row (fewer if fewer tiles).
-
-    >>> import tempfile
-    >>> tiles = [Image.new("RGB", (10, 20))] * 5
-    >>> Image.open(save_tile_sheet(tiles, tempfile.mkdtemp() + "/sheet.png", columns=2)).size
-    (20, 60)
-    """
-    columns = min(columns, len(tiles))
-    rows_needed = -(-len(tiles) // columns)
-    width, height = tiles[0].size
-    sheet = Image.new("RGB", (columns * width, rows_needed * height), "white")
-    for i, tile in enumerate(tiles):
-        sheet.paste(tile, ((i % columns) * width, (i // columns) * height))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(path)
-    return path
-
-
 def _caption(row: dict[str, Any]) -> str:
     text = row.get("sentence") or " | ".join(row.get("sentences", []))
     return f"[{row['mosaic_kind']}] {text}" if "mosaic_kind" in row else text
@@ -127,3 +107,23 @@ def save_mosaic_grid(ds: Iterable[dict[str, Any]], path: str | Path, n: int = 8)
     >>> # save_mosaic_grid(train.map(nemo, batched=True, remove_columns=train.column_names), "mosaics.png")
     """
     return save_sample_grid(ds, path, n=n, columns=4)
+
+
+def save_tile_sheet(tiles: list[Image.Image], path: str | Path, columns: int) -> Path:
+    """Save equal-sized ``tiles`` as one PNG, row by row, ``columns`` to a row (fewer if fewer tiles).
+
+    >>> import tempfile
+    >>> tiles = [Image.new("RGB", (10, 20))] * 5
+    >>> Image.open(save_tile_sheet(tiles, tempfile.mkdtemp() + "/sheet.png", columns=2)).size
+    (20, 60)
+    """
+    columns = min(columns, len(tiles))
+    rows_needed = -(-len(tiles) // columns)
+    width, height = tiles[0].size
+    sheet = Image.new("RGB", (columns * width, rows_needed * height), "white")
+    for i, tile in enumerate(tiles):
+        sheet.paste(tile, ((i % columns) * width, (i // columns) * height))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
+    return path
