@@ -63,15 +63,19 @@ def overlay_mask(image: Image.Image, mask: Any, dim: float = 0.45) -> Image.Imag
     return Image.fromarray(shown)
 
 
-def _tile(image: Image.Image, mask: Any, caption: str) -> Image.Image:
-    shown = overlay_mask(image, mask)
+def caption_tile(image: Image.Image, mask: Any | None, caption: str) -> Image.Image:
+    """``image`` (with ``mask`` overlaid, unless ``None``) fitted in a square, ``caption`` under it.
+
+    >>> caption_tile(Image.new("RGB", (40, 30)), None, "the dark one").size
+    (256, 318)
+    """
+    shown = image.convert("RGB") if mask is None else overlay_mask(image, mask)
     shown.thumbnail((_TILE, _TILE))
     tile = Image.new("RGB", (_TILE, _TILE + _TEXT_LINES * _LINE_HEIGHT + 6), "white")
     tile.paste(shown, ((_TILE - shown.width) // 2, (_TILE - shown.height) // 2))
     draw = ImageDraw.Draw(tile)
     font = ImageFont.load_default(size=12)
-    lines = textwrap.wrap(caption, width=40)[:_TEXT_LINES]
-    for i, line in enumerate(lines):
+    for i, line in enumerate(textwrap.wrap(caption, width=40)[:_TEXT_LINES]):
         draw.text((4, _TILE + 3 + i * _LINE_HEIGHT), line, fill="black", font=font)
     return tile
 
@@ -91,9 +95,28 @@ def save_sample_grid(rows: Iterable[dict[str, Any]], path: str | Path, n: int = 
     for row in rows:
         if len(tiles) == n:
             break
-        tiles.append(_tile(row["image"], row["mask"], _caption(row)))
+        tiles.append(caption_tile(row["image"], row["mask"], _caption(row)))
     if not tiles:
         raise ValueError("no rows to draw")
+    return save_tile_sheet(tiles, path, columns)
+
+
+def save_mosaic_grid(ds: Iterable[dict[str, Any]], path: str | Path, n: int = 8) -> Path:
+    """Save a PNG of ``n`` NeMo samples (mosaic, target outlined, ``[kind] expression``).
+
+    >>> # save_mosaic_grid(train.map(nemo, batched=True, remove_columns=train.column_names), "mosaics.png")
+    """
+    return save_sample_grid(ds, path, n=n, columns=4)
+
+
+def save_tile_sheet(tiles: list[Image.Image], path: str | Path, columns: int) -> Path:
+    """Save equal-sized ``tiles`` as one PNG, row by row, ``columns`` to a row (fewer if fewer tiles).
+
+    >>> import tempfile
+    >>> tiles = [Image.new("RGB", (10, 20))] * 5
+    >>> Image.open(save_tile_sheet(tiles, tempfile.mkdtemp() + "/sheet.png", columns=2)).size
+    (20, 60)
+    """
     columns = min(columns, len(tiles))
     rows_needed = -(-len(tiles) // columns)
     width, height = tiles[0].size
@@ -104,11 +127,3 @@ def save_sample_grid(rows: Iterable[dict[str, Any]], path: str | Path, n: int = 
     path.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(path)
     return path
-
-
-def save_mosaic_grid(ds: Iterable[dict[str, Any]], path: str | Path, n: int = 8) -> Path:
-    """Save a PNG of ``n`` NeMo samples (mosaic, target outlined, ``[kind] expression``).
-
-    >>> # save_mosaic_grid(train.map(nemo, batched=True, remove_columns=train.column_names), "mosaics.png")
-    """
-    return save_sample_grid(ds, path, n=n, columns=4)

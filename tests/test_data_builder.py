@@ -126,6 +126,20 @@ def test_per_sentence_view(built):
     assert isinstance(view[0]["image"], __import__("PIL").Image.Image)
 
 
+def test_per_sentence_splits_exactly_the_columns_with_one_entry_per_sentence():
+    ds = datasets.Dataset.from_dict({
+        "sentences": [["a", "b"], ["c"]], "sent_ids": [[0, 1], [2]], "ref_id": [5, 6],
+        "scores": [[0.5, 0.1], [0.9]],  # one per sentence: split
+        "ann_ids": [[7, 8], [9]],  # as long, but the ref's objects: kept whole
+        "tags": [["x"], ["y"]],  # one per ref: kept whole
+    })
+    view = per_sentence(ds)
+    assert view["sentence"] == ["a", "b", "c"]
+    assert view["scores"] == pytest.approx([0.5, 0.1, 0.9])
+    assert view["ann_ids"] == [[7, 8], [7, 8], [9]]
+    assert view["tags"] == [["x"], ["x"], ["y"]]
+
+
 def test_streaming_gives_the_same_rows(refer_tree, built):
     streamed = load_refcoco("refcoco_unc", refer_tree.root, refer_tree.image_dir, split="val", streaming=True)
     assert isinstance(streamed, datasets.IterableDataset)

@@ -86,7 +86,7 @@ def test_worker_processes_give_identical_embeddings() -> None:
 def _embed_in_each_process(out_dir: str) -> None:
     from accelerate import PartialState
 
-    from nemo_hf.mining.embed import process_state
+    from nemo_hf.mining.device import process_state
 
     # Forked from pytest: forget any single-process state the parent had set up.
     PartialState._reset_state()

@@ -144,7 +144,7 @@ def test_runs_and_num_proc_give_identical_columns(tmp_path) -> None:
 def _mine_in_each_process(folder: str) -> None:
     from accelerate import PartialState
 
-    from nemo_hf.mining.embed import process_state
+    from nemo_hf.mining.device import process_state
 
     PartialState._reset_state()  # forked from pytest: start from a clean process state
     state = process_state()
@@ -237,7 +237,7 @@ def test_missing_columns_are_errors() -> None:
         ({"tau_image": 1.5}, ValueError, "tau_image=1.5"),
         ({"tau_text": "high"}, TypeError, "tau_text='high'"),
         ({"top_k": 2}, ValueError, "top_k=2"),
-        ({"grid": 3, "top_k": 5}, ValueError, "top_k=5 is smaller than the 8 negatives a 3x3"),
+        ({"grid": 3, "top_k": 5}, ValueError, "top_k=5 keeps only 5 candidate negatives, but a 3x3 mosaic needs 8"),
         ({"grid": 4}, ValueError, "grid=4"),
         ({"mosaic_prob": -0.1}, ValueError, "mosaic_prob=-0.1"),
         ({"random_share": 2}, ValueError, "random_share=2"),

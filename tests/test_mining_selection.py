@@ -174,7 +174,11 @@ def test_a_pool_too_small_for_the_mosaic_is_an_error() -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"top_k": 2, "needed": 3}, "needed <= top_k"), ({"top_k": 3, "needed": 3, "backend": "annoy"}, "annoy")],
+    [
+        ({"top_k": 2, "needed": 3}, "top_k=2 keeps only 2 candidate negatives, but a 2x2 mosaic needs 3"),
+        ({"top_k": 3, "needed": 0}, "needed=0"),
+        ({"top_k": 3, "needed": 3, "backend": "annoy"}, "annoy"),
+    ],
 )
 def test_bad_settings_are_errors(kwargs, message) -> None:
     p = make_problem(np.random.default_rng(8), n=3, n_pool=10)

@@ -186,7 +186,8 @@ def test_unbatched_map_is_refused_clearly(mined, train):
 
 
 def test_too_few_mined_candidates_name_the_image(mined, train):
-    with pytest.raises(ValueError, match=r"only 6 mined negative candidates for image \d+; a 3x3 mosaic needs 8"):
+    message = r"mined mosaic of image \d+ there are only 6 candidate negatives, but a 3x3 mosaic needs 8"
+    with pytest.raises(ValueError, match=message):
         _map(mined, _nemo(train, grid=3, top_k=9))
 
 

@@ -13,6 +13,7 @@ from os import PathLike
 from typing import Any
 
 import datasets
+import pyarrow.compute as pc
 from datasets.exceptions import DatasetGenerationError
 
 from .builder import RefCOCO
@@ -20,6 +21,8 @@ from .configs import check_split, get_variant
 from .refer_files import ReferFileError
 
 PER_SENTENCE_DROPPED = ("sentences", "sent_ids")
+# The schema's own lists describe the ref (its box, gRefCOCO's objects), whatever their length.
+REF_LISTS = ("bbox", "ann_ids")
 
 
 def load_refcoco(
@@ -65,11 +68,33 @@ def load_refcoco(
     return builder.as_dataset(split=split)
 
 
-# Columns holding one entry per sentence of the ref (mining adds them): exploded with it.
-PER_SENTENCE_COLUMNS = ("negative_image_ids", "negative_scores", "negative_fallback")
+def parallel_columns(ds: datasets.Dataset) -> list[str]:
+    """Columns with one entry per sentence: lists exactly as long as ``sentences`` in every row.
+
+    Columns added after the build (mined negatives, say) that hold one value per sentence
+    are found this way; the schema's own lists (:data:`REF_LISTS`) never are.
+
+    >>> ds = datasets.Dataset.from_dict({"sentences": [["a", "b"], ["c"]], "sent_ids": [[0, 1], [2]],
+    ...                                  "scores": [[0.5, 0.1], [0.9]], "tags": [[1], [2]]})
+    >>> parallel_columns(ds)
+    ['scores']
+    """
+    lists = [name for name, feature in ds.features.items()
+             if isinstance(feature, datasets.List) and name not in (*PER_SENTENCE_DROPPED, *REF_LISTS)]
+    if not lists:
+        return []
+    table = ds.select_columns(["sentences", *lists]).with_format("arrow")[:]
+    counts = pc.list_value_length(table.column("sentences"))
+
+    def parallel(name: str) -> bool:
+        lengths = pc.fill_null(pc.list_value_length(table.column(name)), -1)
+        return bool(pc.all(pc.equal(lengths, counts), min_count=0).as_py())
+
+    return [name for name in lists if parallel(name)]
 
 
-def _explode(batch: dict[str, list]) -> dict[str, list]:
+def _explode(batch: dict[str, list], split: list[str]) -> dict[str, list]:
+    """One row per sentence; the ``split`` columns take the sentence's own entry."""
     out: dict[str, list] = {key: [] for key in batch if key not in PER_SENTENCE_DROPPED}
     out["sentence"], out["sent_id"] = [], []
     for row, (sentences, sent_ids) in enumerate(zip(batch["sentences"], batch["sent_ids"])):
@@ -77,7 +102,7 @@ def _explode(batch: dict[str, list]) -> dict[str, list]:
             out["sentence"].append(sentence)
             out["sent_id"].append(sent_id)
             for key in out:
-                if key in PER_SENTENCE_COLUMNS:
+                if key in split:
                     out[key].append(batch[key][row][position])
                 elif key not in ("sentence", "sent_id"):
                     out[key].append(batch[key][row])
@@ -87,7 +112,8 @@ def _explode(batch: dict[str, list]) -> dict[str, list]:
 def per_sentence(ds: datasets.Dataset | datasets.DatasetDict, **map_kwargs: Any):
     """One row per expression (``sentence``, ``sent_id``, and the ref's other columns).
 
-    Mined columns (``negative_image_ids`` …, one entry per sentence) keep the sentence's own entry.
+    Columns with one entry per sentence (:func:`parallel_columns`, e.g. mined negatives)
+    keep the sentence's own entry.
 
     RIS metrics are reported per sentence, so evaluation iterates this view. Images are
     passed through undecoded.
@@ -100,12 +126,13 @@ def per_sentence(ds: datasets.Dataset | datasets.DatasetDict, **map_kwargs: Any)
     raw = ds.cast_column(image_columns[0], datasets.Image(decode=False)) if image_columns else ds
     for column in image_columns[1:]:
         raw = raw.cast_column(column, datasets.Image(decode=False))
+    split = parallel_columns(raw)
     features = datasets.Features(
-        {k: v.feature if k in PER_SENTENCE_COLUMNS else v
+        {k: v.feature if k in split else v
          for k, v in raw.features.items() if k not in PER_SENTENCE_DROPPED}
         | {"sentence": datasets.Value("string"), "sent_id": datasets.Value("int64")}
     )
-    exploded = raw.map(_explode, batched=True, remove_columns=raw.column_names,
+    exploded = raw.map(_explode, batched=True, fn_kwargs={"split": split}, remove_columns=raw.column_names,
                        features=features, desc="one row per sentence", **map_kwargs)
     for column in image_columns:
         exploded = exploded.cast_column(column, datasets.Image())

@@ -20,50 +20,31 @@ identical array. In a plain process nothing distributed happens.
 
 from __future__ import annotations
 
-import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import PIL.Image
 import torch
 from accelerate import PartialState
-from accelerate.utils import gather, parse_flag_from_env
+from accelerate.utils import gather
 from datasets import Dataset, Image
 from datasets.distributed import split_dataset_by_node
 from tqdm.auto import tqdm
 from transformers import CLIPModel, CLIPProcessor
 
-__all__ = ["ImageDecodeError", "decode_image", "embed_images", "embed_texts", "process_state", "resolve_device"]
+from nemo_hf.data.image_values import ImageSource, open_image
+from nemo_hf.mining.device import process_state, resolve_device
+
+__all__ = ["ImageDecodeError", "decode_image", "embed_images", "embed_texts"]
 
 
 class ImageDecodeError(ValueError):
     """An image of the dataset could not be read; the message names its image_id."""
 
 
-def process_state() -> PartialState:
-    """Accelerate's process state; CPU-only when launched with ``ACCELERATE_USE_CPU=1``.
-
-    (``PartialState()`` alone treats CPU processes started by ``accelerate launch`` as
-    unrelated single processes; an existing state, e.g. an ``Accelerator``'s, is reused.)
-
-    >>> process_state().num_processes
-    1
-    """
-    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``device`` if given, else this process's accelerator (CUDA under launch) or CPU.
-
-    >>> resolve_device("cpu")
-    device(type='cpu')
-    """
-    return torch.device(device) if device is not None else process_state().device
-
-
-def decode_image(value: dict[str, Any] | PIL.Image.Image, image_id: object) -> PIL.Image.Image:
-    """Decode a ``datasets`` image value (``{"bytes", "path"}``) into an RGB PIL image.
+def decode_image(value: ImageSource, image_id: object) -> PIL.Image.Image:
+    """Decode an image value (e.g. ``{"bytes", "path"}``) fully into an RGB PIL image.
 
     >>> try:
     ...     decode_image({"bytes": b"not an image", "path": "x.jpg"}, 42)
@@ -71,17 +52,11 @@ def decode_image(value: dict[str, Any] | PIL.Image.Image, image_id: object) -> P
     ...     print(error)  # doctest: +ELLIPSIS
     image_id 42 (x.jpg): cannot decode image: cannot identify image file ...
     """
-    if isinstance(value, PIL.Image.Image):
-        return value.convert("RGB")
-    path, data = value.get("path"), value.get("bytes")
-    if data is None and path is None:
-        raise ImageDecodeError(f"image_id {image_id}: the image has neither bytes nor a path")
     try:
-        image = PIL.Image.open(io.BytesIO(data) if data is not None else path)
         # convert() forces the full decode, so truncated files fail here, not later.
-        return image.convert("RGB")
+        return open_image(value).convert("RGB")
     except (OSError, ValueError, TypeError, PIL.Image.DecompressionBombError) as error:
-        where = path or "embedded bytes"
+        where = (value.get("path") if isinstance(value, Mapping) else None) or "embedded bytes"
         raise ImageDecodeError(f"image_id {image_id} ({where}): cannot decode image: {error}") from error
 
 

@@ -44,9 +44,11 @@ from transformers import CLIPModel, CLIPProcessor
 
 from nemo_hf.mining.cache import ArrayCache, cache_key
 from nemo_hf.mining.clip import ClipSource
-from nemo_hf.mining.embed import embed_images, embed_texts, process_state, resolve_device
+from nemo_hf.mining.device import process_state, resolve_device
+from nemo_hf.mining.embed import embed_images, embed_texts
 from nemo_hf.mining.report import DifficultyReport
-from nemo_hf.mining.selection import Backend, Selection, SelectionStats, resolve_backend, select_negatives
+from nemo_hf.mining.search import Backend, resolve_backend
+from nemo_hf.mining.selection import Selection, SelectionStats, require_pool_candidates, select_negatives
 
 __all__ = ["MINING_VERSION", "NEGATIVE_COLUMNS", "MiningResult", "mine_negatives"]
 
@@ -236,13 +238,8 @@ def mine_negatives(
     pool_ids, pool_first_rows = np.unique(_column_numpy(pool, "image_id", "pool"), return_index=True)
     in_pool = np.isin(sentences.image_ids, pool_ids)
     own_col = np.where(in_pool, np.searchsorted(pool_ids, sentences.image_ids), -1)
-    candidates = len(pool_ids) - (1 if in_pool.any() else 0)
-    if len(sentences.texts) and candidates < needed:
-        raise ValueError(
-            f"the pool has {len(pool_ids)} distinct images, so a sentence has only {candidates} "
-            f"candidate negatives besides its own image, but each mosaic needs {needed}: "
-            "use a larger pool or a smaller grid"
-        )
+    if len(sentences.texts):  # checked before the costly embedding
+        require_pool_candidates(len(pool_ids), bool(in_pool.any()), needed)
     extra_ids = np.unique(sentences.image_ids[~in_pool])
 
     dev = resolve_device(device)

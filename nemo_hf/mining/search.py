@@ -8,16 +8,16 @@ except for scores that tie to the last bit.
 
     >>> import torch
     >>> keys = torch.nn.functional.normalize(torch.randn(50, 8), dim=1)
-    >>> scores, cols = chunked_topk(keys[:3], keys, k=2, chunk_size=2)
-    >>> cols[:, 0].tolist()  # each key is its own nearest neighbour
-    [0, 1, 2]
+    >>> [block.cols[:, 0].tolist() for block in ChunkedSearch(keys[:3], keys, k=2, chunk_size=2)]  # itself first
+    [[0, 1], [2]]
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
@@ -26,14 +26,20 @@ if TYPE_CHECKING:
     import faiss
 
 __all__ = [
+    "BACKENDS",
+    "Backend",
+    "ChunkedSearch",
+    "SearchBlock",
     "auto_chunk_size",
-    "chunked_topk",
     "faiss_available",
     "faiss_index",
-    "faiss_topk",
     "product_rows",
     "ranked_topk",
+    "resolve_backend",
 ]
+
+Backend = Literal["auto", "exact", "faiss"]
+BACKENDS: tuple[Backend, ...] = ("auto", "exact", "faiss")
 
 # A chunk's score block is at most this large; with the copies selection makes of a few
 # rows this keeps peak memory well under a gigabyte whatever the sizes.
@@ -41,6 +47,19 @@ _CHUNK_BYTES = 192 * 2**20
 
 RowScores = Callable[[torch.Tensor], torch.Tensor]
 """Given row indices (into the current block of queries), their full score rows."""
+
+
+def resolve_backend(backend: Backend) -> Literal["exact", "faiss"]:
+    """The search backend to use for ``backend`` ("auto", "exact" or "faiss").
+
+    >>> resolve_backend("auto")
+    'exact'
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"search_backend={backend!r} must be 'auto', 'exact' or 'faiss'")
+    # "auto" is torch: on RefCOCO-sized mining on a CPU, FAISS's flat index took about 3x
+    # its time (BENCHMARKS.md, "Mining"), and on a GPU torch is the natural choice.
+    return "exact" if backend == "auto" else backend
 
 
 def product_rows(queries: torch.Tensor, keys_t: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -124,43 +143,6 @@ def ranked_topk(
     return _sort_ranked(values, cols, largest)
 
 
-def chunked_topk(
-    queries: torch.Tensor | np.ndarray,
-    keys: torch.Tensor | np.ndarray,
-    k: int,
-    *,
-    largest: bool = True,
-    chunk_size: int | None = None,
-    device: str | torch.device | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Exact ranked top-k of ``queries @ keys.T``, one bounded block of queries at a time.
-
-    Returns ``(scores, cols)``, both ``(n_queries, k)`` (float32, int64), each row in
-    ranking order. Memory is one ``chunk_size × n_keys`` block, never the full matrix.
-
-    >>> q = torch.eye(3)
-    >>> chunked_topk(q, q, k=1)[1].ravel().tolist()
-    [0, 1, 2]
-    """
-    keys_t = torch.as_tensor(keys, dtype=torch.float32, device=device)
-    queries_t = torch.as_tensor(queries, dtype=torch.float32)
-    n, n_keys = queries_t.shape[0], keys_t.shape[0]
-    if not 0 < k <= n_keys:
-        raise ValueError(f"k={k} must be between 1 and the number of keys ({n_keys})")
-    chunk = chunk_size or auto_chunk_size(n_keys)
-    out_v = np.empty((n, k), dtype=np.float32)
-    out_c = np.empty((n, k), dtype=np.int64)
-    keys_tt = keys_t.T
-    for start in range(0, n, chunk):
-        block = queries_t[start : start + chunk].to(keys_t.device)
-        scores = block @ keys_tt
-        v, c = torch.topk(scores, min(k + 1, n_keys), dim=1, largest=largest)
-        v, c = ranked_topk(v, c, k, scores.__getitem__, largest=largest)
-        out_v[start : start + len(block)] = v.cpu().numpy()
-        out_c[start : start + len(block)] = c.cpu().numpy()
-    return out_v, out_c
-
-
 def faiss_available() -> bool:
     """Whether the optional ``faiss`` package (``pip install nemo_hf[faiss]``) imports.
 
@@ -190,37 +172,69 @@ def faiss_index(keys: np.ndarray) -> faiss.Index:
     return index
 
 
-def faiss_topk(
-    queries: np.ndarray,
-    keys: np.ndarray,
-    k: int,
-    *,
-    chunk_size: int | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Like :func:`chunked_topk` (``largest=True``) but searched with a FAISS flat index.
+@dataclass
+class SearchBlock:
+    """One block of queries, rows ``start:stop``: their exact ranked top-k and full score rows.
 
-    FAISS does its own blocked search, so memory stays bounded; scores can differ from
-    torch's in the last bits, so lists agree with :func:`chunked_topk` up to such ties.
-
-    >>> keys = np.eye(4, dtype=np.float32)
-    >>> faiss_topk(keys[:2], keys, k=1)[1].ravel().tolist()
-    [0, 1]
+    ``row_scores`` (block-local row indices → full score rows) is valid until the next
+    block is drawn: the exact backend reuses one buffer for every block.
     """
-    keys = np.ascontiguousarray(keys, dtype=np.float32)
-    queries = np.ascontiguousarray(queries, dtype=np.float32)
-    n, n_keys = queries.shape[0], keys.shape[0]
-    if not 0 < k <= n_keys:
-        raise ValueError(f"k={k} must be between 1 and the number of keys ({n_keys})")
-    index = faiss_index(keys)
-    keys_t = torch.from_numpy(keys)
-    chunk = chunk_size or auto_chunk_size(n_keys)
-    out_v = np.empty((n, k), dtype=np.float32)
-    out_c = np.empty((n, k), dtype=np.int64)
-    for start in range(0, n, chunk):
-        block = queries[start : start + chunk]
-        d, i = index.search(block, min(k + 1, n_keys))
-        rows_of_block = partial(product_rows, torch.from_numpy(block), keys_t.T)
-        v, c = ranked_topk(torch.from_numpy(d), torch.from_numpy(i), k, rows_of_block)
-        out_v[start : start + len(block)] = v.numpy()
-        out_c[start : start + len(block)] = c.numpy()
-    return out_v, out_c
+
+    start: int
+    stop: int
+    scores: torch.Tensor
+    cols: torch.Tensor
+    row_scores: RowScores
+
+
+class ChunkedSearch:
+    """Exact ranked top-``k`` keys of every query, one bounded block of queries at a time.
+
+    Iterating yields a :class:`SearchBlock` per ``chunk_size`` queries (default: a score
+    block of about 192 MB); memory is one ``chunk_size × n_keys`` block, never the full
+    matrix. ``backend`` is "exact" (torch matmul + top-k), "faiss" (a flat FAISS index)
+    or "auto". :attr:`k` may be raised between blocks; it must stay within the keys.
+
+    >>> keys = torch.eye(3)
+    >>> [block.cols.tolist() for block in ChunkedSearch(keys, keys, k=1)]
+    [[[0], [1], [2]]]
+    """
+
+    def __init__(
+        self,
+        queries: torch.Tensor | np.ndarray,
+        keys: torch.Tensor | np.ndarray,
+        k: int,
+        *,
+        backend: Backend = "exact",
+        chunk_size: int | None = None,
+        device: str | torch.device | None = None,
+    ) -> None:
+        self.k = k
+        self.queries = torch.as_tensor(queries, dtype=torch.float32)
+        keys_t = torch.as_tensor(keys, dtype=torch.float32, device=device)
+        self.device, self.keys_t = keys_t.device, keys_t.T
+        self.chunk = chunk_size or auto_chunk_size(keys_t.shape[0])
+        self.index = faiss_index(keys_t.cpu().numpy()) if resolve_backend(backend) == "faiss" else None
+
+    def __iter__(self) -> Iterator[SearchBlock]:
+        n, n_keys = self.queries.shape[0], self.keys_t.shape[1]
+        buffer = torch.empty(min(self.chunk, n), n_keys, device=self.device) if self.index is None and n else None
+        for start in range(0, n, self.chunk):
+            k = self.k
+            if not 0 < k <= n_keys:
+                raise ValueError(f"k={k} must be between 1 and the number of keys ({n_keys})")
+            stop = min(n, start + self.chunk)
+            queries = self.queries[start:stop].to(self.device)
+            row_scores: RowScores
+            if buffer is not None:
+                scores = torch.matmul(queries, self.keys_t, out=buffer[: stop - start])
+                row_scores = scores.__getitem__
+                v, c = torch.topk(scores, min(k + 1, n_keys), dim=1)
+            else:
+                assert self.index is not None
+                row_scores = partial(product_rows, queries, self.keys_t)
+                d, i = self.index.search(queries.cpu().numpy(), min(k + 1, n_keys))
+                v, c = torch.from_numpy(d).to(self.device), torch.from_numpy(i).to(self.device)
+            v, c = ranked_topk(v, c, k, row_scores)
+            yield SearchBlock(start, stop, v, c, row_scores)

@@ -29,26 +29,25 @@ full, masked score row. Every row's answer is the exact rule either way.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
-from typing import Literal
 
 import numpy as np
 import torch
 
-from nemo_hf.mining.search import RowScores, auto_chunk_size, faiss_index, product_rows, ranked_topk
+from nemo_hf.mining.device import resolve_device
+from nemo_hf.mining.search import Backend, ChunkedSearch, RowScores, ranked_topk
 
 __all__ = [
     "HIST_BINS",
     "Selection",
     "SelectionStats",
-    "resolve_backend",
+    "require_candidates",
+    "require_pool_candidates",
     "select_negatives",
 ]
-
-Backend = Literal["auto", "exact", "faiss"]
 
 # Histograms of cosine similarities: fixed bins over [-1, 1].
 HIST_BINS = 200
@@ -90,23 +89,6 @@ class Selection:
     counts: np.ndarray
     fallback: np.ndarray
     stats: SelectionStats
-
-
-def resolve_backend(backend: Backend) -> Literal["exact", "faiss"]:
-    """The search backend to use for ``backend`` ("auto", "exact" or "faiss").
-
-    "auto" is "exact": at RefCOCO scale on the CPU of BENCHMARKS.md ("Mining"), FAISS's
-    exact flat index took about 3× the time of torch's chunked matmul + top-k, and on a
-    GPU torch is the natural choice. "faiss" stays available where a FAISS build wins.
-
-    >>> resolve_backend("auto")
-    'exact'
-    """
-    if backend == "auto":
-        return "exact"
-    if backend not in ("exact", "faiss"):
-        raise ValueError(f"search backend must be 'auto', 'exact' or 'faiss', got {backend!r}")
-    return backend
 
 
 class _PairSims:
@@ -195,6 +177,35 @@ class _StatsAccumulator:
         )
 
 
+def require_candidates(available: int, needed: int, what: str, remedy: str) -> None:
+    """Raise ``ValueError`` when ``available`` candidate negatives cannot fill a mosaic.
+
+    ``needed`` is the mosaic's negatives (``grid**2 - 1``); ``what`` says where the
+    candidates come from and ``remedy`` what to change.
+
+    >>> require_candidates(2, 3, "top_k=2 keeps", "raise top_k")
+    Traceback (most recent call last):
+    ...
+    ValueError: top_k=2 keeps only 2 candidate negatives, but a 2x2 mosaic needs 3: raise top_k
+    """
+    if available < needed:
+        grid = math.isqrt(needed + 1)
+        mosaic = f"a {grid}x{grid} mosaic" if grid * grid == needed + 1 else "a mosaic"
+        raise ValueError(f"{what} only {available} candidate negatives, but {mosaic} needs {needed}: {remedy}")
+
+
+def require_pool_candidates(n_pool: int, own_in_pool: bool, needed: int) -> None:
+    """:func:`require_candidates` for a pool of ``n_pool`` images, less a sentence's own.
+
+    >>> require_pool_candidates(4, True, 3)
+    """
+    require_candidates(
+        n_pool - int(own_in_pool), needed,
+        f"the pool has {n_pool} distinct images, so besides its own image a sentence has",
+        "use a larger pool or a smaller grid",
+    )  # fmt: skip
+
+
 def _sample_rows(n: int, size: int) -> np.ndarray:
     """Evenly spaced row indices, at most ``size`` of them (all rows when ``n <= size``)."""
     if n <= size:
@@ -219,18 +230,15 @@ def _check_inputs(
         )
     if image_index.shape != (n,) or own.shape != (n,):
         raise ValueError(f"query_image_index and own_col need one entry per sentence ({n})")
-    if not 1 <= needed <= top_k:
-        raise ValueError(f"need 1 <= needed <= top_k, got needed={needed}, top_k={top_k}")
+    if needed < 1:
+        raise ValueError(f"needed={needed} must be at least 1")
+    require_candidates(top_k, needed, f"top_k={top_k} keeps", "raise top_k")
     if n and (int(own.min()) < -1 or int(own.max()) >= n_pool):
         raise ValueError(f"own_col must be -1 or a pool column in [0, {n_pool})")
     if n and (int(image_index.min()) < 0 or int(image_index.max()) >= query_images.shape[0]):
         raise ValueError(f"query_image_index must index the {query_images.shape[0]} query images")
-    fewest = n_pool - (1 if n and bool((own >= 0).any()) else 0)
-    if n and fewest < needed:
-        raise ValueError(
-            f"the pool has {n_pool} images, so a sentence has only {fewest} candidate negatives "
-            f"besides its own image; the mosaic needs {needed}. Use a larger pool or a smaller grid."
-        )
+    if n:
+        require_pool_candidates(n_pool, bool((own >= 0).any()), needed)
 
 
 def select_negatives(
@@ -261,9 +269,10 @@ def select_negatives(
         top_k, needed: list length kept, and the minimum a mosaic needs.
         tau_text, tau_image: thresholds (``None`` = off); a candidate is dropped when its
             cosine is strictly greater.
-        backend: ``"exact"`` (torch, chunked), ``"faiss"`` (FAISS flat index) or ``"auto"``.
+        backend: ``"exact"`` (torch, chunked), ``"faiss"`` (FAISS flat index) or ``"auto"``
+            (see :class:`~nemo_hf.mining.search.ChunkedSearch`).
         chunk_size: sentences per score block (default: a block of about 192 MB).
-        device: where the products run (default: CUDA when available, else CPU).
+        device: where the products run (default: this process's accelerator, else CPU).
         stats_sample: sentences (evenly spaced) whose full candidate lists feed the report.
 
     >>> pool = torch.eye(4)
@@ -271,7 +280,7 @@ def select_negatives(
     >>> sel.cols.tolist(), sel.fallback.tolist()
     ([[1, 2]], [False])
     """
-    dev = torch.device(device) if device is not None else _default_device()
+    dev = resolve_device(device)
     text = torch.as_tensor(text_emb, dtype=torch.float32)
     pool = torch.as_tensor(pool_emb, dtype=torch.float32).to(dev)
     query_images = torch.as_tensor(query_image_emb, dtype=torch.float32).to(dev)
@@ -279,11 +288,7 @@ def select_negatives(
     own = torch.as_tensor(np.asarray(own_col), dtype=torch.int64)
     _check_inputs(text, query_images, image_index, pool, own, top_k, needed)
     n, n_pool = text.shape[0], pool.shape[0]
-    use = resolve_backend(backend)
-    chunk = chunk_size or auto_chunk_size(n_pool)
     pool_t = pool.T
-    index = faiss_index(pool.cpu().numpy()) if use == "faiss" else None
-    block = torch.empty(min(chunk, n), n_pool, device=dev) if use == "exact" and n else None
     pair_sims = _PairSims(query_images, pool) if tau_image is not None else None
     stats = _StatsAccumulator(tau_text, tau_image, dev)
     sampled = torch.zeros(n, dtype=torch.bool)
@@ -294,24 +299,13 @@ def select_negatives(
     counts = np.zeros(n, dtype=np.int32)
     fallback = np.zeros(n, dtype=bool)
     margin = 1 if tau_text is None else 1 + _TEXT_MARGIN
-    for start in range(0, n, chunk):
-        stop = min(n, start + chunk)
-        queries = text[start:stop].to(dev)
+    search = ChunkedSearch(text, pool, min(n_pool, top_k + margin), backend=backend, chunk_size=chunk_size)
+    for block in search:
+        start, stop, row_scores = block.start, block.stop, block.row_scores
         c_own, c_index = own[start:stop].to(dev), image_index[start:stop].to(dev)
-        span = min(n_pool, top_k + margin)
-        if block is not None:
-            scores = torch.matmul(queries, pool_t, out=block[: stop - start])
-            row_scores: RowScores = scores.__getitem__
-            v, c = torch.topk(scores, min(span + 1, n_pool), dim=1)
-        else:
-            row_scores = partial(product_rows, queries, pool_t)
-            assert index is not None
-            d, i = index.search(queries.cpu().numpy(), min(span + 1, n_pool))
-            v, c = torch.from_numpy(d).to(dev), torch.from_numpy(i).to(dev)
-        v, c = ranked_topk(v, c, span, row_scores)
-
+        saw_all = block.cols.shape[1] == n_pool
         cols, vals, too_short, image_hit = _fast_path(
-            v, c, c_own, c_index, span == n_pool, top_k, tau_text, tau_image, pair_sims
+            block.scores, block.cols, c_own, c_index, saw_all, top_k, tau_text, tau_image, pair_sims
         )
         hard_rows = torch.nonzero(too_short | image_hit).flatten()
         if hard_rows.numel():
@@ -321,6 +315,7 @@ def select_negatives(
             )  # fmt: skip
         if int(too_short.sum()) * 8 > stop - start:
             margin = min(n_pool, 2 * margin)
+            search.k = min(n_pool, top_k + margin)
         cols_np, vals_np = cols.cpu().numpy(), vals.cpu().numpy()
         chunk_counts = (cols_np >= 0).sum(axis=1)
         short = np.flatnonzero(chunk_counts < needed)
@@ -342,10 +337,6 @@ def select_negatives(
                 torch.from_numpy(cols_np).to(dev)[local],
             )
     return Selection(out_cols, out_scores, counts, fallback, stats.result())
-
-
-def _default_device() -> torch.device:
-    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
 
 def _fast_path(

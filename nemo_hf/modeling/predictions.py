@@ -1,7 +1,7 @@
 """Predicted masks for a few samples, and a PNG that shows them beside the ground truth.
 
 One row per sample: the image with its expression, the prediction and the ground truth,
-each mask drawn over the image (outside dimmed, outline in red) with the sentence's IoU.
+each mask drawn over the image (outside dimmed, outlined in yellow) with the sentence's IoU.
 
 >>> import tempfile
 >>> from PIL import Image
@@ -18,25 +18,20 @@ each mask drawn over the image (outside dimmed, outline in red) with the sentenc
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 from transformers import ProcessorMixin
 
 from nemo_hf.metrics import logits_to_masks, sentence_iou
 from nemo_hf.modeling.inputs import MAX_TEXT_TOKENS, target_mask
 from nemo_hf.modeling.interface import ReferringSegmenter
-from nemo_hf.viz import overlay_mask
+from nemo_hf.viz import caption_tile, save_tile_sheet
 
 __all__ = ["predict_masks", "save_prediction_grid"]
-
-_TILE = 256
-_CAPTION_LINES = 4
-_LINE_HEIGHT = 14
 
 
 @torch.no_grad()
@@ -73,18 +68,6 @@ def predict_masks(
     return masks
 
 
-def _tile(image: Image.Image, mask: np.ndarray | None, caption: str) -> Image.Image:
-    shown = image.convert("RGB") if mask is None else overlay_mask(image, mask)
-    shown.thumbnail((_TILE, _TILE))
-    tile = Image.new("RGB", (_TILE, _TILE + _CAPTION_LINES * _LINE_HEIGHT + 6), "white")
-    tile.paste(shown, ((_TILE - shown.width) // 2, (_TILE - shown.height) // 2))
-    draw = ImageDraw.Draw(tile)
-    font = ImageFont.load_default(size=12)
-    for i, line in enumerate(textwrap.wrap(caption, width=40)[:_CAPTION_LINES]):
-        draw.text((4, _TILE + 3 + i * _LINE_HEIGHT), line, fill="black", font=font)
-    return tile
-
-
 def save_prediction_grid(
     images: Sequence[Image.Image],
     sentences: Sequence[str],
@@ -102,20 +85,13 @@ def save_prediction_grid(
             f"need as many images ({len(images)}), sentences ({len(sentences)}), predictions "
             f"({len(predictions)}) and targets ({len(targets)}), at least one"
         )
-    rows = []
+    tiles = []
     for image, sentence, prediction, target in zip(images, sentences, predictions, targets):
         truth = target_mask(target)
         iou = sentence_iou(int((prediction & truth).sum()), int((prediction | truth).sum()))
-        rows.append(
-            [_tile(image, None, f'"{sentence}"'), _tile(image, prediction, f"prediction (IoU {iou:.2f})"),
-             _tile(image, truth, "ground truth")]
-        )
-    width, height = rows[0][0].size
-    sheet = Image.new("RGB", (3 * width, len(rows) * height), "white")
-    for r, tiles in enumerate(rows):
-        for c, tile in enumerate(tiles):
-            sheet.paste(tile, (c * width, r * height))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(path)
-    return path
+        tiles += [
+            caption_tile(image, None, f'"{sentence}"'),
+            caption_tile(image, prediction, f"prediction (IoU {iou:.2f})"),
+            caption_tile(image, truth, "ground truth"),
+        ]
+    return save_tile_sheet(tiles, path, columns=3)

@@ -20,6 +20,7 @@ Example:
 from nemo_hf.mosaic.cells import (
     CLIP_MEAN_FILL,
     CellGeometry,
+    CellSource,
     ImageSource,
     MaskLike,
     Resize,
@@ -29,7 +30,7 @@ from nemo_hf.mosaic.cells import (
     mask_to_cell,
 )
 from nemo_hf.mosaic.compose import BLUR_RADIUS, compose_mosaic, single_image
-from nemo_hf.mosaic.layout import SUPPORTED_GRIDS, Box, grid_layout, sample_cross_point
+from nemo_hf.mosaic.layout import SUPPORTED_GRIDS, Box, check_grid, grid_layout, sample_cross_point
 from nemo_hf.mosaic.position import POSITION_WORDS, allowed_cells
 
 __all__ = [
@@ -39,11 +40,13 @@ __all__ = [
     "SUPPORTED_GRIDS",
     "Box",
     "CellGeometry",
+    "CellSource",
     "ImageSource",
     "MaskLike",
     "Resize",
     "allowed_cells",
     "cell_geometry",
+    "check_grid",
     "compose_mosaic",
     "decode_to_cell",
     "draft_decode",

@@ -32,19 +32,15 @@ Example:
 
 from __future__ import annotations
 
-import io
-import os
-from collections.abc import Mapping
 from typing import Any, Literal, NamedTuple, TypeAlias, get_args
 
 import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageFilter
 
+from nemo_hf.data.image_values import ImageSource, open_image
+
 Resize: TypeAlias = Literal["stretch", "letterbox"]
-ImageSource: TypeAlias = bytes | str | os.PathLike[str] | Image.Image | Mapping[str, Any]
-"""JPEG/PNG bytes, a file path, a PIL image, or a ``datasets`` ``Image(decode=False)``
-value (``{"bytes": ..., "path": ...}``; bytes win when both are set)."""
 MaskLike: TypeAlias = npt.NDArray[Any] | Image.Image
 """A 2-D numeric/bool array (nonzero = foreground) or a PIL image of mode ``L`` or ``1``."""
 
@@ -86,38 +82,59 @@ def cell_geometry(src_size: tuple[int, int], cell_size: tuple[int, int], resize:
     return CellGeometry((w, h), ((cw - w) // 2, (ch - h) // 2))
 
 
-def _open(source: ImageSource) -> tuple[Image.Image, bool]:
-    """Open ``source`` lazily; the flag says whether we opened it (and so may draft it)."""
-    if isinstance(source, Image.Image):
-        return source, False
-    resolved: object = source
-    if isinstance(source, Mapping):
-        data, path = source.get("bytes"), source.get("path")
-        if data is None and path is None:
-            raise ValueError(f"image value has neither 'bytes' nor 'path': {dict(source)!r}")
-        resolved = data if data is not None else path
-    if isinstance(resolved, (bytes, bytearray, memoryview)):
-        return Image.open(io.BytesIO(resolved)), True
-    if isinstance(resolved, (str, os.PathLike)):
-        return Image.open(resolved), True
-    raise TypeError(
-        f"cannot read an image from a {type(resolved).__name__}; pass bytes, a path, a PIL image "
-        "or a datasets Image(decode=False) value"
-    )
+class CellSource:
+    """An image opened lazily to be drawn into cells, and the decoding that drawing uses.
 
+    Only an image opened here may be decoded at a reduced JPEG scale (``draft`` changes the
+    image object): a PIL image the caller already holds is read as it is, never mutated.
 
-def _draft(
-    image: Image.Image, owned: bool, min_size: tuple[int, int]
-) -> tuple[Image.Image, tuple[float, float, float, float] | None]:
-    box = None
-    if owned:
-        drafted = image.draft("RGB", min_size)
-        box = drafted[1] if drafted is not None else None
-    # convert() would copy an image that is already RGB; the caller only reads it.
-    if image.mode == "RGB":
-        image.load()
-        return image, box
-    return image.convert("RGB"), box
+    Example:
+        >>> from PIL import Image
+        >>> held = Image.new("L", (64, 48))
+        >>> source = CellSource(held)
+        >>> source.size, source.draftable, source.decode((32, 24))[0].mode
+        ((64, 48), False, 'RGB')
+    """
+
+    def __init__(self, source: ImageSource) -> None:
+        self.image = open_image(source)
+        self.draftable = self.image is not source
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(width, height)`` of the stored image, known before any decoding."""
+        return self.image.size
+
+    def decode(self, min_size: tuple[int, int]) -> tuple[Image.Image, tuple[float, float, float, float] | None]:
+        """RGB pixels at the smallest JPEG DCT scale still ``>= min_size``; see :func:`draft_decode`."""
+        box = None
+        if self.draftable:
+            drafted = self.image.draft("RGB", min_size)
+            box = drafted[1] if drafted is not None else None
+        # convert() would copy an image that is already RGB; the caller only reads it.
+        if self.image.mode == "RGB":
+            self.image.load()
+            return self.image, box
+        return self.image.convert("RGB"), box
+
+    def content(
+        self,
+        cell_size: tuple[int, int],
+        resize: Resize,
+        blur_radius: float = 0.0,
+        geometry_size: tuple[int, int] | None = None,
+    ) -> tuple[Image.Image, tuple[int, int]]:
+        """The resized (and maybe blurred) image and its offset in the cell; padding not drawn.
+
+        ``geometry_size`` places the content as if the image had that size: for a resized copy
+        standing in for the original, so it lands exactly where the original's mask does.
+        """
+        geometry = cell_geometry(geometry_size or self.size, cell_size, resize)
+        decoded, box = self.decode(geometry.content_size)
+        content = decoded.resize(geometry.content_size, IMAGE_RESAMPLE, box=box)
+        if blur_radius > 0:
+            content = content.filter(ImageFilter.GaussianBlur(blur_radius))
+        return content, geometry.offset
 
 
 def draft_decode(
@@ -138,28 +155,7 @@ def draft_decode(
         >>> image.size, box
         ((320, 240), (0, 0, 320.0, 240.0))
     """
-    return _draft(*_open(source), min_size)
-
-
-def _content(
-    image: Image.Image,
-    owned: bool,
-    cell_size: tuple[int, int],
-    resize: Resize,
-    blur_radius: float,
-    geometry_size: tuple[int, int] | None = None,
-) -> tuple[Image.Image, tuple[int, int]]:
-    """The resized (and maybe blurred) image and its offset in the cell; padding not drawn.
-
-    ``geometry_size`` places the content as if the image had that size: for a resized copy
-    standing in for the original, so it lands exactly where the original's mask does.
-    """
-    geometry = cell_geometry(geometry_size or image.size, cell_size, resize)
-    decoded, box = _draft(image, owned, geometry.content_size)
-    content = decoded.resize(geometry.content_size, IMAGE_RESAMPLE, box=box)
-    if blur_radius > 0:
-        content = content.filter(ImageFilter.GaussianBlur(blur_radius))
-    return content, geometry.offset
+    return CellSource(source).decode(min_size)
 
 
 def decode_to_cell(
@@ -186,7 +182,7 @@ def decode_to_cell(
         >>> cell.getpixel((0, 20)), cell.getpixel((20, 20))
         ((123, 117, 104), (255, 255, 255))
     """
-    content, offset = _content(*_open(source), cell_size, resize, blur_radius)
+    content, offset = CellSource(source).content(cell_size, resize, blur_radius)
     if content.size == tuple(cell_size):
         return content
     cell = Image.new("RGB", cell_size, fill)

@@ -26,15 +26,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from nemo_hf.mosaic.cells import (
-    CLIP_MEAN_FILL,
-    ImageSource,
-    MaskLike,
-    Resize,
-    _content,
-    _open,
-    mask_to_cell,
-)
+from nemo_hf.mosaic.cells import CLIP_MEAN_FILL, CellSource, ImageSource, MaskLike, Resize, mask_to_cell
 from nemo_hf.mosaic.layout import Box
 
 BLUR_RADIUS = 100.0
@@ -109,7 +101,7 @@ def compose_mosaic(
         )
     if not 0 <= target_cell < len(cells):
         raise ValueError(f"target_cell {target_cell!r} is out of range for {len(cells)} cells")
-    target, owned_target = _open(target_image)
+    target = CellSource(target_image)
     target_box = cells[target_cell]
     # Checked before any decoding: a mask that does not match its image must fail fast.
     cell_mask = mask_to_cell(target_mask, target_box.size, resize, src_size=target_size or target.size)
@@ -122,13 +114,11 @@ def compose_mosaic(
     radius = blur_radius if blur_negatives else 0.0
     negative_sources = iter(negatives)
     for index, box in enumerate(cells):
-        geometry_size = None
         if index == target_cell:
-            image, owned, cell_radius, geometry_size = target, owned_target, 0.0, target_size
+            content, (x, y) = target.content(box.size, resize, geometry_size=target_size)
         else:
-            (image, owned), cell_radius = _open(next(negative_sources)), radius
+            content, (x, y) = CellSource(next(negative_sources)).content(box.size, resize, radius)
         # Pasted straight into the canvas, which already holds the letterbox fill.
-        content, (x, y) = _content(image, owned, box.size, resize, cell_radius, geometry_size)
         canvas.paste(content, (box.left + x, box.top + y))
     return canvas, mask
 

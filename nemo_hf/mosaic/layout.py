@@ -63,7 +63,12 @@ class Box(NamedTuple):
         return self.width * self.height
 
 
-def _check_grid(grid: int) -> None:
+def check_grid(grid: int) -> None:
+    """Raise ``ValueError`` unless ``grid`` is one of :data:`SUPPORTED_GRIDS`.
+
+    Example:
+        >>> check_grid(3)
+    """
     if grid not in SUPPORTED_GRIDS:
         raise ValueError(f"grid must be one of {SUPPORTED_GRIDS} (2×2 or 3×3 mosaic), got {grid!r}")
 
@@ -102,7 +107,7 @@ def grid_layout(grid: int, size: int, cross_point: tuple[float, float] | None = 
         >>> [b.width for b in grid_layout(3, 300, cross_point=(0.2, 0.5))[:3]]
         [40, 100, 160]
     """
-    _check_grid(grid)
+    check_grid(grid)
     if size < grid:
         raise ValueError(f"canvas size {size!r} is smaller than the grid {grid}; each cell needs a pixel")
     cx, cy = (0.5, 0.5) if cross_point is None else cross_point

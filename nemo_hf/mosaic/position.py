@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import re
 
-from nemo_hf.mosaic.layout import _check_grid
+from nemo_hf.mosaic.layout import check_grid
 
 POSITION_WORDS: dict[str, tuple[str, ...]] = {
     "left": ("left", "leftmost"),
@@ -76,7 +76,7 @@ def allowed_cells(sentence: str, grid: int) -> list[int]:
         >>> allowed_cells("the middle one", 3), allowed_cells("the middle one", 2)
         ([4], [0, 1, 2, 3])
     """
-    _check_grid(grid)
+    check_grid(grid)
     found = {direction: bool(pattern.search(sentence)) for direction, pattern in _PATTERNS.items()}
     cols = _axis(grid, found["left"], found["right"])
     rows = _axis(grid, found["top"], found["bottom"])

@@ -34,7 +34,7 @@ from typing import Any
 from datasets import Dataset, Features
 from datasets import Image as DatasetImage
 
-from nemo_hf.mosaic.cells import IMAGE_RESAMPLE, ImageSource, _draft, _open
+from nemo_hf.mosaic.cells import IMAGE_RESAMPLE, CellSource, ImageSource
 from nemo_hf.mosaic.layout import grid_layout
 
 __all__ = ["RAW_MAX_PIXELS", "THUMBNAIL_QUALITY", "PoolShrinker", "largest_cell", "shrink_pool", "shrink_to_cover"]
@@ -73,10 +73,11 @@ def shrink_to_cover(
     re-encoded at its own size (in RGB), never enlarged. Decoding uses the stored pixel
     orientation, as mosaic cells do. JPEG, or BMP up to ``raw_max_pixels``.
     """
-    image, owned = _open(source)
-    scale = min(1.0, max(cover[0] / image.width, cover[1] / image.height))
-    target = (min(image.width, math.ceil(image.width * scale)), min(image.height, math.ceil(image.height * scale)))
-    decoded, box = _draft(image, owned, target)
+    opened = CellSource(source)
+    width, height = opened.size
+    scale = min(1.0, max(cover[0] / width, cover[1] / height))
+    target = (min(width, math.ceil(width * scale)), min(height, math.ceil(height * scale)))
+    decoded, box = opened.decode(target)
     shrunk = decoded if decoded.size == target and box is None else decoded.resize(target, IMAGE_RESAMPLE, box=box)
     buffer = io.BytesIO()
     if shrunk.width * shrunk.height <= raw_max_pixels:

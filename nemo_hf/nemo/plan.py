@@ -3,7 +3,7 @@
 A plan says whether the sample is a single image, a random mosaic or a mined mosaic, which
 negatives fill the other cells (in cell order), which cell holds the query image and where
 the grid's cross point sits. Drawing pixels is left to :mod:`nemo_hf.mosaic`; choosing
-candidates to :mod:`nemo_hf.mining`.
+candidates to :mod:`nemo_hf.mining`. A ref's several sentences: :func:`pick_sentence`.
 
 The generator is seeded by ``(seed, epoch, ref_id, sent_id)`` — the sentence's identity,
 not its position — so the same sample in the same epoch gets the same mosaic in any
@@ -25,7 +25,10 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from .mosaic import allowed_cells, sample_cross_point
+from nemo_hf.mining.selection import require_candidates
+from nemo_hf.mosaic import allowed_cells, sample_cross_point
+
+__all__ = ["MosaicKind", "MosaicPlan", "example_rng", "pick_sentence", "plan_sample"]
 
 MosaicKind = Literal["single", "random", "mined"]
 _UINT64 = (1 << 64) - 1
@@ -35,6 +38,15 @@ def example_rng(seed: int, epoch: int, ref_id: int, sent_id: int) -> np.random.G
     """The generator of one sample; negative ids (e.g. a missing ``sent_id``) are allowed."""
     entropy = [seed & _UINT64, epoch & _UINT64, ref_id & _UINT64, sent_id & _UINT64]
     return np.random.default_rng(np.random.SeedSequence(entropy))
+
+
+def pick_sentence(seed: int, epoch: int, ref_id: int, count: int) -> int:
+    """Which of a ref's ``count`` sentences a training access draws in ``epoch``.
+
+    >>> pick_sentence(0, 0, 7, 3) == pick_sentence(0, 0, 7, 3)
+    True
+    """
+    return int(example_rng(seed, epoch, ref_id, -1).integers(count))
 
 
 @dataclass(frozen=True)
@@ -83,12 +95,10 @@ def plan_sample(
         candidates = np.asarray(list(dict.fromkeys(int(i) for i in mined_ids if i != own_image_id)), dtype=np.int64)
     else:
         candidates = pool_ids[pool_ids != own_image_id]
-    if len(candidates) < needed:
-        raise ValueError(
-            f"only {len(candidates)} {kind} negative candidates for image {own_image_id}; "
-            f"a {grid}x{grid} mosaic needs {needed}"
-            + (" (mine with top_k >= that)" if kind == "mined" else " (the pool is too small)")
-        )
+    require_candidates(
+        len(candidates), needed, f"for a {kind} mosaic of image {own_image_id} there are",
+        f"mine with top_k >= {needed}" if kind == "mined" else "the pool is too small",
+    )  # fmt: skip
     chosen = rng.choice(candidates, size=needed, replace=False)
     cells = allowed_cells(sentence, grid) if position_aware else list(range(grid * grid))
     target_cell = int(cells[rng.integers(len(cells))])
