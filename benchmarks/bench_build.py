@@ -28,8 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _report  # noqa: E402  (benchmarks/ is not a package)
+import _report  # benchmarks/_report.py: a script's own folder is searched first
 
 CACHE = Path(__file__).parent / ".cache"
 

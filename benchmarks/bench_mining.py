@@ -22,20 +22,18 @@ from __future__ import annotations
 
 import argparse
 import io
-import multiprocessing
+import json
 import os
 import platform
-import sys
 import resource
+import subprocess
+import sys
 import textwrap
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _report  # noqa: E402  (benchmarks/ is not a package)
 
 import datasets
 import numpy as np
@@ -44,6 +42,7 @@ from PIL import Image
 from transformers import CLIPConfig, CLIPModel, CLIPProcessor
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
+import _report  # benchmarks/_report.py: a script's own folder is searched first
 from nemo_hf.mining.embed import decode_image, embed_images
 from nemo_hf.mining.search import auto_chunk_size, faiss_available
 from nemo_hf.mining.selection import select_negatives
@@ -158,7 +157,8 @@ def _peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def _run_case(case: str, n: int, n_pool: int, top_k: int, settings: dict[str, Any], queue: Any) -> None:
+def _run_case(case: str, n: int, n_pool: int, top_k: int, settings: dict[str, Any]) -> tuple[float, float, int]:
+    """``(wall seconds, CPU seconds, peak RSS bytes)`` of one case, in this process."""
     text, pool, image = _problem(n, n_pool)
 
     def bare() -> None:
@@ -173,17 +173,15 @@ def _run_case(case: str, n: int, n_pool: int, top_k: int, settings: dict[str, An
         select_negatives(text, pool, image, pool, image, top_k=top_k, needed=3, device="cpu", **settings)
 
     wall, cpu = _timed(bare if case == "bare" else selection)
-    queue.put((wall, cpu, _peak_rss_bytes()))
+    return wall, cpu, _peak_rss_bytes()
 
 
 def _in_fresh_process(case: str, n: int, n_pool: int, top_k: int, settings: dict[str, Any]) -> tuple[float, float, int]:
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=_run_case, args=(case, n, n_pool, top_k, settings, queue))
-    process.start()
-    result = queue.get()
-    process.join()
-    return result
+    """:func:`_run_case` in a new interpreter running this file (``--child``), so the peak RSS is the case's own."""
+    child = json.dumps({"case": case, "n": n, "n_pool": n_pool, "top_k": top_k, "settings": settings})
+    out = subprocess.run([sys.executable, __file__, "--child", child], check=True, stdout=subprocess.PIPE, text=True)
+    wall, cpu, rss = json.loads(out.stdout.strip().splitlines()[-1])
+    return wall, cpu, rss
 
 
 def bench_selection(n: int, n_pool: int, top_k: int, repeats: int) -> dict[str, Any]:
@@ -296,7 +294,7 @@ def write_section(path: Path, section: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, print only")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--batches", type=int, default=3)
@@ -307,7 +305,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--skip-embedding", action="store_true")
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # one selection case, as JSON (_in_fresh_process)
     args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(_run_case(**json.loads(args.child))))
+        return {}
     if args.quick:
         args.batch_size, args.batches, args.repeats = 2, 1, 1
         args.sentences, args.pool, args.no_write = 3_000, 2_000, True

@@ -17,20 +17,17 @@ from __future__ import annotations
 import argparse
 import io
 import platform
-import sys
 import statistics
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _report  # noqa: E402  (benchmarks/ is not a package)
 
 import datasets
 import numpy as np
 import PIL
 from PIL import Image, features
 
+import _report  # benchmarks/_report.py: a script's own folder is searched first
 from nemo_hf.mosaic import compose_mosaic, draft_decode, grid_layout
 from nemo_hf.mosaic.thumbnails import largest_cell, shrink_pool
 
@@ -78,7 +75,7 @@ def build_dataset(n_images: int, seed: int) -> datasets.Dataset:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, float]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=24, help="distinct JPEGs in the dataset")
     parser.add_argument("--samples", type=int, default=24, help="mosaics per round")
     parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds; the median is reported")

@@ -11,15 +11,13 @@ needed; mined negatives cost the same to draw) for every sample via ``nemo.attac
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 
-sys.path.insert(0, str(Path(__file__).parent))
-from bench_build import tree_for  # noqa: E402
+from bench_build import tree_for  # benchmarks/bench_build.py: a script's own folder is searched first
 
 SIZE = 480
 

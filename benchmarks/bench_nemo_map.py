@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-import _report  # noqa: E402  (benchmarks/ is not a package)
-from bench_build import tree_for  # noqa: E402
+import _report  # benchmarks/_report.py and bench_build.py: a script's own folder is searched first
+from bench_build import tree_for
 
 SIZE = 480
 

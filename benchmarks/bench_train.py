@@ -4,7 +4,7 @@ Runs the training step of ``training/train.py`` (forward, per-sample BCE, backwa
 on the tiny config's model and data (``training/configs/tiny_synthetic.yaml``, with a
 larger synthetic tree so that an epoch is more than a few steps) in one process. Each
 augmentation gets its training set from the same glue the training script uses
-(``train_data.build_train_dataset``) and the same DataLoader settings (batch size,
+(``nemo_hf.training.data.build_train_dataset``) and the same DataLoader settings (batch size,
 persistent workers, collator). Rounds are interleaved (none, nemo, none, nemo, …) so a
 busy machine slows both alike; each round starts a fresh DataLoader iterator and discards
 its first steps. Per step it records the time spent in the DataLoader's
@@ -26,26 +26,19 @@ import argparse
 import os
 import platform
 import statistics
-import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _report  # noqa: E402  (benchmarks/ is not a package)
 
 import torch
 from torch.utils.data import DataLoader
 
+import _report  # benchmarks/_report.py: a script's own folder is searched first
 from nemo_hf.modeling import RISCollator, load_referring_segmenter, per_sample_bce
+from nemo_hf.training.args import TRAIN_DATACLASSES, parse_arguments
+from nemo_hf.training.data import build_train_dataset, load_splits
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.append(str(ROOT / "training"))  # appended: training/evaluate.py must not shadow `evaluate`
-
-# isort: split
-from train_args import TRAIN_DATACLASSES, parse_arguments
-from train_data import build_train_dataset, load_splits
-
 SECTION = "Training"
 CONFIG = ROOT / "training" / "configs" / "tiny_synthetic.yaml"
 DEFAULT_OUTPUT = ROOT / "BENCHMARKS.md"
@@ -80,8 +73,8 @@ def measure(loader: DataLoader, set_epoch, model, optimizer, warmup: int, steps:
     return waited, total
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--augmentations", nargs="+", default=["none", "nemo"], choices=["none", "random", "nemo"])
     parser.add_argument("--steps", type=int, default=100, help="measured steps per round")
     parser.add_argument("--synthetic-images", type=int, default=200,
@@ -94,7 +87,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the training process")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--no-write", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
     model_args, data_args, aug_args, train_args = parse_arguments(

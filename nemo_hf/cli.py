@@ -64,7 +64,7 @@ def train_tiny(out: Path) -> int:
     config = TRAINING / "configs" / "tiny_synthetic.yaml"
     subprocess.run([sys.executable, str(script), "--config", str(config), "--output_dir", str(out / "train"),
                     "--cache_dir", str(out / "cache")], check=True)
-    subprocess.run([sys.executable, str(TRAINING / "evaluate.py"), "--config", str(out / "train" / "train_config.yaml"),
+    subprocess.run([sys.executable, str(TRAINING / "eval_ris.py"), "--config", str(out / "train" / "train_config.yaml"),
                     "--model_name_or_path", str(out / "train"), "--output_dir", str(out / "eval")], check=True)
     print(f"saved {out / 'train'} (model, all_results.json) and {out / 'eval'} (eval_results.json, predictions_*.png)")
     return 0

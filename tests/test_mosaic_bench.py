@@ -3,22 +3,31 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 from types import ModuleType
 
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_mosaic.py"
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_mosaic", BENCH)
+def _load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def test_benchmark_runs_and_keeps_other_sections(tmp_path: Path) -> None:
-    bench = load_bench()
+@pytest.fixture
+def bench(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    # the script imports _report by name, as its neighbour; loaded here by path instead
+    monkeypatch.setitem(sys.modules, "_report", _load("_report"))
+    return _load("bench_mosaic")
+
+
+def test_benchmark_runs_and_keeps_other_sections(bench: ModuleType, tmp_path: Path) -> None:
     output = tmp_path / "BENCHMARKS.md"
     output.write_text("# Benchmarks\n\n## Mining\n\nkeep me\n\n## Mosaic\n\nstale\n\n## Training\n\nkeep me too\n")
     ratios = bench.main(["--images", "5", "--samples", "2", "--rounds", "1", "--output", str(output)])
@@ -29,8 +38,7 @@ def test_benchmark_runs_and_keeps_other_sections(tmp_path: Path) -> None:
     assert f"| {bench.STRETCH} | {ratios[bench.STRETCH]:.2f}× |" in text
 
 
-def test_benchmark_creates_the_file(tmp_path: Path) -> None:
-    bench = load_bench()
+def test_benchmark_creates_the_file(bench: ModuleType, tmp_path: Path) -> None:
     output = tmp_path / "BENCHMARKS.md"
     bench.write_section(output, "## Mosaic\n\nfigures\n")
     bench.write_section(output, "## Mosaic\n\nnew figures\n")

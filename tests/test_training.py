@@ -1,6 +1,6 @@
-"""training/train.py and training/evaluate.py on the tiny synthetic config.
+"""training/train.py and training/eval_ris.py on the tiny synthetic config.
 
-In-process runs call ``main(argv)``; the multi-process and kill/resume runs start real
+In-process runs load a script by its path and call ``main(argv)``; the multi-process and kill/resume runs start real
 processes (``accelerate launch``, ``python training/train.py``) as a user would. Every run
 reads the same synthetic tree, generated once per session in the test datasets cache.
 """
@@ -8,6 +8,7 @@ reads the same synthetic tree, generated once per session in the test datasets c
 from __future__ import annotations
 
 import doctest
+import importlib
 import importlib.util
 import json
 import os
@@ -16,33 +17,33 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
 import torch
 import yaml
 
+from nemo_hf.training.args import TRAIN_DATACLASSES, parse_arguments, save_config
+from nemo_hf.training.data import as_sentences, build_train_dataset, load_splits
+
 REPO = Path(__file__).resolve().parents[1]
 TRAINING = REPO / "training"
 TINY_CONFIG = TRAINING / "configs" / "tiny_synthetic.yaml"
-# appended, not prepended: training/evaluate.py must not shadow the `evaluate` library
-if str(TRAINING) not in sys.path:
-    sys.path.append(str(TRAINING))
-
-import train
-import train_args
-import train_checkpoints
-import train_data
-import train_tracking
 
 torch.set_num_threads(1)
 
 
-def _load_evaluate_script():
-    spec = importlib.util.spec_from_file_location("ris_evaluate_script", TRAINING / "evaluate.py")
+def _load_script(name: str) -> ModuleType:
+    """``training/<name>.py`` as a module, imported by its path: training/ is a folder of scripts."""
+    spec = importlib.util.spec_from_file_location(f"training_{name}", TRAINING / f"{name}.py")
+    assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+train = _load_script("train")
 
 
 @pytest.fixture(autouse=True)
@@ -89,45 +90,55 @@ def _fixed_batch_loss(model, batch) -> float:
 # ----------------------------------------------------------------------------- arguments
 
 
-@pytest.mark.parametrize("module", [train_args, train_data, train_checkpoints, train_tracking],
-                         ids=lambda m: m.__name__)
-def test_docstring_examples(module) -> None:
-    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0, f"{module.__name__} has no examples"
-    assert result.failed == 0
+@pytest.mark.parametrize("name", ["args", "checkpoints", "data", "process_exit", "tracking"])
+def test_every_part_of_nemo_hf_training_shows_an_example(name: str) -> None:
+    # tests/test_doctests.py runs them, with every other example of the library
+    module = importlib.import_module(f"nemo_hf.training.{name}")
+    assert any(test.examples for test in doctest.DocTestFinder().find(module)), f"{module.__name__} has no examples"
 
 
 def test_yaml_config_is_read_and_flags_override_it(tmp_path) -> None:
     config = tmp_path / "run.yaml"
     config.write_text("synthetic_images: 24\nlearning_rate: 1e-3\neval_splits: [val, testA]\n"
                       "verify_images: false\nmax_train_steps: 5\n")
-    model, data, aug, args = train_args.parse_arguments(
-        ["--config", str(config), "--learning_rate", "2e-3"], train_args.TRAIN_DATACLASSES)
+    model, data, aug, args = parse_arguments(
+        ["--config", str(config), "--learning_rate", "2e-3"], TRAIN_DATACLASSES)
     assert data.synthetic_images == 24 and data.eval_splits == ["val", "testA"] and data.verify_images is False
     assert args.learning_rate == 2e-3 and isinstance(args.max_train_steps, int) and args.max_train_steps == 5
-    saved = train_args.save_config(tmp_path / "saved.yaml", model, data, aug, args)
-    assert train_args.parse_arguments(["--config", str(saved)], train_args.TRAIN_DATACLASSES) == (model, data, aug, args)
+    saved = save_config(tmp_path / "saved.yaml", model, data, aug, args)
+    assert parse_arguments(["--config", str(saved)], TRAIN_DATACLASSES) == (model, data, aug, args)
 
 
 def test_config_errors_name_the_file_and_the_value(tmp_path) -> None:
     config = tmp_path / "bad.yaml"
     config.write_text("synthetic_images: 24\nlearning_rat: 1e-3\n")
     with pytest.raises(ValueError, match=r"bad\.yaml: unknown keys \['learning_rat'\]"):
-        train_args.parse_arguments(["--config", str(config)], train_args.TRAIN_DATACLASSES)
+        parse_arguments(["--config", str(config)], TRAIN_DATACLASSES)
     with pytest.raises(ValueError, match="exactly one data source"):
-        train_args.parse_arguments(["--synthetic_images", "24", "--hub_dataset", "me/refcoco"],
-                                   train_args.TRAIN_DATACLASSES)
+        parse_arguments(["--synthetic_images", "24", "--hub_dataset", "me/refcoco"],
+                                   TRAIN_DATACLASSES)
     with pytest.raises(ValueError, match="checkpointing_steps"):
-        train_args.parse_arguments(["--synthetic_images", "24", "--checkpointing_steps", "often"],
-                                   train_args.TRAIN_DATACLASSES)
+        parse_arguments(["--synthetic_images", "24", "--checkpointing_steps", "often"],
+                                   TRAIN_DATACLASSES)
     with pytest.raises(FileNotFoundError, match="missing.yaml"):
-        train_args.parse_arguments(["--config", str(tmp_path / "missing.yaml")], train_args.TRAIN_DATACLASSES)
+        parse_arguments(["--config", str(tmp_path / "missing.yaml")], TRAIN_DATACLASSES)
 
 
 @pytest.mark.parametrize("config", sorted((TRAINING / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_configs_parse(config: Path) -> None:
-    _, data, aug, args = train_args.parse_arguments(["--config", str(config)], train_args.TRAIN_DATACLASSES)
+    _, data, aug, args = parse_arguments(["--config", str(config)], TRAIN_DATACLASSES)
     assert data.eval_splits and aug.augmentation == "nemo" and args.output_dir.startswith("outputs/")
+
+
+@pytest.mark.parametrize("script", ["train", "eval_ris"])
+def test_help_shows_the_script_docstring_as_written(script: str, capsys) -> None:
+    module = _load_script(script)
+    with pytest.raises(SystemExit):
+        module.main(["--help"])
+    shown = capsys.readouterr().out
+    examples = [line for line in module.__doc__.splitlines() if line.startswith("    ")]
+    assert examples and all(line in shown.splitlines() for line in examples)  # continuations (\) kept
+    assert "--learning_rate" in shown if script == "train" else "--num_sample_predictions" in shown
 
 
 # ----------------------------------------------------------------------------- in process
@@ -145,8 +156,8 @@ def test_tiny_config_trains_in_process_and_the_loss_on_a_fixed_batch_goes_down(t
 
     initial, processor = load_referring_segmenter("tiny-clipseg")
     trained, _ = load_referring_segmenter(out)
-    data = train_args.parse_arguments(["--config", str(TINY_CONFIG)], train_args.TRAIN_DATACLASSES)[1]
-    rows = train_data.as_sentences(train_data.load_splits(data, ["train"])["train"], limit=16)
+    data = parse_arguments(["--config", str(TINY_CONFIG)], TRAIN_DATACLASSES)[1]
+    rows = as_sentences(load_splits(data, ["train"])["train"], limit=16)
     batch = RISCollator(processor)(list(rows))
     before, after = _fixed_batch_loss(initial, batch), _fixed_batch_loss(trained, batch)
     assert after < 0.8 * before, (before, after)
@@ -199,15 +210,15 @@ def _weights_initial() -> dict[str, torch.Tensor]:
     return {k: v.detach() for k, v in tiny_clipseg()[0].state_dict().items()}
 
 
-def test_evaluate_script_writes_results_and_predictions(tmp_path) -> None:
+def test_eval_ris_script_writes_results_and_predictions(tmp_path, capsys) -> None:
     out = tmp_path / "run"
     results = train.main(_tiny(out, "--max_train_steps", "3", "--checkpointing_steps", "none"))
+    assert f"saved the model, processor, model card and all_results.json to {out} " in capsys.readouterr().out
     from accelerate.state import AcceleratorState, GradientState
 
     AcceleratorState._reset_state(True)
     GradientState._reset_state()
-    evaluate_script = _load_evaluate_script()
-    evaluated = evaluate_script.main(
+    evaluated = _load_script("eval_ris").main(
         ["--config", str(out / "train_config.yaml"), "--model_name_or_path", str(out),
          "--output_dir", str(tmp_path / "eval"), "--eval_splits", "val", "testB", "--num_sample_predictions", "3"])
     # the same model, data and batches as the last evaluation of the training run
@@ -218,6 +229,8 @@ def test_evaluate_script_writes_results_and_predictions(tmp_path) -> None:
 
     assert Image.open(tmp_path / "eval" / "predictions_val.png").size[0] == 3 * 256
     assert (tmp_path / "eval" / "predictions_testB.png").is_file()
+    assert capsys.readouterr().out.endswith(
+        f"saved eval_results.json and predictions_<split>.png to {tmp_path / 'eval'}\n")
 
 
 @pytest.mark.hub
@@ -284,7 +297,7 @@ def test_two_processes_give_the_same_metrics_as_one(tmp_path) -> None:
     assert double["train_loss"] == pytest.approx(single["train_loss"], rel=1e-6)
 
     # evaluation of one checkpoint: exactly the numbers of one process, every sentence counted once
-    _run(_launch(str(TRAINING / "evaluate.py"), "--config", str(one / "train_config.yaml"),
+    _run(_launch(str(TRAINING / "eval_ris.py"), "--config", str(one / "train_config.yaml"),
                  "--model_name_or_path", str(one), "--output_dir", str(tmp_path / "eval2"), "--eval_batch_size", "8",
                  "--num_sample_predictions", "0", processes=2))
     evaluated = json.loads((tmp_path / "eval2" / "eval_results.json").read_text())
@@ -344,13 +357,13 @@ def test_a_killed_run_resumes_mid_epoch_and_matches_an_uninterrupted_run(tmp_pat
 
 
 def test_every_augmentation_trains_on_the_same_sentences_with_its_own_pictures() -> None:
-    _, data, aug, _ = train_args.parse_arguments(["--config", str(TINY_CONFIG), "--mosaic_prob", "1.0"],
-                                                 train_args.TRAIN_DATACLASSES)
-    raw = train_data.load_splits(data, ["train"])["train"]
+    _, data, aug, _ = parse_arguments(["--config", str(TINY_CONFIG), "--mosaic_prob", "1.0"],
+                                                 TRAIN_DATACLASSES)
+    raw = load_splits(data, ["train"])["train"]
     built = {}
     for name in ("none", "random", "nemo"):
         aug.augmentation = name
-        built[name] = train_data.build_train_dataset(raw, aug, seed=7, input_size=64)
+        built[name] = build_train_dataset(raw, aug, seed=7, input_size=64)
     kinds = {"none": "single", "random": "random", "nemo": "mined"}
     drawn = {}
     for epoch in (0, 1):

@@ -12,11 +12,12 @@ in ``output_dir``:
 - ``logs/metrics.jsonl`` (always) and TensorBoard events (when installed);
 - ``all_results.json`` — final metrics per evaluation split, train loss, run facts;
 - the final model and processor (``save_pretrained``): they load with
-  ``CLIPSegForImageSegmentation.from_pretrained(output_dir)``.
+  ``CLIPSegForImageSegmentation.from_pretrained(output_dir)``;
+- ``README.md`` — the model card: what was trained, on which data, how it scored.
 
 An epoch visits every referred object of the training split once, with one of its
 sentences (drawn per epoch), and evaluation scores every sentence of each split. See
-``train_data.py`` for the augmentations.
+``nemo_hf.training.data`` for the augmentations.
 
 ``train_batch_size`` is the batch over all processes, split between them, and the last
 incomplete batch of an epoch is dropped, so a config trains the same model on 1 or N
@@ -50,11 +51,7 @@ from nemo_hf.modeling import (
     load_referring_segmenter,
     per_sample_bce,
 )
-
-# isort: split
-# the scripts' sibling modules: training/ is on sys.path when a script runs
-from process_exit import exit_now_if_distributed
-from train_args import (
+from nemo_hf.training.args import (
     TRAIN_DATACLASSES,
     TrainArguments,
     config_values,
@@ -62,9 +59,10 @@ from train_args import (
     resolve_mixed_precision,
     save_config,
 )
-from train_checkpoints import find_checkpoint, read_trainer_state, save_checkpoint
-from train_data import as_sentences, build_train_dataset, load_splits
-from train_tracking import flatten_scalars, make_trackers
+from nemo_hf.training.checkpoints import find_checkpoint, read_trainer_state, save_checkpoint
+from nemo_hf.training.data import as_sentences, build_train_dataset, load_splits
+from nemo_hf.training.process_exit import exit_now_if_distributed
+from nemo_hf.training.tracking import flatten_scalars, make_trackers
 
 
 def parameter_groups(model: CLIPSegReferringSegmenter, args: TrainArguments) -> list[dict[str, Any]]:
@@ -114,7 +112,7 @@ class RunningLoss:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Train, evaluate every epoch, save; returns what ``all_results.json`` holds."""
-    model_args, data_args, aug_args, args = parse_arguments(argv, TRAIN_DATACLASSES)
+    model_args, data_args, aug_args, args = parse_arguments(argv, TRAIN_DATACLASSES, description=__doc__)
     output_dir = Path(args.output_dir)
     resume_from = find_checkpoint(args.resume_from_checkpoint, output_dir) if args.resume_from_checkpoint else None
     state = read_trainer_state(resume_from) if resume_from else {"completed_steps": 0}
@@ -270,6 +268,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         (output_dir / "all_results.json").write_text(json.dumps(results, indent=2))
         dataset = data_args.hub_dataset or data_args.dataset_name
         (output_dir / "README.md").write_text(render_model_card(results, repo_id=output_dir.name, dataset=dataset))
+    accelerator.print(f"saved the model, processor, model card and all_results.json to {output_dir} "
+                      f"(checkpoints: {output_dir / 'checkpoints'}, logs: {output_dir / 'logs'})")
     accelerator.end_training()
     return results
 

@@ -1,8 +1,8 @@
 """Evaluate a referring segmentation checkpoint (local folder or Hub id) on any config and splits.
 
-    python training/evaluate.py --config outputs/run/train_config.yaml --model_name_or_path outputs/run \\
+    python training/eval_ris.py --config outputs/run/train_config.yaml --model_name_or_path outputs/run \\
         --eval_splits val testA testB --output_dir outputs/run/eval
-    accelerate launch training/evaluate.py --model_name_or_path me/clipseg-nemo-refcoco \\
+    accelerate launch training/eval_ris.py --model_name_or_path me/clipseg-nemo-refcoco \\
         --hub_dataset me/refcoco --dataset_name refcoco_unc --eval_splits val
 
 A training config works as ``--config``: its data keys are used, its training-only keys
@@ -39,18 +39,15 @@ from nemo_hf.modeling import (
     predict_masks,
     save_prediction_grid,
 )
-
-# isort: split
-# the scripts' sibling modules: training/ is on sys.path when a script runs
-from process_exit import exit_now_if_distributed
-from train_args import (
+from nemo_hf.training.args import (
     EVALUATE_DATACLASSES,
     AugmentationArguments,
     TrainArguments,
     parse_arguments,
     resolve_mixed_precision,
 )
-from train_data import as_sentences, load_splits
+from nemo_hf.training.data import as_sentences, load_splits
+from nemo_hf.training.process_exit import exit_now_if_distributed
 
 # keys of a training config that mean nothing here
 _TRAINING_ONLY_KEYS = tuple(f.name for cls in (AugmentationArguments, TrainArguments) for f in dataclasses.fields(cls))
@@ -58,7 +55,9 @@ _TRAINING_ONLY_KEYS = tuple(f.name for cls in (AugmentationArguments, TrainArgum
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Evaluate, write ``eval_results.json`` and the prediction PNGs; returns the results."""
-    model_args, data_args, args = parse_arguments(argv, EVALUATE_DATACLASSES, ignored_config_keys=_TRAINING_ONLY_KEYS)
+    model_args, data_args, args = parse_arguments(
+        argv, EVALUATE_DATACLASSES, ignored_config_keys=_TRAINING_ONLY_KEYS, description=__doc__
+    )
     output_dir = Path(args.output_dir)
     # split_batches: eval_batch_size means the same batches on any number of processes
     accelerator = Accelerator(
@@ -105,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 g = result["gres"]
                 print(f"{split} (gRefCOCO): cIoU {g['ciou']:.4f} gIoU {g['giou']:.4f} N-acc {g['n_acc']:.4f} "
                       f"T-acc {g['t_acc']:.4f} ({g['no_target_count']} no-target)")
+        pictures = " and predictions_<split>.png" if args.num_sample_predictions > 0 else ""
+        print(f"saved eval_results.json{pictures} to {output_dir}")
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return results

@@ -23,7 +23,7 @@ workers follow it.
 
     >>> import datasets, numpy as np
     >>> from PIL import Image
-    >>> from train_args import AugmentationArguments
+    >>> from nemo_hf.training.args import AugmentationArguments
     >>> rows = datasets.Dataset.from_dict({
     ...     "image": [Image.new("RGB", (40, 30))] * 2, "mask": [Image.fromarray(np.eye(30, 40, dtype=bool))] * 2,
     ...     "sentences": [["a", "b"], ["c"]], "sent_ids": [[0, 1], [2]], "ref_id": [0, 1], "image_id": [5, 6]})
@@ -43,11 +43,8 @@ from typing import Any, ContextManager
 
 import datasets
 
-from nemo_hf.data.configs import check_split, get_variant
-
-# isort: split
-# the scripts' sibling modules: training/ is on sys.path when a script runs
-from train_args import AugmentationArguments, DataArguments
+from ..data.configs import check_split, get_variant
+from .args import AugmentationArguments, DataArguments
 
 __all__ = ["TrainData", "as_sentences", "build_train_dataset", "load_splits", "synthetic_tree_root"]
 

@@ -1,4 +1,4 @@
-"""Arguments of ``train.py`` and ``evaluate.py``: dataclasses, parsed by ``HfArgumentParser``.
+"""Arguments of ``training/train.py`` and ``training/eval_ris.py``: dataclasses, parsed by ``HfArgumentParser``.
 
 Every field is a command-line flag (``--learning_rate 3e-4``) and a key of a YAML config
 (``--config file.yaml``); flags given on the command line override the file. A config is
@@ -26,7 +26,7 @@ from typing import Any, Literal, cast
 import yaml
 from transformers import HfArgumentParser
 
-from nemo_hf.modeling import DEFAULT_CHECKPOINT, TRAINABLE_CHOICES, Trainable
+from ..modeling import DEFAULT_CHECKPOINT, TRAINABLE_CHOICES, Trainable
 
 __all__ = [
     "EVALUATE_DATACLASSES",
@@ -86,8 +86,12 @@ class DataArguments:
     synthetic_seed: int = field(default=0, metadata={"help": "Seed of the synthetic tree."})
     cache_dir: str | None = field(default=None, metadata={"help": "Cache of built datasets and synthetic trees."})
     train_split: str = "train"
-    eval_splits: list[str] = field(default_factory=lambda: ["val"], metadata={"help": "Splits evaluated every epoch."})
-    max_train_samples: int | None = field(default=None, metadata={"help": "Keep the first N training sentences."})
+    eval_splits: list[str] = field(
+        default_factory=lambda: ["val"], metadata={"help": "Splits to evaluate (by train.py: after every epoch)."}
+    )
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Keep the first N rows of the training split (referred objects, as stored)."}
+    )
     max_eval_samples: int | None = field(default=None, metadata={"help": "Keep the first N sentences per eval split."})
     dataloader_num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes (per process)."})
     verify_images: bool = field(default=True, metadata={"help": "Check every image file while building."})
@@ -183,7 +187,7 @@ class TrainArguments:
     checkpointing_steps: str = field(
         default="epoch", metadata={"help": "Save state every N optimizer steps, every 'epoch', or 'none'."}
     )
-    checkpoints_total_limit: int | None = field(default=2, metadata={"help": "Keep only the newest N checkpoints."})
+    checkpoints_total_limit: int | None = field(default=2, metadata={"help": "Keep only the N checkpoints of highest step."})
     resume_from_checkpoint: str | None = field(
         default=None, metadata={"help": "A checkpoint folder, or 'latest' (newest in output_dir/checkpoints)."}
     )
@@ -207,7 +211,7 @@ class TrainArguments:
 
 @dataclass
 class EvaluateArguments:
-    """``evaluate.py``: where results go and how many sample predictions to draw."""
+    """``training/eval_ris.py``: where results go and how many sample predictions to draw."""
 
     output_dir: str = field(default="eval_outputs", metadata={"help": "eval_results.json and predictions_*.png."})
     eval_batch_size: int = 32
@@ -237,6 +241,10 @@ def resolve_mixed_precision(choice: str) -> str:
     return "no"
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The description as written (examples with their line continuations), each flag with its default."""
+
+
 def _as_flag_default(value: Any) -> Any:
     """YAML value → what argparse converts like a command-line string (lists element-wise)."""
     if value is None:
@@ -250,16 +258,19 @@ def parse_arguments(
     argv: Sequence[str] | None,
     dataclass_types: Sequence[type],
     ignored_config_keys: Sequence[str] = (),
+    description: str | None = None,
 ) -> tuple[Any, ...]:
     """Parse ``argv`` (and the YAML file of ``--config``, if given) into ``dataclass_types``.
 
-    ``ignored_config_keys`` are YAML keys accepted and dropped — ``evaluate.py`` reads a
-    training config and ignores its optimisation keys.
+    ``ignored_config_keys`` are YAML keys accepted and dropped — ``eval_ris.py`` reads a
+    training config and ignores its optimisation keys. ``description`` (a script's
+    docstring) heads ``--help`` as written, so its command examples keep their line breaks.
     """
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config", type=Path)
     known, rest = pre.parse_known_args(argv)
-    parser = HfArgumentParser(cast(Any, dataclass_types))  # transformers types it as its own protocol
+    # transformers types dataclass_types as its own protocol
+    parser = HfArgumentParser(cast(Any, dataclass_types), description=description, formatter_class=_HelpFormatter)
     parser.add_argument("--config", type=Path, help="YAML file of arguments; command-line flags override it.")
     if known.config is not None:
         if not known.config.is_file():

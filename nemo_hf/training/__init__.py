@@ -1,0 +1,13 @@
+"""The parts of ``training/train.py`` and ``training/eval_ris.py`` that are not the loop itself.
+
+The scripts keep the Accelerate training and evaluation loops in plain sight; what they
+share, and what tests and benchmarks reuse, lives here, one job per module:
+
+- :mod:`~nemo_hf.training.args` — the argument dataclasses, YAML configs whose keys are
+  the flags, and the resolved config a run saves;
+- :mod:`~nemo_hf.training.data` — the splits of a data source, the per-sentence view, and
+  the training set of each augmentation (none, random mosaics, NeMo);
+- :mod:`~nemo_hf.training.checkpoints` — atomic checkpoints, rotation, ``latest``;
+- :mod:`~nemo_hf.training.tracking` — the JSON lines log and the Accelerate trackers;
+- :mod:`~nemo_hf.training.process_exit` — leaving a multi-process run cleanly.
+"""
