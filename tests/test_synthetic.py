@@ -27,8 +27,8 @@ from hypothesis import strategies as st
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-import nemo_hf.data.synthetic as synthetic
-from nemo_hf.data.synthetic import CATEGORIES, MIN_NUM_IMAGES, PALETTE, SyntheticRefer, make_refer_dataset
+import nemo_hf.synthetic.tree as synthetic_tree
+from nemo_hf.synthetic import CATEGORIES, MIN_NUM_IMAGES, PALETTE, SyntheticRefer, make_refer_dataset
 
 FILES: dict[str, dict[str, tuple[str, ...]]] = {
     "refcoco": {"refs(unc).p": ("train", "val", "testA", "testB"), "refs(google).p": ("train", "val", "test")},
@@ -568,7 +568,7 @@ def test_same_seed_gives_byte_identical_trees(tmp_path: Path) -> None:
     alone = _digest(make_refer_dataset(tmp_path / "d", seed=5, datasets=("refcoco",), **kwargs).root)
     assert alone == {k: v for k, v in first.items() if k.startswith(("images/", "refcoco/"))}
     # nothing depends on the process's string hashing (set order)
-    code = "import sys; from nemo_hf.data.synthetic import make_refer_dataset; "
+    code = "import sys; from nemo_hf.synthetic import make_refer_dataset; "
     code += "make_refer_dataset(sys.argv[1], 12, 5, image_size=(96, 72))"
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "e")], check=True, env=env)
@@ -635,7 +635,7 @@ def test_existing_tree_is_not_overwritten(tmp_path: Path) -> None:
 
 
 def test_interrupted_build_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real, calls = synthetic._annotation, []
+    real, calls = synthetic_tree.annotation, []
 
     def failing(*args: Any, **kwargs: Any) -> dict:
         calls.append(1)
@@ -643,7 +643,7 @@ def test_interrupted_build_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Mo
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(synthetic, "_annotation", failing)
+    monkeypatch.setattr(synthetic_tree, "annotation", failing)
     with pytest.raises(KeyboardInterrupt):
         make_refer_dataset(tmp_path / "t", num_images=12)
     assert list(tmp_path.iterdir()) == []
