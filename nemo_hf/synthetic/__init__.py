@@ -17,11 +17,12 @@ What the files hold, and how it is controlled:
   unc ``testA`` refers only to round shapes and ``testB`` only to the others. Colours come
   from :data:`PALETTE`; sizes are small / medium / large by radius.
 * **Distractors** (other objects of the referred object's category) are set per image:
-  image *i* gets a level ``L`` from a seeded permutation of ``0, 1, 2, 3, 0, 1, …``, draws
-  its *primary* category ``L + 1`` times (``3`` → 4–6 times, the "3+" case) and every other
-  shape in a category of its own. Every primary object thus has ``L`` (or 3–5)
-  distractors and every other object none, so a few dozen images already cover 0, 1, 2
-  and 3+ with near-equal counts.
+  image *i* gets a level ``L`` in 0, 1, 2, 3 ("3+"), draws its *primary* category
+  ``L + 1`` times (``3`` → 4–6 times) and every other shape in a category of its own.
+  ``distractor_levels`` weighs the four levels (default: equal, so a few dozen images
+  already cover 0, 1, 2 and 3+ with near-equal counts); see :func:`make_refer_dataset`
+  for how the levels show in the ``distractors`` column. Shapes are at least 6 px in
+  radius and 6 px apart, also in small images.
 * **Masks** — every segmentation is rasterised from the same vertex list PIL draws. A
   cross is two overlapping bars (two polygon parts: readers must take the union, not the
   sum), a ring is one keyhole polygon around its hole. Every ``1 / rle_share``-th
@@ -44,6 +45,11 @@ What the files hold, and how it is controlled:
   ``sentences`` and ``file_name``; besides one-object refs it has multi-target
   expressions ("all red shapes", "the two circles") and no-target ones that describe a
   shape absent from the image ("the purple circle" where no circle is purple).
+
+The parts: :mod:`~nemo_hf.synthetic.scenes` (categories, colours, sizes, placement,
+drawing), :mod:`~nemo_hf.synthetic.expressions` (the phrase grammar of each dataset),
+:mod:`~nemo_hf.synthetic.splits` (split and level planning), :mod:`~nemo_hf.synthetic.writers`
+(the refer files) and :mod:`~nemo_hf.synthetic.tree` (:func:`make_refer_dataset`).
 
 Output is a deterministic function of the arguments (byte-identical files for one seed)
 and each image draws from its own seeded stream, so the images and the RefCOCO refs do

@@ -13,7 +13,11 @@ True
 
 from __future__ import annotations
 
+import math
+from collections import Counter
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -62,6 +66,9 @@ _SIZE_RANGES = {"small": (0.055, 0.08), "medium": (0.09, 0.12), "large": (0.13, 
 _SIZE_ORDER = ("large", "medium", "small")  # placement falls back towards small
 _SIZE_PROBS = {"small": 0.35, "medium": 0.4, "large": 0.25}
 SIZE_WORDS = {"small": ("small", "little", "tiny"), "medium": ("medium",), "large": ("big", "large")}
+# Smallest radius drawn, in pixels: below it a ring's band and a star's points blur into blobs
+# in a JPEG and the category can no longer be told.
+MIN_RADIUS = 6.0
 
 
 @dataclass(frozen=True)
@@ -122,6 +129,18 @@ def _outline(category: str, cx: float, cy: float, r: float, rng: np.random.Gener
     return [_ring_points(cx, cy, r, r, theta, corners)]
 
 
+def _radius(fraction: float, short: int) -> float:
+    """Radius of a shape ``fraction`` of the shorter side ``short`` across, at least :data:`MIN_RADIUS`.
+
+    Where the smallest size would fall under the floor, the whole size scale is squeezed
+    into [MIN_RADIUS, largest], so that small < medium < large still holds.
+    """
+    smallest, largest = _SIZE_RANGES["small"][0], _SIZE_RANGES["large"][1]
+    if smallest * short >= MIN_RADIUS:
+        return fraction * short
+    return MIN_RADIUS + (fraction - smallest) / (largest - smallest) * (largest * short - MIN_RADIUS)
+
+
 def _place(
     rng: np.random.Generator, width: int, height: int, placed: list[tuple[float, float, float]], size: str
 ) -> tuple[str, float, float, float] | None:
@@ -130,13 +149,29 @@ def _place(
     for size_class in _SIZE_ORDER[_SIZE_ORDER.index(size) :]:
         low, high = _SIZE_RANGES[size_class]
         for _ in range(30):
-            r = float(rng.uniform(low, high)) * short
+            r = _radius(float(rng.uniform(low, high)), short)
             cx = float(rng.uniform(r + 2, width - r - 2))
             cy = float(rng.uniform(r + 2, height - r - 2))
             # the gap keeps every object's outline clear of the others, so masks are exact
             if all(np.hypot(cx - x, cy - y) >= r + q + 6 for x, y, q in placed):
                 return size_class, cx, cy, r
     return None
+
+
+def _free_spot(
+    rng: np.random.Generator, width: int, height: int, placed: list[tuple[float, float, float]]
+) -> tuple[str, float, float, float] | None:
+    """Last resort for a primary copy: a random free centre of a 1-px grid for the smallest shape."""
+    r = _radius(_SIZE_RANGES["small"][0], min(width, height))
+    xs, ys = np.meshgrid(np.arange(r + 2, width - r - 2), np.arange(r + 2, height - r - 2))
+    free = np.ones(xs.shape, dtype=bool)
+    for x, y, q in placed:
+        free &= np.hypot(xs - x, ys - y) >= r + q + 6
+    spots = np.flatnonzero(free)
+    if not spots.size:
+        return None
+    k = int(spots[int(rng.integers(spots.size))])
+    return "small", float(xs.flat[k]), float(ys.flat[k]), r
 
 
 def make_scene(rng: np.random.Generator, size: tuple[int, int], level: int, group: str | None) -> Scene:
@@ -162,9 +197,12 @@ def make_scene(rng: np.random.Generator, size: tuple[int, int], level: int, grou
 
     placed: list[tuple[float, float, float]] = []
     shapes = []
-    for category, colour in wanted:
+    for n, (category, colour) in enumerate(wanted):
         size_class = str(rng.choice(list(_SIZE_PROBS), p=list(_SIZE_PROBS.values())))
         spot = _place(rng, width, height, placed, size_class)
+        if spot is None and n < copies:
+            # random tries can miss the last free room; a primary copy lost would lower the level
+            spot = _free_spot(rng, width, height, placed)
         if spot is None:
             continue
         size_class, cx, cy, r = spot
@@ -200,9 +238,54 @@ def draw(scene: Scene, rng: np.random.Generator) -> Image.Image:
     return image
 
 
-def choose_referred(scene: Scene, rng: np.random.Generator, group: str | None, at_least: int) -> list[int]:
-    """Indices of the shapes that get refs: the first primary copy, then some others."""
-    eligible = [i for i, s in enumerate(scene.shapes) if group is None or s.category.group == group]
+def level_sequence(weights: Sequence[float], n: int) -> list[int]:
+    """``n`` distractor levels (0, 1, 2, 3 = "3+") in the proportions of ``weights``, spread evenly.
+
+    Each next level is the one furthest behind its share (ties go to the lower level), so
+    every prefix holds each level within one of its share and a level of weight 0 never
+    comes. Equal weights give 0, 1, 2, 3, 0, 1, ….
+
+    >>> level_sequence((1, 1, 1, 1), 6)
+    [0, 1, 2, 3, 0, 1]
+    >>> level_sequence((0.5, 0.25, 0.25, 0), 8)
+    [0, 1, 2, 0, 0, 1, 2, 0]
+    """
+    # exact integer shares: equal weights must tie exactly, whatever their float rounding
+    exact = [Fraction(w) for w in weights]
+    scale = math.lcm(*(f.denominator for f in exact))
+    parts = [int(f * scale) for f in exact]
+    total = sum(parts)
+    counts = [0] * len(parts)
+    out = []
+    for j in range(1, n + 1):
+        level = max(range(len(parts)), key=lambda k: (parts[k] * j - counts[k] * total, -k))
+        counts[level] += 1
+        out.append(level)
+    return out
+
+
+def distractor_levels(scene: Scene) -> list[int]:
+    """Per shape: how many other shapes of its category the scene holds, 3 standing for 3+."""
+    per_category = Counter(shape.category.id for shape in scene.shapes)
+    return [min(per_category[shape.category.id] - 1, 3) for shape in scene.shapes]
+
+
+def choose_referred(
+    scene: Scene, rng: np.random.Generator, group: str | None, at_least: int, levels: Collection[int]
+) -> list[int]:
+    """Indices of the shapes that get refs: the first primary copy, then some others.
+
+    Only shapes in ``group`` (if given) whose distractor level is in ``levels`` are
+    eligible; an image with none gets no refs.
+    """
+    level_of = distractor_levels(scene)
+    eligible = [
+        i
+        for i, s in enumerate(scene.shapes)
+        if (group is None or s.category.group == group) and level_of[i] in levels
+    ]
+    if not eligible:
+        return []
     chosen = {eligible[0]} | {i for i in eligible[1:] if rng.random() < 0.42}
     rest = [i for i in eligible if i not in chosen]
     while len(chosen) < min(at_least, len(eligible)):

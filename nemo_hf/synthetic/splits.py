@@ -6,7 +6,7 @@ unc (RefCOCO, RefCOCO+, gRefCOCO) and umd (RefCOCOg) split by image, about 70/10
 level and which images get gRefCOCO multi-target and no-target refs, and forces the few
 choices that keep every split non-empty from :data:`MIN_NUM_IMAGES` images on.
 
->>> plan = make_plan(MIN_NUM_IMAGES, seed=0)
+>>> plan = make_plan(MIN_NUM_IMAGES, seed=0, level_weights=(1, 1, 1, 1))
 >>> sorted(set(plan.unc)), sorted(set(plan.umd))
 (['testA', 'testB', 'train', 'val'], ['test', 'train', 'val'])
 """
@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from .scenes import level_sequence
 
 # Fewest images for which every split of every scheme gets at least one image / object.
 MIN_NUM_IMAGES = 12
@@ -47,19 +49,26 @@ def _by_image_split(rng: np.random.Generator, n: int, names: Sequence[str], shar
     return [labels[j] for j in rng.permutation(n)]
 
 
-def make_plan(num_images: int, seed: int) -> Plan:
-    """The plan of a tree of ``num_images`` images; a deterministic function of its arguments."""
+def make_plan(num_images: int, seed: int, level_weights: Sequence[float]) -> Plan:
+    """The plan of a tree of ``num_images`` images; a deterministic function of its arguments.
+
+    Image shares of the distractor levels 0, 1, 2, 3+ follow ``level_weights`` as closely
+    as whole counts allow (see :func:`~nemo_hf.synthetic.scenes.level_sequence`).
+    """
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0,)))
     id_space = max(600_000, 40 * num_images)
     image_ids = sorted(int(v) + 1 for v in rng.choice(id_space, size=num_images, replace=False))
     unc = _by_image_split(rng, num_images, ("train", "val", "testA", "testB"), (0.7, 0.1, 0.1, 0.1))
     umd = _by_image_split(rng, num_images, ("train", "val", "test"), (0.8, 0.1, 0.1))
-    levels = [int(v) for v in rng.permutation(np.arange(num_images) % 4)]
+    levels = [int(v) for v in rng.permutation(np.array(level_sequence(level_weights, num_images)))]
     # unc-train images refer to at least two objects (see choose_referred)
     train_images = [i for i in range(num_images) if unc[i] == "train"]
     shared, lone = train_images[0], train_images[1]
     multi = rng.random(num_images) < 0.7
-    multi[next(i for i in range(num_images) if levels[i] > 0)] = True
+    # a category group makes a multi-target ref certain (without one, only shared colours do)
+    first_group = next((i for i in range(num_images) if levels[i] > 0), None)
+    if first_group is not None:
+        multi[first_group] = True
     no_target = rng.random(num_images) < 0.35
     for split in ("train", "val", "testA", "testB"):
         no_target[unc.index(split)] = True

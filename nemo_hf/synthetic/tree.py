@@ -9,12 +9,15 @@
 from __future__ import annotations
 
 import contextlib
+import math
+import numbers
 import os
 import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -25,6 +28,7 @@ from .splits import MIN_NUM_IMAGES, SPLIT_GROUP, Plan, google_splits, make_plan
 from .writers import FIRST_ANN_ID, Counter, Sink, Spool, annotation, encoding_of, ref_dict, write_outputs
 
 DATASETS = ("refcoco", "refcoco+", "refcocog", "grefcoco")
+EQUAL_LEVELS = (0.25, 0.25, 0.25, 0.25)
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,7 @@ class _Options:
     jpeg_quality: int
     rle_share: float
     seed: int
+    level_weights: tuple[float, ...]
 
 
 def _sentences(word_lists: list[Words], counter: Counter, rng: np.random.Generator, long: bool) -> list[dict]:
@@ -110,6 +115,7 @@ def _build(tmp: Path, plan: Plan, opts: _Options, show_progress: bool) -> None:
         for spool in spools:
             open_files.callback(spool.close)
         ann_counter = Counter(FIRST_ANN_ID)
+        levels = {level for level, weight in enumerate(opts.level_weights) if weight > 0}
 
         for i in tqdm(range(len(plan.image_ids)), desc="synthetic refer", unit="img", disable=not show_progress):
             # one stream per purpose, so a dataset's text never shifts another's draws
@@ -126,7 +132,8 @@ def _build(tmp: Path, plan: Plan, opts: _Options, show_progress: bool) -> None:
                 encoding = encoding_of(ann_id - FIRST_ANN_ID, opts.rle_share)
                 annotations.add(annotation(shape, ann_id, image_id, scene, encoding))
 
-            referred = choose_referred(scene, scene_rng, group, at_least=2 if unc == "train" else 1)
+            at_least = 2 if unc == "train" else 1
+            referred = choose_referred(scene, scene_rng, group, at_least, levels)
             google = google_splits(plan, i, len(referred), split_rng)
             for name, rng in zip(DATASETS, text_rngs, strict=True):
                 if name in sinks:
@@ -137,6 +144,20 @@ def _build(tmp: Path, plan: Plan, opts: _Options, show_progress: bool) -> None:
             spool.close()
         write_outputs(tmp, opts.datasets, opts.seed, images, annotations, sinks)
     shutil.rmtree(work)
+
+
+def _level_weights(value: Any) -> tuple[float, ...]:
+    """``distractor_levels`` as 4 floats, or a ValueError naming what was given."""
+    weights = tuple(value) if isinstance(value, Sequence) and not isinstance(value, str) else ()
+    valid = len(weights) == 4 and all(
+        isinstance(w, numbers.Real) and not isinstance(w, bool) and math.isfinite(w) and w >= 0 for w in weights
+    )
+    if not valid or sum(weights) <= 0:
+        raise ValueError(
+            "distractor_levels must be 4 non-negative finite weights (for levels 0, 1, 2, 3+) "
+            f"with a positive sum, e.g. (0.4, 0.3, 0.2, 0.1); got {value!r}"
+        )
+    return tuple(float(w) for w in weights)
 
 
 def _validate(
@@ -171,6 +192,7 @@ def make_refer_dataset(
     datasets: Sequence[str] = DATASETS,
     jpeg_quality: int = 90,
     rle_share: float = 0.05,
+    distractor_levels: Sequence[float] = EQUAL_LEVELS,
     show_progress: bool = False,
 ) -> SyntheticRefer:
     """Write a synthetic refer-format tree of shape scenes to ``root`` and describe it.
@@ -182,21 +204,45 @@ def make_refer_dataset(
     appears there complete or not at all. Raises ``ValueError`` for ``num_images`` below
     :data:`MIN_NUM_IMAGES` and for other bad arguments.
 
+    ``distractor_levels`` holds relative weights of the distractor levels 0, 1, 2 and 3+
+    (e.g. ``(0.4, 0.3, 0.2, 0.1)``: an easy majority and a hard stratum). Each image gets
+    one level, the images' shares following the weights as closely as whole counts allow;
+    an image of level ``L`` holds ``L + 1`` shapes of its primary category (3+: 4–6) and
+    one of each other category. In the built dataset's ``distractors`` column, the primary
+    shapes' refs read ``L`` (3+: 3, 4 or 5) and the other shapes' refs read 0. Every image
+    refers to its first primary shape, so it shows its level; the other shapes are
+    referred to at random, so refs lean towards 0 more than images do. A level of weight
+    0 appears in no one-object ref: shapes of that level are not referred to, so
+    ``(0, 0, 0, 1)`` gives only refs with 3+ distractors and ``(1, 0, 0, 0)`` only refs
+    with none. gRefCOCO's multi-target and no-target refs stand outside this scheme.
+
     >>> import tempfile, pathlib, json
     >>> out = pathlib.Path(tempfile.mkdtemp()) / "tiny"
     >>> tree = make_refer_dataset(out, num_images=12, seed=3, datasets=("refcoco",))
     >>> instances = json.loads((tree.data_dir("refcoco") / "instances.json").read_text())
     >>> len(instances["images"]), len(list(tree.image_dir.iterdir()))
     (12, 12)
+
+    Only hard refs, their distractors counted from the files:
+
+    >>> import collections, pickle
+    >>> hard = make_refer_dataset(out.with_name("hard"), 12, datasets=("refcoco",), distractor_levels=(0, 0, 0, 1))
+    >>> anns = json.loads((hard.data_dir("refcoco") / "instances.json").read_text())["annotations"]
+    >>> per_category = collections.Counter((a["image_id"], a["category_id"]) for a in anns)
+    >>> refs = pickle.loads((hard.data_dir("refcoco") / "refs(unc).p").read_bytes())
+    >>> min(per_category[r["image_id"], r["category_id"]] - 1 for r in refs)
+    3
     """
     datasets = tuple(datasets)
     _validate(num_images, seed, image_size, datasets, jpeg_quality, rle_share)
+    level_weights = _level_weights(distractor_levels)
     root = Path(root)
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise FileExistsError(f"{root} already exists and is not an empty folder; choose a new path or remove it")
     root.parent.mkdir(parents=True, exist_ok=True)
-    opts = _Options((int(image_size[0]), int(image_size[1])), datasets, int(jpeg_quality), float(rle_share), int(seed))
-    plan = make_plan(int(num_images), int(seed))
+    size = (int(image_size[0]), int(image_size[1]))
+    opts = _Options(size, datasets, int(jpeg_quality), float(rle_share), int(seed), level_weights)
+    plan = make_plan(int(num_images), int(seed), level_weights)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".partial", dir=root.parent))
     try:
         _build(tmp, plan, opts, show_progress)
