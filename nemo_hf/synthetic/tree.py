@@ -198,6 +198,9 @@ def make_refer_dataset(
     """Write a synthetic refer-format tree of shape scenes to ``root`` and describe it.
 
     ``image_size`` is the nominal (width, height); each image varies it by up to ±20%.
+    Shapes are sized by the shorter side; where that would draw them under 6 px in radius
+    (shorter side under ~110 px), the size scale is squeezed into [6 px, largest], so
+    96–128 px images still hold visible shapes of three ordered sizes, 6 px apart.
     ``datasets`` picks which of ``refcoco``, ``refcoco+``, ``refcocog``, ``grefcoco`` get
     folders (the images are shared). ``rle_share`` is the fraction of annotations stored
     as RLE rather than polygons. ``root`` must not exist or be an empty folder; the tree
