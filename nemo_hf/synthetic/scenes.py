@@ -239,28 +239,35 @@ def draw(scene: Scene, rng: np.random.Generator) -> Image.Image:
 
 
 def level_sequence(weights: Sequence[float], n: int) -> list[int]:
-    """``n`` distractor levels (0, 1, 2, 3 = "3+") in the proportions of ``weights``, spread evenly.
+    """``n`` distractor levels (0, 1, 2, 3 = "3+") in the proportions of ``weights``.
 
-    Each next level is the one furthest behind its share (ties go to the lower level), so
-    every prefix holds each level within one of its share and a level of weight 0 never
-    comes. Equal weights give 0, 1, 2, 3, 0, 1, ….
+    Each level gets its share of ``n`` rounded down, and the images left over go to the
+    largest remainders (ties to the lower level), so every count is within one of its
+    exact share and a level of weight 0 gets none. The levels are then dealt round-robin:
+    equal weights give 0, 1, 2, 3, 0, 1, ….
 
     >>> level_sequence((1, 1, 1, 1), 6)
     [0, 1, 2, 3, 0, 1]
     >>> level_sequence((0.5, 0.25, 0.25, 0), 8)
-    [0, 1, 2, 0, 0, 1, 2, 0]
+    [0, 1, 2, 0, 1, 2, 0, 0]
     """
     # exact integer shares: equal weights must tie exactly, whatever their float rounding
     exact = [Fraction(w) for w in weights]
     scale = math.lcm(*(f.denominator for f in exact))
     parts = [int(f * scale) for f in exact]
     total = sum(parts)
-    counts = [0] * len(parts)
-    out = []
-    for j in range(1, n + 1):
-        level = max(range(len(parts)), key=lambda k: (parts[k] * j - counts[k] * total, -k))
-        counts[level] += 1
-        out.append(level)
+    counts = [part * n // total for part in parts]
+    by_remainder = sorted(range(len(parts)), key=lambda k: (-(parts[k] * n % total), k))
+    for k in by_remainder[: n - sum(counts)]:
+        counts[k] += 1
+    # round-robin rather than in blocks: the plan shuffles this list, and equal weights must
+    # hand it the 0, 1, 2, 3, 0, … list that trees made before the weights existed
+    out: list[int] = []
+    while len(out) < n:
+        for k in range(len(counts)):
+            if counts[k]:
+                out.append(k)
+                counts[k] -= 1
     return out
 
 
