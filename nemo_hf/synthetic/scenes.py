@@ -271,7 +271,7 @@ def level_sequence(weights: Sequence[float], n: int) -> list[int]:
     return out
 
 
-def distractor_levels(scene: Scene) -> list[int]:
+def shape_levels(scene: Scene) -> list[int]:
     """Per shape: how many other shapes of its category the scene holds, 3 standing for 3+."""
     per_category = Counter(shape.category.id for shape in scene.shapes)
     return [min(per_category[shape.category.id] - 1, 3) for shape in scene.shapes]
@@ -285,7 +285,7 @@ def choose_referred(
     Only shapes in ``group`` (if given) whose distractor level is in ``levels`` are
     eligible; an image with none gets no refs.
     """
-    level_of = distractor_levels(scene)
+    level_of = shape_levels(scene)
     eligible = [
         i
         for i, s in enumerate(scene.shapes)

@@ -148,7 +148,8 @@ def _build(tmp: Path, plan: Plan, opts: _Options, show_progress: bool) -> None:
 
 def _level_weights(value: Any) -> tuple[float, ...]:
     """``distractor_levels`` as 4 floats, or a ValueError naming what was given."""
-    weights = tuple(value) if isinstance(value, Sequence) and not isinstance(value, str) else ()
+    ordered = isinstance(value, (Sequence, np.ndarray)) and not isinstance(value, (str, bytes))
+    weights = tuple(value) if ordered else ()  # a mapping or a set has no order of levels
     valid = len(weights) == 4 and all(
         isinstance(w, numbers.Real) and not isinstance(w, bool) and math.isfinite(w) and w >= 0 for w in weights
     )
