@@ -39,7 +39,7 @@ def _peak_rss_mb() -> float:
 
 
 def tree_for(num_images: int) -> Path:
-    from nemo_hf.data.synthetic import make_refer_dataset
+    from nemo_hf.synthetic import make_refer_dataset
 
     root = CACHE / f"refer_{num_images}"
     if not root.exists():

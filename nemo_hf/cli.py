@@ -23,7 +23,7 @@ def demo(out: Path, num_images: int, seed: int) -> int:
     judgement) → NeMo mosaics, each step's output printed or saved under ``out``.
     """
     from .data import load_refcoco, stats_table
-    from .data.synthetic import SyntheticRefer, make_refer_dataset
+    from .synthetic import SyntheticRefer, make_refer_dataset
     from .nemo import NeMo
     from .testing.tiny_models import tiny_clip
     from .viz import save_mosaic_grid, save_sample_grid

@@ -93,6 +93,6 @@ def hub_repo_id(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="session")
 def refer_tree(tmp_path_factory: pytest.TempPathFactory):
     """A synthetic refer-format tree of every dataset (shared, read-only: copy before damaging)."""
-    from nemo_hf.data.synthetic import make_refer_dataset
+    from nemo_hf.synthetic import make_refer_dataset
 
     return make_refer_dataset(tmp_path_factory.mktemp("refer") / "tree", num_images=24, seed=0)

@@ -7,6 +7,7 @@ the image really shows.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -27,8 +28,9 @@ from hypothesis import strategies as st
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-import nemo_hf.data.synthetic as synthetic
-from nemo_hf.data.synthetic import CATEGORIES, MIN_NUM_IMAGES, PALETTE, SyntheticRefer, make_refer_dataset
+import nemo_hf.data
+import nemo_hf.synthetic.tree as synthetic_tree
+from nemo_hf.synthetic import CATEGORIES, MIN_NUM_IMAGES, PALETTE, SyntheticRefer, make_refer_dataset
 
 FILES: dict[str, dict[str, tuple[str, ...]]] = {
     "refcoco": {"refs(unc).p": ("train", "val", "testA", "testB"), "refs(google).p": ("train", "val", "test")},
@@ -103,9 +105,10 @@ def decode(segmentation: Any, height: int, width: int) -> np.ndarray:
     return mask_utils.decode(rle).astype(bool)
 
 
-def _morph(mask: np.ndarray, radius: int, erode: bool) -> np.ndarray:
+def morph(mask: np.ndarray, radius: int, erode: bool) -> np.ndarray:
+    """Erode or dilate by a square of side ``2 * radius + 1``; the image edge neither adds nor takes."""
     h, w = mask.shape
-    padded = np.pad(mask, radius, constant_values=not erode)
+    padded = np.pad(mask, radius, constant_values=erode)
     out = mask.copy()
     for dy in range(-radius, radius + 1):
         for dx in range(-radius, radius + 1):
@@ -143,8 +146,8 @@ def measure(tree: SyntheticRefer, instances: dict) -> dict[int, Measured]:
             pixels[im["id"]] = np.asarray(Image.open(tree.image_dir / im["file_name"]).convert("RGB"))
         rgb = pixels[im["id"]]
         mask = decode(ann["segmentation"], im["height"], im["width"])
-        core = _morph(mask, 2, erode=True)
-        rim = _morph(mask, 3, erode=False) & ~_morph(mask, 1, erode=False)
+        core = morph(mask, 2, erode=True)
+        rim = morph(mask, 3, erode=False) & ~morph(mask, 1, erode=False)
         colour, core_match, rim_match = None, 0.0, 0.0
         if core.sum() >= 15:
             median = np.median(rgb[core], axis=0)
@@ -553,26 +556,26 @@ def test_grefcoco_has_single_multi_and_no_target_refs(refs: dict, instances: dic
 # --------------------------------------------------------------------------- determinism and errors
 
 
-def _digest(root: Path) -> dict[str, str]:
+def digest(root: Path) -> dict[str, str]:
     files = sorted(p for p in root.rglob("*") if p.is_file())
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
 def test_same_seed_gives_byte_identical_trees(tmp_path: Path) -> None:
     kwargs: dict[str, Any] = {"num_images": 12, "image_size": (96, 72)}
-    first = _digest(make_refer_dataset(tmp_path / "a", seed=5, **kwargs).root)
-    assert first == _digest(make_refer_dataset(tmp_path / "b", seed=5, **kwargs).root)
-    other = _digest(make_refer_dataset(tmp_path / "c", seed=6, **kwargs).root)
+    first = digest(make_refer_dataset(tmp_path / "a", seed=5, **kwargs).root)
+    assert first == digest(make_refer_dataset(tmp_path / "b", seed=5, **kwargs).root)
+    other = digest(make_refer_dataset(tmp_path / "c", seed=6, **kwargs).root)
     assert other["refcoco/instances.json"] != first["refcoco/instances.json"]
     # images and RefCOCO do not depend on which other datasets are written
-    alone = _digest(make_refer_dataset(tmp_path / "d", seed=5, datasets=("refcoco",), **kwargs).root)
+    alone = digest(make_refer_dataset(tmp_path / "d", seed=5, datasets=("refcoco",), **kwargs).root)
     assert alone == {k: v for k, v in first.items() if k.startswith(("images/", "refcoco/"))}
     # nothing depends on the process's string hashing (set order)
-    code = "import sys; from nemo_hf.data.synthetic import make_refer_dataset; "
+    code = "import sys; from nemo_hf.synthetic import make_refer_dataset; "
     code += "make_refer_dataset(sys.argv[1], 12, 5, image_size=(96, 72))"
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "e")], check=True, env=env)
-    assert _digest(tmp_path / "e") == first
+    assert digest(tmp_path / "e") == first
 
 
 @settings(max_examples=8, deadline=None)
@@ -635,7 +638,7 @@ def test_existing_tree_is_not_overwritten(tmp_path: Path) -> None:
 
 
 def test_interrupted_build_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real, calls = synthetic._annotation, []
+    real, calls = synthetic_tree.annotation, []
 
     def failing(*args: Any, **kwargs: Any) -> dict:
         calls.append(1)
@@ -643,7 +646,7 @@ def test_interrupted_build_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Mo
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(synthetic, "_annotation", failing)
+    monkeypatch.setattr(synthetic_tree, "annotation", failing)
     with pytest.raises(KeyboardInterrupt):
         make_refer_dataset(tmp_path / "t", num_images=12)
     assert list(tmp_path.iterdir()) == []
@@ -652,3 +655,16 @@ def test_interrupted_build_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Mo
 def test_progress_bar_reports_images(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     make_refer_dataset(tmp_path / "t", num_images=12, image_size=(96, 72), datasets=("refcoco",), show_progress=True)
     assert "12/12" in capsys.readouterr().err
+
+
+def test_the_data_layer_never_imports_the_synthetic_world() -> None:
+    """synthetic writes the formats nemo_hf.data reads, so only synthetic may import data."""
+    imported = []
+    for path in Path(nemo_hf.data.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = "." * node.level + (node.module or "")
+                imported += [(path.name, f"{base}.{alias.name}") for alias in node.names]
+            elif isinstance(node, ast.Import):
+                imported += [(path.name, alias.name) for alias in node.names]
+    assert imported and not [(f, name) for f, name in imported if "synthetic" in name]

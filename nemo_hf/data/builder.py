@@ -8,7 +8,7 @@ embed the bytes.
 Datasets 5 no longer runs builder scripts from ``load_dataset``, so this is an importable
 class (use :func:`nemo_hf.load_refcoco` for the one-liner)::
 
-    >>> from nemo_hf.data.synthetic import make_refer_dataset   # doctest: +SKIP
+    >>> from nemo_hf.synthetic import make_refer_dataset        # doctest: +SKIP
     >>> tree = make_refer_dataset("/tmp/refer", num_images=24)   # doctest: +SKIP
     >>> builder = RefCOCO(config_name="refcoco_unc", data_dir=str(tree.root),
     ...                   image_dir=str(tree.image_dir))          # doctest: +SKIP

@@ -1,6 +1,6 @@
 """One-call loading of RefCOCO-family variants, the per-sentence view and a stats table.
 
->>> from nemo_hf.data.synthetic import make_refer_dataset            # doctest: +SKIP
+>>> from nemo_hf.synthetic import make_refer_dataset                 # doctest: +SKIP
 >>> tree = make_refer_dataset("/tmp/refer", num_images=24)            # doctest: +SKIP
 >>> val = load_refcoco("refcoco_unc", tree.root, tree.image_dir, split="val")  # doctest: +SKIP
 >>> per_sentence(val).column_names[:3]                                 # doctest: +SKIP

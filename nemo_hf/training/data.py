@@ -57,7 +57,7 @@ def synthetic_tree_root(data: DataArguments) -> Path:
 
 
 def _synthetic_source(data: DataArguments) -> tuple[Path, Path]:
-    from nemo_hf.data.synthetic import SyntheticRefer, make_refer_dataset
+    from nemo_hf.synthetic import SyntheticRefer, make_refer_dataset
 
     root = synthetic_tree_root(data)
     folder = get_variant(data.dataset_name).folder
