@@ -68,6 +68,7 @@ half-written tree.
 
 from .scenes import CATEGORIES, PALETTE, ShapeCategory
 from .splits import MIN_NUM_IMAGES
+from .tokenizer import word_tokenizer
 from .tree import DATASETS, SyntheticRefer, make_refer_dataset
 
 __all__ = [
@@ -78,4 +79,5 @@ __all__ = [
     "ShapeCategory",
     "SyntheticRefer",
     "make_refer_dataset",
+    "word_tokenizer",
 ]
