@@ -23,6 +23,8 @@ from typing import Any
 import torch
 from transformers import CLIPModel, CLIPProcessor
 
+from nemo_hf.pretrained import resolve_pretrained
+
 __all__ = ["DEFAULT_CLIP", "ClipSource", "check_clip", "load_clip"]
 
 # The paper does not name its CLIP; a commented-out 512-d index in the released code fits
@@ -68,6 +70,7 @@ def load_clip(
     >>> type(load_clip(folder)[0]).__name__
     'CLIPModel'
     """
+    name = resolve_pretrained(name)
     try:
         model, info = CLIPModel.from_pretrained(name, revision=revision, dtype=dtype, output_loading_info=True)
     except (OSError, ValueError) as error:
@@ -88,6 +91,15 @@ def _local_files_digest(folder: Path) -> str:
     """Names, sizes and modification times of a local checkpoint's files."""
     entries = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir() if p.is_file())
     return hashlib.sha256(json.dumps(entries).encode()).hexdigest()
+
+
+def _files_content_digest(folder: Path) -> str:
+    """Names and bytes of a checkpoint folder's files."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def _weights_digest(model: torch.nn.Module, processor: Any) -> str:
@@ -167,8 +179,11 @@ class ClipSource:
         a digest of their weights and preprocessing.
         """
         if self._key is None:
+            shipped = resolve_pretrained(self.name)
             if self.model is not None and self.processor is not None:
                 parts = ["weights", _weights_digest(self.model, self.processor)]
+            elif shipped != self.name:  # a few MB inside the package: key by content, stable across installs
+                parts = ["shipped", self.name, _files_content_digest(Path(shipped))]
             elif Path(self.name).is_dir():
                 parts = ["folder", str(Path(self.name).resolve()), _local_files_digest(Path(self.name))]
             else:
