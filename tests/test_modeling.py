@@ -25,6 +25,7 @@ from nemo_hf.modeling import (
     loading,
     mask_to_label,
     per_sample_bce,
+    per_sample_dice,
     predict_masks,
     predictions,
     save_prediction_grid,
@@ -140,15 +141,62 @@ def test_frozen_towers_stay_in_eval_mode() -> None:
 
 
 def test_bad_trainable_and_non_clipseg_checkpoints_are_refused(tmp_path) -> None:
-    from nemo_hf.testing.tiny_models import tiny_clip
+    from transformers import ViTConfig, ViTModel
 
     with pytest.raises(ValueError, match="trainable must be one of"):
         CLIPSegReferringSegmenter(tiny_clipseg()[0], trainable="everything")  # type: ignore[arg-type]
-    clip, clip_processor = tiny_clip()
+    ViTModel(ViTConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8,
+                       image_size=16, patch_size=8)).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match=r"is a 'vit' checkpoint.*CLIPSeg"):
+        load_referring_segmenter(tmp_path)
+
+
+def test_a_clip_checkpoint_becomes_a_clipseg_on_its_towers(tmp_path) -> None:
+    from nemo_hf.testing.tiny_models import tiny_clip
+
+    clip, clip_processor = tiny_clip(seed=3)
     clip.save_pretrained(tmp_path)
     clip_processor.save_pretrained(tmp_path)
-    with pytest.raises(ValueError, match=r"is a 'clip' checkpoint.*CLIPSeg"):
-        load_referring_segmenter(tmp_path)
+    segmenter, processor = load_referring_segmenter(tmp_path, image_size=48, seed=1)
+    towers = segmenter.model.clip.state_dict()
+    for key, value in clip.state_dict().items():
+        torch.testing.assert_close(towers[key], value, msg=key)
+    assert processor.image_processor.size["height"] == 48
+    again, _ = load_referring_segmenter(tmp_path, image_size=48, seed=1)
+    other, _ = load_referring_segmenter(tmp_path, image_size=48, seed=2)
+    decoder = dict(segmenter.model.decoder.named_parameters())
+    assert all(torch.equal(p, decoder[n]) for n, p in again.model.decoder.named_parameters())
+    assert not all(torch.equal(p, decoder[n]) for n, p in other.model.decoder.named_parameters())
+    batch = processor(text=["a red ring", "the blue star"], images=[Image.new("RGB", (50, 30), "red")] * 2,
+                      padding=True, return_tensors="pt")
+    assert segmenter(**batch).shape == (2, 48, 48)
+
+
+def test_trainable_all_is_clipsegs_forward_with_gradients_everywhere() -> None:
+    model, processor = tiny_clipseg(seed=0)
+    full = CLIPSegReferringSegmenter(model, trainable="all").eval()
+    frozen = CLIPSegReferringSegmenter(model, trainable="decoder").eval()
+    batch = processor(text=["a red ring", "the blue star on the left"], images=[Image.new("RGB", (50, 30), "red")] * 2,
+                      padding=True, return_tensors="pt")
+    with torch.no_grad():
+        torch.testing.assert_close(full(**batch), frozen(**batch))
+    full = CLIPSegReferringSegmenter(model, trainable="all").train()
+    full(**batch).square().mean().backward()
+    parts = full.trainable_parameters()
+    assert set(parts) == {"decoder", "text", "vision"}
+    for part, params in parts.items():
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in params if p.ndim >= 2), part
+
+
+def test_per_sample_dice_is_the_dice_formula() -> None:
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 5, 7, generator=generator) * 3
+    labels = (torch.rand(3, 5, 7, generator=generator) > 0.7).float()
+    expected = []
+    for i in range(3):
+        p, y = torch.sigmoid(logits[i]), labels[i]
+        expected.append(1 - (2 * (p * y).sum() + 1) / (p.sum() + y.sum() + 1))
+    torch.testing.assert_close(per_sample_dice(logits, labels), torch.stack(expected))
 
 
 def test_the_adapter_follows_the_interface() -> None:

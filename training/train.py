@@ -50,6 +50,7 @@ from nemo_hf.modeling import (
     evaluate_referring,
     load_referring_segmenter,
     per_sample_bce,
+    per_sample_dice,
 )
 from nemo_hf.training.args import (
     TRAIN_DATACLASSES,
@@ -67,7 +68,8 @@ from nemo_hf.training.tracking import flatten_scalars, make_trackers
 
 def parameter_groups(model: CLIPSegReferringSegmenter, args: TrainArguments) -> list[dict[str, Any]]:
     """AdamW groups: per trainable part its learning rate; no weight decay on biases and norms."""
-    rates = {"decoder": args.learning_rate, "text": args.text_encoder_learning_rate or args.learning_rate}
+    text_rate = args.text_encoder_learning_rate or args.learning_rate
+    rates = {"decoder": args.learning_rate, "text": text_rate, "vision": args.vision_encoder_learning_rate or text_rate}
     groups = []
     for part, params in model.trainable_parameters().items():
         decay = [p for p in params if p.ndim >= 2]
@@ -138,7 +140,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         raw = load_splits(data_args, [data_args.train_split, *data_args.eval_splits])
         eval_sets = {split: as_sentences(raw[split], data_args.max_eval_samples) for split in data_args.eval_splits}
         model, processor = load_referring_segmenter(
-            model_args.model_name_or_path, trainable=model_args.trainable, revision=model_args.model_revision
+            model_args.model_name_or_path, trainable=model_args.trainable, revision=model_args.model_revision,
+            image_size=model_args.image_size, seed=args.seed,
         )
     # outside main_process_first: NeMo's mining is collective, every process takes part at once
     train = build_train_dataset(
@@ -207,6 +210,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     attention_mask=batch["attention_mask"],
                 )
                 loss = per_sample_bce(logits, batch["labels"]).mean()
+                if args.loss == "bce+dice":
+                    loss = loss + per_sample_dice(logits, batch["labels"]).mean()
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and args.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)

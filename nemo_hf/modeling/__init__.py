@@ -5,8 +5,9 @@
 - :class:`CLIPSegReferringSegmenter` — CLIPSeg (``CLIPSegForImageSegmentation``) with a
   chosen trainable part: ``"decoder"`` (default; the CLIP backbone is frozen, as
   ``transformers`` runs it without gradients) or ``"decoder+text"``.
-- :func:`load_referring_segmenter` — by Hub id, local folder, or factory key
-  (``tiny-clipseg``).
+- :func:`load_referring_segmenter` — by Hub id, local folder, shipped name or factory key
+  (``tiny-clipseg``); a CLIP checkpoint becomes a CLIPSeg on its towers
+  (:func:`clipseg_from_clip`).
 - :class:`RISCollator` — dataset rows → model batch (and evaluation targets).
 - :func:`evaluate_referring` — oIoU, mIoU, Prec@X per sentence, exact across processes.
 - :func:`predict_masks`, :func:`save_prediction_grid` — a PNG of predictions.
@@ -28,7 +29,8 @@ from nemo_hf.modeling.inputs import (
     mask_to_label,
     target_mask,
 )
-from nemo_hf.modeling.interface import ReferringSegmenter, per_sample_bce
+from nemo_hf.modeling.from_clip import clipseg_from_clip
+from nemo_hf.modeling.interface import ReferringSegmenter, per_sample_bce, per_sample_dice
 from nemo_hf.modeling.loading import (
     DEFAULT_CHECKPOINT,
     LOCAL_FACTORIES,
@@ -45,10 +47,12 @@ __all__ = [
     "RISCollator",
     "ReferringSegmenter",
     "Trainable",
+    "clipseg_from_clip",
     "evaluate_referring",
     "load_referring_segmenter",
     "mask_to_label",
     "per_sample_bce",
+    "per_sample_dice",
     "predict_masks",
     "sample_groups",
     "save_prediction_grid",

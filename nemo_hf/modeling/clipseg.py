@@ -14,8 +14,13 @@ also CLIPSeg's own recipe (Lüddecke & Ecker, CVPR 2022: CLIP frozen). The adapt
   relational than the class names CLIPSeg was trained on, so this is the knob to try
   when decoder-only training plateaus (use a smaller learning rate for the encoder).
 
-The vision tower stays frozen in both: CLIPSeg's decoder reads activations from its
-intermediate layers, and the ``transformers`` forward computes them without gradients.
+- ``trainable="all"`` — the whole model, vision tower included. The adapter computes the
+  vision tower's intermediate activations itself, with gradients, and feeds them to
+  CLIPSeg's decoder: the full fine-tuning that CRIS-style models do. It is what a small
+  CLIP trained on another task needs (the synthetic world's segmenter is trained so).
+
+In the first two the vision tower stays frozen: CLIPSeg's decoder reads activations from
+its intermediate layers, and the ``transformers`` forward computes them without gradients.
 
 Frozen parameters have ``requires_grad=False`` (DDP refuses parameters that never get a
 gradient) and frozen towers stay in eval mode when the model is put in train mode.
@@ -42,7 +47,7 @@ from transformers import CLIPSegConfig, CLIPSegForImageSegmentation
 
 __all__ = ["TRAINABLE_CHOICES", "CLIPSegReferringSegmenter", "Trainable"]
 
-Trainable = Literal["decoder", "decoder+text"]
+Trainable = Literal["decoder", "decoder+text", "all"]
 TRAINABLE_CHOICES: tuple[str, ...] = get_args(Trainable)
 
 
@@ -52,7 +57,7 @@ class CLIPSegReferringSegmenter(nn.Module):
     Args:
         model: the wrapped model (kept as ``.model``; ``save_pretrained`` saves it as is,
             so the output loads with ``CLIPSegForImageSegmentation.from_pretrained``).
-        trainable: ``"decoder"`` or ``"decoder+text"`` (see the module docstring).
+        trainable: ``"decoder"``, ``"decoder+text"`` or ``"all"`` (see the module docstring).
     """
 
     def __init__(self, model: CLIPSegForImageSegmentation, trainable: Trainable = "decoder") -> None:
@@ -71,6 +76,12 @@ class CLIPSegReferringSegmenter(nn.Module):
     def _freeze(self) -> list[nn.Module]:
         """Set ``requires_grad`` per part; return the modules that must stay in eval mode."""
         clip = self.model.clip
+        if self.trainable == "all":
+            self.model.requires_grad_(True)
+            # unused by segmentation: DDP refuses parameters that never receive a gradient
+            clip.visual_projection.requires_grad_(False)
+            clip.logit_scale.requires_grad_(False)
+            return []
         self.model.requires_grad_(False)
         self.model.decoder.requires_grad_(True)
         if self.trainable == "decoder+text":
@@ -80,14 +91,17 @@ class CLIPSegReferringSegmenter(nn.Module):
         return [clip]
 
     def trainable_parameters(self) -> dict[str, list[nn.Parameter]]:
-        """Trainable parameters by part: ``{"decoder": [...]}`` plus ``"text"`` for ``decoder+text``.
+        """Trainable parameters by part: ``"decoder"``, plus ``"text"`` (``decoder+text``, ``all``) and ``"vision"`` (``all``).
 
-        Parts let the optimizer give the pretrained text encoder a smaller learning rate.
+        Parts let the optimizer give the pretrained encoders a smaller learning rate.
         """
         parts = {"decoder": list(self.model.decoder.parameters())}
-        if self.trainable == "decoder+text":
-            clip = self.model.clip
+        clip = self.model.clip
+        if self.trainable in ("decoder+text", "all"):
             parts["text"] = [*clip.text_model.parameters(), *clip.text_projection.parameters()]
+        if self.trainable == "all":
+            # the logit scale and the visual projection take no part in segmentation
+            parts["vision"] = list(clip.vision_model.parameters())
         return parts
 
     def train(self, mode: bool = True) -> CLIPSegReferringSegmenter:
@@ -101,6 +115,8 @@ class CLIPSegReferringSegmenter(nn.Module):
         self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
     ) -> torch.Tensor:
         """Mask logits ``(B, h, w)`` at the processor's resolution (352² for CIDAS checkpoints)."""
+        if self.trainable == "all":
+            return self._forward_with_vision_gradients(pixel_values, input_ids, attention_mask)
         if self.trainable == "decoder+text":
             embeddings = self.model.clip.get_text_features(input_ids=input_ids, attention_mask=attention_mask)
             output = self.model(pixel_values=pixel_values, conditional_embeddings=embeddings.pooler_output)
@@ -108,6 +124,19 @@ class CLIPSegReferringSegmenter(nn.Module):
             output = self.model(pixel_values=pixel_values, input_ids=input_ids, attention_mask=attention_mask)
         logits = output.logits
         # older transformers squeezed a batch of one down to (h, w)
+        return logits if logits.ndim == 3 else logits.reshape(pixel_values.shape[0], *logits.shape[-2:])
+
+    def _forward_with_vision_gradients(
+        self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """CLIPSeg's forward without its ``no_grad``: the same activations, conditioning and decoder."""
+        clip = self.model.clip
+        hidden = clip.vision_model(
+            pixel_values=pixel_values, output_hidden_states=True, interpolate_pos_encoding=True
+        ).hidden_states
+        activations = [hidden[i + 1] for i in self.model.extract_layers]  # hidden[0] is the embedding
+        embeddings = clip.get_text_features(input_ids=input_ids, attention_mask=attention_mask).pooler_output
+        logits = self.model.decoder(activations, embeddings).logits
         return logits if logits.ndim == 3 else logits.reshape(pixel_values.shape[0], *logits.shape[-2:])
 
     def save_pretrained(self, save_directory: str | Path, **kwargs: Any) -> None:

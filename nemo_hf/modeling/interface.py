@@ -24,7 +24,7 @@ from typing import Protocol, runtime_checkable
 import torch
 import torch.nn.functional as F
 
-__all__ = ["ReferringSegmenter", "per_sample_bce"]
+__all__ = ["ReferringSegmenter", "per_sample_bce", "per_sample_dice"]
 
 
 @runtime_checkable
@@ -58,3 +58,25 @@ def per_sample_bce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     # float32: BCE on half-precision logits loses the small gradients of confident pixels
     loss = F.binary_cross_entropy_with_logits(logits.float(), labels.float(), reduction="none")
     return loss.flatten(1).mean(dim=1)
+
+
+def per_sample_dice(logits: torch.Tensor, labels: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+    """Soft Dice loss of each sample, ``1 - (2|p∩y| + s) / (|p| + |y| + s)``: shape ``(B,)``, float32.
+
+    Unlike BCE, which averages over pixels, it weighs a small object as much as a large
+    one, so a model cannot win by predicting background everywhere. ``smooth`` keeps an
+    empty target with an empty prediction at 0.
+
+    >>> import torch
+    >>> labels = torch.zeros(2, 4, 4); labels[:, :2, :2] = 1
+    >>> per_sample_dice(torch.where(labels > 0, 20.0, -20.0), labels)
+    tensor([0., 0.])
+    >>> per_sample_dice(torch.full((1, 4, 4), -20.0), labels[:1]).round(decimals=2)
+    tensor([0.8000])
+    """
+    if logits.shape != labels.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} and labels {tuple(labels.shape)} differ")
+    probs = torch.sigmoid(logits.float()).flatten(1)
+    target = labels.float().flatten(1)
+    overlap = (probs * target).sum(dim=1)
+    return 1 - (2 * overlap + smooth) / (probs.sum(dim=1) + target.sum(dim=1) + smooth)

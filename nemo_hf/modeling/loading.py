@@ -34,6 +34,8 @@ from transformers import (
 )
 
 from nemo_hf.modeling.clipseg import CLIPSegReferringSegmenter, Trainable
+from nemo_hf.modeling.from_clip import clipseg_from_clip
+from nemo_hf.pretrained import resolve_pretrained
 
 __all__ = ["DEFAULT_CHECKPOINT", "LOCAL_FACTORIES", "load_referring_segmenter"]
 
@@ -57,22 +59,31 @@ def load_referring_segmenter(
     trainable: Trainable = "decoder",
     revision: str | None = None,
     dtype: torch.dtype = torch.float32,
+    image_size: int | None = None,
+    seed: int = 0,
 ) -> tuple[CLIPSegReferringSegmenter, CLIPSegProcessor]:
     """The model behind :class:`~nemo_hf.modeling.ReferringSegmenter` and its processor.
 
-    Raises ``ValueError`` naming the checkpoint when it is not a CLIPSeg model.
+    A CLIP checkpoint (``model_type`` ``"clip"``, e.g. ``nemo-hf/synthetic-clip``) becomes
+    a CLIPSeg on its towers with a new decoder drawn from ``seed``, taking ``image_size``
+    pixels (:func:`~nemo_hf.modeling.from_clip.clipseg_from_clip`). Raises ``ValueError``
+    naming the checkpoint when it is neither CLIPSeg nor CLIP.
     """
-    name = str(name_or_path)
+    name = resolve_pretrained(name_or_path)
     if name in LOCAL_FACTORIES:
         model, processor = LOCAL_FACTORIES[name]()
         torch.nn.Module.to(model, dtype=dtype)
         return CLIPSegReferringSegmenter(model, trainable=trainable), processor
     revision = revision or "main"
     config = AutoConfig.from_pretrained(name, revision=revision)
+    if config.model_type == "clip":
+        model, processor = clipseg_from_clip(name, image_size=image_size, seed=seed, revision=revision)
+        torch.nn.Module.to(model, dtype=dtype)
+        return CLIPSegReferringSegmenter(model, trainable=trainable), processor
     if config.model_type != "clipseg":
         raise ValueError(
             f"{name!r} is a {config.model_type!r} checkpoint; nemo_hf.modeling supports CLIPSeg "
-            f"(model_type 'clipseg', e.g. {DEFAULT_CHECKPOINT!r}) or a local factory key {sorted(LOCAL_FACTORIES)}"
+            f"(model_type 'clipseg', e.g. {DEFAULT_CHECKPOINT!r}), a CLIP to build one on (model_type 'clip') or a local factory key {sorted(LOCAL_FACTORIES)}"
         )
     model = CLIPSegForImageSegmentation.from_pretrained(name, revision=revision, dtype=dtype)
     processor = CLIPSegProcessor(

@@ -59,7 +59,13 @@ class ModelArguments:
     model_revision: str | None = field(default=None, metadata={"help": "Hub revision of the checkpoint."})
     trainable: Trainable = field(
         default="decoder",
-        metadata={"help": "'decoder' (CLIP frozen, as transformers runs it) or 'decoder+text' (also the text encoder)."},
+        metadata={"help": "'decoder' (CLIP frozen, as transformers runs it), 'decoder+text' (also the text "
+                          "encoder) or 'all' (the vision encoder too)."},
+    )
+    image_size: int | None = field(
+        default=None,
+        metadata={"help": "Input side of a CLIPSeg built on a CLIP checkpoint (default: the CLIP's); "
+                          "ignored for CLIPSeg checkpoints."},
     )
 
     def __post_init__(self) -> None:
@@ -174,8 +180,17 @@ class TrainArguments:
     gradient_accumulation_steps: int = 1
     learning_rate: float = field(default=1e-4, metadata={"help": "Peak learning rate of the decoder."})
     text_encoder_learning_rate: float | None = field(
-        default=None, metadata={"help": "Peak learning rate of the text encoder (trainable=decoder+text); "
+        default=None, metadata={"help": "Peak learning rate of the text encoder (trainable=decoder+text or all); "
                                         "default: learning_rate."}
+    )
+    vision_encoder_learning_rate: float | None = field(
+        default=None, metadata={"help": "Peak learning rate of the vision encoder (trainable=all); "
+                                        "default: text_encoder_learning_rate."}
+    )
+    loss: Literal["bce", "bce+dice"] = field(
+        default="bce",
+        metadata={"help": "'bce' (per-pixel binary cross-entropy, CLIPSeg's and CRIS's loss) or 'bce+dice' "
+                          "(plus a soft Dice term per sample, for small objects); evaluation reports BCE."},
     )
     weight_decay: float = 1e-4
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "transformers.get_scheduler name."})
@@ -199,6 +214,7 @@ class TrainArguments:
 
     def __post_init__(self) -> None:
         _check_choice("mixed_precision", self.mixed_precision, ("auto", "no", "fp16", "bf16"))
+        _check_choice("loss", self.loss, ("bce", "bce+dice"))
         if self.checkpointing_steps not in ("epoch", "none") and not (
             self.checkpointing_steps.isdigit() and int(self.checkpointing_steps) > 0
         ):
@@ -220,6 +236,7 @@ class EvaluateArguments:
 
     def __post_init__(self) -> None:
         _check_choice("mixed_precision", self.mixed_precision, ("auto", "no", "fp16", "bf16"))
+        _check_choice("loss", self.loss, ("bce", "bce+dice"))
 
 
 TRAIN_DATACLASSES = (ModelArguments, DataArguments, AugmentationArguments, TrainArguments)
