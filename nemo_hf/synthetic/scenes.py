@@ -142,14 +142,15 @@ def _radius(fraction: float, short: int) -> float:
 
 
 def _place(
-    rng: np.random.Generator, width: int, height: int, placed: list[tuple[float, float, float]], size: str
+    rng: np.random.Generator, width: int, height: int, placed: list[tuple[float, float, float]], size: str,
+    scale: float = 1.0,
 ) -> tuple[str, float, float, float] | None:
     """Centre and radius for a new shape clear of the placed ones, shrinking it if it must."""
     short = min(width, height)
     for size_class in _SIZE_ORDER[_SIZE_ORDER.index(size) :]:
         low, high = _SIZE_RANGES[size_class]
         for _ in range(30):
-            r = _radius(float(rng.uniform(low, high)), short)
+            r = _radius(float(rng.uniform(low, high)), short) * scale
             cx = float(rng.uniform(r + 2, width - r - 2))
             cy = float(rng.uniform(r + 2, height - r - 2))
             # the gap keeps every object's outline clear of the others, so masks are exact
@@ -159,10 +160,10 @@ def _place(
 
 
 def _free_spot(
-    rng: np.random.Generator, width: int, height: int, placed: list[tuple[float, float, float]]
+    rng: np.random.Generator, width: int, height: int, placed: list[tuple[float, float, float]], scale: float = 1.0
 ) -> tuple[str, float, float, float] | None:
     """Last resort for a primary copy: a random free centre of a 1-px grid for the smallest shape."""
-    r = _radius(_SIZE_RANGES["small"][0], min(width, height))
+    r = _radius(_SIZE_RANGES["small"][0], min(width, height)) * scale
     xs, ys = np.meshgrid(np.arange(r + 2, width - r - 2), np.arange(r + 2, height - r - 2))
     free = np.ones(xs.shape, dtype=bool)
     for x, y, q in placed:
@@ -174,11 +175,14 @@ def _free_spot(
     return "small", float(xs.flat[k]), float(ys.flat[k]), r
 
 
-def make_scene(rng: np.random.Generator, size: tuple[int, int], level: int, group: str | None) -> Scene:
+def make_scene(
+    rng: np.random.Generator, size: tuple[int, int], level: int, group: str | None, object_scale: float = 1.0
+) -> Scene:
     """A scene of nominal ``size`` (±20%) whose primary category appears ``level + 1`` times.
 
     Level 3 stands for "3+": the primary category appears 4–6 times. Every other shape is
-    of a category of its own. ``group`` limits the primary category to one group.
+    of a category of its own. ``group`` limits the primary category to one group;
+    ``object_scale`` multiplies every radius.
     """
     width = round(size[0] * float(rng.uniform(0.8, 1.2)))
     height = round(size[1] * float(rng.uniform(0.8, 1.2)))
@@ -199,10 +203,10 @@ def make_scene(rng: np.random.Generator, size: tuple[int, int], level: int, grou
     shapes = []
     for n, (category, colour) in enumerate(wanted):
         size_class = str(rng.choice(list(_SIZE_PROBS), p=list(_SIZE_PROBS.values())))
-        spot = _place(rng, width, height, placed, size_class)
+        spot = _place(rng, width, height, placed, size_class, object_scale)
         if spot is None and n < copies:
             # random tries can miss the last free room; a primary copy lost would lower the level
-            spot = _free_spot(rng, width, height, placed)
+            spot = _free_spot(rng, width, height, placed, object_scale)
         if spot is None:
             continue
         size_class, cx, cy, r = spot

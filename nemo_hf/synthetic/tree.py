@@ -66,6 +66,7 @@ class _Options:
     rle_share: float
     seed: int
     level_weights: tuple[float, ...]
+    object_scale: float
 
 
 def _sentences(word_lists: list[Words], counter: Counter, rng: np.random.Generator, long: bool) -> list[dict]:
@@ -123,7 +124,7 @@ def _build(tmp: Path, plan: Plan, opts: _Options, show_progress: bool) -> None:
             scene_rng, split_rng, *text_rngs = (np.random.default_rng(s) for s in streams)
             image_id, unc = plan.image_ids[i], plan.unc[i]
             group = SPLIT_GROUP.get(unc)
-            scene = make_scene(scene_rng, opts.image_size, plan.levels[i], group)
+            scene = make_scene(scene_rng, opts.image_size, plan.levels[i], group, opts.object_scale)
             file_name = f"COCO_train2014_{image_id:012d}.jpg"
             draw(scene, scene_rng).save(image_dir / file_name, format="JPEG", quality=opts.jpeg_quality)
             images.add({"id": image_id, "file_name": file_name, "width": scene.width, "height": scene.height})
@@ -194,6 +195,7 @@ def make_refer_dataset(
     jpeg_quality: int = 90,
     rle_share: float = 0.05,
     distractor_levels: Sequence[float] = EQUAL_LEVELS,
+    object_scale: float = 1.0,
     show_progress: bool = False,
 ) -> SyntheticRefer:
     """Write a synthetic refer-format tree of shape scenes to ``root`` and describe it.
@@ -220,6 +222,10 @@ def make_refer_dataset(
     ``(0, 0, 0, 1)`` gives only refs with 3+ distractors and ``(1, 0, 0, 0)`` only refs
     with none. gRefCOCO's multi-target and no-target refs stand outside this scheme.
 
+    ``object_scale`` (0.5–2) multiplies every shape's radius: 1.5 gives shapes closer to
+    RefCOCO's share of the image, which keeps them visible in a 2×2 mosaic of a small
+    input; crowded scenes then fall back to smaller sizes more often.
+
     >>> import tempfile, pathlib, json
     >>> out = pathlib.Path(tempfile.mkdtemp()) / "tiny"
     >>> tree = make_refer_dataset(out, num_images=12, seed=3, datasets=("refcoco",))
@@ -240,12 +246,14 @@ def make_refer_dataset(
     datasets = tuple(datasets)
     _validate(num_images, seed, image_size, datasets, jpeg_quality, rle_share)
     level_weights = _level_weights(distractor_levels)
+    if not (isinstance(object_scale, (int, float)) and 0.5 <= float(object_scale) <= 2.0):
+        raise ValueError(f"object_scale must be a number in [0.5, 2], got {object_scale!r}")
     root = Path(root)
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise FileExistsError(f"{root} already exists and is not an empty folder; choose a new path or remove it")
     root.parent.mkdir(parents=True, exist_ok=True)
     size = (int(image_size[0]), int(image_size[1]))
-    opts = _Options(size, datasets, int(jpeg_quality), float(rle_share), int(seed), level_weights)
+    opts = _Options(size, datasets, int(jpeg_quality), float(rle_share), int(seed), level_weights, float(object_scale))
     plan = make_plan(int(num_images), int(seed), level_weights)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".partial", dir=root.parent))
     try:
