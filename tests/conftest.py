@@ -86,7 +86,8 @@ def local_hub(pytestconfig: pytest.Config) -> LocalHub:
 @pytest.fixture
 def hub_repo_id(request: pytest.FixtureRequest) -> str:
     """A repo id no other test uses: ``user/<test name>-<random>``."""
-    name = re.sub(r"[^A-Za-z0-9]+", "-", request.node.name).strip("-")[:60]
+    # Strip after cutting: a cut that ends on "-" would give "--", which repo ids may not contain.
+    name = re.sub(r"[^A-Za-z0-9]+", "-", request.node.name)[:60].strip("-")
     return f"{LOCAL_HUB_USER}/{name}-{uuid.uuid4().hex[:8]}"
 
 
