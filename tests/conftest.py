@@ -8,6 +8,9 @@ Face library) is imported. Caches live in the session's temporary folder, never 
 user's ``~/.cache``.
 
 Fixtures: ``local_hub`` (the running server) and ``hub_repo_id`` (a fresh ``user/name``).
+The clients run as the server's user ``user`` (``HF_TOKEN``); the second user's token is
+``LOCAL_HUB_OTHER_TOKEN`` (``tests.hub_server``), for tests of what one user may not do to
+another's repositories. ``tests/hub_server/README.md`` lists the rules the server enforces.
 When adding fixtures here, import datasets/transformers/huggingface_hub inside them, never
 at the top of this file: that would fix the endpoint before ``pytest_configure`` sets it.
 """

@@ -9,6 +9,7 @@ checked on the filesystem: nothing outside the server's root is read or written.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import http.client
 import json
@@ -215,8 +216,6 @@ def _commit_body(*lines: dict[str, Any] | bytes) -> bytes:
 
 
 def _file(path: str, content: bytes = b"new\n") -> dict[str, Any]:
-    import base64
-
     return {"key": "file", "value": {"path": path, "content": base64.b64encode(content).decode(), "encoding": "base64"}}
 
 

@@ -105,5 +105,5 @@ class Access:
         """401 unless ``signature`` is the one :meth:`sign_upload` gave for exactly this object."""
         if signature is None or not hmac.compare_digest(signature, self.sign_upload(repo_type, repo_id, oid)):
             raise HubError(
-                401, f"Upload link for {oid} is not signed for {repo_type} {repo_id}: use the git-lfs batch answer's href"
+                401, f"Upload link for {oid} is not signed for {repo_type} {repo_id}: use the git-lfs batch's href"
             )

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from .access import Access
+from .access import INVALID_CREDENTIALS, Access
 from .store import (
     DEFAULT_BRANCH,
     REGULAR_FILE_MAX_BYTES,
@@ -43,6 +43,7 @@ from .store import (
     Repo,
     Snapshot,
     check_path,
+    check_repo_id,
     folder_oid,
     is_binary,
     list_folder,
@@ -229,7 +230,7 @@ class _HubHandler(BaseHTTPRequestHandler):
     def _api_whoami(self, match: re.Match[str], query: dict[str, list[str]], body: bytes) -> _Response:
         user = self._user
         if user is None:
-            raise HubError(401, "Invalid credentials in Authorization header")
+            raise HubError(401, INVALID_CREDENTIALS)
         token = {"displayName": f"{user}'s token", "role": "write"}
         info = {"type": "user", "id": user, "name": user, "fullname": user, "orgs": [], "isPro": False}
         return _json(info | {"auth": {"type": "access_token", "accessToken": token}})
@@ -241,8 +242,7 @@ class _HubHandler(BaseHTTPRequestHandler):
         namespace, name = payload.get("organization") or user, payload.get("name")
         if not (isinstance(namespace, str) and isinstance(name, str) and isinstance(repo_type, str)):
             raise HubError(400, f"'name', 'organization' and 'type' must be strings, got {payload!r}")
-        repo_id = f"{namespace}/{name}"
-        Repo(self._store, repo_type, repo_id)  # 400 for an invalid id, before the 403 below
+        repo_id = check_repo_id(f"{namespace}/{name}")  # 400 for an invalid id comes before the 403
         self._access.check_write(user, namespace)
         private = bool(payload.get("private")) or payload.get("visibility") == "private"
         try:
@@ -402,14 +402,14 @@ class _HubHandler(BaseHTTPRequestHandler):
             answer: dict[str, Any] = {"oid": oid, "size": size}
             if not self._store.has_blob(oid):
                 href = f"{self._base}/_lfs/{repo.repo_type}s/{repo.repo_id}/{oid}"
-                signature = self._access.sign_upload(repo.repo_type, repo.repo_id, oid)
-                answer["actions"] = {"upload": {"href": f"{href}?sig={signature}"}, "verify": {"href": f"{href}/verify"}}
+                upload = f"{href}?sig={self._access.sign_upload(repo.repo_type, repo.repo_id, oid)}"
+                answer["actions"] = {"upload": {"href": upload}, "verify": {"href": f"{href}/verify"}}
             objects.append(answer)
         result = {"transfer": "basic", "objects": objects, "hash_algo": "sha256"}
         return _Response(200, json.dumps(result).encode(), "application/vnd.git-lfs+json")
 
     def _api_lfs_upload(self, match: re.Match[str], query: dict[str, list[str]], body: bytes) -> _Response:
-        # The client sends no token here (the Hub's link is a presigned storage URL): the signature is the credential.
+        # No token comes here (on the Hub this is a presigned storage URL): the signature is the credential.
         repo_type, repo_id = self._repo_key(match)
         self._access.check_upload(repo_type, repo_id, match["oid"], (query.get("sig") or [None])[-1])
         self._store.repo(repo_type, repo_id)

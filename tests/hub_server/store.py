@@ -508,7 +508,7 @@ class Repo:
         with self.store.lock:
             meta = self.meta
             if meta["branches"].pop(name, None) is None:
-                raise HubError(404, f"Branch {name!r} not found in {self.repo_type} repo {self.repo_id}", "RevisionNotFound")
+                raise HubError(404, f"No branch {name!r} in {self.repo_type} repo {self.repo_id}", "RevisionNotFound")
             self._save_meta(meta)
 
 
@@ -541,7 +541,10 @@ class HubStore:
         ...
         tests.hub_server.store.HubError: Path ... is outside the local Hub's root ...
         """
-        resolved = path.resolve()
+        try:
+            resolved = path.resolve()
+        except (OSError, ValueError, RuntimeError) as e:  # a NUL byte, a symlink loop
+            raise HubError(400, f"Path {str(path)!r} cannot be used: {e}") from e
         if not resolved.is_relative_to(self.root):
             raise HubError(400, f"Path {str(path)!r} is outside the local Hub's root {str(self.root)!r}")
         return resolved
