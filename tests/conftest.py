@@ -8,6 +8,9 @@ Face library) is imported. Caches live in the session's temporary folder, never 
 user's ``~/.cache``.
 
 Fixtures: ``local_hub`` (the running server) and ``hub_repo_id`` (a fresh ``user/name``).
+The clients run as the server's user ``user`` (``HF_TOKEN``); the second user's token is
+``LOCAL_HUB_OTHER_TOKEN`` (``tests.hub_server``), for tests of what one user may not do to
+another's repositories. ``tests/hub_server/README.md`` lists the rules the server enforces.
 When adding fixtures here, import datasets/transformers/huggingface_hub inside them, never
 at the top of this file: that would fix the endpoint before ``pytest_configure`` sets it.
 """
@@ -86,7 +89,8 @@ def local_hub(pytestconfig: pytest.Config) -> LocalHub:
 @pytest.fixture
 def hub_repo_id(request: pytest.FixtureRequest) -> str:
     """A repo id no other test uses: ``user/<test name>-<random>``."""
-    name = re.sub(r"[^A-Za-z0-9]+", "-", request.node.name).strip("-")[:60]
+    # Strip after cutting: a cut that ends on "-" would give "--", which repo ids may not contain.
+    name = re.sub(r"[^A-Za-z0-9]+", "-", request.node.name)[:60].strip("-")
     return f"{LOCAL_HUB_USER}/{name}-{uuid.uuid4().hex[:8]}"
 
 

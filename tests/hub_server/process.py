@@ -20,11 +20,12 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from .server import HOST, LOCAL_HUB_TOKEN
+from .server import DEFAULT_USERS, HOST, LOCAL_HUB_USER
 
 # The folder that holds ``tests/``: the server runs as ``python -m tests.hub_server`` from there.
 _REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -32,7 +33,8 @@ _REPO_ROOT = Path(__file__).resolve().parents[2]
 
 @dataclass
 class LocalHub:
-    """A running local Hub subprocess: its base ``url``, the ``process`` and its storage ``root``.
+    """A running local Hub subprocess: its base ``url``, the ``process``, its storage ``root``
+    and its ``users`` (user name → token).
 
     Use :func:`start_local_hub` to get one and :meth:`stop` (or ``with``) to end it.
     """
@@ -40,23 +42,25 @@ class LocalHub:
     url: str
     process: subprocess.Popen[bytes]
     root: Path
+    users: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_USERS))
 
     @property
     def log_path(self) -> Path:
         """Request log and tracebacks of the server (read it when a client call fails)."""
         return self.root / "server.log"
 
-    def client_env(self) -> dict[str, str]:
-        """Environment that points huggingface_hub, datasets and transformers at this server.
+    def client_env(self, user: str = LOCAL_HUB_USER) -> dict[str, str]:
+        """Environment that points huggingface_hub, datasets and transformers at this server as ``user``.
 
         Must be in ``os.environ`` before the first Hugging Face import.
 
         >>> import tempfile
-        >>> with start_local_hub(Path(tempfile.mkdtemp())) as hub:
-        ...     hub.client_env()["HF_ENDPOINT"] == hub.url
-        True
+        >>> with start_local_hub(Path(tempfile.mkdtemp()), users={"ann": "hf_ann"}) as hub:
+        ...     env = hub.client_env("ann")
+        ...     env["HF_ENDPOINT"] == hub.url, env["HF_TOKEN"]
+        (True, 'hf_ann')
         """
-        return {"HF_ENDPOINT": self.url, "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": LOCAL_HUB_TOKEN}
+        return {"HF_ENDPOINT": self.url, "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": self.users[user]}
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the server process (by its PID) and wait for it."""
@@ -80,10 +84,10 @@ class LocalHub:
         self.stop()
 
 
-def _answers(port: int) -> bool:
+def _answers(port: int, token: str) -> bool:
     connection = http.client.HTTPConnection(HOST, port, timeout=2)
     try:
-        connection.request("GET", "/api/whoami-v2", headers={"Authorization": f"Bearer {LOCAL_HUB_TOKEN}"})
+        connection.request("GET", "/api/whoami-v2", headers={"Authorization": f"Bearer {token}"})
         return connection.getresponse().status == 200
     except OSError:
         return False
@@ -91,11 +95,12 @@ def _answers(port: int) -> bool:
         connection.close()
 
 
-def start_local_hub(root: Path, *, timeout: float = 30.0) -> LocalHub:
+def start_local_hub(root: Path, *, users: Mapping[str, str] = DEFAULT_USERS, timeout: float = 30.0) -> LocalHub:
     """Start the server as a subprocess on a free port of 127.0.0.1 and wait until it answers.
 
     Repositories are stored under ``root`` (created if needed); the request log goes to
-    ``root / "server.log"``.
+    ``root / "server.log"``. ``users`` maps each user name to its token (by default
+    ``user`` and ``other-user``, see :data:`tests.hub_server.server.DEFAULT_USERS`).
 
     >>> import tempfile
     >>> hub = start_local_hub(Path(tempfile.mkdtemp()))
@@ -103,17 +108,20 @@ def start_local_hub(root: Path, *, timeout: float = 30.0) -> LocalHub:
     True
     >>> hub.stop()
     """
+    if not users:
+        raise ValueError("start_local_hub needs at least one user: the readiness check authenticates as one")
     root = root.resolve()  # the server runs in another working directory
     root.mkdir(parents=True, exist_ok=True)
+    user_args = [arg for name, token in users.items() for arg in ("--user", f"{name}={token}")]
     with (root / "server.log").open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "tests.hub_server", "--root", str(root), "--exit-on-stdin-eof"],
+            [sys.executable, "-m", "tests.hub_server", "--root", str(root), "--exit-on-stdin-eof", *user_args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=log,
             cwd=_REPO_ROOT,
         )
-    hub = LocalHub(url="", process=process, root=root)
+    hub = LocalHub(url="", process=process, root=root, users=dict(users))
     stdout = process.stdout
     assert stdout is not None
     lines: queue.Queue[bytes] = queue.Queue()
@@ -125,7 +133,7 @@ def start_local_hub(root: Path, *, timeout: float = 30.0) -> LocalHub:
         if len(line) != 2 or line[0] != "PORT":
             raise RuntimeError(f"unexpected first line {' '.join(line)!r}")
         port = int(line[1])
-        while not _answers(port):
+        while not _answers(port, next(iter(users.values()))):
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("server does not answer")
             time.sleep(0.05)

@@ -3,9 +3,10 @@
 The real, unpatched huggingface_hub, datasets and transformers clients talk to it over HTTP
 on 127.0.0.1 (``tests/hub_server/README.md`` says why, and what the wire protocol is). Each
 request goes to one ``_api_*`` method; the Hub's semantics (revisions, upload modes, commit
-rules) live in :mod:`tests.hub_server.store`. Standard library only. Model and dataset
-repositories; no Spaces, no Xet: clients must run with ``HF_HUB_DISABLE_XET=1``. There is no
-access control: every token is accepted and acts as the user ``user``.
+rules) live in :mod:`tests.hub_server.store`, who may do what in
+:mod:`tests.hub_server.access`. Standard library only. Model and dataset repositories; no
+Spaces, no Xet: clients must run with ``HF_HUB_DISABLE_XET=1``. Users and their tokens are
+given when the server starts (:data:`DEFAULT_USERS` otherwise).
 
 :func:`serve` runs the server in this process (``python -m tests.hub_server`` calls it); the
 tests start it as a subprocess with :func:`tests.hub_server.process.start_local_hub`.
@@ -21,13 +22,14 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from .access import INVALID_CREDENTIALS, Access
 from .store import (
     DEFAULT_BRANCH,
     REGULAR_FILE_MAX_BYTES,
@@ -40,6 +42,8 @@ from .store import (
     PutFile,
     Repo,
     Snapshot,
+    check_path,
+    check_repo_id,
     folder_oid,
     is_binary,
     list_folder,
@@ -47,9 +51,15 @@ from .store import (
 )
 
 LOCAL_HUB_USER = "user"
-"""The user every token authenticates as; repo ids without a namespace land under it."""
+"""The test suite's user: its clients send :data:`LOCAL_HUB_TOKEN` (``HF_TOKEN``)."""
 LOCAL_HUB_TOKEN = "hf_local_test_hub_token"
-"""Any token is accepted; this one is what :meth:`tests.hub_server.process.LocalHub.client_env` hands out."""
+"""The token of :data:`LOCAL_HUB_USER`."""
+LOCAL_HUB_OTHER_USER = "other-user"
+"""A second user, for tests of what one user may not do to another's repositories."""
+LOCAL_HUB_OTHER_TOKEN = "hf_local_test_hub_other_token"
+"""The token of :data:`LOCAL_HUB_OTHER_USER`."""
+DEFAULT_USERS = {LOCAL_HUB_USER: LOCAL_HUB_TOKEN, LOCAL_HUB_OTHER_USER: LOCAL_HUB_OTHER_TOKEN}
+"""User name → token, when the server is started without its own list."""
 
 HOST = "127.0.0.1"
 """The only interface the server listens on: it is for tests on this machine."""
@@ -96,9 +106,10 @@ def _flag(values: list[str] | None) -> bool:
 class _HubServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, port: int, store: HubStore) -> None:
+    def __init__(self, port: int, store: HubStore, access: Access) -> None:
         super().__init__((HOST, port), _HubHandler)
         self.store = store
+        self.access = access
 
 
 class _HubHandler(BaseHTTPRequestHandler):
@@ -106,6 +117,7 @@ class _HubHandler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"  # keep-alive: the httpx-based clients reuse connections
     server: _HubServer
+    _user: str | None  # who sent the request being handled (None: no token)
 
     def do_GET(self) -> None:
         self._dispatch("GET")
@@ -130,6 +142,10 @@ class _HubHandler(BaseHTTPRequestHandler):
     def _store(self) -> HubStore:
         return self.server.store
 
+    @property
+    def _access(self) -> Access:
+        return self.server.access
+
     def _read_body(self) -> bytes:
         """The whole request body; read before anything else so the connection stays usable."""
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
@@ -148,6 +164,7 @@ class _HubHandler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         query = parse_qs(url.query)
         try:
+            self._user = self._access.authenticate(self.headers.get("Authorization"))
             response = self._route(method, url.path, query, body)
         except HubError as e:
             response = _json({"error": e.message}, e.status)
@@ -186,9 +203,21 @@ class _HubHandler(BaseHTTPRequestHandler):
                 return handler(self, match, query, body)
         raise HubError(404, f"The local test Hub does not implement {method} {path}")
 
-    def _repo(self, match: re.Match[str]) -> Repo:
-        repo_type = (match["type"] or "models").removesuffix("s")
-        return self._store.repo(repo_type, f"{unquote(match['ns'])}/{unquote(match['name'])}")
+    @staticmethod
+    def _repo_key(match: re.Match[str]) -> tuple[str, str]:
+        """``(repo type, repo id)`` from a route match, percent-decoded once (the store validates the id)."""
+        return (match["type"] or "models").removesuffix("s"), f"{unquote(match['ns'])}/{unquote(match['name'])}"
+
+    def _readable_repo(self, match: re.Match[str]) -> Repo:
+        """The repository, if it exists and the caller may see it (a private one: its owner only)."""
+        return self._access.check_read(self._user, self._store.repo(*self._repo_key(match)))
+
+    def _writable_repo(self, match: re.Match[str]) -> tuple[Repo, str]:
+        """The repository and the writer, if the caller has a token (401), may see it (404) and owns it (403)."""
+        user = self._access.writer(self._user)  # 401 before revealing anything about the repository
+        repo = self._readable_repo(match)
+        self._access.check_write(user, repo.namespace)
+        return repo, user
 
     def _body_json(self, body: bytes) -> Any:
         try:
@@ -199,18 +228,25 @@ class _HubHandler(BaseHTTPRequestHandler):
     # --- repositories and users -------------------------------------------------------
 
     def _api_whoami(self, match: re.Match[str], query: dict[str, list[str]], body: bytes) -> _Response:
-        if not self.headers.get("Authorization", "").startswith("Bearer "):
-            raise HubError(401, "Invalid credentials in Authorization header")
-        user = self._store.user
-        return _json({"type": "user", "id": user, "name": user, "fullname": user, "orgs": [], "isPro": False})
+        user = self._user
+        if user is None:
+            raise HubError(401, INVALID_CREDENTIALS)
+        token = {"displayName": f"{user}'s token", "role": "write"}
+        info = {"type": "user", "id": user, "name": user, "fullname": user, "orgs": [], "isPro": False}
+        return _json(info | {"auth": {"type": "access_token", "accessToken": token}})
 
     def _api_create_repo(self, match: re.Match[str], query: dict[str, list[str]], body: bytes) -> _Response:
+        user = self._access.writer(self._user)
         payload = self._body_json(body)
         repo_type = payload.get("type") or "model"
-        repo_id = f"{payload.get('organization') or self._store.user}/{payload.get('name')}"
+        namespace, name = payload.get("organization") or user, payload.get("name")
+        if not (isinstance(namespace, str) and isinstance(name, str) and isinstance(repo_type, str)):
+            raise HubError(400, f"'name', 'organization' and 'type' must be strings, got {payload!r}")
+        repo_id = check_repo_id(f"{namespace}/{name}")  # 400 for an invalid id comes before the 403
+        self._access.check_write(user, namespace)
         private = bool(payload.get("private")) or payload.get("visibility") == "private"
         try:
-            repo = self._store.create_repo(repo_type, repo_id, private=private)
+            repo = self._store.create_repo(repo_type, repo_id, private=private, author=user)
         except HubError as e:
             if e.status != 409:
                 raise
@@ -220,7 +256,7 @@ class _HubHandler(BaseHTTPRequestHandler):
         return _json({"url": _repo_url(self._base, repo), "name": repo_id, "id": repo_id})
 
     def _api_repo_info(self, match: re.Match[str], query: dict[str, list[str]], body: bytes) -> _Response:
-        repo = self._repo(match)
+        repo = self._readable_repo(match)
         snapshot = repo.snapshot(unquote(match["rev"] or DEFAULT_BRANCH))
         meta = repo.meta
         siblings = []
@@ -265,20 +301,24 @@ class _HubHandler(BaseHTTPRequestHandler):
         return item
 
     def _api_tree(self, match: re.Match[str], query: dict[str, list[str]], body: bytes) -> _Response:
-        repo = self._repo(match)
+        repo = self._readable_repo(match)
         revision, folder = _split_revision(match["rest"])
+        if folder:
+            check_path(folder)
         snapshot = repo.snapshot(revision)
         expand = _flag(query.get("expand"))
         items = list_folder(snapshot, folder, recursive=_flag(query.get("recursive")))
         return _json([self._entry_json(repo, snapshot, path, entry, expand) for path, entry in items])
 
     def _api_paths_info(self, match: re.Match[str], query: dict[str, list[str]], body: bytes) -> _Response:
-        repo = self._repo(match)
+        repo = self._readable_repo(match)
         snapshot = repo.snapshot(unquote(match["rev"]))
-        form = parse_qs(body.decode())
+        form = parse_qs(body.decode(errors="replace"))
         expand = _flag(form.get("expand"))
         items = []
         for path in dict.fromkeys(p.strip("/") for p in form.get("paths", [])):
+            if path:
+                check_path(path)
             if path in snapshot.files:
                 items.append(self._entry_json(repo, snapshot, path, snapshot.files[path], expand))
             elif path and snapshot.folder_exists(path):
@@ -286,7 +326,7 @@ class _HubHandler(BaseHTTPRequestHandler):
         return _json(items)
 
     def _api_refs(self, match: re.Match[str], query: dict[str, list[str]], body: bytes) -> _Response:
-        refs = self._repo(match).refs()
+        refs = self._readable_repo(match).refs()
         result: dict[str, Any] = {
             "branches": [
                 {"name": name, "ref": f"refs/heads/{name}", "targetCommit": oid}
@@ -306,7 +346,7 @@ class _HubHandler(BaseHTTPRequestHandler):
         return _json(result)
 
     def _api_commits(self, match: re.Match[str], query: dict[str, list[str]], body: bytes) -> _Response:
-        history = self._repo(match).history(unquote(match["rev"]))
+        history = self._readable_repo(match).history(unquote(match["rev"]))
         return _json(
             [
                 {"id": c.id, "title": c.title, "message": c.message, "date": c.date, "authors": [{"user": c.author}]}
@@ -315,14 +355,19 @@ class _HubHandler(BaseHTTPRequestHandler):
         )
 
     def _api_create_branch(self, match: re.Match[str], query: dict[str, list[str]], body: bytes) -> _Response:
-        repo = self._repo(match)
+        repo, _ = self._writable_repo(match)
         repo.create_branch(unquote(match["rev"]), self._body_json(body).get("startingPoint"))
+        return _json({})
+
+    def _api_delete_branch(self, match: re.Match[str], query: dict[str, list[str]], body: bytes) -> _Response:
+        repo, _ = self._writable_repo(match)
+        repo.delete_branch(unquote(match["rev"]))
         return _json({})
 
     # --- uploads -------------------------------------------------------------------
 
     def _api_preupload(self, match: re.Match[str], query: dict[str, list[str]], body: bytes) -> _Response:
-        repo = self._repo(match)
+        repo, _ = self._writable_repo(match)
         snapshot = repo.snapshot(unquote(match["rev"]))
         attributes = snapshot.files.get(".gitattributes")
         gitattributes = self._store.blob_path(attributes.sha256).read_text() if attributes else ""
@@ -330,7 +375,7 @@ class _HubHandler(BaseHTTPRequestHandler):
         for item in self._body_json(body).get("files", []):
             try:
                 sample = base64.b64decode(item["sample"])
-                path, size = item["path"], int(item["size"])
+                path, size = check_path(item["path"]), int(item["size"])
             except (KeyError, TypeError, ValueError, binascii.Error) as e:
                 raise HubError(400, f"Malformed preupload entry {item!r}: {e}") from e
             answer: dict[str, Any] = {
@@ -345,7 +390,7 @@ class _HubHandler(BaseHTTPRequestHandler):
         return _json({"files": answers})
 
     def _api_lfs_batch(self, match: re.Match[str], query: dict[str, list[str]], body: bytes) -> _Response:
-        repo = self._repo(match)
+        repo, _ = self._writable_repo(match)
         payload = self._body_json(body)
         if payload.get("operation") != "upload":
             raise HubError(400, f"Only the git-lfs 'upload' operation is supported, got {payload.get('operation')!r}")
@@ -357,18 +402,22 @@ class _HubHandler(BaseHTTPRequestHandler):
             answer: dict[str, Any] = {"oid": oid, "size": size}
             if not self._store.has_blob(oid):
                 href = f"{self._base}/_lfs/{repo.repo_type}s/{repo.repo_id}/{oid}"
-                answer["actions"] = {"upload": {"href": href}, "verify": {"href": f"{href}/verify"}}
+                upload = f"{href}?sig={self._access.sign_upload(repo.repo_type, repo.repo_id, oid)}"
+                answer["actions"] = {"upload": {"href": upload}, "verify": {"href": f"{href}/verify"}}
             objects.append(answer)
         result = {"transfer": "basic", "objects": objects, "hash_algo": "sha256"}
         return _Response(200, json.dumps(result).encode(), "application/vnd.git-lfs+json")
 
     def _api_lfs_upload(self, match: re.Match[str], query: dict[str, list[str]], body: bytes) -> _Response:
-        self._repo(match)
+        # No token comes here (on the Hub this is a presigned storage URL): the signature is the credential.
+        repo_type, repo_id = self._repo_key(match)
+        self._access.check_upload(repo_type, repo_id, match["oid"], (query.get("sig") or [None])[-1])
+        self._store.repo(repo_type, repo_id)
         self._store.put_blob(body, expected_sha256=match["oid"])
         return _Response(200)
 
     def _api_lfs_verify(self, match: re.Match[str], query: dict[str, list[str]], body: bytes) -> _Response:
-        self._repo(match)
+        self._writable_repo(match)
         payload = self._body_json(body)
         path = self._store.blob_path(match["oid"])
         if not path.exists():
@@ -392,8 +441,10 @@ class _HubHandler(BaseHTTPRequestHandler):
             sha256 = value["oid"]
             if not self._store.has_blob(sha256):
                 raise HubError(400, f"LFS object {sha256} for {path!r} was never uploaded")
-            size = value.get("size", self._store.blob_path(sha256).stat().st_size)
-            return PutFile(path, FileEntry.large(sha256, size))
+            stored = self._store.blob_path(sha256).stat().st_size
+            if value.get("size", stored) != stored:
+                raise HubError(400, f"LFS object {sha256} for {path!r} has {stored} bytes, not {value['size']!r}")
+            return PutFile(path, FileEntry.large(sha256, stored))
         if key == "deletedFile":
             return DeleteFile(path)
         if key == "deletedFolder":
@@ -401,7 +452,7 @@ class _HubHandler(BaseHTTPRequestHandler):
         raise HubError(400, f"Unknown commit operation {key!r}")
 
     def _api_commit(self, match: re.Match[str], query: dict[str, list[str]], body: bytes) -> _Response:
-        repo = self._repo(match)
+        repo, user = self._writable_repo(match)
         try:
             lines = [json.loads(line) for line in body.splitlines() if line.strip()]
             header = lines[0]["value"] if lines and lines[0]["key"] == "header" else None
@@ -414,6 +465,7 @@ class _HubHandler(BaseHTTPRequestHandler):
             unquote(match["rev"]),
             operations,
             title=header.get("summary") or "Update",
+            author=user,
             message=header.get("description") or "",
             parent_commit=header.get("parentCommit"),
             create_pr=_flag(query.get("create_pr")),
@@ -427,8 +479,9 @@ class _HubHandler(BaseHTTPRequestHandler):
     # --- downloads -----------------------------------------------------------------
 
     def _api_resolve(self, match: re.Match[str], query: dict[str, list[str]], body: bytes) -> _Response:
-        repo = self._repo(match)
+        repo = self._readable_repo(match)
         revision, path = _split_revision(match["rest"])
+        check_path(path)
         snapshot = repo.snapshot(revision)
         entry = snapshot.files.get(path)
         headers = {"X-Repo-Commit": snapshot.id}
@@ -495,6 +548,7 @@ _ROUTES: list[tuple[tuple[str, ...], re.Pattern[str], _Handler]] = [
     (("GET",), re.compile(rf"/api/{_REPO}/refs"), _HubHandler._api_refs),
     (("GET",), re.compile(rf"/api/{_REPO}/commits/(?P<rev>.+)"), _HubHandler._api_commits),
     (("POST",), re.compile(rf"/api/{_REPO}/branch/(?P<rev>.+)"), _HubHandler._api_create_branch),
+    (("DELETE",), re.compile(rf"/api/{_REPO}/branch/(?P<rev>.+)"), _HubHandler._api_delete_branch),
     (("POST",), re.compile(rf"/{_GIT_REPO}\.git/info/lfs/objects/batch"), _HubHandler._api_lfs_batch),
     (("PUT",), re.compile(rf"/_lfs/{_REPO}/(?P<oid>[0-9a-f]{{64}})"), _HubHandler._api_lfs_upload),
     (("POST",), re.compile(rf"/_lfs/{_REPO}/(?P<oid>[0-9a-f]{{64}})/verify"), _HubHandler._api_lfs_verify),
@@ -502,13 +556,21 @@ _ROUTES: list[tuple[tuple[str, ...], re.Pattern[str], _Handler]] = [
 ]
 
 
-def serve(root: Path, port: int = 0, *, exit_on_stdin_eof: bool = False, out: IO[str] | None = None) -> None:
+def serve(
+    root: Path,
+    port: int = 0,
+    *,
+    users: Mapping[str, str] = DEFAULT_USERS,
+    exit_on_stdin_eof: bool = False,
+    out: IO[str] | None = None,
+) -> None:
     """Serve repositories stored under ``root`` on 127.0.0.1 until interrupted.
 
-    Writes ``PORT <n>`` to ``out`` once the socket listens. With ``exit_on_stdin_eof`` the
-    server stops when its stdin closes, so a parent that dies never leaves it running.
+    ``users`` maps each user name to its token. Writes ``PORT <n>`` to ``out`` once the
+    socket listens. With ``exit_on_stdin_eof`` the server stops when its stdin closes, so a
+    parent that dies never leaves it running.
     """
-    server = _HubServer(port, HubStore(root, LOCAL_HUB_USER))
+    server = _HubServer(port, HubStore(root), Access(users))
     if exit_on_stdin_eof:
 
         def watch_stdin() -> None:

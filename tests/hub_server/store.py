@@ -7,9 +7,14 @@ each (parents, message, and every file's sha256, size, git oid and whether it is
 large-file (LFS) entry). Only :mod:`tests.hub_server.server` uses this module; the HTTP
 details stay there, the Hub's semantics (revisions, upload modes, commit rules) live here.
 
+Nothing from a request reaches the filesystem unchecked: repository ids are validated as the
+Hub validates them (:func:`check_repo_id`), blobs are named by their sha256 only, paths inside
+a repository never become file names, and every path built from a request is resolved and
+checked to lie inside the store's root (:meth:`HubStore.inside`) before it is read or written.
+
     >>> import tempfile
     >>> store = HubStore(Path(tempfile.mkdtemp()))
-    >>> repo = store.create_repo("model", "user/tiny", private=False)
+    >>> repo = store.create_repo("model", "user/tiny", private=False, author="user")
     >>> sorted(repo.snapshot("main").files)
     ['.gitattributes']
     >>> upload_mode("model.safetensors", size=10, sample=b"{}", gitattributes=DEFAULT_GITATTRIBUTES)
@@ -52,7 +57,9 @@ DEFAULT_GITATTRIBUTES = "".join(f"{pattern} {_LFS_ATTRS}\n" for pattern in _LFS_
 # Large-file mode even if a user's .gitattributes forgets them: the clients rely on it.
 _ALWAYS_LFS = ("*.parquet", "*.safetensors", "*.bin")
 
-_REPO_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?")
+# The Hub's rule for each half of a repo id: ASCII letters, digits, "-", "_", "."; 1 to 96
+# characters; neither starting nor ending with "-" or "."; no "--" or ".." (checked apart).
+_REPO_NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?", re.ASCII)
 _BRANCH_NAME = re.compile(r"[A-Za-z0-9._-]+(?:/[A-Za-z0-9._-]+)*")
 _COMMIT_ID = re.compile(r"[0-9a-f]{40}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -239,10 +246,55 @@ def is_binary(sample: bytes) -> bool:
     return b"\0" in sample[:8000]
 
 
+def check_repo_id(repo_id: str) -> str:
+    """Validate a ``namespace/name`` repo id as the Hub does; a 400 naming it otherwise.
+
+    Runs on the id *after* percent-decoding, so ``..%2Fx`` or ``%2Ftmp`` arrive here as
+    ``../x`` and ``/tmp`` and are refused like any other character the Hub does not allow.
+
+    >>> check_repo_id("user/tiny-bert_v1.2")
+    'user/tiny-bert_v1.2'
+    >>> check_repo_id("user/../../etc")
+    Traceback (most recent call last):
+    ...
+    tests.hub_server.store.HubError: Invalid repository id 'user/../../etc': expected namespace/name, ...
+    """
+    halves = repo_id.split("/")
+    if (
+        len(halves) != 2
+        or not all(_REPO_NAME.fullmatch(half) for half in halves)
+        or "--" in repo_id
+        or ".." in repo_id
+        or repo_id.endswith(".git")
+    ):
+        raise HubError(
+            400,
+            f"Invalid repository id {repo_id!r}: expected namespace/name, each 1-96 characters of "
+            "[A-Za-z0-9._-], not starting or ending with '-' or '.', without '--', '..' or a '.git' ending",
+        )
+    return repo_id
+
+
+def repo_not_found(repo_type: str, repo_id: str) -> HubError:
+    """The Hub's answer for a repository that does not exist *or* that the caller may not see.
+
+    One message for both, so that a private repository's existence does not leak.
+    """
+    return HubError(404, f"Repository not found: {repo_type} {repo_id}", "RepoNotFound")
+
+
 def check_path(path: str) -> str:
-    """Validate a path inside a repository, naming it in the error."""
+    """Validate a path inside a repository, naming it in the error.
+
+    >>> check_path("nested/model.safetensors")
+    'nested/model.safetensors'
+    >>> check_path("a/../../b")
+    Traceback (most recent call last):
+    ...
+    tests.hub_server.store.HubError: Invalid path in repository: 'a/../../b'
+    """
     parts = path.split("/")
-    if not path or "\\" in path or any(part in ("", ".", "..", ".git") for part in parts):
+    if not path or "\\" in path or "\0" in path or any(part in ("", ".", "..", ".git") for part in parts):
         raise HubError(400, f"Invalid path in repository: {path!r}")
     return path
 
@@ -273,16 +325,19 @@ Operation = PutFile | DeleteFile | DeleteFolder
 
 
 def apply_operations(files: dict[str, FileEntry], operations: Iterable[Operation]) -> dict[str, FileEntry]:
-    """The files after ``operations``; a missing deletion target is a 404 ``EntryNotFound``."""
+    """The files after ``operations``; a missing deletion target is a 404 ``EntryNotFound``.
+
+    Works on a copy: the caller's ``files`` are untouched whatever fails.
+    """
     files = dict(files)
     for op in operations:
         if isinstance(op, PutFile):
             files[check_path(op.path)] = op.entry
         elif isinstance(op, DeleteFile):
-            if files.pop(op.path, None) is None:
+            if files.pop(check_path(op.path), None) is None:
                 raise HubError(404, f"A file with this name doesn't exist: {op.path!r}", "EntryNotFound")
         else:
-            prefix = op.path.strip("/") + "/"
+            prefix = check_path(op.path.strip("/")) + "/"
             doomed = [path for path in files if path.startswith(prefix)]
             if not doomed:
                 raise HubError(404, f"A folder with this name doesn't exist: {op.path!r}", "EntryNotFound")
@@ -317,10 +372,21 @@ class Repo:
     """One repository on disk. Reads need no lock: refs are replaced atomically, commits never change."""
 
     def __init__(self, store: HubStore, repo_type: str, repo_id: str) -> None:
+        if repo_type not in REPO_TYPES:
+            raise HubError(400, f"Repository type {repo_type!r} is not supported (only {', '.join(REPO_TYPES)})")
         self.store = store
         self.repo_type = repo_type
-        self.repo_id = repo_id
-        self.path = store.root / "repos" / f"{repo_type}s" / repo_id
+        self.repo_id = check_repo_id(repo_id)
+        self.path = store.inside(store.root / "repos" / f"{repo_type}s" / repo_id)
+
+    @property
+    def namespace(self) -> str:
+        """The user who owns the repository (the part of its id before the slash)."""
+        return self.repo_id.split("/")[0]
+
+    @property
+    def private(self) -> bool:
+        return bool(self.meta["private"])
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -370,9 +436,11 @@ class Repo:
         meta = self.meta
         return {"branches": meta["branches"], "tags": meta["tags"], "pulls": meta["pulls"]}
 
-    def _new_commit(self, files: dict[str, FileEntry], parents: Sequence[str], title: str, message: str) -> str:
+    def _new_commit(
+        self, files: dict[str, FileEntry], parents: Sequence[str], title: str, message: str, author: str
+    ) -> str:
         oid = hashlib.sha1(uuid.uuid4().bytes + json.dumps(sorted(files)).encode()).hexdigest()
-        commit = Snapshot(oid, title, message, utc_now(), self.store.user, tuple(parents), files)
+        commit = Snapshot(oid, title, message, utc_now(), author, tuple(parents), files)
         _write_json(self.path / "commits" / f"{oid}.json", commit.to_json())
         return oid
 
@@ -382,12 +450,15 @@ class Repo:
         operations: Sequence[Operation],
         *,
         title: str,
+        author: str,
         message: str = "",
         parent_commit: str | None = None,
         create_pr: bool = False,
     ) -> CommitResult:
         """Apply ``operations`` on top of branch or PR ref ``revision`` (or open a PR from it).
 
+        All or nothing: every check runs before anything is written, and the ref moves in
+        one atomic file replacement, so a refused commit leaves every ref where it was.
         A stale ``parent_commit`` gets 412, as on the Hub, so clients refresh and retry.
         """
         for op in operations:
@@ -407,7 +478,7 @@ class Repo:
             if parent_commit is not None and parent_commit != head:
                 raise HubError(412, "A commit has happened since. Please refresh and try again.")
             files = apply_operations(self.read_commit(head).files, operations)
-            oid = self._new_commit(files, [head], title, message)
+            oid = self._new_commit(files, [head], title, message, author)
             pr_num = None
             if create_pr:
                 pr_num = max(map(int, meta["pulls"]), default=0) + 1
@@ -430,6 +501,16 @@ class Repo:
             meta["branches"][name] = self.resolve(starting_point or DEFAULT_BRANCH)
             self._save_meta(meta)
 
+    def delete_branch(self, name: str) -> None:
+        """Delete a branch; the default branch cannot be deleted, a missing one is 404."""
+        if name == DEFAULT_BRANCH:
+            raise HubError(403, f"Cannot delete the default branch {DEFAULT_BRANCH!r}")
+        with self.store.lock:
+            meta = self.meta
+            if meta["branches"].pop(name, None) is None:
+                raise HubError(404, f"No branch {name!r} in {self.repo_type} repo {self.repo_id}", "RevisionNotFound")
+            self._save_meta(meta)
+
 
 class HubStore:
     """All repositories and blobs under one root folder.
@@ -440,16 +521,38 @@ class HubStore:
     True
     """
 
-    def __init__(self, root: Path, user: str = "user") -> None:
-        self.root = root
-        self.user = user
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
         self.lock = threading.RLock()
-        (root / "blobs").mkdir(parents=True, exist_ok=True)
+        (self.root / "blobs").mkdir(parents=True, exist_ok=True)
+
+    def inside(self, path: Path) -> Path:
+        """``path`` resolved, if it lies inside the root; a 400 otherwise.
+
+        The last line of defence: ids and oids are validated before they become paths, and
+        this catches whatever a validation might miss (``..``, an absolute part, a symlink).
+
+        >>> import tempfile
+        >>> store = HubStore(Path(tempfile.mkdtemp()))
+        >>> store.inside(store.root / "repos" / "models" / "user" / "x") == store.root / "repos/models/user/x"
+        True
+        >>> store.inside(store.root / "repos" / ".." / "..")
+        Traceback (most recent call last):
+        ...
+        tests.hub_server.store.HubError: Path ... is outside the local Hub's root ...
+        """
+        try:
+            resolved = path.resolve()
+        except (OSError, ValueError, RuntimeError) as e:  # a NUL byte, a symlink loop
+            raise HubError(400, f"Path {str(path)!r} cannot be used: {e}") from e
+        if not resolved.is_relative_to(self.root):
+            raise HubError(400, f"Path {str(path)!r} is outside the local Hub's root {str(self.root)!r}")
+        return resolved
 
     def blob_path(self, sha256: str) -> Path:
-        if not _SHA256.fullmatch(sha256):
+        if not isinstance(sha256, str) or not _SHA256.fullmatch(sha256):
             raise HubError(400, f"Invalid sha256 oid: {sha256!r}")
-        return self.root / "blobs" / sha256[:2] / sha256
+        return self.inside(self.root / "blobs" / sha256[:2] / sha256)
 
     def has_blob(self, sha256: str) -> bool:
         return self.blob_path(sha256).exists()
@@ -469,26 +572,21 @@ class HubStore:
         return sha256
 
     def repo(self, repo_type: str, repo_id: str) -> Repo:
-        """An existing repository; 404 ``RepoNotFound`` otherwise."""
+        """An existing repository; 400 for an invalid id, 404 ``RepoNotFound`` if there is none."""
         repo = Repo(self, repo_type, repo_id)
-        if repo_type not in REPO_TYPES or not (repo.path / "repo.json").exists():
-            raise HubError(404, f"Repository not found: {repo_type} {repo_id}", "RepoNotFound")
+        if not (repo.path / "repo.json").exists():
+            raise repo_not_found(repo_type, repo_id)
         return repo
 
-    def create_repo(self, repo_type: str, repo_id: str, *, private: bool) -> Repo:
+    def create_repo(self, repo_type: str, repo_id: str, *, private: bool, author: str) -> Repo:
         """A new repository whose first commit holds a Hub-like ``.gitattributes``; 409 if it exists."""
-        if repo_type not in REPO_TYPES:
-            raise HubError(400, f"Repository type {repo_type!r} is not supported (only {', '.join(REPO_TYPES)})")
-        namespace, _, name = repo_id.partition("/")
-        if not (_REPO_NAME.fullmatch(namespace) and _REPO_NAME.fullmatch(name)):
-            raise HubError(400, f"Invalid repository id {repo_id!r}: expected namespace/name of [A-Za-z0-9._-]")
         repo = Repo(self, repo_type, repo_id)
         with self.lock:
             if (repo.path / "repo.json").exists():
                 raise HubError(409, f"You already created this {repo_type} repo: {repo_id}")
             attributes = DEFAULT_GITATTRIBUTES.encode()
             self.put_blob(attributes)
-            oid = repo._new_commit({".gitattributes": FileEntry.regular(attributes)}, [], "initial commit", "")
+            oid = repo._new_commit({".gitattributes": FileEntry.regular(attributes)}, [], "initial commit", "", author)
             branches = {DEFAULT_BRANCH: oid}
             repo._save_meta({"private": private, "createdAt": utc_now(), "branches": branches, "tags": {}, "pulls": {}})
         return repo
