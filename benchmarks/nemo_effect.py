@@ -1,0 +1,117 @@
+"""NeMo's effect, measured: the none / random / NeMo experiment over several seeds, and a sweep of NeMo's knobs.
+
+    python benchmarks/nemo_effect.py                        # 3 seeds × 3 arms, then the sweep
+    python benchmarks/nemo_effect.py --seeds 0 1 2 --steps 1200 --skip-sweep
+    python benchmarks/nemo_effect.py --quick                # a smoke run: tiny world, few steps
+
+Each seed runs :func:`nemo_hf.experiment.run_experiment` (a new synthetic world, mining with
+the shipped CLIP, three segmenters trained with the same data, seed and budget) and the
+script prints mean ± standard deviation of oIoU overall, per distractor group (0, 1, 2,
+3+, the hard stratum ≥ 2) and per object size, for every arm, and the hard-stratum gaps
+NeMo − random and random − none as ratios of their seed-to-seed standard deviation.
+
+The sweep varies one knob of the mined arm at a time — ``tau_text``, ``tau_image``,
+``top_k`` — over the same seeds (the none and random arms do not depend on them), so the
+"neither too ambiguous nor too trivial" curve can be read off: hard-stratum oIoU against
+each value. Results go to ``--out`` as JSON; BENCHMARKS.md records the latest figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from nemo_hf.experiment import ExperimentSettings, run_experiment
+from nemo_hf.experiment.report import GROUPS
+
+_SIZES = ("size=small", "size=medium", "size=large")
+SWEEP: dict[str, tuple[Any, ...]] = {
+    "tau_text": (None, 0.3, 0.2, 0.1),
+    "tau_image": (None, 0.95, 0.9, 0.8),
+    "top_k": (5, 20, 80),
+}
+
+
+def _oiou(metrics: dict[str, Any], group: str | None) -> float:
+    if group is None:
+        return float(metrics["overall_iou"])
+    return float(metrics["groups"].get(group, {}).get("overall_iou", float("nan")))
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    finite = [v for v in values if v == v]
+    if not finite:
+        return float("nan"), float("nan")
+    return statistics.fmean(finite), statistics.stdev(finite) if len(finite) > 1 else 0.0
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, tuple[float, float]]]:
+    """arm → group → (mean, std) of oIoU over the runs (one run per seed)."""
+    arms = runs[0]["arms"]
+    return {
+        arm: {
+            group or "all": _mean_std([_oiou(run["arms"][arm]["metrics"], group) for run in runs])
+            for group in (None, *GROUPS, *_SIZES)
+        }
+        for arm in arms
+    }
+
+
+def print_summary(summary: dict[str, dict[str, tuple[float, float]]]) -> None:
+    columns = ["all", *GROUPS, *_SIZES]
+    print("| arm | " + " | ".join(columns) + " |")
+    print("|---|" + "---|" * len(columns))
+    for arm, groups in summary.items():
+        print(f"| {arm} | " + " | ".join(f"{groups[c][0]:.4f} ± {groups[c][1]:.4f}" for c in columns) + " |")
+    hard = {arm: groups["distractors>=2"] for arm, groups in summary.items()}
+    for better, worse in (("nemo", "random"), ("random", "none"), ("nemo", "none")):
+        if better in hard and worse in hard:
+            gap = hard[better][0] - hard[worse][0]
+            spread = max(hard[better][1], hard[worse][1])
+            ratio = gap / spread if spread > 0 else float("inf")
+            print(f"hard stratum {better} − {worse}: {gap:+.4f} oIoU = {ratio:+.2f}× the larger std")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=1200, help="training steps per arm")
+    parser.add_argument("--num-images", type=int, default=1500)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/.cache/nemo_effect"))
+    parser.add_argument("--skip-sweep", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="tiny world and budget: checks the script runs")
+    args = parser.parse_args(argv)
+    base = ExperimentSettings(num_images=args.num_images, max_train_steps=args.steps)
+    if args.quick:
+        base = base.replace(num_images=60, max_train_steps=3, train_batch_size=8, top_k=5)
+    started = time.perf_counter()
+    runs = [run_experiment(args.out / f"seed{seed}", base.replace(seed=seed), pictures=False) for seed in args.seeds]
+    summary = summarise(runs)
+    print(f"\n## none / random / NeMo over seeds {args.seeds}: oIoU mean ± std\n")
+    print_summary(summary)
+    sweep: dict[str, list[dict[str, Any]]] = {}
+    if not args.skip_sweep:
+        for knob, values in SWEEP.items():
+            for value in values:
+                if getattr(base, knob) == value:
+                    continue  # the main runs cover the default value
+                runs_at = [
+                    run_experiment(args.out / f"{knob}={value}" / f"seed{seed}",
+                                   base.replace(seed=seed, arms=("nemo",), **{knob: value}), pictures=False)
+                    for seed in args.seeds
+                ]
+                hard = _mean_std([_oiou(r["arms"]["nemo"]["metrics"], "distractors>=2") for r in runs_at])
+                sweep.setdefault(knob, []).append({"value": value, "hard_oiou": hard})
+                print(f"{knob}={value}: hard-stratum oIoU {hard[0]:.4f} ± {hard[1]:.4f}")
+    (args.out / "summary.json").write_text(json.dumps(
+        {"seeds": args.seeds, "settings": base.to_dict(), "summary": summary, "sweep": sweep,
+         "seconds": round(time.perf_counter() - started)}, indent=2))
+    print(f"\nsaved {args.out / 'summary.json'} ({time.perf_counter() - started:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

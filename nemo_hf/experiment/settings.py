@@ -1,0 +1,79 @@
+"""What the none / random / NeMo experiment runs: one frozen, validated set of settings.
+
+The defaults are the offline demo's (about ten minutes on two CPU cores);
+``benchmarks/nemo_effect.py`` runs the same experiment with a larger budget and several
+seeds. Every arm gets the same data, seed, initial weights and number of steps; the
+arms differ only in ``augmentation``.
+
+    >>> settings = ExperimentSettings(max_train_steps=40)
+    >>> settings.arms, settings.dataset
+    (('none', 'random', 'nemo'), 'refcocog_umd')
+    >>> ExperimentSettings(arms=("none", "cutmix"))
+    Traceback (most recent call last):
+    ...
+    ValueError: arms must be a non-empty selection of ('none', 'random', 'nemo'), got ('none', 'cutmix')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["ARMS", "ExperimentSettings"]
+
+ARMS = ("none", "random", "nemo")
+
+
+@dataclass(frozen=True)
+class ExperimentSettings:
+    """The synthetic world, the segmenter's training budget and NeMo's knobs.
+
+    World: ``num_images`` scenes of ``scene_size`` pixels with shapes ``object_scale``
+    times the default radius, a share of images per distractor level given by
+    ``distractor_levels`` (0, 1, 2, 3+), read as ``dataset`` (RefCOCOg-style long,
+    relational expressions by default: the paper compares augmentations on G-Ref).
+
+    Segmenter: a CLIPSeg on the towers of ``clip`` (the shipped synthetic CLIP), trained
+    whole (``trainable="all"``) at ``input_size`` pixels for ``max_train_steps`` steps of
+    ``train_batch_size``, BCE + Dice loss, evaluated on ``eval_split`` per sentence.
+
+    NeMo: mosaics with probability ``mosaic_prob``; negatives mined with ``clip``
+    (``top_k``, ``tau_image``, ``tau_text``), or random for the ``random`` arm.
+    """
+
+    num_images: int = 1500
+    scene_size: tuple[int, int] = (160, 120)
+    object_scale: float = 1.5
+    distractor_levels: tuple[float, float, float, float] = (0.4, 0.25, 0.2, 0.15)
+    dataset: str = "refcocog_umd"
+    eval_split: str = "val"
+    seed: int = 0
+    clip: str = "nemo-hf/synthetic-clip"
+    input_size: int = 64
+    max_train_steps: int = 900
+    train_batch_size: int = 32
+    learning_rate: float = 1e-3
+    encoder_learning_rate: float = 5e-4
+    mosaic_prob: float = 0.5
+    top_k: int = 20
+    tau_image: float | None = 0.9
+    tau_text: float | None = None
+    arms: tuple[str, ...] = ARMS
+
+    def __post_init__(self) -> None:
+        if not self.arms or any(arm not in ARMS for arm in self.arms) or len(set(self.arms)) != len(self.arms):
+            raise ValueError(f"arms must be a non-empty selection of {ARMS}, got {self.arms!r}")
+        for name in ("num_images", "input_size", "max_train_steps", "train_batch_size", "top_k"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if not 0.0 <= self.mosaic_prob <= 1.0:
+            raise ValueError(f"mosaic_prob is a probability, got {self.mosaic_prob!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready settings (tuples as lists)."""
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in dataclasses.asdict(self).items()}
+
+    def replace(self, **changes: Any) -> ExperimentSettings:
+        """A copy with some settings changed (validated again)."""
+        return dataclasses.replace(self, **changes)
