@@ -12,9 +12,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -288,3 +290,82 @@ def test_empty_segmentation_is_counted_as_an_empty_mask(refer_copy, tmp_path):
         ds = refer_copy.load(tmp_path / "cache", split="train")
     masks = dict(zip(ds["ref_id"], ds["mask"]))
     assert all(not np.asarray(masks[r]).any() for r in users)
+
+
+# -- workers of a killed build ------------------------------------------------------------
+
+_SLOW_PARALLEL_BUILD = textwrap.dedent("""
+    import sys, time
+    import nemo_hf.data.builder as builder
+    from nemo_hf import load_refcoco
+
+    encode = builder._with_masks
+    def slowly(*args, **kwargs):
+        time.sleep(0.5)  # the workers are still busy when the test kills this process
+        return encode(*args, **kwargs)
+    builder._with_masks = slowly
+    builder._REFS_PER_SHARD = 3
+    builder.RefCOCO.DEFAULT_WRITER_BATCH_SIZE = 2
+    root, cache = sys.argv[1:3]
+    load_refcoco("refcoco_unc", root, root + "/images", cache_dir=cache, num_proc=2)
+""")
+
+
+def _alive(process) -> bool:
+    import psutil
+
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE  # a zombie is dead, waiting to be reaped
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _kill_and_watch_children(command: list[str], ready) -> list:
+    """Start ``command``, SIGKILL it once ``ready(its psutil.Process)``, and return those of
+    its descendants then that are still alive 2 s later."""
+    import psutil
+
+    process = subprocess.Popen(command, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        parent = psutil.Process(process.pid)
+        deadline = time.monotonic() + 120
+        while not ready(parent):
+            assert process.poll() is None and time.monotonic() < deadline, "the command never got ready"
+            time.sleep(0.05)
+        children = parent.children(recursive=True)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    deadline = time.monotonic() + 2
+    while any(map(_alive, children)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    alive = [child for child in children if _alive(child)]
+    for child in alive:
+        child.kill()
+    return alive
+
+
+def test_workers_of_a_killed_parallel_build_exit_with_it(refer_copy, tmp_path):
+    """Two pool workers and datasets' manager process: all gone within 2 s of the SIGKILL."""
+    command = [sys.executable, "-c", _SLOW_PARALLEL_BUILD, str(refer_copy.root), str(tmp_path / "cache")]
+    started = []
+
+    def busy(parent):  # the three children exist, and have had time to start on their shards
+        if len(parent.children(recursive=True)) < 3:
+            return False
+        started.append(time.monotonic())
+        return time.monotonic() - started[0] > 0.5
+
+    alive = _kill_and_watch_children(command, busy)
+    assert not alive, f"{len(alive)} workers outlived the killed build"
+
+
+def test_without_the_kernel_signal_a_thread_watches_the_parent(tmp_path):
+    """The fallback where Linux's PR_SET_PDEATHSIG is unavailable (macOS, BSD)."""
+    armed = tmp_path / "armed"
+    child = ("import pathlib, sys, time, nemo_hf.data.orphans as o; o._kernel_kills_on_parent_death = lambda: False; "
+             "o.exit_with_parent(); pathlib.Path(sys.argv[1]).touch(); time.sleep(60)")
+    parent = (f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {child!r}, {str(armed)!r}]); "
+              "time.sleep(60)")
+    alive = _kill_and_watch_children([sys.executable, "-c", parent], lambda _: armed.exists())
+    assert not alive

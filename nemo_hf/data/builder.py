@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import os
 import warnings
 from collections import Counter
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from .. import __version__
 from .configs import CITATIONS, HOMEPAGE, LICENSE_NOTE, VARIANTS, Variant, get_variant, published_table
 from .images import check_image_file, without_exif
 from .masks import MaskRuns, check_mask_size, segmentation_to_rle
+from .orphans import exit_with_parent, forks_exit_with_this_process
 from .refer_files import (
     ImageLocator,
     InstancesIndex,
@@ -225,9 +227,13 @@ class RefCOCO(datasets.ArrowBasedBuilder):
                 # reach: no collection walks them again, here or in forked workers (whose
                 # memory pages then stay shared with this process).
                 gc.freeze()
+        self._build_pid = os.getpid()
         try:
-            super()._download_and_prepare(dl_manager, verification_mode, **prepare_split_kwargs)
+            # num_proc workers (and datasets' manager process) must not outlive a killed build
+            with forks_exit_with_this_process():
+                super()._download_and_prepare(dl_manager, verification_mode, **prepare_split_kwargs)
         finally:
+            self._build_pid = None
             _SHARED_INPUTS.pop(key, None)
             if freeze:
                 gc.unfreeze()
@@ -255,6 +261,8 @@ class RefCOCO(datasets.ArrowBasedBuilder):
     def _generate_tables(self, split: str, ranges: list[tuple[int, int]]) -> Iterator[tuple[int, pa.Table]]:
         # Arrow batches rather than per-row dicts: datasets' per-example encoding would
         # cost more than decoding the masks themselves.
+        if getattr(self, "_build_pid", None) not in (None, os.getpid()):
+            exit_with_parent()  # a num_proc worker that was not forked (spawn, forkserver)
         refs_path, refs, index, image_paths = self._load()
         schema = self.info.features.arrow_schema
         generalized = self.config.variant.generalized
