@@ -4,7 +4,7 @@ Geometry that would crash pycocotools' C code or make it allocate without bound 
 clipped or dropped first (such builds run in a subprocess, so a crash fails the test rather
 than ending pytest); wrong-typed fields, lone surrogates, absurd size claims and duplicate
 ids are a ``ReferFileError`` naming the file and the ref; invisible expressions and empty
-segmentations are counted skips.
+segmentations are counted skips. The workers of a killed ``num_proc`` build exit with it.
 """
 
 from __future__ import annotations
@@ -369,3 +369,16 @@ def test_without_the_kernel_signal_a_thread_watches_the_parent(tmp_path):
               "time.sleep(60)")
     alive = _kill_and_watch_children([sys.executable, "-c", parent], lambda _: armed.exists())
     assert not alive
+
+
+@pytest.mark.parametrize("forked_from_here", [True, False])
+def test_a_worker_started_without_fork_arms_itself_on_its_first_shard(refer_tree, monkeypatch, forked_from_here):
+    """spawn and forkserver run no at-fork hook: the worker arms itself in _generate_tables."""
+    from nemo_hf.data import RefCOCO
+
+    armed = []
+    monkeypatch.setattr("nemo_hf.data.builder.exit_with_parent", lambda: armed.append(True))
+    builder = RefCOCO(config_name="refcoco_unc", data_dir=str(refer_tree.root), image_dir=str(refer_tree.image_dir))
+    builder._build_pid = os.getpid() if forked_from_here else os.getpid() + 1  # as a worker sees its builder
+    next(builder._generate_tables("val", [(0, 1)]))
+    assert armed == ([] if forked_from_here else [True])
