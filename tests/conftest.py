@@ -100,3 +100,46 @@ def refer_tree(tmp_path_factory: pytest.TempPathFactory):
     from nemo_hf.synthetic import make_refer_dataset
 
     return make_refer_dataset(tmp_path_factory.mktemp("refer") / "tree", num_images=24, seed=0)
+
+
+class ReferCopy:
+    """A private copy of the synthetic tree's RefCOCO files and images (``root/refcoco``,
+    ``root/images``), safe to damage, with readers and writers of its two files."""
+
+    def __init__(self, refer_tree, root: Path):
+        self.root = root
+        shutil.copytree(refer_tree.data_dir("refcoco"), root / "refcoco")
+        shutil.copytree(refer_tree.image_dir, root / "images")
+        self.refs_path, self.instances_path = root / "refcoco" / "refs(unc).p", root / "refcoco" / "instances.json"
+
+    def refs(self) -> list[dict]:
+        import pickle
+
+        return pickle.loads(self.refs_path.read_bytes())
+
+    def save_refs(self, refs: list[dict]) -> None:
+        import pickle
+
+        self.refs_path.write_bytes(pickle.dumps(refs, protocol=2))
+
+    def instances(self) -> dict:
+        import json
+
+        return json.loads(self.instances_path.read_text())
+
+    def save_instances(self, instances: dict) -> None:
+        import json
+
+        self.instances_path.write_text(json.dumps(instances))
+
+    def load(self, cache: Path, **kwargs):
+        """``load_refcoco("refcoco_unc", ...)`` of the copy into ``cache``."""
+        from nemo_hf import load_refcoco
+
+        return load_refcoco("refcoco_unc", self.root, self.root / "images", cache_dir=cache, **kwargs)
+
+
+@pytest.fixture
+def refer_copy(refer_tree, tmp_path: Path) -> ReferCopy:
+    """A :class:`ReferCopy` of the session's synthetic tree under ``tmp_path/refer``."""
+    return ReferCopy(refer_tree, tmp_path / "refer")

@@ -11,34 +11,11 @@ from __future__ import annotations
 import gc
 import json
 import os
-import pickle
-import shutil
 
 import pytest
 
 from nemo_hf import load_refcoco
 from nemo_hf.data import ReferDataWarning, ReferFileError
-
-
-@pytest.fixture
-def tree(refer_tree, tmp_path):
-    """A private copy of the RefCOCO part of the synthetic tree, safe to damage."""
-    root = tmp_path / "refer"
-    shutil.copytree(refer_tree.data_dir("refcoco"), root / "refcoco")
-    shutil.copytree(refer_tree.image_dir, root / "images")
-    return root
-
-
-def _load(root, tmp_path, **kwargs):
-    return load_refcoco("refcoco_unc", root, root / "images", cache_dir=tmp_path / "cache", **kwargs)
-
-
-def _refs(root):
-    return pickle.loads((root / "refcoco" / "refs(unc).p").read_bytes())
-
-
-def _save_refs(root, refs):
-    (root / "refcoco" / "refs(unc).p").write_bytes(pickle.dumps(refs, protocol=2))
 
 
 def _no_cache_left(cache):
@@ -48,137 +25,135 @@ def _no_cache_left(cache):
 
 
 @pytest.mark.parametrize("missing", ["instances.json", "refs(unc).p"])
-def test_missing_file_is_named_with_what_to_download(tree, tmp_path, missing):
-    (tree / "refcoco" / missing).unlink()
+def test_missing_file_is_named_with_what_to_download(refer_copy, tmp_path, missing):
+    (refer_copy.root / "refcoco" / missing).unlink()
     with pytest.raises(ReferFileError, match=rf"missing .*{missing.replace('(', '.').replace(')', '.')}.*download"):
-        _load(tree, tmp_path)
+        refer_copy.load(tmp_path / "cache")
 
 
-def test_missing_image_folder(tree, tmp_path):
+def test_missing_image_folder(refer_copy, tmp_path):
     with pytest.raises(ReferFileError, match="missing image folder .*nowhere.*train2014"):
-        load_refcoco("refcoco_unc", tree, tree / "nowhere", cache_dir=tmp_path / "cache")
+        load_refcoco("refcoco_unc", refer_copy.root, refer_copy.root / "nowhere", cache_dir=tmp_path / "cache")
 
 
-def test_code_executing_pickle_is_refused(tree, tmp_path):
+def test_code_executing_pickle_is_refused(refer_copy, tmp_path):
     marker = tmp_path / "pwned"
 
     class Exploit:
         def __reduce__(self):
             return (os.system, (f"touch {marker}",))
 
-    _save_refs(tree, [Exploit()])
+    refer_copy.save_refs([Exploit()])
     with pytest.raises(ReferFileError, match=r"refs\(unc\)\.p: refused to load"):
-        _load(tree, tmp_path)
+        refer_copy.load(tmp_path / "cache")
     assert not marker.exists()
 
 
-def test_truncated_pickle(tree, tmp_path):
-    path = tree / "refcoco" / "refs(unc).p"
+def test_truncated_pickle(refer_copy, tmp_path):
+    path = refer_copy.root / "refcoco" / "refs(unc).p"
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(ReferFileError, match=r"refs\(unc\)\.p: cannot be read .*truncated"):
-        _load(tree, tmp_path)
+        refer_copy.load(tmp_path / "cache")
     assert _no_cache_left(tmp_path / "cache")
 
 
-def _first_train_image(root):
-    ref = next(r for r in _refs(root) if r["split"] == "train")
-    return ref, root / "images" / f"COCO_train2014_{ref['image_id']:012d}.jpg"
+def _first_train_image(refer_copy):
+    ref = next(r for r in refer_copy.refs() if r["split"] == "train")
+    return ref, refer_copy.root / "images" / f"COCO_train2014_{ref['image_id']:012d}.jpg"
 
 
-def test_corrupt_image_is_named(tree, tmp_path):
-    _, image = _first_train_image(tree)
+def test_corrupt_image_is_named(refer_copy, tmp_path):
+    _, image = _first_train_image(refer_copy)
     image.write_bytes(b"<html>rate limited</html>")
     with pytest.raises(ReferFileError, match=rf"{image.name}: not a readable image"):
-        _load(tree, tmp_path)
+        refer_copy.load(tmp_path / "cache")
 
 
-def test_truncated_image_is_named(tree, tmp_path):
-    _, image = _first_train_image(tree)
+def test_truncated_image_is_named(refer_copy, tmp_path):
+    _, image = _first_train_image(refer_copy)
     image.write_bytes(image.read_bytes()[: image.stat().st_size // 2])
     with pytest.raises(ReferFileError, match=rf"{image.name}: truncated JPEG"):
-        _load(tree, tmp_path)
+        refer_copy.load(tmp_path / "cache")
     assert _no_cache_left(tmp_path / "cache")
     assert gc.isenabled() and gc.get_freeze_count() == 0  # the failed build restored the collector
 
 
-def test_image_of_another_size_is_named(tree, tmp_path):
+def test_image_of_another_size_is_named(refer_copy, tmp_path):
     from PIL import Image
 
-    _, image = _first_train_image(tree)
+    _, image = _first_train_image(refer_copy)
     Image.open(image).resize((33, 22)).save(image, "JPEG")
     with pytest.raises(ReferFileError, match=rf"{image.name}: image is 33x22 but instances.json says \d+x\d+"):
-        _load(tree, tmp_path)
+        refer_copy.load(tmp_path / "cache")
 
 
 @pytest.mark.parametrize("counts", ["~~", "0", 17])
-def test_corrupt_rle_segmentation_is_named(tree, tmp_path, counts):
+def test_corrupt_rle_segmentation_is_named(refer_copy, tmp_path, counts):
     """A corrupt RLE is refused before pycocotools, whose C code trusts the runs, reads it."""
-    path = tree / "refcoco" / "instances.json"
-    instances = json.loads(path.read_text())
-    ref = next(r for r in _refs(tree) if r["split"] == "val")
+    instances = refer_copy.instances()
+    ref = next(r for r in refer_copy.refs() if r["split"] == "val")
     annotation = next(a for a in instances["annotations"] if a["id"] == ref["ann_id"])
     image = next(i for i in instances["images"] if i["id"] == annotation["image_id"])
     annotation["segmentation"] = {"size": [image["height"], image["width"]], "counts": counts}
-    path.write_text(json.dumps(instances))
+    refer_copy.save_instances(instances)
     with pytest.raises(ReferFileError, match=rf"instances.json: annotation {ref['ann_id']} \(ref {ref['ref_id']}\) "
                                              "has an unreadable segmentation: RLE"):
-        _load(tree, tmp_path, split="val")
+        refer_copy.load(tmp_path / "cache", split="val")
 
 
 @pytest.mark.parametrize("height", [0, None, "tall"])
-def test_image_without_a_usable_size_is_named(tree, tmp_path, height):
-    path = tree / "refcoco" / "instances.json"
-    instances = json.loads(path.read_text())
-    ref = next(r for r in _refs(tree) if r["split"] == "val")
+def test_image_without_a_usable_size_is_named(refer_copy, tmp_path, height):
+    instances = refer_copy.instances()
+    ref = next(r for r in refer_copy.refs() if r["split"] == "val")
     image = next(i for i in instances["images"] if i["id"] == ref["image_id"])
     image["height"] = height
-    path.write_text(json.dumps(instances))
-    with pytest.raises(ReferFileError, match=rf"instances.json: image {ref['image_id']} has no usable size"):
-        _load(tree, tmp_path, split="val", verify_images=False)
+    refer_copy.save_instances(instances)
+    with pytest.raises(ReferFileError, match=rf"instances.json: image {ref['image_id']} \(ref {ref['ref_id']}\) has no usable size"):
+        refer_copy.load(tmp_path / "cache", split="val", verify_images=False)
     assert _no_cache_left(tmp_path / "cache")
 
 
-def test_image_file_absent_from_folder(tree, tmp_path):
-    ref, image = _first_train_image(tree)
+def test_image_file_absent_from_folder(refer_copy, tmp_path):
+    ref, image = _first_train_image(refer_copy)
     image.unlink()
     with pytest.raises(ReferFileError, match=rf"image {ref['image_id']} \(ref {ref['ref_id']}\) is not in"):
-        _load(tree, tmp_path)
+        refer_copy.load(tmp_path / "cache")
 
 
-def test_train2017_naming_is_accepted(tree, tmp_path):
-    for image in (tree / "images").iterdir():
+def test_train2017_naming_is_accepted(refer_copy, tmp_path):
+    for image in (refer_copy.root / "images").iterdir():
         image.rename(image.with_name(image.name.removeprefix("COCO_train2014_")))
-    assert len(_load(tree, tmp_path, split="val")) > 0
+    assert len(refer_copy.load(tmp_path / "cache", split="val")) > 0
 
 
-def test_ref_with_absent_annotation_or_image_is_a_counted_skip(tree, tmp_path):
-    refs = _refs(tree)
+def test_ref_with_absent_annotation_or_image_is_a_counted_skip(refer_copy, tmp_path):
+    refs = refer_copy.refs()
     train = [r for r in refs if r["split"] == "train"]
-    instances = json.loads((tree / "refcoco" / "instances.json").read_text())
+    instances = refer_copy.instances()
     lost_ann = train[0]["ann_id"]
     lost_image = next(r["image_id"] for r in train if r["image_id"] != train[0]["image_id"])
     instances["annotations"] = [a for a in instances["annotations"] if a["id"] != lost_ann]
     instances["images"] = [i for i in instances["images"] if i["id"] != lost_image]
-    (tree / "refcoco" / "instances.json").write_text(json.dumps(instances))
+    refer_copy.save_instances(instances)
     dropped = {r["ref_id"] for r in train if r["ann_id"] == lost_ann or r["image_id"] == lost_image}
     with pytest.warns(ReferDataWarning, match=r"\[train\]: skipped .*missing annotation") as record:
-        ds = _load(tree, tmp_path, split="train")
+        ds = refer_copy.load(tmp_path / "cache", split="train")
     message = " ".join(str(w.message) for w in record)
     assert "refs missing image" in message
     assert set(ds["ref_id"]) == {r["ref_id"] for r in train} - dropped
 
 
-def test_empty_expression_is_dropped_and_counted(tree, tmp_path):
-    refs = _refs(tree)
+def test_empty_expression_is_dropped_and_counted(refer_copy, tmp_path):
+    refs = refer_copy.refs()
     train = [r for r in refs if r["split"] == "train"]
     train[0]["sentences"][0]["raw"] = train[0]["sentences"][0]["sent"] = "   "
     train[0]["sentences"][0]["tokens"] = []
     for sentence in train[1]["sentences"]:
         sentence["raw"] = sentence["sent"] = ""
         sentence["tokens"] = []
-    _save_refs(tree, refs)
+    refer_copy.save_refs(refs)
     with pytest.warns(ReferDataWarning, match=r"empty sentences.*|refs without sentences") as record:
-        ds = _load(tree, tmp_path, split="train")
+        ds = refer_copy.load(tmp_path / "cache", split="train")
     message = " ".join(str(w.message) for w in record)
     assert f"{1 + len(train[1]['sentences'])} empty sentences" in message and "1 refs without sentences" in message
     rows = {r: s for r, s in zip(ds["ref_id"], ds["sentences"])}
@@ -186,35 +161,35 @@ def test_empty_expression_is_dropped_and_counted(tree, tmp_path):
     assert rows[train[0]["ref_id"]] == [s["raw"] for s in train[0]["sentences"][1:]]
 
 
-def test_unknown_config_and_split(tree, tmp_path):
+def test_unknown_config_and_split(refer_copy, tmp_path):
     with pytest.raises(ValueError, match="unknown RefCOCO config 'refcoco_umd'; choose one of: refcoco_unc"):
-        load_refcoco("refcoco_umd", tree, tree / "images")
+        load_refcoco("refcoco_umd", refer_copy.root, refer_copy.root / "images")
     with pytest.raises(ValueError, match="'refcocog_umd' has no split 'testA'; its splits are: train, val, test"):
-        load_refcoco("refcocog_umd", tree, tree / "images", split="testA")
+        load_refcoco("refcocog_umd", refer_copy.root, refer_copy.root / "images", split="testA")
 
 
-def test_failed_build_leaves_no_cache_and_a_fixed_build_succeeds(tree, tmp_path):
+def test_failed_build_leaves_no_cache_and_a_fixed_build_succeeds(refer_copy, tmp_path):
     """The failure comes from the last split, after the others were written."""
-    path = tree / "refcoco" / "instances.json"
+    path = refer_copy.root / "refcoco" / "instances.json"
     original = path.read_text()
     instances = json.loads(original)
-    last = max((r for r in _refs(tree) if r["split"] == "testB"), key=lambda r: r["ref_id"])
+    last = max((r for r in refer_copy.refs() if r["split"] == "testB"), key=lambda r: r["ref_id"])
     broken = next(a for a in instances["annotations"] if a["id"] == last["ann_id"])
     broken["segmentation"] = "not a polygon"
-    path.write_text(json.dumps(instances))
+    refer_copy.save_instances(instances)
     with pytest.raises(ReferFileError, match=rf"instances.json: annotation {last['ann_id']} \(ref {last['ref_id']}\)"):
-        _load(tree, tmp_path)
+        refer_copy.load(tmp_path / "cache")
     assert _no_cache_left(tmp_path / "cache")
     path.write_text(original)
-    assert len(_load(tree, tmp_path)["testB"]) > 0
+    assert len(refer_copy.load(tmp_path / "cache")["testB"]) > 0
 
 
-def test_split_names_outside_the_scheme_are_refused(tree, tmp_path):
-    refs = _refs(tree)
+def test_split_names_outside_the_scheme_are_refused(refer_copy, tmp_path):
+    refs = refer_copy.refs()
     refs[-1]["split"] = "testC"
-    _save_refs(tree, refs)
+    refer_copy.save_refs(refs)
     with pytest.raises(ReferFileError, match=r"split names \['testC'\] are not splits of refcoco_unc"):
-        _load(tree, tmp_path)
+        refer_copy.load(tmp_path / "cache")
 
 
 XMP_ROTATED = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
@@ -222,12 +197,12 @@ XMP_ROTATED = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://
 
 
 @pytest.mark.parametrize("carrier", ["exif", "xmp"])
-def test_rotated_image_keeps_its_stored_pixels(tree, tmp_path, carrier):
+def test_rotated_image_keeps_its_stored_pixels(refer_copy, tmp_path, carrier):
     """datasets applies EXIF (or XMP) orientation on decode; COCO masks follow the stored pixels."""
     import numpy as np
     from PIL import ExifTags, Image
 
-    ref, path = _first_train_image(tree)
+    ref, path = _first_train_image(refer_copy)
     stored = Image.open(path)
     exif = Image.Exif()
     exif[ExifTags.Base.Orientation] = 6  # "rotate 90° clockwise to display"
@@ -235,7 +210,7 @@ def test_rotated_image_keeps_its_stored_pixels(tree, tmp_path, carrier):
     stored.save(path, "JPEG", quality=95, **options)
     assert Image.open(path).getexif().get(ExifTags.Base.Orientation) == 6  # PIL would rotate it
     pixels = np.asarray(Image.open(path).convert("RGB"))  # what the JPEG now stores
-    ds = _load(tree, tmp_path, split="train")
+    ds = refer_copy.load(tmp_path / "cache", split="train")
     row = ds[list(ds["ref_id"]).index(ref["ref_id"])]
     assert row["image"].size == row["mask"].size == (row["width"], row["height"])
     np.testing.assert_array_equal(np.asarray(row["image"].convert("RGB")), pixels)

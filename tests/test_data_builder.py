@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import pickle
 from collections import Counter
 
@@ -44,32 +45,46 @@ def _independent_mask(segmentations, height, width):
     return union
 
 
+WRITER_BATCH = 4  # rows per Arrow batch in the module's builds: every split spans several
+
+
 @pytest.fixture(scope="module")
 def built(refer_tree, tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
-    return {
-        name: load_refcoco(name, refer_tree.root, refer_tree.image_dir, cache_dir=cache)
-        for name in VARIANTS
-    }
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(RefCOCO, "DEFAULT_WRITER_BATCH_SIZE", WRITER_BATCH)
+        return {
+            name: load_refcoco(name, refer_tree.root, refer_tree.image_dir, cache_dir=cache)
+            for name in VARIANTS
+        }
 
 
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_every_config_matches_the_raw_files(refer_tree, built, name):
+    """Every row of every split, each column against the raw files, each mask against pycocotools."""
     ds, refs = built[name], _raw_refs(refer_tree, name)
     instances = _instances(refer_tree, name)
     annotations = {a["id"]: a for a in instances["annotations"]}
+    images = {i["id"]: i for i in instances["images"]}
+    category_names = {c["id"]: c["name"] for c in instances["categories"]}
     assert list(ds) == list(VARIANTS[name].splits)
     assert {s: len(ds[s]) for s in ds} == dict(Counter(r["split"] for r in refs))
+    assert max(len(part) for part in ds.values()) > 2 * WRITER_BATCH
     by_id = {r["ref_id"]: r for r in refs}
     for split in ds:
         part = ds[split]
         ref_ids = part["ref_id"]
         assert list(ref_ids) == sorted(ref_ids)
-        for row in part.select(range(min(12, len(part)))):
+        for row in part:
             ref = by_id[row["ref_id"]]
             assert row["sentences"] == [s["raw"].strip() for s in ref["sentences"]]
             assert row["sent_ids"] == [s["sent_id"] for s in ref["sentences"]]
             targets = [a for a in (ref["ann_id"] if isinstance(ref["ann_id"], list) else [ref["ann_id"]]) if a >= 0]
+            image = images[ref["image_id"]]
+            assert (row["image_id"], row["width"], row["height"]) == (image["id"], image["width"], image["height"])
+            assert row["ann_id"] == (targets[0] if targets else -1)
+            category_id = annotations[targets[0]]["category_id"] if targets else -1
+            assert (row["category_id"], row["category"]) == (category_id, category_names.get(category_id, ""))
             expected = _independent_mask(
                 [annotations[a]["segmentation"] for a in targets], row["height"], row["width"])
             mask = np.asarray(row["mask"])
@@ -188,10 +203,32 @@ def test_parquet_round_trip(built, tmp_path):
     assert "config_name: refcoco_unc" in readme and "Kazemzadeh" in readme
 
 
-def test_num_proc_builds_the_same_rows_in_the_same_order(refer_tree, built, tmp_path, monkeypatch):
+def test_num_proc_builds_the_same_tables(refer_tree, built, tmp_path, monkeypatch):
+    """Every column of every row, bytes for bytes (masks' PNGs, images' paths or embedded bytes)."""
     monkeypatch.setattr("nemo_hf.data.builder._REFS_PER_SHARD", 5)  # several shards per split
     parallel = load_refcoco("refcoco_unc", refer_tree.root, refer_tree.image_dir,
                             cache_dir=tmp_path, num_proc=2)
+    assert list(parallel) == list(built["refcoco_unc"])
     for split, part in built["refcoco_unc"].items():
-        assert parallel[split]["ref_id"] == part["ref_id"]
-        assert parallel[split].data.column("mask").equals(part.data.column("mask"))
+        assert parallel[split].features == part.features
+        assert parallel[split].data.table.equals(part.data.table), split
+
+
+@pytest.mark.parametrize("change", ["size", "mtime"])
+def test_a_replaced_instances_file_is_built_again(refer_copy, tmp_path, change):
+    """Same name, other content: a new size with the old mtime, or the old size with a new mtime."""
+    cache = tmp_path / "cache"
+    refer_copy.save_instances(refer_copy.instances())  # in the formatting of the rewrite below
+    before = refer_copy.load(cache, split="val")["category"]
+    path = refer_copy.instances_path
+    old = path.stat()
+    instances = refer_copy.instances()
+    renamed = {c["name"]: c["name"][::-1] if change == "mtime" else c["name"] + "!" for c in instances["categories"]}
+    for category in instances["categories"]:
+        category["name"] = renamed[category["name"]]
+    refer_copy.save_instances(instances)
+    assert (path.stat().st_size == old.st_size) == (change == "mtime")
+    mtime = old.st_mtime_ns + (10**9 if change == "mtime" else 0)
+    os.utime(path, ns=(old.st_atime_ns, mtime))
+    after = refer_copy.load(cache, split="val")["category"]
+    assert after == [renamed[name] for name in before] != before

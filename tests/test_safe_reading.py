@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -53,6 +55,103 @@ def test_code_executing_pickle_is_refused_and_runs_nothing(tmp_path):
     # the same bytes really do run code under the standard unpickler (the test would be void otherwise)
     pickle.loads(data)
     assert marker.exists()
+
+
+def _text(value: str) -> bytes:
+    return value.encode("raw_unicode_escape") + b"\n"
+
+
+def _code_reaching_pickles(marker: str) -> dict[str, bytes]:
+    """Pickles that run ``touch marker`` (or import a module that does) under the standard
+    unpickler, one per route to code. Built afresh for each load: one embeds a position in
+    ``object.__subclasses__()``, which grows as classes are made."""
+    touch = _text(f"touch {marker}")
+    python = _text(f"__import__('pathlib').Path({marker!r}).touch()")
+
+    def getattr_of(obj: bytes, name: str) -> bytes:  # memo 0 holds builtins.getattr
+        return b"g0\n(" + obj + b"V" + _text(name) + b"tR"
+
+    # getattr alone (no other import) escapes through object's subclasses to os.system
+    subclasses = getattr_of(getattr_of(b"c__builtin__\nset\n", "__base__"), "__subclasses__") + b")R"
+    position = object.__subclasses__().index(os._wrap_close)
+    wrap_close = getattr_of(subclasses, "__getitem__") + b"(I" + _text(str(position)) + b"tR"
+    system = getattr_of(getattr_of(getattr_of(wrap_close, "__init__"), "__globals__"), "__getitem__")
+    system += b"(V" + _text("system") + b"tR"
+    return {
+        "GLOBAL builtins.eval + REDUCE": b"cbuiltins\neval\n(V" + python + b"tR.",
+        "GLOBAL __builtin__.eval (the protocol-2 name)": b"\x80\x02c__builtin__\neval\n(V" + python + b"tR.",
+        "STACK_GLOBAL builtins.exec": b"\x80\x04\x8c\x08builtins\x8c\x04exec\x93\x8c" + bytes([len(python) - 1])
+        + python[:-1] + b"\x85R.",
+        "builtins.getattr alone": b"cbuiltins\ngetattr\np0\n0" + system + b"(V" + touch + b"tR.",
+        "builtins.__import__ of a module with side effects": b"cbuiltins\n__import__\n(Vnemo_hf_test_payload\ntR.",
+        "os.system": b"cos\nsystem\n(V" + touch + b"tR.",
+        "posix.system": b"cposix\nsystem\n(V" + touch + b"tR.",
+        "subprocess.Popen": b"csubprocess\nPopen\n((Vtouch\nV" + _text(marker) + b"ltR.",
+        "functools.partial, called": b"cfunctools\npartial\n(cos\nsystem\nV" + touch + b"tR)R.",
+        "INST": b"(V" + touch + b"ios\nsystem\n.",
+        "OBJ": b"(cos\nsystem\nV" + touch + b"o.",
+        "NEWOBJ of a partial, called": b"\x80\x02cfunctools\npartial\ncos\nsystem\nV" + touch + b"\x86\x81)R.",
+        "NEWOBJ_EX of a partial, called": b"\x80\x04cfunctools\npartial\ncos\nsystem\nV" + touch + b"\x86}\x92)R.",
+        # partial(print), whose __setstate__ (BUILD) swaps in os.system before the call
+        "BUILD": b"\x80\x02cfunctools\npartial\ncbuiltins\nprint\n\x85R(cos\nsystem\nV" + touch + b"\x85}Ntb)R.",
+    }
+
+
+def _write_refs(tmp_path, data: bytes):
+    path = tmp_path / "refs(unc).p"
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("route", list(_code_reaching_pickles("m")))
+def test_every_route_to_code_is_refused_with_the_file_named(tmp_path, monkeypatch, route):
+    from nemo_hf.data.refer_files import ReferFileError, load_refs
+
+    marker = tmp_path / "pwned"
+    (tmp_path / "nemo_hf_test_payload.py").write_text(f"import pathlib; pathlib.Path({str(marker)!r}).touch()")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "nemo_hf_test_payload", raising=False)
+    path = _write_refs(tmp_path, _code_reaching_pickles(str(marker))[route])
+    with pytest.raises(ReferFileError, match=r"refs\(unc\)\.p: refused to load \w+\.\w+"):
+        load_refs(path)
+    assert not marker.exists()
+    # the same route does reach code under the standard unpickler (else the case would prove nothing)
+    pickle.loads(_code_reaching_pickles(str(marker))[route])
+    deadline = time.monotonic() + 10  # Popen touches the file from another process
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("opcode", [b"P" + b"os.system\n", b"\x80\x02U\x09os.systemQ"], ids=["PERSID", "BINPERSID"])
+def test_persistent_ids_are_refused_with_the_file_named(tmp_path, opcode):
+    from nemo_hf.data.refer_files import ReferFileError, load_refs
+
+    with pytest.raises(ReferFileError, match=r"refs\(unc\)\.p: refused a persistent id"):
+        load_refs(_write_refs(tmp_path, opcode + b"."))
+
+
+@pytest.mark.parametrize("code, opcode", [(0xF0, b"\x82\xf0"), (0x1F0, b"\x83\xf0\x01"), (0x100F0, b"\x84\xf0\x00\x01\x00")],
+                         ids=["EXT1", "EXT2", "EXT4"])
+def test_extension_codes_are_refused_even_once_the_standard_unpickler_cached_them(tmp_path, code, opcode):
+    """``copyreg`` extension codes name a global; the C unpickler caches what a code resolved
+    to and serves later loads, ours included, from that cache without asking find_class."""
+    import copyreg
+
+    from nemo_hf.data.refer_files import ReferFileError, load_refs
+
+    marker = tmp_path / "pwned"
+    data = b"\x80\x02" + opcode + b"(V" + _text(f"touch {marker}") + b"tR."
+    copyreg.add_extension("os", "system", code)
+    try:
+        pickle.loads(data)  # registered and cached: the standard unpickler runs it
+        assert marker.exists()
+        marker.unlink()
+        with pytest.raises(ReferFileError, match=r"refs\(unc\)\.p: refused to load os\.system"):
+            load_refs(_write_refs(tmp_path, data))
+        assert not marker.exists()
+    finally:
+        copyreg.remove_extension("os", "system", code)
 
 
 def test_python2_byte_strings_fall_back_to_latin1():

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import os
 import warnings
 from collections import Counter
 from dataclasses import dataclass
@@ -31,7 +32,8 @@ import pyarrow as pa
 from .. import __version__
 from .configs import CITATIONS, HOMEPAGE, LICENSE_NOTE, VARIANTS, Variant, get_variant, published_table
 from .images import check_image_file, without_exif
-from .masks import MaskRuns, segmentation_to_rle
+from .masks import MaskRuns, check_mask_size, segmentation_to_rle
+from .orphans import exit_with_parent, forks_exit_with_this_process
 from .refer_files import (
     ImageLocator,
     InstancesIndex,
@@ -40,6 +42,7 @@ from .refer_files import (
     gc_paused,
     load_instances,
     load_refs,
+    sentence_problem,
     sentence_text,
 )
 
@@ -91,11 +94,13 @@ class RefCOCOConfig(datasets.BuilderConfig):
 class _SplitCounts:
     """What a split's generation skipped or repaired, reported as one warning."""
 
-    empty_sentences: int = 0
+    empty_sentences: int = 0  # none, or only invisible characters
     refs_without_sentences: int = 0
     refs_missing_annotation: int = 0
     refs_missing_image: int = 0
     dropped_polygons: int = 0
+    empty_masks: int = 0  # refs whose targets' segmentations have nothing to draw (rows kept)
+    boxes_replaced_by_mask_boxes: int = 0  # missing, malformed or outside the image
 
     def report(self, source: Path, split: str) -> None:
         parts = [f"{n} {name.replace('_', ' ')}" for name, n in vars(self).items() if n]
@@ -222,9 +227,13 @@ class RefCOCO(datasets.ArrowBasedBuilder):
                 # reach: no collection walks them again, here or in forked workers (whose
                 # memory pages then stay shared with this process).
                 gc.freeze()
+        self._build_pid = os.getpid()
         try:
-            super()._download_and_prepare(dl_manager, verification_mode, **prepare_split_kwargs)
+            # num_proc workers (and datasets' manager process) must not outlive a killed build
+            with forks_exit_with_this_process():
+                super()._download_and_prepare(dl_manager, verification_mode, **prepare_split_kwargs)
         finally:
+            self._build_pid = None
             _SHARED_INPUTS.pop(key, None)
             if freeze:
                 gc.unfreeze()
@@ -252,6 +261,8 @@ class RefCOCO(datasets.ArrowBasedBuilder):
     def _generate_tables(self, split: str, ranges: list[tuple[int, int]]) -> Iterator[tuple[int, pa.Table]]:
         # Arrow batches rather than per-row dicts: datasets' per-example encoding would
         # cost more than decoding the masks themselves.
+        if getattr(self, "_build_pid", None) not in (None, os.getpid()):
+            exit_with_parent()  # a num_proc worker that was not forked (spawn, forkserver)
         refs_path, refs, index, image_paths = self._load()
         schema = self.info.features.arrow_schema
         generalized = self.config.variant.generalized
@@ -266,7 +277,7 @@ class RefCOCO(datasets.ArrowBasedBuilder):
                     info = index.images[image_id]
                     checked[image_id] = check_image_file(
                         image_paths[image_id], expected_size=(info.get("width"), info.get("height")))
-                pending = _ref_to_row(ref, index, image_paths, generalized, counts)
+                pending = _ref_to_row(ref, refs_path, index, image_paths, generalized, counts)
                 if pending is not None:
                     if checked.get(image_id):
                         # embed the stored pixels: datasets would rotate the file by its
@@ -296,7 +307,7 @@ def _with_masks(batch: list[tuple[dict[str, Any], list[dict]]], schema: pa.Schem
 
 
 def _ref_to_row(
-    ref: dict, index: InstancesIndex, image_paths: dict[int, Path], generalized: bool,
+    ref: dict, refs_path: Path, index: InstancesIndex, image_paths: dict[int, Path], generalized: bool,
     counts: _SplitCounts,
 ) -> tuple[dict[str, Any], list[dict]] | None:
     """One dataset row for one ref, its mask still as RLEs (and its ``bbox`` ``None`` where
@@ -319,16 +330,20 @@ def _ref_to_row(
         if not text:
             counts.empty_sentences += 1
             continue
-        sentences.append(text)
         sent_id = sentence.get("sent_id") if isinstance(sentence, dict) else None
         if sent_id is None and position < len(listed_ids):
             sent_id = listed_ids[position]
-        sent_ids.append(int(sent_id) if sent_id is not None else -1)
+        problem = sentence_problem(text, sent_id)
+        if problem:
+            raise ReferFileError(f"{refs_path}: ref {ref['ref_id']}: sentence {position}: {problem}; the file "
+                                 "is corrupt — download it again")
+        sentences.append(text)
+        sent_ids.append(-1 if sent_id is None else sent_id)
     if not sentences:
         counts.refs_without_sentences += 1
         return None
 
-    height, width = _image_size(image, index)
+    height, width = _image_size(image, index, ref["ref_id"])
     rles = []
     for ann_id in ann_ids:
         try:
@@ -341,8 +356,13 @@ def _ref_to_row(
         counts.dropped_polygons += dropped
         if rle is not None:
             rles.append(rle)
+    if ann_ids and not rles:
+        counts.empty_masks += 1
     first = index.annotations[ann_ids[0]] if ann_ids else None
-    category_id = int(first["category_id"]) if first else -1
+    category_id = first["category_id"] if first else -1
+    box = _box_in_image(first.get("bbox"), width, height) if len(ann_ids) == 1 else None
+    if len(ann_ids) == 1 and box is None:
+        counts.boxes_replaced_by_mask_boxes += 1
     row = {
         "image": {"path": str(image_paths[image_id]), "bytes": None},
         "mask": None,
@@ -353,7 +373,7 @@ def _ref_to_row(
         "image_id": image_id,
         "category_id": category_id,
         "category": index.categories.get(category_id, ""),
-        "bbox": [float(v) for v in first["bbox"]] if len(ann_ids) == 1 else None,
+        "bbox": box,
         "width": width,
         "height": height,
         "distractors": index.same_category_others(image_id, set(ann_ids)),
@@ -363,18 +383,36 @@ def _ref_to_row(
     return row, rles
 
 
-def _image_size(image: dict, index: InstancesIndex) -> tuple[int, int]:
-    """``(height, width)`` of an ``instances.json`` image entry; ``ReferFileError`` unless both are positive."""
+def _image_size(image: dict, index: InstancesIndex, ref_id: int) -> tuple[int, int]:
+    """``(height, width)`` of an ``instances.json`` image entry; ``ReferFileError`` unless
+    masks of that size may be drawn (:func:`~nemo_hf.data.masks.check_mask_size`)."""
     try:
         height, width = int(image["height"]), int(image["width"])
-    except (KeyError, TypeError, ValueError):
-        height = width = 0
-    if height < 1 or width < 1:
+        check_mask_size(height, width)
+    except (KeyError, TypeError, ValueError, OverflowError) as err:
         raise ReferFileError(
-            f"{index.path}: image {image.get('id')} has no usable size (width {image.get('width')!r}, "
-            f"height {image.get('height')!r}); the file is corrupt — download it again"
-        )
+            f"{index.path}: image {image.get('id')} (ref {ref_id}) has no usable size (width "
+            f"{image.get('width')!r}, height {image.get('height')!r}: {err}); the file is corrupt — "
+            "download it again"
+        ) from None
     return height, width
+
+
+def _box_in_image(box: Any, width: int, height: int) -> list[float] | None:
+    """``box`` as ``[x, y, w, h]`` floats if it is one and lies in the image (give or take a
+    pixel), else ``None``.
+
+    >>> _box_in_image([10, 20, 30, 40.5], 640, 480), _box_in_image([0, 0, 1e30, 5], 640, 480)
+    ([10.0, 20.0, 30.0, 40.5], None)
+    """
+    if not isinstance(box, (list, tuple)) or len(box) != 4:
+        return None
+    try:
+        x, y, w, h = map(float, box)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    inside = -1 <= x and -1 <= y and 0 <= w and 0 <= h and x + w <= width + 1 and y + h <= height + 1
+    return [x, y, w, h] if inside else None
 
 
 def _cache_hash(kwargs: dict[str, Any]) -> str:

@@ -7,6 +7,12 @@ read as background. Here the parts are merged as a **union** (pycocotools ``merg
 uncompressed RLE (``counts`` a list) are accepted too. Malformed polygons — odd length,
 fewer than 3 points, non-finite numbers — are dropped and counted by the caller.
 
+pycocotools' C code trusts what it is given, so everything is checked before it runs, and
+what it may allocate is bounded whatever the file says: an RLE must cover exactly its
+image, an image may have at most :data:`MAX_SIDE` pixels a side and :data:`MAX_PIXELS` in
+all, a polygon reaching far outside its image is clipped first, and an annotation's
+polygons may outline at most :data:`MAX_OUTLINE` pixels.
+
 A build never decodes a mask to one byte per pixel: COCO's RLE is column-major, so it is
 read as vertical runs (:class:`MaskRuns`) and written straight into the bit-packed rows
 of a 1-bit PNG. That skips pycocotools' byte-per-pixel decode, the column-major →
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import math
+import reprlib
 import struct
 import zlib
 from dataclasses import dataclass
@@ -32,30 +39,112 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 _MAX_GROUPS = 7  # 5-bit groups of one RLE number: enough for any count of a 2**32-pixel image
+# pycocotools draws polygons at 5x scale in C ints and counts pixels in 32-bit runs: a JPEG's
+# largest side keeps both far from overflowing (so does the margin polygons are clipped to)
+MAX_SIDE = 65535
+MAX_PIXELS = 1 << 28  # one mask in memory: 32 MB of bits, twice that while it is drawn
+# pycocotools steps along a polygon's edges at 1/5 pixel, holding ~120 bytes per pixel of
+# outline: at most 60 MB per annotation. Real outlines are thousands of pixels long.
+MAX_OUTLINE = 1 << 19
 
 
-def _is_valid_polygon(polygon: Any) -> bool:
-    if not isinstance(polygon, (list, tuple)) or len(polygon) < 6 or len(polygon) % 2:
-        return False
-    try:  # one pass in C: a non-number raises, a NaN or an infinity makes the sum non-finite
-        return math.isfinite(math.fsum(polygon))
-    except (TypeError, ValueError, OverflowError):
-        return False
+def check_mask_size(height: int, width: int) -> None:
+    """``ValueError`` unless masks of ``height`` x ``width`` pixels may be drawn.
+
+    >>> check_mask_size(480, 640)
+    >>> check_mask_size(238, 2**31)
+    Traceback (most recent call last):
+    ...
+    ValueError: a mask of 238x2147483648 pixels is outside 1x1 .. 65535x65535 and 268435456 pixels
+    """
+    if not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE and height * width <= MAX_PIXELS):
+        raise ValueError(f"a mask of {height}x{width} pixels is outside 1x1 .. {MAX_SIDE}x{MAX_SIDE} "
+                         f"and {MAX_PIXELS} pixels")
+
+
+def _clip(points: np.ndarray, left: float, right: float, top: float, bottom: float) -> np.ndarray:
+    """A polygon's ``(n, 2)`` vertices clipped to a rectangle (Sutherland–Hodgman); may be empty."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for axis, bound, keep_above in ((0, left, True), (0, right, False), (1, top, True), (1, bottom, False)):
+            if len(points) == 0:
+                break
+            inside = points[:, axis] >= bound if keep_above else points[:, axis] <= bound
+            previous = np.roll(points, 1, axis=0)
+            # where an edge crosses the bound, the crossing comes before the edge's end point
+            fraction = (bound - previous[:, axis]) / (points[:, axis] - previous[:, axis])
+            crossing = previous + fraction[:, None] * (points - previous)
+            crossing[:, axis] = bound
+            emitted = np.stack([inside != np.roll(inside, 1), inside], axis=1)
+            points = np.stack([crossing, points], axis=1)[emitted]
+    return points
+
+
+def _outline(points: np.ndarray) -> float:
+    """Length of a closed polygon as pycocotools walks it: the larger of |dx|, |dy| per edge."""
+    return float(np.abs(points - np.roll(points, 1, axis=0)).max(axis=1).sum())
+
+
+def drawable_polygons(segmentation: list, height: int, width: int) -> tuple[list, int]:
+    """The polygons of ``segmentation`` pycocotools may draw on a ``height`` x ``width`` image,
+    and how many were dropped.
+
+    Malformed polygons are dropped. Twice the sum of a polygon's absolute coordinates bounds
+    the outline pycocotools walks (and every coordinate): a polygon within
+    :data:`MAX_OUTLINE` of it goes as it is, a larger one is first clipped to a margin of the
+    image's own size around the image (the same shape inside the image, up to pycocotools'
+    rounding of the new vertices) and then measured exactly. When the polygons outline more than
+    :data:`MAX_OUTLINE` pixels together, all are dropped: no real object's are that long,
+    and drawing them would cost memory in proportion.
+
+    >>> drawable_polygons([[0, 0, 4, 0, 4, 4], [1, 2, 3], [-1e12, 1, 1e12, 1, 1e12, 3, -1e12, 3]], 6, 6)
+    ([[0, 0, 4, 0, 4, 4], [-6.0, 1.0, 12.0, 1.0, 12.0, 3.0, -6.0, 3.0]], 1)
+    """
+    kept: list = []
+    lengths: list[float] = []  # each kept polygon's outline, or a bound of it
+    for polygon in segmentation:
+        if not isinstance(polygon, (list, tuple)) or len(polygon) < 6 or len(polygon) % 2:
+            continue
+        try:  # in C: a non-number raises, a NaN or an infinity makes the sum non-finite
+            length = 2 * sum(map(abs, polygon))
+            if not math.isfinite(length):
+                continue
+        except (TypeError, OverflowError):
+            continue
+        if length > MAX_OUTLINE:
+            points = _within_margin(np.asarray(polygon, dtype=np.float64).reshape(-1, 2), height, width)
+            if points is None:
+                continue
+            polygon, length = points.ravel().tolist(), _outline(points)
+        kept.append(polygon)
+        lengths.append(length)
+    if sum(lengths) > MAX_OUTLINE and sum(_outline(np.reshape(p, (-1, 2))) for p in kept) > MAX_OUTLINE:
+        return [], len(segmentation)
+    return kept, len(segmentation) - len(kept)
+
+
+def _within_margin(points: np.ndarray, height: int, width: int) -> np.ndarray | None:
+    """A polygon's vertices, clipped to the image and a margin of its size around it where
+    they reach beyond; ``None`` when nothing finite of at least 3 vertices is left."""
+    low, high = np.array([-width, -height]), np.array([2 * width, 2 * height])
+    if (points < low).any() or (points > high).any():
+        points = _clip(points, -width, 2 * width, -height, 2 * height)
+    return points if len(points) >= 3 and np.isfinite(points).all() else None
 
 
 def segmentation_to_rle(segmentation: Any, height: int, width: int) -> tuple[dict | None, int]:
     """Encode a COCO segmentation as one RLE (union of its parts).
 
     Returns ``(rle, dropped_polygons)``; ``rle`` is ``None`` when nothing valid is left.
-    Raises ``ValueError`` for a segmentation of an unknown shape.
+    Raises ``ValueError`` for a segmentation of an unknown shape, a malformed RLE, or an
+    image size outside :func:`check_mask_size`.
     """
+    check_mask_size(height, width)
     if isinstance(segmentation, dict):  # RLE
         rle = _compressed_rle(segmentation, height, width)
         _check_rle(rle, height, width)  # pycocotools' C code trusts the runs: check them first
         return rle, 0
     if isinstance(segmentation, list):
-        polygons = [p for p in segmentation if _is_valid_polygon(p)]
-        dropped = len(segmentation) - len(polygons)
+        polygons, dropped = drawable_polygons(segmentation, height, width)
         if not polygons:
             return None, dropped
         # pycocotools converts each polygon (list or tuple) to doubles itself
@@ -67,16 +156,24 @@ def segmentation_to_rle(segmentation: Any, height: int, width: int) -> tuple[dic
 def _compressed_rle(segmentation: dict, height: int, width: int) -> dict:
     counts = segmentation.get("counts")
     size = segmentation.get("size", [height, width])
+    if not isinstance(size, (list, tuple)) or list(size) != [height, width]:
+        raise ValueError(f"RLE size {_size_text(size)} differs from the image's {height}x{width}")
     if isinstance(counts, list):
         try:
-            return mask_utils.frPyObjects(segmentation, *size)
+            return mask_utils.frPyObjects(segmentation, height, width)
         except OverflowError:  # numpy refuses a negative or huge run as uint32
             raise ValueError("RLE 'counts' hold a run length outside 0..2**32-1") from None
     if isinstance(counts, str):
-        return {"size": list(size), "counts": counts.encode("ascii")}
+        return {"size": [height, width], "counts": counts.encode("ascii")}
     if isinstance(counts, bytes):
-        return {"size": list(size), "counts": counts}
+        return {"size": [height, width], "counts": counts}
     raise ValueError(f"RLE 'counts' must be a list or a string, got {type(counts).__name__}")
+
+
+def _size_text(size: Any) -> str:
+    if isinstance(size, (list, tuple)) and len(size) == 2:
+        return f"{size[0]}x{size[1]}"
+    return reprlib.repr(size)
 
 
 def _segmented_cumsum(values: np.ndarray, segment_starts: np.ndarray) -> np.ndarray:
@@ -197,8 +294,8 @@ class MaskRuns:
         Every RLE is checked — size, alphabet, runs covering the mask exactly — before
         pycocotools merges any: its C code trusts the runs and would write past its buffers.
         """
-        if any(height < 1 or width < 1 for height, width in sizes):
-            raise ValueError(f"mask sizes must be at least 1x1, got {[s for s in sizes if min(s) < 1][0]}")
+        for height, width in sizes:
+            check_mask_size(height, width)
         rles = [rle for parts in masks for rle in parts]
         counts, offsets = _rle_counts_of_many([rle["counts"] for rle in rles])
         _check_counts(counts, offsets, rles, [size for parts, size in zip(masks, sizes) for _ in parts])

@@ -18,7 +18,9 @@ import gc
 import json
 import os
 import pickle
-from collections import defaultdict
+import reprlib
+import unicodedata
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -61,10 +63,14 @@ def gc_paused() -> Iterator[None]:
 
 
 def load_refs(path: Path) -> list[dict[str, Any]]:
-    """Load a ``refs(*).p`` pickle or ``grefs(*).json`` and check every ref's keys.
+    """Load a ``refs(*).p`` pickle or ``grefs(*).json`` and check every ref's fields.
 
     Pickles are read with :func:`~nemo_hf.data.safe_pickle.load_plain_pickle_bytes`, so a
-    file that tries to build objects is refused and nothing in it runs.
+    file that tries to build objects is refused and nothing in it runs. Every ref needs
+    integer ``ref_id`` and ``image_id`` (no two refs the same ``ref_id``), an integer
+    ``ann_id`` or a list of them, a string ``split``, a list of ``sentences`` and, if any,
+    a list of ``sent_ids``; each sentence is checked where it is read
+    (:func:`sentence_text`, :func:`sentence_problem`).
     """
     path = Path(path)
     data = path.read_bytes()
@@ -73,19 +79,122 @@ def load_refs(path: Path) -> list[dict[str, Any]]:
             refs = json.loads(data) if path.suffix == ".json" else load_plain_pickle_bytes(data)
     except UnsafePickleError as err:
         raise ReferFileError(f"{path}: {err}") from None
+    except MemoryError:
+        raise ReferFileError(
+            f"{path}: cannot be read: it claims more memory than this machine has (a length "
+            f"beyond the file's own {len(data)} bytes); the file is corrupt — download it again"
+        ) from None
     except (pickle.UnpicklingError, EOFError, ValueError, IndexError, KeyError, TypeError,
-            UnicodeDecodeError) as err:
+            AttributeError, OverflowError, RecursionError) as err:
+        # ValueError covers JSON and Unicode decoding errors
         raise ReferFileError(
             f"{path}: cannot be read ({type(err).__name__}: {err}); the file is truncated or "
             "corrupt — download it again"
         ) from None
     if not isinstance(refs, list):
         raise ReferFileError(f"{path}: expected a list of refs, found {type(refs).__name__}")
-    for index, ref in enumerate(refs):
-        missing = [k for k in REQUIRED_REF_KEYS if not isinstance(ref, dict) or k not in ref]
-        if missing:
-            raise ReferFileError(f"{path}: ref #{index} lacks {', '.join(missing)}")
+    if not _plain_refs(refs):  # then name the first bad ref
+        for index, ref in enumerate(refs):
+            problem = _ref_problem(ref)
+            if problem:
+                name = ref["ref_id"] if isinstance(ref, dict) and _is_int64(ref.get("ref_id")) else f"#{index}"
+                raise ReferFileError(f"{path}: ref {name}: {problem}; the file is corrupt — download it again")
+    _check_unique_ids(path, refs)
     return refs
+
+
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def _is_int64(value: Any) -> bool:
+    return type(value) is int and _INT64_MIN <= value <= _INT64_MAX
+
+
+def _all_int64(values: list) -> bool:
+    """Whether every value is an ``int`` (not a ``bool``) that fits 64 bits; one pass in C each."""
+    return not values or set(map(type, values)) == {int} and min(values) >= _INT64_MIN and max(values) <= _INT64_MAX
+
+
+def _plain_refs(refs: list) -> bool:
+    """Whether every ref passes :func:`_ref_problem`, checked field by field over all refs at
+    once (a ref at a time costs more than reading the file)."""
+    try:
+        ann_ids = [ref["ann_id"] for ref in refs]
+        ann_lists = [a for a in ann_ids if type(a) is list]
+        return (
+            _all_int64([ref["ref_id"] for ref in refs])
+            and _all_int64([ref["image_id"] for ref in refs])
+            and _all_int64([a for a in ann_ids if type(a) is not list])
+            and _all_int64([a for ids in ann_lists for a in ids])
+            and set(map(type, [ref["split"] for ref in refs])) <= {str}
+            and set(map(type, [ref["sentences"] for ref in refs])) <= {list}
+            and set(map(type, [ref.get("sent_ids") for ref in refs])) <= {list, type(None)}
+        )
+    except (KeyError, TypeError, AttributeError):  # a ref that is not a dict or lacks a key
+        return False
+
+
+def _ref_problem(ref: Any) -> str | None:
+    """What is wrong with one ref's fields, or ``None``."""
+    missing = [k for k in REQUIRED_REF_KEYS if not isinstance(ref, dict) or k not in ref]
+    if missing:
+        return f"lacks {', '.join(missing)}"
+    for key in ("ref_id", "image_id"):
+        if not _is_int64(ref[key]):
+            return f"{key} {reprlib.repr(ref[key])} is not an integer"
+    ann_id = ref["ann_id"]
+    if not (_is_int64(ann_id) or type(ann_id) is list and all(map(_is_int64, ann_id))):
+        return f"ann_id {reprlib.repr(ann_id)} is neither an integer nor a list of integers"
+    if type(ref["split"]) is not str:
+        return f"split {reprlib.repr(ref['split'])} is not a string"
+    if type(ref["sentences"]) is not list:
+        return f"sentences {reprlib.repr(ref['sentences'])} is not a list"
+    sent_ids = ref.get("sent_ids")
+    if sent_ids is not None and type(sent_ids) is not list:
+        return f"sent_ids {reprlib.repr(sent_ids)} is not a list"
+    return None
+
+
+def sentence_problem(text: str, sent_id: Any) -> str | None:
+    """Why a sentence's text (from :func:`sentence_text`) and id cannot be stored, or ``None``.
+
+    >>> sentence_problem("left man", 3) is None
+    True
+    >>> print(sentence_problem("a \\ud800 b", 3))
+    text 'a \\ud800 b' holds a lone surrogate '\\ud800' (not text)
+    >>> print(sentence_problem("left man", "x"))
+    sent_id 'x' is not an integer
+    """
+    problem = _text_problem(text)
+    if problem:
+        return f"text {problem}"
+    if sent_id is not None and not _is_int64(sent_id):
+        return f"sent_id {reprlib.repr(sent_id)} is not an integer"
+    return None
+
+
+def _text_problem(text: str) -> str | None:
+    """Why ``text`` cannot be stored as UTF-8 (a lone surrogate), or ``None``."""
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        return f"{reprlib.repr(text)} holds a lone surrogate {text[err.start]!r} (not text)"
+    return None
+
+
+def _check_unique_ids(path: Path, refs: list[dict[str, Any]]) -> None:
+    """``ReferFileError`` naming the ``ref_id`` s used by more than one ref."""
+    ids = [ref["ref_id"] for ref in refs]
+    if len(set(ids)) == len(ids):
+        return
+    repeated = sorted(ref_id for ref_id, n in Counter(ids).items() if n > 1)
+    shown = ", ".join(map(str, repeated[:10])) + (" …" if len(repeated) > 10 else "")
+    raise ReferFileError(
+        f"{path}: {len(repeated)} ref_id(s) used by more than one ref: {shown}; each row of the "
+        "dataset is one ref, so the file is corrupt — download it again"
+    )
 
 
 @dataclass
@@ -112,24 +221,58 @@ class InstancesIndex:
 
 
 def load_instances(path: Path) -> InstancesIndex:
-    """Parse and index a COCO-style ``instances.json``."""
+    """Parse and index a COCO-style ``instances.json``.
+
+    Images, annotations and categories need integer ids (annotations also an integer
+    ``image_id`` and ``category_id``) and categories a string ``name``. Segmentations, boxes
+    and image sizes are checked where they are used.
+    """
     path = Path(path)
     try:
         with gc_paused():
             raw = json.loads(path.read_bytes())
-            images = {int(im["id"]): im for im in raw["images"]}
-            annotations = {int(a["id"]): a for a in raw["annotations"]}
-            categories = {int(c["id"]): str(c["name"]) for c in raw["categories"]}
-            by_image: dict[int, list[int]] = defaultdict(list)
-            for ann_id, ann in annotations.items():
-                by_image[int(ann["image_id"])].append(ann_id)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ReferFileError(f"{path}: not valid JSON ({err}); download it again") from None
-    except (KeyError, TypeError, ValueError) as err:
+    except (ValueError, RecursionError) as err:  # JSON and Unicode decoding errors are ValueErrors
+        raise ReferFileError(f"{path}: not valid JSON ({type(err).__name__}: {err}); download it again") from None
+    if not isinstance(raw, dict) or not all(isinstance(raw.get(k), list) for k in _INSTANCES_PARTS):
         raise ReferFileError(
-            f"{path}: not a COCO instances file (missing or bad field {err})"
-        ) from None
+            f"{path}: not a COCO instances file (it needs the lists {', '.join(_INSTANCES_PARTS)})")
+    with gc_paused():
+        images = _by_id(path, raw["images"], "images")
+        annotations = _by_id(path, raw["annotations"], "annotations", ("image_id", "category_id"))
+        categories = {}
+        for category_id, category in _by_id(path, raw["categories"], "categories").items():
+            name = category.get("name")
+            problem = _text_problem(name) if isinstance(name, str) else "is not a string"
+            if problem:
+                raise ReferFileError(f"{path}: category {category_id}: name {problem}")
+            categories[category_id] = name
+        by_image: dict[int, list[int]] = defaultdict(list)
+        for ann_id, ann in annotations.items():
+            by_image[ann["image_id"]].append(ann_id)
     return InstancesIndex(images, annotations, categories, dict(by_image), path)
+
+
+_INSTANCES_PARTS = ("images", "annotations", "categories")
+
+
+def _by_id(path: Path, entries: list, part: str, id_fields: tuple[str, ...] = ()) -> dict[int, dict[str, Any]]:
+    """``entries`` keyed by their ``id``; ``ReferFileError`` naming the first whose ``id`` or
+    ``id_fields`` are missing or not integers."""
+    fields = ("id", *id_fields)
+    try:  # a field over all entries at once, then (rarely) the entry at fault
+        if all(_all_int64([entry[f] for entry in entries]) for f in fields):
+            return {entry["id"]: entry for entry in entries}
+    except (KeyError, TypeError):
+        pass
+    position, problem = next((i, p) for i, e in enumerate(entries) if (p := _entry_problem(e, fields)))
+    raise ReferFileError(f"{path}: {part} #{position}: {problem}; the file is corrupt — download it again")
+
+
+def _entry_problem(entry: Any, fields: tuple[str, ...]) -> str | None:
+    if not isinstance(entry, dict):
+        return "is not an object"
+    bad = next((f for f in fields if not _is_int64(entry.get(f))), None)
+    return None if bad is None else f"{bad} {reprlib.repr(entry.get(bad))} is not an integer"
 
 
 class ImageLocator:
@@ -146,20 +289,41 @@ class ImageLocator:
     def find(self, image_id: int, file_name: str | None = None) -> Path | None:
         """Return the path of the image, or ``None`` when no known naming exists on disk."""
         for name in (file_name, f"COCO_train2014_{image_id:012d}.jpg", f"{image_id:012d}.jpg"):
-            if name and name in self._names:
+            if isinstance(name, str) and name in self._names:
                 return self.image_dir / name
         return None
 
 
 def sentence_text(sentence: Any) -> str:
-    """The raw expression of a refer sentence entry (``raw``, else ``sent``, else tokens)."""
+    """The raw expression of a refer sentence entry (``raw``, else ``sent``, else tokens).
+
+    Text of only invisible characters (spaces, controls, zero-width or other format
+    characters) counts as none, and so does a field of the wrong type.
+
+    >>> sentence_text({"raw": "\\u200b\\x00 ", "sent": " left man ", "tokens": ["left", "man"]})
+    'left man'
+    """
     if isinstance(sentence, str):
-        return sentence.strip()
+        return _visible_or_empty(sentence)
     if not isinstance(sentence, dict):
         return ""
     for key in ("raw", "sent"):
         text = sentence.get(key)
-        if isinstance(text, str) and text.strip():
-            return text.strip()
+        if isinstance(text, str) and (text := _visible_or_empty(text)):
+            return text
     tokens = sentence.get("tokens")
-    return " ".join(tokens).strip() if isinstance(tokens, list) else ""
+    if isinstance(tokens, list) and all(isinstance(token, str) for token in tokens):
+        return _visible_or_empty(" ".join(tokens))
+    return ""
+
+
+_ASCII_INVISIBLE = "".join(map(chr, range(33))) + "\x7f"  # controls and the space
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})  # controls, format characters, spaces
+
+
+def _visible_or_empty(text: str) -> str:
+    """``text`` stripped of surrounding whitespace, or ``""`` when nothing in it is visible."""
+    text = text.strip()
+    if text.isascii():
+        return text if text.strip(_ASCII_INVISIBLE) else ""
+    return text if any(unicodedata.category(c) not in _INVISIBLE_CATEGORIES for c in text) else ""

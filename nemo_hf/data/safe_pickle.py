@@ -5,7 +5,10 @@ A pickle is a small program: ``GLOBAL``/``STACK_GLOBAL`` opcodes import any call
 refer pickles hold only lists, dicts, strings and numbers, which the unpickler builds from
 opcodes alone, without ever importing a name. :func:`load_plain_pickle` therefore refuses
 every import (apart from the builtin ``set``/``frozenset`` constructors, which plain-data
-pickles of protocol 2 use), and no code from the file can run.
+pickles of protocol 2 use), and no code from the file can run. That covers every opcode that
+calls something (``REDUCE``, ``BUILD``, ``INST``, ``OBJ``, ``NEWOBJ``, ``NEWOBJ_EX``): what
+they call can only come from an import. Persistent ids are refused too, and so are
+``copyreg`` extension codes, which name an import.
 
 Example::
 
@@ -16,6 +19,7 @@ Example::
 
 from __future__ import annotations
 
+import copyreg
 import io
 import pickle
 from typing import Any, BinaryIO
@@ -49,6 +53,10 @@ def load_plain_pickle(file: BinaryIO, encoding: str = "ASCII") -> Any:
     ``encoding`` decodes Python-2 ``str`` objects; callers retry with ``"latin1"`` when the
     default fails on non-ASCII bytes.
     """
+    # The C unpickler resolves an extension code from copyreg's process-wide cache, without
+    # asking find_class, once any unpickler has resolved it: emptied, the code goes through
+    # find_class (and is refused). It is only a cache; other unpicklers refill it.
+    copyreg._extension_cache.clear()  # type: ignore[attr-defined]
     return _PlainDataUnpickler(file, encoding=encoding).load()
 
 
