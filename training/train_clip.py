@@ -229,8 +229,9 @@ scenes, so R@1 is bounded well below 1 even for a perfect model.
 {args.num_images} training scenes (seed {args.data_seed}), the train splits of refcoco_unc, refcocoplus_unc and
 refcocog_umd; {args.max_steps} steps of {args.train_batch_size} images with one expression each, AdamW (lr
 {args.learning_rate}, weight decay {args.weight_decay}, {args.lr_scheduler_type} schedule, {args.num_warmup_steps}
-warm-up steps), CLIP's symmetric contrastive loss, seed {args.seed}, one CPU process, float32. The run is
-deterministic on one CPU process: the same command gives the same weights. Images are stretched to a square
+warm-up steps), CLIP's symmetric contrastive loss, seed {args.seed}, one CPU process, float32, run with
+`OMP_NUM_THREADS=1`. On one CPU process the run is deterministic: the same command, torch build and thread count
+give the same weights (other thread counts differ by floating-point rounding). Images are stretched to a square
 (no centre crop), as NeMo stretches its mosaic cells; the tokenizer has one token per vocabulary word and
 byte-level pieces for anything else.
 """
@@ -288,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         trained.save_pretrained(output_dir)
         processor.save_pretrained(output_dir)
         (output_dir / "all_results.json").write_text(json.dumps(results, indent=2))
-        command = "python training/train_clip.py --config training/configs/synthetic_clip.yaml"
+        command = "OMP_NUM_THREADS=1 python training/train_clip.py --config training/configs/synthetic_clip.yaml"
         num_parameters = sum(p.numel() for p in trained.parameters())
         (output_dir / "README.md").write_text(model_card(args, results, num_parameters, command))
         accelerator.print(
