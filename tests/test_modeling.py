@@ -376,3 +376,14 @@ def test_evaluation_adds_gres_metrics_when_a_split_has_no_target_expressions():
     only_targets = evaluate_referring(model, torch.utils.data.DataLoader(rows[:1], batch_size=1, collate_fn=collate),
                                       Accelerator(cpu=True))
     assert "gres" not in only_targets
+
+
+def test_long_expressions_are_cut_to_the_text_towers_positions() -> None:
+    # the shipped synthetic CLIP has 32 text positions, not CLIP's 77
+    model, processor = load_referring_segmenter("nemo-hf/synthetic-clip")
+    words = " ".join(["the small red ring left of the big blue star"] * 8)
+    rows = [{"image": Image.new("RGB", (40, 30)), "mask": Image.new("1", (40, 30), 1), "sentence": words}]
+    batch = RISCollator(processor)(rows)
+    assert batch["input_ids"].shape[1] == model.config.text_config.max_position_embeddings == 32
+    assert model(batch["pixel_values"], batch["input_ids"], batch["attention_mask"]).shape[0] == 1
+    assert predict_masks(model, processor, [rows[0]["image"]], [words])[0].shape == (30, 40)

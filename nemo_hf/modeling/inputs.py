@@ -42,9 +42,19 @@ import torch
 from PIL import Image
 from transformers import ProcessorMixin
 
-__all__ = ["MAX_TEXT_TOKENS", "RISCollator", "mask_to_label", "target_mask"]
+__all__ = ["MAX_TEXT_TOKENS", "RISCollator", "mask_to_label", "target_mask", "text_length"]
 
 MAX_TEXT_TOKENS = 77  # CLIP's text context
+
+
+def text_length(tokenizer: Any) -> int:
+    """Tokens kept per expression: CLIP's 77, or fewer when the tokenizer's model has fewer positions.
+
+    >>> from nemo_hf.synthetic import word_tokenizer
+    >>> text_length(word_tokenizer(["ring"], model_max_length=32))
+    32
+    """
+    return min(MAX_TEXT_TOKENS, int(getattr(tokenizer, "model_max_length", MAX_TEXT_TOKENS)))
 
 
 def target_mask(mask: Any) -> np.ndarray:
@@ -139,7 +149,7 @@ class RISCollator:
             [row["sentence"] for row in rows],
             padding=True,
             truncation=True,
-            max_length=MAX_TEXT_TOKENS,
+            max_length=text_length(self.processor.tokenizer),
             return_tensors="pt",
         )
         pixel_values = self._pixel_values(images)

@@ -27,7 +27,7 @@ from PIL import Image
 from transformers import ProcessorMixin
 
 from nemo_hf.metrics import logits_to_masks, sentence_iou
-from nemo_hf.modeling.inputs import MAX_TEXT_TOKENS, target_mask
+from nemo_hf.modeling.inputs import target_mask, text_length
 from nemo_hf.modeling.interface import ReferringSegmenter
 from nemo_hf.viz import caption_tile, save_tile_sheet
 
@@ -56,7 +56,7 @@ def predict_masks(
         chunk = [image.convert("RGB") for image in images[start : start + batch_size]]
         batch = processor(
             text=list(sentences[start : start + batch_size]), images=chunk, padding=True,
-            truncation=True, max_length=MAX_TEXT_TOKENS, return_tensors="pt",
+            truncation=True, max_length=text_length(processor.tokenizer), return_tensors="pt",
         )
         logits = model(
             pixel_values=batch["pixel_values"].to(device, parameter.dtype if parameter is not None else None),
