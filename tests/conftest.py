@@ -96,3 +96,11 @@ def refer_tree(tmp_path_factory: pytest.TempPathFactory):
     from nemo_hf.synthetic import make_refer_dataset
 
     return make_refer_dataset(tmp_path_factory.mktemp("refer") / "tree", num_images=24, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_clipseg_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The random tiny CLIPSeg (tests/tiny_clipseg.py, seed 0) saved to a folder: a model to name by path."""
+    from tests.tiny_clipseg import save_tiny_clipseg
+
+    return save_tiny_clipseg(tmp_path_factory.mktemp("tiny_clipseg"))
