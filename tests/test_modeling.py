@@ -2,32 +2,22 @@
 
 from __future__ import annotations
 
-import doctest
-from types import ModuleType
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-import nemo_hf.modeling
 from nemo_hf.modeling import (
     CLIPSegReferringSegmenter,
     ReferringSegmenter,
     RISCollator,
-    clipseg,
     evaluate_referring,
-    evaluation,
-    inputs,
-    interface,
     load_referring_segmenter,
-    loading,
     mask_to_label,
     per_sample_bce,
     per_sample_dice,
     predict_masks,
-    predictions,
     save_prediction_grid,
 )
 from tests.tiny_clipseg import TINY_CLIPSEG_IMAGE_SIZE, tiny_clipseg
@@ -58,14 +48,6 @@ def _rows(n: int, seed: int = 0) -> list[dict]:
                      "sentence": ["the red circle", "a blue square on the left", "it"][i % 3],
                      "distractors": [0, 1, 2, 5][i % 4]})
     return rows
-
-
-@pytest.mark.parametrize("module", [nemo_hf.modeling, clipseg, evaluation, inputs, interface, loading, predictions],
-                         ids=lambda m: m.__name__)
-def test_docstring_examples(module: ModuleType) -> None:
-    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0, f"{module.__name__} has no examples"
-    assert result.failed == 0
 
 
 def test_tiny_clipseg_is_deterministic_and_round_trips(tmp_path) -> None:

@@ -7,8 +7,6 @@ reads the same synthetic tree, generated once per session in the test datasets c
 
 from __future__ import annotations
 
-import doctest
-import importlib
 import importlib.util
 import json
 import os
@@ -100,13 +98,6 @@ def _fixed_batch_loss(model, batch) -> float:
 
 
 # ----------------------------------------------------------------------------- arguments
-
-
-@pytest.mark.parametrize("name", ["args", "checkpoints", "data", "process_exit", "tracking"])
-def test_every_part_of_nemo_hf_training_shows_an_example(name: str) -> None:
-    # tests/test_doctests.py runs them, with every other example of the library
-    module = importlib.import_module(f"nemo_hf.training.{name}")
-    assert any(test.examples for test in doctest.DocTestFinder().find(module)), f"{module.__name__} has no examples"
 
 
 def test_yaml_config_is_read_and_flags_override_it(tmp_path) -> None:
