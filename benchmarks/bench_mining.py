@@ -46,7 +46,7 @@ import _report  # benchmarks/_report.py: a script's own folder is searched first
 from nemo_hf.mining.embed import decode_image, embed_images
 from nemo_hf.mining.search import auto_chunk_size, faiss_available
 from nemo_hf.mining.selection import select_negatives
-from nemo_hf.testing.tiny_models import tiny_clip_tokenizer
+from nemo_hf.synthetic import word_tokenizer
 
 SECTION = "Mining"
 DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
@@ -81,7 +81,8 @@ def vit_b16_clip() -> tuple[CLIPModel, CLIPProcessor]:
     )  # fmt: skip
     torch.manual_seed(0)
     model = CLIPModel(config).eval()
-    return model, CLIPProcessor(image_processor=CLIPImageProcessorPil(), tokenizer=tiny_clip_tokenizer())
+    # the tokenizer only completes the processor (images are all this embeds): bytes, no words, no download
+    return model, CLIPProcessor(image_processor=CLIPImageProcessorPil(), tokenizer=word_tokenizer([]))
 
 
 def _timed(work: Any) -> tuple[float, float]:

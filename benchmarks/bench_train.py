@@ -138,7 +138,7 @@ def render(args: argparse.Namespace, rounds: dict[str, list[tuple[float, float]]
         "",
         (
             "`python benchmarks/bench_train.py`: the training step of `training/train.py` (forward, BCE, "
-            "backward, AdamW) on the tiny config (`training/configs/tiny_synthetic.yaml`: the tiny CLIPSeg, "
+            "backward, AdamW) on the tiny config (`training/configs/tiny_synthetic.yaml`: a CLIPSeg on nemo-hf/synthetic-clip, "
             f"64² input; a synthetic RefCOCO tree of {refs} training refs, 320×240 JPEGs), one process, "
             f"{args.threads} torch thread(s), batch {args.batch_size}, {args.workers} persistent DataLoader "
             f"workers (as `train.py` uses them) for every augmentation, mosaic probability "

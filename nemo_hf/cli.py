@@ -1,4 +1,4 @@
-"""``nemo-hf`` command line: the offline demo (and, later, the full pipeline on it).
+"""``nemo-hf`` command line: the offline demo.
 
     nemo-hf demo     # synthetic refer data → datasets → mining → mosaics → tiny training + evaluation
     nemo-hf demo --out my_demo --num-images 60 --seed 1
@@ -19,13 +19,12 @@ def demo(out: Path, num_images: int, seed: int) -> int:
     """Run the main job on its embedded default: nothing is downloaded.
 
     Synthetic refer data → every RefCOCO-family variant as a dataset → CLIP negative mining
-    (a tiny CLIP built from a config, so the negatives show the pipeline, not CLIP's
-    judgement) → NeMo mosaics, each step's output printed or saved under ``out``.
+    (the shipped ``nemo-hf/synthetic-clip``, a small CLIP trained on the synthetic world) →
+    NeMo mosaics, each step's output printed or saved under ``out``.
     """
     from .data import load_refcoco, stats_table
     from .synthetic import SyntheticRefer, make_refer_dataset
     from .nemo import NeMo
-    from .testing.tiny_models import tiny_clip
     from .viz import save_mosaic_grid, save_sample_grid
 
     out.mkdir(parents=True, exist_ok=True)
@@ -43,8 +42,8 @@ def demo(out: Path, num_images: int, seed: int) -> int:
     train = built["refcoco_unc"]["train"]
     print(f"\nsaved {save_sample_grid(train, out / 'samples_refcoco_unc.png', n=6)}")
 
-    print("\n## NeMo: mining negatives with a tiny offline CLIP, then mosaics")
-    nemo = NeMo(train, *tiny_clip(seed), top_k=8, tau_image=0.95, mosaic_prob=0.75, random_share=0.25,
+    print("\n## NeMo: mining negatives with the shipped nemo-hf/synthetic-clip, then mosaics")
+    nemo = NeMo(train, clip="nemo-hf/synthetic-clip", top_k=8, tau_image=0.95, mosaic_prob=0.75, random_share=0.25,
                 size=320, seed=seed, cache_dir=str(out / "mining_cache"))
     mined = nemo.mine(train, report_dir=out / "mining_report")
     augmented = mined.map(nemo, batched=True, remove_columns=mined.column_names, desc="NeMo mosaics")
@@ -55,12 +54,12 @@ def demo(out: Path, num_images: int, seed: int) -> int:
 
 
 def train_tiny(out: Path) -> int:
-    """Fine-tune the tiny CLIPSeg with NeMo on the fly (training/, in a source checkout)."""
+    """Fine-tune a CLIPSeg on the shipped CLIP with NeMo on the fly (training/, in a source checkout)."""
     script = TRAINING / "train.py"
     if not script.exists():
         print(f"\nno {script}: training runs from a source checkout of nemo_hf (skipped)")
         return 0
-    print("\n## Training the tiny CLIPSeg with NeMo on the fly (a pipeline check: random backbone)")
+    print("\n## Training a CLIPSeg on nemo-hf/synthetic-clip with NeMo on the fly (a pipeline check: a short run)")
     config = TRAINING / "configs" / "tiny_synthetic.yaml"
     subprocess.run([sys.executable, str(script), "--config", str(config), "--output_dir", str(out / "train"),
                     "--cache_dir", str(out / "cache")], check=True)
@@ -78,9 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     run_demo.add_argument("--num-images", type=int, default=48)
     run_demo.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    if args.command == "demo":
-        return demo(args.out, args.num_images, args.seed)
-    return 2
+    return demo(args.out, args.num_images, args.seed)
 
 
 if __name__ == "__main__":

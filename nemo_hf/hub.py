@@ -117,7 +117,7 @@ def render_model_card(results: Mapping[str, Any], *, repo_id: str, dataset: str)
 
     It states what was trained, on what, with which augmentation, and the metrics per split.
 
-    >>> results = {"model": "tiny-clipseg", "trainable": "decoder", "trained_parameters": 10,
+    >>> results = {"model": "nemo-hf/synthetic-clip", "trainable": "decoder", "trained_parameters": 10,
     ...            "total_parameters": 100, "augmentation": "nemo", "train_samples": 8, "train_epochs": 1.0,
     ...            "train_steps": 2, "num_processes": 1, "mixed_precision": "no", "eval": {"val": {
     ...            "count": 4, "overall_iou": 0.5, "mean_iou": 0.4, "precision@0.5": 0.5,

@@ -1,7 +1,11 @@
 """Pictures a person would rather look at than numbers: samples with masks and expressions.
 
->>> import datasets, numpy as np                                     # doctest: +SKIP
->>> save_sample_grid(ds["train"], "samples.png", n=6)                # doctest: +SKIP
+>>> import tempfile
+>>> mask = np.zeros((48, 64), bool); mask[10:30, 8:40] = True
+>>> rows = [{"image": Image.new("RGB", (64, 48), colour), "mask": mask, "sentences": [f"the {colour} box"]}
+...         for colour in ("red", "green", "blue", "white")]
+>>> Image.open(save_sample_grid(rows, tempfile.mkdtemp() + "/samples.png", n=4, columns=2)).size
+(512, 636)
 """
 
 from __future__ import annotations
@@ -104,7 +108,11 @@ def save_sample_grid(rows: Iterable[dict[str, Any]], path: str | Path, n: int = 
 def save_mosaic_grid(ds: Iterable[dict[str, Any]], path: str | Path, n: int = 8) -> Path:
     """Save a PNG of ``n`` NeMo samples (mosaic, target outlined, ``[kind] expression``).
 
-    >>> # save_mosaic_grid(train.map(nemo, batched=True, remove_columns=train.column_names), "mosaics.png")
+    >>> import tempfile
+    >>> rows = [{"image": Image.new("RGB", (64, 64), "white"), "mask": np.eye(64, dtype=bool),
+    ...          "sentence": "the diagonal", "mosaic_kind": kind} for kind in ("single", "mined")]
+    >>> Image.open(save_mosaic_grid(rows, tempfile.mkdtemp() + "/mosaics.png")).size
+    (512, 318)
     """
     return save_sample_grid(ds, path, n=n, columns=4)
 

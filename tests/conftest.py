@@ -143,3 +143,11 @@ class ReferCopy:
 def refer_copy(refer_tree, tmp_path: Path) -> ReferCopy:
     """A :class:`ReferCopy` of the session's synthetic tree under ``tmp_path/refer``."""
     return ReferCopy(refer_tree, tmp_path / "refer")
+
+
+@pytest.fixture(scope="session")
+def tiny_clipseg_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The random tiny CLIPSeg (tests/tiny_clipseg.py, seed 0) saved to a folder: a model to name by path."""
+    from tests.tiny_clipseg import save_tiny_clipseg
+
+    return save_tiny_clipseg(tmp_path_factory.mktemp("tiny_clipseg"))

@@ -16,7 +16,7 @@ from transformers import CLIPVisionConfig, CLIPVisionModel
 
 from nemo_hf.mining.clip import ClipSource, check_clip, load_clip
 from nemo_hf.mining.embed import ImageDecodeError, embed_images, embed_texts
-from nemo_hf.testing.tiny_models import tiny_clip
+from tests.tiny_models import tiny_clip
 from tests.test_mining_fixtures import shapes_dataset
 
 torch.set_num_threads(1)

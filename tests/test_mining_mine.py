@@ -15,7 +15,7 @@ from datasets.fingerprint import Hasher
 
 from nemo_hf import NeMo, NeMoSettings
 from nemo_hf.mining import NEGATIVE_COLUMNS
-from nemo_hf.testing.tiny_models import tiny_clip
+from tests.tiny_models import tiny_clip
 from tests.test_mining_embed import one_at_a_time_images, one_at_a_time_texts, unique_images
 from tests.test_mining_fixtures import shapes_dataset
 from tests.test_mining_selection import Problem, brute_force

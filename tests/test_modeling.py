@@ -2,35 +2,25 @@
 
 from __future__ import annotations
 
-import doctest
-from types import ModuleType
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-import nemo_hf.modeling
 from nemo_hf.modeling import (
     CLIPSegReferringSegmenter,
     ReferringSegmenter,
     RISCollator,
-    clipseg,
     evaluate_referring,
-    evaluation,
-    inputs,
-    interface,
     load_referring_segmenter,
-    loading,
     mask_to_label,
     per_sample_bce,
     per_sample_dice,
     predict_masks,
-    predictions,
     save_prediction_grid,
 )
-from nemo_hf.testing.tiny_clipseg import TINY_CLIPSEG_IMAGE_SIZE, tiny_clipseg
+from tests.tiny_clipseg import TINY_CLIPSEG_IMAGE_SIZE, tiny_clipseg
 
 torch.set_num_threads(1)
 
@@ -58,14 +48,6 @@ def _rows(n: int, seed: int = 0) -> list[dict]:
                      "sentence": ["the red circle", "a blue square on the left", "it"][i % 3],
                      "distractors": [0, 1, 2, 5][i % 4]})
     return rows
-
-
-@pytest.mark.parametrize("module", [nemo_hf.modeling, clipseg, evaluation, inputs, interface, loading, predictions],
-                         ids=lambda m: m.__name__)
-def test_docstring_examples(module: ModuleType) -> None:
-    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0, f"{module.__name__} has no examples"
-    assert result.failed == 0
 
 
 def test_tiny_clipseg_is_deterministic_and_round_trips(tmp_path) -> None:
@@ -97,8 +79,8 @@ def test_adapter_logits_equal_the_transformers_forward(trainable: str) -> None:
     torch.testing.assert_close(got, expected)
 
 
-def test_a_batch_of_one_keeps_its_batch_axis() -> None:
-    model, processor = load_referring_segmenter("tiny-clipseg")
+def test_a_batch_of_one_keeps_its_batch_axis(tiny_clipseg_dir) -> None:
+    model, processor = load_referring_segmenter(tiny_clipseg_dir)
     batch = RISCollator(processor)(_rows(1))
     assert model(batch["pixel_values"], batch["input_ids"], batch["attention_mask"]).shape == (1, 64, 64)
 
@@ -109,9 +91,9 @@ def test_a_batch_of_one_keeps_its_batch_axis() -> None:
      ("decoder+text", ("model.decoder.", "model.clip.text_model.", "model.clip.text_projection."))],
 )
 def test_exactly_the_chosen_part_trains_and_every_trainable_parameter_gets_a_gradient(
-    trainable: str, trained_prefixes: tuple[str, ...]
+    trainable: str, trained_prefixes: tuple[str, ...], tiny_clipseg_dir
 ) -> None:
-    model, processor = load_referring_segmenter("tiny-clipseg", trainable=trainable)
+    model, processor = load_referring_segmenter(tiny_clipseg_dir, trainable=trainable)
     names = dict(model.named_parameters())
     trained = {name for name, p in names.items() if p.requires_grad}
     assert trained == {name for name in names if name.startswith(trained_prefixes)}
@@ -129,13 +111,13 @@ def test_exactly_the_chosen_part_trains_and_every_trainable_parameter_gets_a_gra
     assert all(names[name].grad is None for name in names if name not in trained)
 
 
-def test_frozen_towers_stay_in_eval_mode() -> None:
-    model, _ = load_referring_segmenter("tiny-clipseg", trainable="decoder+text")
+def test_frozen_towers_stay_in_eval_mode(tiny_clipseg_dir) -> None:
+    model, _ = load_referring_segmenter(tiny_clipseg_dir, trainable="decoder+text")
     model.train()
     clip = model.model.clip
     assert model.model.decoder.training and clip.text_model.training
     assert not clip.vision_model.training and not clip.visual_projection.training
-    decoder_only, _ = load_referring_segmenter("tiny-clipseg")
+    decoder_only, _ = load_referring_segmenter(tiny_clipseg_dir)
     decoder_only.train()
     assert not any(m.training for m in decoder_only.model.clip.modules())
 
@@ -152,11 +134,10 @@ def test_bad_trainable_and_non_clipseg_checkpoints_are_refused(tmp_path) -> None
 
 
 def test_a_clip_checkpoint_becomes_a_clipseg_on_its_towers(tmp_path) -> None:
-    from nemo_hf.testing.tiny_models import tiny_clip
+    from tests.tiny_models import save_tiny_clip, tiny_clip
 
-    clip, clip_processor = tiny_clip(seed=3)
-    clip.save_pretrained(tmp_path)
-    clip_processor.save_pretrained(tmp_path)
+    clip, _ = tiny_clip(seed=3)
+    save_tiny_clip(tmp_path, seed=3)
     segmenter, processor = load_referring_segmenter(tmp_path, image_size=48, seed=1)
     towers = segmenter.model.clip.state_dict()
     for key, value in clip.state_dict().items():
@@ -199,8 +180,8 @@ def test_per_sample_dice_is_the_dice_formula() -> None:
     torch.testing.assert_close(per_sample_dice(logits, labels), torch.stack(expected))
 
 
-def test_the_adapter_follows_the_interface() -> None:
-    model, _ = load_referring_segmenter("tiny-clipseg")
+def test_the_adapter_follows_the_interface(tiny_clipseg_dir) -> None:
+    model, _ = load_referring_segmenter(tiny_clipseg_dir)
     assert isinstance(model, ReferringSegmenter)
 
 
@@ -302,10 +283,10 @@ def _brute_force_metrics(model, processor, rows, batch_size: int) -> dict:
             "loss": float(np.mean(losses))}
 
 
-def test_evaluation_matches_a_brute_force_computation() -> None:
+def test_evaluation_matches_a_brute_force_computation(tiny_clipseg_dir) -> None:
     from accelerate import Accelerator
 
-    model, processor = load_referring_segmenter("tiny-clipseg")
+    model, processor = load_referring_segmenter(tiny_clipseg_dir)
     # a few steps of training so that predictions are neither empty nor everything
     optimizer = torch.optim.AdamW(model.trainable_parameters()["decoder"], lr=3e-3)
     train_batch = RISCollator(processor)(_rows(8, seed=1))
@@ -334,8 +315,8 @@ def test_evaluation_matches_a_brute_force_computation() -> None:
         assert result["groups"][name]["mean_iou"] == pytest.approx(np.mean(ious), abs=1e-12)
 
 
-def test_prediction_grid_has_a_row_per_sample(tmp_path) -> None:
-    model, processor = load_referring_segmenter("tiny-clipseg")
+def test_prediction_grid_has_a_row_per_sample(tmp_path, tiny_clipseg_dir) -> None:
+    model, processor = load_referring_segmenter(tiny_clipseg_dir)
     rows = _rows(3)
     images, sentences = [r["image"] for r in rows], [r["sentence"] for r in rows]
     masks = predict_masks(model, processor, images, sentences, batch_size=2)
@@ -347,7 +328,7 @@ def test_prediction_grid_has_a_row_per_sample(tmp_path) -> None:
         save_prediction_grid(images, sentences[:2], masks, masks, tmp_path / "bad.png")
 
 
-def test_evaluation_adds_gres_metrics_when_a_split_has_no_target_expressions():
+def test_evaluation_adds_gres_metrics_when_a_split_has_no_target_expressions(tiny_clipseg_dir):
     import numpy as np
     import torch
     from accelerate import Accelerator
@@ -356,7 +337,7 @@ def test_evaluation_adds_gres_metrics_when_a_split_has_no_target_expressions():
     from nemo_hf.metrics import GRESMetrics, logits_to_masks
     from nemo_hf.modeling import RISCollator, evaluate_referring, load_referring_segmenter
 
-    model, processor = load_referring_segmenter("tiny-clipseg")
+    model, processor = load_referring_segmenter(tiny_clipseg_dir)
     rows = [{"image": Image.new("RGB", (40, 30), colour), "mask": Image.fromarray(mask), "sentence": sentence,
              "distractors": 0}
             for colour, mask, sentence in (

@@ -15,7 +15,7 @@ from PIL import Image as PILImage
 
 from nemo_hf import NeMo, load_refcoco, per_sentence
 from nemo_hf.mosaic import allowed_cells, grid_layout
-from nemo_hf.testing.tiny_models import tiny_clip
+from tests.tiny_models import tiny_clip
 
 COLUMNS = ["image", "mask", "sentence", "ref_id", "sent_id", "image_id", "source_image_ids", "target_cell",
            "mosaic_kind"]

@@ -1,4 +1,10 @@
-"""The data layer: RefCOCO-family files read safely, the ``RefCOCO`` builder, views."""
+"""The data layer: RefCOCO-family files read safely, the ``RefCOCO`` builder, views.
+
+One config per dataset and split scheme:
+
+>>> sorted(VARIANTS)
+['grefcoco_unc', 'refcoco_google', 'refcoco_unc', 'refcocog_google', 'refcocog_umd', 'refcocoplus_unc']
+"""
 
 from .builder import RefCOCO, RefCOCOConfig
 from .configs import VARIANTS, get_variant

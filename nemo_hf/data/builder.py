@@ -8,11 +8,15 @@ embed the bytes.
 Datasets 5 no longer runs builder scripts from ``load_dataset``, so this is an importable
 class (use :func:`nemo_hf.load_refcoco` for the one-liner)::
 
-    >>> from nemo_hf.synthetic import make_refer_dataset        # doctest: +SKIP
-    >>> tree = make_refer_dataset("/tmp/refer", num_images=24)   # doctest: +SKIP
+    >>> import tempfile
+    >>> from nemo_hf.synthetic import make_refer_dataset
+    >>> work = Path(tempfile.mkdtemp())
+    >>> tree = make_refer_dataset(work / "refer", num_images=12, datasets=("refcoco",))
     >>> builder = RefCOCO(config_name="refcoco_unc", data_dir=str(tree.root),
-    ...                   image_dir=str(tree.image_dir))          # doctest: +SKIP
-    >>> builder.download_and_prepare(); builder.as_dataset("val")  # doctest: +SKIP
+    ...                   image_dir=str(tree.image_dir), cache_dir=str(work / "cache"))
+    >>> builder.download_and_prepare()
+    >>> builder.as_dataset("val").column_names[:4]
+    ['image', 'mask', 'sentences', 'sent_ids']
 """
 
 from __future__ import annotations

@@ -1,9 +1,12 @@
 """One-call loading of RefCOCO-family variants, the per-sentence view and a stats table.
 
->>> from nemo_hf.synthetic import make_refer_dataset                 # doctest: +SKIP
->>> tree = make_refer_dataset("/tmp/refer", num_images=24)            # doctest: +SKIP
->>> val = load_refcoco("refcoco_unc", tree.root, tree.image_dir, split="val")  # doctest: +SKIP
->>> per_sentence(val).column_names[:3]                                 # doctest: +SKIP
+>>> import tempfile
+>>> from pathlib import Path
+>>> from nemo_hf.synthetic import make_refer_dataset
+>>> work = Path(tempfile.mkdtemp())
+>>> tree = make_refer_dataset(work / "refer", num_images=12, datasets=("refcoco",))
+>>> val = load_refcoco("refcoco_unc", tree.root, tree.image_dir, split="val", cache_dir=work / "cache")
+>>> per_sentence(val).column_names[:3]
 ['image', 'mask', 'sentence']
 """
 

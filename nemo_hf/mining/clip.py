@@ -4,10 +4,11 @@ A :class:`ClipSource` knows how to load the model and how to name it in a cache 
 without loading it, and pickles as its name and revision only, so objects holding one
 stay cheap to pickle and to fingerprint.
 
-    >>> from nemo_hf.testing.tiny_models import tiny_clip
-    >>> source = ClipSource.resolve(*tiny_clip(0))
+    >>> source = ClipSource.resolve("nemo-hf/synthetic-clip")
+    >>> source.model is None  # not loaded yet, and keyed without loading
+    True
     >>> model, processor = source.load()
-    >>> source.key() == ClipSource.resolve(*tiny_clip(0)).key()
+    >>> ClipSource.resolve(model, processor).key() == ClipSource.resolve(*load_clip("nemo-hf/synthetic-clip")).key()
     True
 """
 
@@ -61,14 +62,9 @@ def load_clip(
     A checkpoint without the projection weights would load with freshly initialised
     heads and give meaningless similarities, so that is an error here.
 
-    >>> import tempfile
-    >>> from nemo_hf.testing.tiny_models import tiny_clip
-    >>> folder = tempfile.mkdtemp()
-    >>> model, processor = tiny_clip(0)
-    >>> model.save_pretrained(folder); processor.save_pretrained(folder)  # doctest: +ELLIPSIS
-    [...]
-    >>> type(load_clip(folder)[0]).__name__
-    'CLIPModel'
+    >>> model, processor = load_clip("nemo-hf/synthetic-clip")
+    >>> type(model).__name__, model.training
+    ('CLIPModel', False)
     """
     name = resolve_pretrained(name)
     try:

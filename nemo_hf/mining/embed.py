@@ -7,15 +7,15 @@ identical array. In a plain process nothing distributed happens.
 
     >>> from datasets import Dataset, Features, Image, Value
     >>> from PIL import Image as PILImage
-    >>> from nemo_hf.testing.tiny_models import tiny_clip
-    >>> model, processor = tiny_clip(0)
+    >>> from nemo_hf.mining import load_clip
+    >>> model, processor = load_clip("nemo-hf/synthetic-clip")
     >>> ds = Dataset.from_dict(
     ...     {"image": [PILImage.new("RGB", (40, 30), "red")], "image_id": [7]},
     ...     features=Features({"image": Image(), "image_id": Value("int64")}))
-    >>> embed_images(model, processor, ds, device="cpu").shape
-    (1, 16)
-    >>> embed_texts(model, processor, ["the red square"], device="cpu").shape
-    (1, 16)
+    >>> images = embed_images(model, processor, ds, device="cpu")
+    >>> texts = embed_texts(model, processor, ["the red square"], device="cpu")
+    >>> images.shape == texts.shape == (1, model.config.projection_dim)
+    True
 """
 
 from __future__ import annotations

@@ -13,14 +13,13 @@ the model.
     >>> import tempfile
     >>> from datasets import Dataset, Features, Image, List, Value
     >>> from PIL import Image as PILImage
-    >>> from nemo_hf.testing.tiny_models import tiny_clip
     >>> colours = ["red", "green", "blue", "yellow", "white", "black"]
     >>> ds = Dataset.from_dict(
     ...     {"image": [PILImage.new("RGB", (48, 32), c) for c in colours],
     ...      "image_id": list(range(6)), "sentences": [[f"the {c} one"] for c in colours]},
     ...     features=Features({"image": Image(), "image_id": Value("int64"),
     ...                        "sentences": List(Value("string"))}))
-    >>> result = mine_negatives(ds, ds, *tiny_clip(0), top_k=4, needed=3, tau_text=None,
+    >>> result = mine_negatives(ds, ds, "nemo-hf/synthetic-clip", top_k=4, needed=3, tau_text=None,
     ...                         tau_image=None, cache_dir=tempfile.mkdtemp(), verbose=False)
     >>> row = result.dataset[0]
     >>> len(row["negative_image_ids"][0]), 0 in row["negative_image_ids"][0]

@@ -5,14 +5,14 @@
 - :class:`CLIPSegReferringSegmenter` — CLIPSeg (``CLIPSegForImageSegmentation``) with a
   chosen trainable part: ``"decoder"`` (default; the CLIP backbone is frozen, as
   ``transformers`` runs it without gradients) or ``"decoder+text"``.
-- :func:`load_referring_segmenter` — by Hub id, local folder, shipped name or factory key
-  (``tiny-clipseg``); a CLIP checkpoint becomes a CLIPSeg on its towers
+- :func:`load_referring_segmenter` — by Hub id, local folder or shipped name
+  (``nemo-hf/synthetic-clip``); a CLIP checkpoint becomes a CLIPSeg on its towers
   (:func:`clipseg_from_clip`).
 - :class:`RISCollator` — dataset rows → model batch (and evaluation targets).
 - :func:`evaluate_referring` — oIoU, mIoU, Prec@X per sentence, exact across processes.
 - :func:`predict_masks`, :func:`save_prediction_grid` — a PNG of predictions.
 
->>> model, processor = load_referring_segmenter("tiny-clipseg")
+>>> model, processor = load_referring_segmenter("nemo-hf/synthetic-clip")
 >>> isinstance(model, ReferringSegmenter)
 True
 """
@@ -33,14 +33,12 @@ from nemo_hf.modeling.from_clip import clipseg_from_clip
 from nemo_hf.modeling.interface import ReferringSegmenter, per_sample_bce, per_sample_dice
 from nemo_hf.modeling.loading import (
     DEFAULT_CHECKPOINT,
-    LOCAL_FACTORIES,
     load_referring_segmenter,
 )
 from nemo_hf.modeling.predictions import predict_masks, save_prediction_grid
 
 __all__ = [
     "DEFAULT_CHECKPOINT",
-    "LOCAL_FACTORIES",
     "MAX_TEXT_TOKENS",
     "TRAINABLE_CHOICES",
     "CLIPSegReferringSegmenter",

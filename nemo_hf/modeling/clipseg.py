@@ -26,14 +26,14 @@ Frozen parameters have ``requires_grad=False`` (DDP refuses parameters that neve
 gradient) and frozen towers stay in eval mode when the model is put in train mode.
 
 >>> import torch
->>> from nemo_hf.testing.tiny_clipseg import tiny_clipseg
->>> model, processor = tiny_clipseg()
+>>> from nemo_hf.modeling import clipseg_from_clip
+>>> model, processor = clipseg_from_clip("nemo-hf/synthetic-clip", image_size=96)
 >>> segmenter = CLIPSegReferringSegmenter(model, trainable="decoder+text")
 >>> sorted(segmenter.trainable_parameters())
 ['decoder', 'text']
 >>> batch = processor(text=["a circle"], images=[torch.zeros(3, 8, 8)], return_tensors="pt")
 >>> segmenter(**batch).shape
-torch.Size([1, 64, 64])
+torch.Size([1, 96, 96])
 """
 
 from __future__ import annotations

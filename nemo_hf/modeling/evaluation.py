@@ -19,7 +19,7 @@ prediction counting as "no target" when its mask is empty.
 >>> from accelerate import Accelerator
 >>> from PIL import Image
 >>> from nemo_hf.modeling import RISCollator, load_referring_segmenter
->>> model, processor = load_referring_segmenter("tiny-clipseg")
+>>> model, processor = load_referring_segmenter("nemo-hf/synthetic-clip")
 >>> rows = [{"image": Image.new("RGB", (40, 30)), "mask": Image.new("1", (40, 30), 1),
 ...          "sentence": "all of it", "distractors": 0}]
 >>> loader = torch.utils.data.DataLoader(rows, batch_size=1, collate_fn=RISCollator(processor, with_targets=True))

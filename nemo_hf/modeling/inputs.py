@@ -21,14 +21,14 @@ With ``with_targets=True`` (evaluation) it adds what the metrics need, untouched
 
 >>> import numpy as np
 >>> from PIL import Image
->>> from nemo_hf.testing.tiny_clipseg import tiny_clipseg
->>> _, processor = tiny_clipseg()
+>>> from nemo_hf.modeling import clipseg_from_clip
+>>> _, processor = clipseg_from_clip("nemo-hf/synthetic-clip", image_size=96)
 >>> mask = np.zeros((30, 40), bool); mask[:, :20] = True
 >>> rows = [{"image": Image.new("RGB", (40, 30)), "mask": Image.fromarray(mask), "sentence": "the left one"}]
 >>> batch = RISCollator(processor, with_targets=True)(rows)
 >>> batch["labels"].shape, batch["target_masks"][0].shape, batch["distractors"].tolist()
-(torch.Size([1, 64, 64]), torch.Size([30, 40]), [-1])
->>> float(batch["labels"][0, :, :32].mean()), float(batch["labels"][0, :, 32:].mean())
+(torch.Size([1, 96, 96]), torch.Size([30, 40]), [-1])
+>>> float(batch["labels"][0, :, :48].mean()), float(batch["labels"][0, :, 48:].mean())
 (1.0, 0.0)
 """
 

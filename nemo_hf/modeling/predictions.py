@@ -6,7 +6,7 @@ each mask drawn over the image (outside dimmed, outlined in yellow) with the sen
 >>> import tempfile
 >>> from PIL import Image
 >>> from nemo_hf.modeling import load_referring_segmenter
->>> model, processor = load_referring_segmenter("tiny-clipseg")
+>>> model, processor = load_referring_segmenter("nemo-hf/synthetic-clip")
 >>> images, sentences = [Image.new("RGB", (40, 30), "white")], ["the white square"]
 >>> predictions = predict_masks(model, processor, images, sentences)
 >>> predictions[0].shape, predictions[0].dtype

@@ -13,7 +13,6 @@ project's (``docs/method.md`` keeps the two apart). The parts, one job each:
 
     >>> from datasets import Dataset, Features, Image, List, Value
     >>> from PIL import Image as PILImage
-    >>> from nemo_hf.testing.tiny_models import tiny_clip
     >>> colours = ["red", "green", "blue", "yellow", "white", "black"]
     >>> pool = Dataset.from_dict(
     ...     {"image": [PILImage.new("RGB", (48, 32), c) for c in colours],
@@ -21,7 +20,7 @@ project's (``docs/method.md`` keeps the two apart). The parts, one job each:
     ...     features=Features({"image": Image(), "image_id": Value("int64"),
     ...                        "sentences": List(Value("string"))}))
     >>> import tempfile
-    >>> nemo = NeMo(pool, *tiny_clip(0), top_k=4, tau_image=None, cache_dir=tempfile.mkdtemp())
+    >>> nemo = NeMo(pool, clip="nemo-hf/synthetic-clip", top_k=4, tau_image=None, cache_dir=tempfile.mkdtemp())
     >>> mined = nemo.mine(pool, verbose=False)
     >>> [len(ids) for ids in mined[0]["negative_image_ids"]]
     [4]

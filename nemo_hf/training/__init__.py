@@ -10,4 +10,10 @@ share, and what tests and benchmarks reuse, lives here, one job per module:
 - :mod:`~nemo_hf.training.checkpoints` — atomic checkpoints, rotation, ``latest``;
 - :mod:`~nemo_hf.training.tracking` — the JSON lines log and the Accelerate trackers;
 - :mod:`~nemo_hf.training.process_exit` — leaving a multi-process run cleanly.
+
+>>> from nemo_hf.training.args import TRAIN_DATACLASSES, parse_arguments
+>>> model, data, augmentation, run = parse_arguments(
+...     ["--synthetic_images", "24", "--augmentation", "random", "--max_train_steps", "5"], TRAIN_DATACLASSES)
+>>> model.model_name_or_path, data.synthetic_images, augmentation.augmentation, run.max_train_steps
+('CIDAS/clipseg-rd64-refined', 24, 'random', 5)
 """

@@ -54,7 +54,8 @@ class ModelArguments:
 
     model_name_or_path: str = field(
         default=DEFAULT_CHECKPOINT,
-        metadata={"help": "CLIPSeg checkpoint (Hub id or folder), or a local factory key: 'tiny-clipseg'."},
+        metadata={"help": "CLIPSeg checkpoint, or a CLIP to build one on (Hub id, folder or shipped name such as "
+                          "'nemo-hf/synthetic-clip')."},
     )
     model_revision: str | None = field(default=None, metadata={"help": "Hub revision of the checkpoint."})
     trainable: Trainable = field(
@@ -150,7 +151,7 @@ class AugmentationArguments:
     )
     clip_model: str = field(
         default="openai/clip-vit-base-patch16",
-        metadata={"help": "NeMo only: CLIP for mining (Hub id or folder), or the factory key 'tiny-clip'."},
+        metadata={"help": "NeMo only: CLIP for mining (Hub id, folder or shipped name such as 'nemo-hf/synthetic-clip')."},
     )
     tau_image: float | None = field(default=0.9, metadata={"help": "NeMo: drop negatives above this image-image cosine."})
     tau_text: float | None = field(default=None, metadata={"help": "NeMo: drop negatives above this text-image cosine."})
@@ -236,7 +237,6 @@ class EvaluateArguments:
 
     def __post_init__(self) -> None:
         _check_choice("mixed_precision", self.mixed_precision, ("auto", "no", "fp16", "bf16"))
-        _check_choice("loss", self.loss, ("bce", "bce+dice"))
 
 
 TRAIN_DATACLASSES = (ModelArguments, DataArguments, AugmentationArguments, TrainArguments)

@@ -120,15 +120,6 @@ class TrainData:
     set_epoch: Callable[[int], None]
 
 
-def _clip_for_mining(name: str) -> tuple[Any, Any]:
-    """``(clip, processor)`` for ``NeMo``: a checkpoint name, or the ``tiny-clip`` test model."""
-    if name == "tiny-clip":
-        from nemo_hf.testing.tiny_models import tiny_clip
-
-        return tiny_clip(seed=0)
-    return name, None
-
-
 def build_train_dataset(
     train: datasets.Dataset,
     augmentation: AugmentationArguments,
@@ -164,9 +155,8 @@ def build_train_dataset(
     }
     if augmentation.augmentation == "random":
         return _attached(NeMo(pool=rows, random_share=1.0, **mosaics), rows, main_process_first)
-    clip, processor = _clip_for_mining(augmentation.clip_model)
     nemo = NeMo(
-        pool=rows, clip=clip, processor=processor, random_share=augmentation.random_share,
+        pool=rows, clip=augmentation.clip_model, random_share=augmentation.random_share,
         tau_image=augmentation.tau_image, tau_text=augmentation.tau_text, top_k=augmentation.top_k, **mosaics,
     )
     return _attached(nemo, nemo.mine(rows), main_process_first)

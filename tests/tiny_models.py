@@ -1,10 +1,12 @@
-"""Tiny, offline, deterministic models for tests and demos.
+"""A tiny CLIP with random weights: the test fixture where speed matters and what CLIP knows does not.
 
-Nothing here touches the network: the tokenizer is built from an in-code vocabulary and
-merge list, the model from a small config, and the weights from a seeded generator, so
-``tiny_clip(0)`` is the same model on every machine and every run.
+Nothing here touches the network: the tokenizer is :func:`nemo_hf.synthetic.word_tokenizer`
+of :data:`TINY_CLIP_WORDS`, the model comes from a small config and the weights from a
+seeded generator, so ``tiny_clip(0)`` is the same model on every machine and every run.
+Code that needs a CLIP that knows the synthetic world uses the shipped
+``nemo-hf/synthetic-clip`` instead; a test that needs this one by name saves it to a
+folder and passes the folder.
 
-    >>> from nemo_hf.testing.tiny_models import tiny_clip
     >>> model, processor = tiny_clip(seed=0)
     >>> batch = processor(text=["the red circle on the left"], return_tensors="pt")
     >>> model.get_text_features(**batch).pooler_output.shape
@@ -13,17 +15,20 @@ merge list, the model from a small config, and the weights from a seeded generat
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from transformers import CLIPConfig, CLIPModel, CLIPProcessor, CLIPTokenizer
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
-__all__ = ["TINY_CLIP_IMAGE_SIZE", "TINY_CLIP_WORDS", "tiny_clip", "tiny_clip_tokenizer", "tiny_text_config"]
+from nemo_hf.synthetic import word_tokenizer
+
+__all__ = ["TINY_CLIP_IMAGE_SIZE", "TINY_CLIP_WORDS", "save_tiny_clip", "tiny_clip", "tiny_text_config"]
 
 TINY_CLIP_IMAGE_SIZE = 32
 
 # Words of the synthetic referring expressions (colours, shapes, positions, relations).
-# Whole words get their own token; any other ASCII text still tokenizes, character by
-# character, because every printable character is in the vocabulary.
+# Whole words get their own token; any other text still tokenizes, byte by byte.
 TINY_CLIP_WORDS: tuple[str, ...] = (
     # colours
     "red", "green", "blue", "yellow", "orange", "purple", "pink", "brown", "black",
@@ -42,53 +47,6 @@ TINY_CLIP_WORDS: tuple[str, ...] = (
     # function words
     "the", "a", "an", "of", "to", "in", "on", "at", "with", "and", "is", "that", "it",
 )  # fmt: skip
-
-_BOS, _EOS = "<|startoftext|>", "<|endoftext|>"
-_EOW = "</w>"
-
-
-def _word_merges(word: str) -> list[tuple[str, str]]:
-    """Left-to-right merges that turn ``word``'s characters into one end-of-word token."""
-    merges: list[tuple[str, str]] = []
-    current = word[0] if len(word) > 1 else word[0] + _EOW
-    for i, char in enumerate(word[1:], start=1):
-        piece = char + _EOW if i == len(word) - 1 else char
-        merges.append((current, piece))
-        current = current + piece
-    return merges
-
-
-def _byte_alphabet() -> list[str]:
-    """The 256 printable characters byte-level BPE uses for the 256 byte values."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    shifted = [256 + i for i in range(256 - len(printable))]
-    others = [b for b in range(256) if b not in printable]
-    mapping = dict(zip(printable + others, printable + shifted, strict=True))
-    return [chr(mapping[b]) for b in range(256)]
-
-
-def tiny_clip_tokenizer() -> CLIPTokenizer:
-    """A CLIP BPE tokenizer with a vocabulary of about 800 tokens, built without any file.
-
-    Every byte has a token (as in CLIP), so any text tokenizes without unknown tokens.
-
-    >>> tok = tiny_clip_tokenizer()
-    >>> tok.convert_ids_to_tokens(tok("the red circle")["input_ids"])
-    ['<|startoftext|>', 'the</w>', 'red</w>', 'circle</w>', '<|endoftext|>']
-    >>> tok.unk_token_id in tok("ünïcode, 42!")["input_ids"][1:-1]
-    False
-    """
-    vocab: dict[str, int] = {_BOS: 0, _EOS: 1}
-    for char in _byte_alphabet():
-        for token in (char, char + _EOW):
-            vocab.setdefault(token, len(vocab))
-    merges: list[tuple[str, str]] = []
-    for word in TINY_CLIP_WORDS:
-        for left, right in _word_merges(word):
-            if (left, right) not in merges:
-                merges.append((left, right))
-            vocab.setdefault(left + right, len(vocab))
-    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
 
 
 def tiny_text_config(tokenizer: CLIPTokenizer) -> dict[str, int]:
@@ -118,7 +76,7 @@ def tiny_clip(seed: int = 0) -> tuple[CLIPModel, CLIPProcessor]:
     >>> bool(torch.equal(m1.visual_projection.weight, m2.visual_projection.weight))
     True
     """
-    tokenizer = tiny_clip_tokenizer()
+    tokenizer = word_tokenizer(TINY_CLIP_WORDS)
     config = CLIPConfig(
         text_config=tiny_text_config(tokenizer),
         vision_config={
@@ -139,3 +97,18 @@ def tiny_clip(seed: int = 0) -> tuple[CLIPModel, CLIPProcessor]:
         crop_size={"height": TINY_CLIP_IMAGE_SIZE, "width": TINY_CLIP_IMAGE_SIZE},
     )
     return model, CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer)
+
+
+def save_tiny_clip(folder: Path, seed: int = 0) -> Path:
+    """``folder`` holding :func:`tiny_clip` (``seed``) and its processor: a CLIP to name by path.
+
+    >>> import tempfile
+    >>> from nemo_hf.mining import load_clip
+    >>> model, _ = load_clip(save_tiny_clip(Path(tempfile.mkdtemp()), seed=1))
+    >>> bool(torch.equal(model.visual_projection.weight, tiny_clip(1)[0].visual_projection.weight))
+    True
+    """
+    model, processor = tiny_clip(seed)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder

@@ -1,11 +1,12 @@
-"""A tiny, offline, deterministic CLIPSeg for tests, demos and the CPU training config.
+"""A tiny CLIPSeg with random weights: the test fixture where a training step must take milliseconds.
 
 Same architecture as ``CIDAS/clipseg-rd64-refined`` (three extracted vision layers, FiLM
 conditioning, the "complex" transposed-convolution head), shrunk: 64-pixel images in
-16-pixel patches, 32-wide encoders, projection dimension 16. The tokenizer is the tiny
-in-code CLIP BPE tokenizer of :mod:`nemo_hf.testing.tiny_models`; weights come from the
-seed only (the decoder with PyTorch's default fan-in scaled initialisation, so initial
-logits are small). A forward pass takes milliseconds on a CPU.
+16-pixel patches, 32-wide encoders, projection dimension 16. The tokenizer is the one of
+:mod:`tests.tiny_models`; weights come from the seed only (the decoder with PyTorch's
+default fan-in scaled initialisation, so initial logits are small). A forward pass takes
+milliseconds on a CPU. Where a model is named (``load_referring_segmenter``, the training
+scripts' ``--model_name_or_path``), :func:`save_tiny_clipseg` gives a folder to name.
 
     >>> from PIL import Image
     >>> model, processor = tiny_clipseg(seed=0)
@@ -16,14 +17,17 @@ logits are small). A forward pass takes milliseconds on a CPU.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 from transformers import CLIPSegConfig, CLIPSegForImageSegmentation, CLIPSegProcessor
 from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
 
-from nemo_hf.testing.tiny_models import tiny_clip_tokenizer, tiny_text_config
+from nemo_hf.synthetic import word_tokenizer
+from tests.tiny_models import TINY_CLIP_WORDS, tiny_text_config
 
-__all__ = ["TINY_CLIPSEG_IMAGE_SIZE", "tiny_clipseg"]
+__all__ = ["TINY_CLIPSEG_IMAGE_SIZE", "save_tiny_clipseg", "tiny_clipseg"]
 
 TINY_CLIPSEG_IMAGE_SIZE = 64
 
@@ -40,7 +44,7 @@ def tiny_clipseg(seed: int = 0) -> tuple[CLIPSegForImageSegmentation, CLIPSegPro
     >>> all(torch.equal(a, b) for a, b in zip(m1.parameters(), m2.parameters()))
     True
     """
-    tokenizer = tiny_clip_tokenizer()
+    tokenizer = word_tokenizer(TINY_CLIP_WORDS)
     config = CLIPSegConfig(
         text_config=tiny_text_config(tokenizer),
         vision_config={
@@ -74,3 +78,18 @@ def tiny_clipseg(seed: int = 0) -> tuple[CLIPSegForImageSegmentation, CLIPSegPro
         image_std=[0.229, 0.224, 0.225],
     )
     return model, CLIPSegProcessor(image_processor=image_processor, tokenizer=tokenizer)
+
+
+def save_tiny_clipseg(folder: Path, seed: int = 0) -> Path:
+    """``folder`` holding :func:`tiny_clipseg` (``seed``) and its processor, as ``save_pretrained`` writes them.
+
+    >>> import tempfile
+    >>> from nemo_hf.modeling import load_referring_segmenter
+    >>> model, processor = load_referring_segmenter(save_tiny_clipseg(Path(tempfile.mkdtemp())))
+    >>> processor.image_processor.size["height"] == TINY_CLIPSEG_IMAGE_SIZE
+    True
+    """
+    model, processor = tiny_clipseg(seed)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
