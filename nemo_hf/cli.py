@@ -1,83 +1,59 @@
-"""``nemo-hf`` command line: the offline demo.
+"""``nemo-hf`` command line: the offline demo, which is the none / random / NeMo experiment.
 
-    nemo-hf demo     # synthetic refer data → datasets → mining → mosaics → tiny training + evaluation
-    nemo-hf demo --out my_demo --num-images 60 --seed 1
+    nemo-hf demo                      # about ten minutes on two CPU cores; nothing is downloaded
+    nemo-hf demo --out my_demo --seed 1 --steps 900
+    nemo-hf demo --quick              # a minute: the whole pipeline at a toy budget
 """
 
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 from pathlib import Path
 
-TRAINING = Path(__file__).resolve().parents[1] / "training"
 DEMO_CONFIGS = ("refcoco_unc", "refcocoplus_unc", "refcocog_umd", "grefcoco_unc")
 
 
-def demo(out: Path, num_images: int, seed: int) -> int:
-    """Run the main job on its embedded default: nothing is downloaded.
+def demo(out: Path, settings: object) -> int:
+    """Build the synthetic world as every RefCOCO-family variant, then run the experiment in ``out``.
 
-    Synthetic refer data → every RefCOCO-family variant as a dataset → CLIP negative mining
-    (the shipped ``nemo-hf/synthetic-clip``, a small CLIP trained on the synthetic world) →
-    NeMo mosaics, each step's output printed or saved under ``out``.
+    See :mod:`nemo_hf.experiment`: mining with the shipped synthetic CLIP (difficulty
+    report), NeMo mosaics, a segmenter trained three ways (no augmentation, random mosaics,
+    NeMo) with the same seed, data and budget, evaluation by distractor group, and
+    ``report.md``, ``results.json`` and PNGs.
     """
-    from .data import load_refcoco, stats_table
-    from .synthetic import SyntheticRefer, make_refer_dataset
-    from .nemo import NeMo
-    from .viz import save_mosaic_grid, save_sample_grid
+    from nemo_hf.data import load_refcoco, stats_table
+    from nemo_hf.experiment import run_experiment
+    from nemo_hf.experiment.run import build_world
 
-    out.mkdir(parents=True, exist_ok=True)
-    tree_root = out / "refer"
-    if tree_root.exists():
-        print(f"reusing the synthetic refer tree in {tree_root}")
-        tree = SyntheticRefer(tree_root, num_images=num_images)
-    else:
-        print(f"writing a synthetic refer-format tree ({num_images} images, seed {seed}) to {tree_root}")
-        tree = make_refer_dataset(tree_root, num_images=num_images, seed=seed, show_progress=True)
-    built = {}
+    root = build_world(out, settings)
     for name in DEMO_CONFIGS:
-        built[name] = load_refcoco(name, tree.root, tree.image_dir, cache_dir=out / "cache")
-        print(f"\n## {name}\n\n{stats_table(built[name])}")
-    train = built["refcoco_unc"]["train"]
-    print(f"\nsaved {save_sample_grid(train, out / 'samples_refcoco_unc.png', n=6)}")
-
-    print("\n## NeMo: mining negatives with the shipped nemo-hf/synthetic-clip, then mosaics")
-    nemo = NeMo(train, clip="nemo-hf/synthetic-clip", top_k=8, tau_image=0.95, mosaic_prob=0.75, random_share=0.25,
-                size=320, seed=seed, cache_dir=str(out / "mining_cache"))
-    mined = nemo.mine(train, report_dir=out / "mining_report")
-    augmented = mined.map(nemo, batched=True, remove_columns=mined.column_names, desc="NeMo mosaics")
-    kinds = {kind: augmented["mosaic_kind"].count(kind) for kind in ("single", "random", "mined")}
-    print(f"{len(augmented)} samples (one per expression): {kinds}")
-    print(f"saved {save_mosaic_grid(augmented, out / 'mosaics_refcoco_unc.png', n=8)}")
-    return train_tiny(out)
-
-
-def train_tiny(out: Path) -> int:
-    """Fine-tune a CLIPSeg on the shipped CLIP with NeMo on the fly (training/, in a source checkout)."""
-    script = TRAINING / "train.py"
-    if not script.exists():
-        print(f"\nno {script}: training runs from a source checkout of nemo_hf (skipped)")
-        return 0
-    print("\n## Training a CLIPSeg on nemo-hf/synthetic-clip with NeMo on the fly (a pipeline check: a short run)")
-    config = TRAINING / "configs" / "tiny_synthetic.yaml"
-    subprocess.run([sys.executable, str(script), "--config", str(config), "--output_dir", str(out / "train"),
-                    "--cache_dir", str(out / "cache")], check=True)
-    subprocess.run([sys.executable, str(TRAINING / "eval_ris.py"), "--config", str(out / "train" / "train_config.yaml"),
-                    "--model_name_or_path", str(out / "train"), "--output_dir", str(out / "eval")], check=True)
-    print(f"saved {out / 'train'} (model, all_results.json) and {out / 'eval'} (eval_results.json, predictions_*.png)")
+        built = load_refcoco(name, root, root / "images" / "train2014", cache_dir=out / "cache")
+        print(f"\n## {name}\n\n{stats_table(built)}")
+    run_experiment(out, settings)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    from nemo_hf.experiment import ExperimentSettings
+
     parser = argparse.ArgumentParser(prog="nemo-hf", description="NeMo on the Hugging Face stack")
     commands = parser.add_subparsers(dest="command", required=True)
-    run_demo = commands.add_parser("demo", help="offline demo on generated refer-format data")
-    run_demo.add_argument("--out", type=Path, default=Path("nemo_hf_demo"))
-    run_demo.add_argument("--num-images", type=int, default=48)
-    run_demo.add_argument("--seed", type=int, default=0)
+    run_demo = commands.add_parser(
+        "demo", help="the offline none / random / NeMo experiment on a synthetic referring world",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    defaults = ExperimentSettings()
+    run_demo.add_argument("--out", type=Path, default=Path("nemo_hf_demo"), help="where everything is written")
+    run_demo.add_argument("--seed", type=int, default=defaults.seed, help="the world's and the training's seed")
+    run_demo.add_argument("--num-images", type=int, default=defaults.num_images, help="synthetic scenes")
+    run_demo.add_argument("--steps", type=int, default=defaults.max_train_steps, help="training steps per arm")
+    run_demo.add_argument("--quick", action="store_true", help="a toy budget (60 scenes, 5 steps): checks the pipeline")
     args = parser.parse_args(argv)
-    return demo(args.out, args.num_images, args.seed)
+    settings = defaults.replace(seed=args.seed, num_images=args.num_images, max_train_steps=args.steps)
+    if args.quick:
+        settings = settings.replace(num_images=60, max_train_steps=5, train_batch_size=8, top_k=5)
+    return demo(args.out, settings)
 
 
 if __name__ == "__main__":

@@ -128,3 +128,21 @@ def test_the_experiment_runs_end_to_end_and_writes_its_report(tmp_path: Path) ->
     report = (tmp_path / "report.md").read_text()
     assert "| none |" in report and "Hard stratum" in report and "![" in report
     assert np.isfinite(saved["mining"]["chosen_text_quantiles"]["50%"])
+
+
+def test_the_arm_config_holds_the_experiments_defaults() -> None:
+    import yaml
+
+    config = yaml.safe_load((Path(__file__).parents[1] / "training/configs/synthetic_experiment.yaml").read_text())
+    defaults = ExperimentSettings()
+    assert config["synthetic_images"] == defaults.num_images
+    assert tuple(config["synthetic_image_size"]) == defaults.scene_size
+    assert config["synthetic_object_scale"] == defaults.object_scale
+    assert tuple(config["synthetic_distractor_levels"]) == defaults.distractor_levels
+    assert (config["dataset_name"], config["image_size"], config["max_train_steps"]) == (
+        defaults.dataset, defaults.input_size, defaults.max_train_steps)
+    assert (config["train_batch_size"], config["learning_rate"], config["text_encoder_learning_rate"]) == (
+        defaults.train_batch_size, defaults.learning_rate, defaults.encoder_learning_rate)
+    assert (config["mosaic_prob"], config["top_k"], config["tau_image"], config["tau_text"]) == (
+        defaults.mosaic_prob, defaults.top_k, defaults.tau_image, defaults.tau_text)
+    assert config["model_name_or_path"] == config["clip_model"] == defaults.clip

@@ -35,7 +35,7 @@ from nemo_hf.experiment.settings import ExperimentSettings
 from nemo_hf.metrics import RISMetrics, group_labels
 from nemo_hf.synthetic import make_refer_dataset
 
-__all__ = ["HARD", "TRAINING_DIR", "ArmPredictions", "evaluate_arm", "hard_stratum", "run_experiment"]
+__all__ = ["HARD", "TRAINING_DIR", "ArmPredictions", "build_world", "evaluate_arm", "hard_stratum", "run_experiment"]
 
 TRAINING_DIR = Path(__file__).resolve().parents[2] / "training"
 HARD = "distractors>=2"  # the hard stratum: at least two other objects of the target's category
@@ -84,7 +84,7 @@ def evaluate_arm(model_dir: Path, sentences: Any, batch_size: int = 64) -> ArmPr
     return ArmPredictions(masks, ious, metrics.compute())
 
 
-def _build_world(out: Path, settings: ExperimentSettings) -> Any:
+def build_world(out: Path, settings: ExperimentSettings) -> Path:
     """The tree (made once per settings: a changed world gets a fresh folder) and the dataset."""
     world = {k: settings.to_dict()[k] for k in ("num_images", "scene_size", "object_scale", "distractor_levels", "seed")}
     tag = json.dumps(world, sort_keys=True)
@@ -150,7 +150,7 @@ def run_experiment(
             "of nemo_hf (git clone, then pip install -e .)"
         )
     started = time.perf_counter()
-    root = _build_world(out, settings)
+    root = build_world(out, settings)
     built = load_refcoco(settings.dataset, root, root / "images" / "train2014", cache_dir=out / "cache")
     train, evaluation = built["train"], per_sentence(built[settings.eval_split])
     print(f"{settings.dataset}: {len(train)} training objects, {len(evaluation)} {settings.eval_split} sentences")

@@ -91,6 +91,14 @@ class DataArguments:
     hub_dataset: str | None = field(default=None, metadata={"help": "Hub repo id or local folder of a pushed copy."})
     synthetic_images: int = field(default=0, metadata={"help": "Generate a synthetic tree of this many images."})
     synthetic_seed: int = field(default=0, metadata={"help": "Seed of the synthetic tree."})
+    synthetic_image_size: list[int] = field(
+        default_factory=lambda: [320, 240], metadata={"help": "Nominal width and height of the synthetic scenes."}
+    )
+    synthetic_object_scale: float = field(default=1.0, metadata={"help": "Multiplier of the synthetic shapes' radii."})
+    synthetic_distractor_levels: list[float] = field(
+        default_factory=lambda: [1.0, 1.0, 1.0, 1.0],
+        metadata={"help": "Relative shares of synthetic images with 0, 1, 2 and 3+ distractors."},
+    )
     cache_dir: str | None = field(default=None, metadata={"help": "Cache of built datasets and synthetic trees."})
     train_split: str = "train"
     eval_splits: list[str] = field(
@@ -104,6 +112,11 @@ class DataArguments:
     verify_images: bool = field(default=True, metadata={"help": "Check every image file while building."})
 
     def __post_init__(self) -> None:
+        # list values from a YAML config reach argparse as strings, which it leaves unconverted
+        self.synthetic_image_size = [int(v) for v in self.synthetic_image_size]
+        self.synthetic_distractor_levels = [float(v) for v in self.synthetic_distractor_levels]
+        if len(self.synthetic_image_size) != 2 or len(self.synthetic_distractor_levels) != 4:
+            raise ValueError("synthetic_image_size takes width and height, synthetic_distractor_levels four weights")
         sources = {
             "data_dir/image_dir": self.data_dir is not None or self.image_dir is not None,
             "hub_dataset": self.hub_dataset is not None,

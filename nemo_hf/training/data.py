@@ -36,6 +36,8 @@ workers follow it.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,10 +52,13 @@ __all__ = ["TrainData", "as_sentences", "build_train_dataset", "load_splits", "s
 
 
 def synthetic_tree_root(data: DataArguments) -> Path:
-    """Where the synthetic tree of ``data`` lives: one folder per (dataset, size, seed)."""
+    """Where the synthetic tree of ``data`` lives: one folder per (dataset, size, seed, world settings)."""
     base = Path(data.cache_dir) if data.cache_dir else Path(datasets.config.HF_DATASETS_CACHE) / "nemo_hf"
     folder = get_variant(data.dataset_name).folder.replace("+", "plus")
-    return base / f"synthetic-{folder}-{data.synthetic_images}-seed{data.synthetic_seed}"
+    world = [list(data.synthetic_image_size), data.synthetic_object_scale, list(data.synthetic_distractor_levels)]
+    tag = "" if world == [[320, 240], 1.0, [1.0, 1.0, 1.0, 1.0]] else "-" + hashlib.sha256(
+        json.dumps(world).encode()).hexdigest()[:10]
+    return base / f"synthetic-{folder}-{data.synthetic_images}-seed{data.synthetic_seed}{tag}"
 
 
 def _synthetic_source(data: DataArguments) -> tuple[Path, Path]:
@@ -62,7 +67,11 @@ def _synthetic_source(data: DataArguments) -> tuple[Path, Path]:
     root = synthetic_tree_root(data)
     folder = get_variant(data.dataset_name).folder
     if not root.exists():
-        make_refer_dataset(root, num_images=data.synthetic_images, seed=data.synthetic_seed, datasets=(folder,))
+        make_refer_dataset(
+            root, num_images=data.synthetic_images, seed=data.synthetic_seed, datasets=(folder,),
+            image_size=tuple(data.synthetic_image_size), object_scale=data.synthetic_object_scale,
+            distractor_levels=tuple(data.synthetic_distractor_levels),
+        )
     tree = SyntheticRefer(root, num_images=data.synthetic_images, datasets=(folder,))
     return tree.root, tree.image_dir
 
