@@ -21,6 +21,7 @@ scripts are not part of the wheel); pass ``training_dir`` to point elsewhere.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -92,8 +93,6 @@ def build_world(out: Path, settings: ExperimentSettings) -> Path:
     stamp = out / "refer.json"
     if not (root.exists() and stamp.exists() and stamp.read_text() == tag):
         if root.exists():
-            import shutil
-
             shutil.rmtree(root)
         print(f"writing a synthetic refer tree: {settings.num_images} scenes of {settings.scene_size[0]}×"
               f"{settings.scene_size[1]}, distractor levels {settings.distractor_levels}, seed {settings.seed}")
