@@ -236,7 +236,6 @@ class EvaluateArguments:
 
     def __post_init__(self) -> None:
         _check_choice("mixed_precision", self.mixed_precision, ("auto", "no", "fp16", "bf16"))
-        _check_choice("loss", self.loss, ("bce", "bce+dice"))
 
 
 TRAIN_DATACLASSES = (ModelArguments, DataArguments, AugmentationArguments, TrainArguments)
