@@ -62,11 +62,15 @@ def train_tiny(out: Path) -> int:
         return 0
     print("\n## Training the tiny CLIPSeg with NeMo on the fly (a pipeline check: random backbone)")
     config = TRAINING / "configs" / "tiny_synthetic.yaml"
+    # a demo run again replaces its own earlier run
     subprocess.run([sys.executable, str(script), "--config", str(config), "--output_dir", str(out / "train"),
-                    "--cache_dir", str(out / "cache")], check=True)
+                    "--cache_dir", str(out / "cache"), "--overwrite_output_dir"], check=True)
+    model = out / "train" / "final"
     subprocess.run([sys.executable, str(TRAINING / "eval_ris.py"), "--config", str(out / "train" / "train_config.yaml"),
-                    "--model_name_or_path", str(out / "train"), "--output_dir", str(out / "eval")], check=True)
-    print(f"saved {out / 'train'} (model, all_results.json) and {out / 'eval'} (eval_results.json, predictions_*.png)")
+                    "--model_name_or_path", str(model), "--output_dir", str(out / "eval"), "--overwrite_output_dir"],
+                   check=True)
+    print(f"saved {model} (the model, its card, all_results.json) and {out / 'eval'} (eval_results.json, "
+          "predictions_*.png)")
     return 0
 
 
