@@ -27,6 +27,7 @@ import yaml
 from transformers import HfArgumentParser
 
 from ..modeling import DEFAULT_CHECKPOINT, TRAINABLE_CHOICES, Trainable
+from ..pretrained import check_local_path
 
 __all__ = [
     "EVALUATE_DATACLASSES",
@@ -70,6 +71,7 @@ class ModelArguments:
 
     def __post_init__(self) -> None:
         _check_choice("trainable", self.trainable, TRAINABLE_CHOICES)
+        check_local_path(self.model_name_or_path)  # now, not after the data is built
 
 
 @dataclass
@@ -162,6 +164,8 @@ class AugmentationArguments:
 
     def __post_init__(self) -> None:
         _check_choice("augmentation", self.augmentation, ("none", "random", "nemo"))
+        if self.augmentation == "nemo":
+            check_local_path(self.clip_model)
         for name in ("mosaic_prob", "random_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} is a probability in [0, 1], got {getattr(self, name)}")
