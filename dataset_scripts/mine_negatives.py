@@ -1,6 +1,6 @@
 """Mine NeMo negatives for one split and save it, push it, or both.
 
-    python dataset_scripts/mine_negatives.py me/refcoco --config refcoco_unc --split train \
+    python dataset_scripts/mine_negatives.py me/refcoco --config refcoco_unc --split train \\
         --tau-image 0.9 --top-k 20 --out mined/refcoco_unc-train --push me/refcoco-mined
     python dataset_scripts/mine_negatives.py parquet/ --config refcoco_unc --out mined/refcoco_unc-train
 

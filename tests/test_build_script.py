@@ -23,6 +23,17 @@ def _args(tree, cache, *extra):
     return ["--data-dir", str(tree.root), "--image-dir", str(tree.image_dir), "--cache-dir", str(cache), *extra]
 
 
+@pytest.mark.parametrize("name", ["build_refcoco", "mine_negatives"])
+def test_help_shows_the_examples_as_written(name, capsys):
+    script = _script(name)
+    with pytest.raises(SystemExit):
+        script.main(["--help"])
+    shown = capsys.readouterr().out.splitlines()
+    examples = [line for line in script.__doc__.splitlines() if line.startswith("    ")]
+    assert any(line.endswith(" \\") for line in examples)  # a continued command line
+    assert all(line in shown for line in examples)
+
+
 def test_nothing_to_do_is_an_error(refer_tree, tmp_path, capsys):
     with pytest.raises(SystemExit):
         _script().main(["refcoco_unc", *_args(refer_tree, tmp_path)])

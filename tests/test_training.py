@@ -160,7 +160,7 @@ def test_shipped_clip_config_parses() -> None:
     assert args.max_steps > 0 and args.output_dir.startswith("outputs/")
 
 
-@pytest.mark.parametrize("script", ["train", "eval_ris"])
+@pytest.mark.parametrize("script", ["train", "eval_ris", "train_clip"])
 def test_help_shows_the_script_docstring_as_written(script: str, capsys) -> None:
     module = _load_script(script)
     with pytest.raises(SystemExit):
@@ -168,7 +168,7 @@ def test_help_shows_the_script_docstring_as_written(script: str, capsys) -> None
     shown = capsys.readouterr().out
     examples = [line for line in module.__doc__.splitlines() if line.startswith("    ")]
     assert examples and all(line in shown.splitlines() for line in examples)  # continuations (\) kept
-    assert "--learning_rate" in shown if script == "train" else "--num_sample_predictions" in shown
+    assert {"train": "--learning_rate", "eval_ris": "--num_sample_predictions", "train_clip": "--num_images"}[script] in shown
 
 
 # ----------------------------------------------------------------------------- in process
