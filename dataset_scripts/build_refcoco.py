@@ -1,6 +1,6 @@
 """Build one RefCOCO-family config and write it as Parquet and/or push it to the Hub.
 
-    python dataset_scripts/build_refcoco.py refcoco_unc --data-dir refer/data \
+    python dataset_scripts/build_refcoco.py refcoco_unc --data-dir refer/data \\
         --image-dir coco/train2014 --out parquet/ --push me/refcoco
 
 Images are embedded in what is written or pushed; the card carries the stats table, the

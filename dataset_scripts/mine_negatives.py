@@ -1,10 +1,13 @@
 """Mine NeMo negatives for one split and save it, push it, or both.
 
-    python dataset_scripts/mine_negatives.py me/refcoco --config refcoco_unc --split train \
+    python dataset_scripts/mine_negatives.py me/refcoco --config refcoco_unc --split train \\
         --tau-image 0.9 --top-k 20 --out mined/refcoco_unc-train --push me/refcoco-mined
+    python dataset_scripts/mine_negatives.py parquet/ --config refcoco_unc --out mined/refcoco_unc-train
 
-The dataset is a folder written by ``save_to_disk`` (a ``Dataset`` or a ``DatasetDict``)
-or a Hub dataset repo. The pool of candidate negatives is ``--pool-split`` of the same
+The dataset is a Hub dataset repo, a Parquet folder written by
+``dataset_scripts/build_refcoco.py --out`` (``--config`` picks one of its configs, as for a
+Hub repo), or a folder written by ``save_to_disk`` (a ``Dataset`` or a ``DatasetDict``;
+one config, so ``--config`` only names the config that ``--push`` writes). The pool of candidate negatives is ``--pool-split`` of the same
 dataset (default: the mined split itself). Adds ``negative_image_ids``,
 ``negative_scores`` and ``negative_fallback`` (one entry per sentence). The difficulty
 report (JSON + PNG) and the resolved settings go to ``--report-dir`` (default: a
@@ -24,6 +27,9 @@ from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
 
 from nemo_hf.mining.clip import DEFAULT_CLIP
 from nemo_hf.nemo import NeMo, NeMoSettings
+from nemo_hf.pretrained import check_local_path
+
+_SAVE_TO_DISK_FILES = ("dataset_dict.json", "state.json")  # what save_to_disk writes at a folder's top
 
 
 def _threshold(text: str) -> float | None:
@@ -36,14 +42,15 @@ def _threshold(text: str) -> float | None:
 
 
 def _load_split(source: str, config: str | None, split: str) -> Dataset:
-    """``split`` of a ``save_to_disk`` folder or of a Hub dataset."""
-    if Path(source).exists():
+    """``split`` of a ``save_to_disk`` folder, or of ``config`` of a Parquet folder or a Hub dataset."""
+    if any((Path(source) / name).is_file() for name in _SAVE_TO_DISK_FILES):
         loaded = load_from_disk(source)
         if isinstance(loaded, DatasetDict):
             if split not in loaded:
                 raise SystemExit(f"{source} has splits {sorted(loaded)}, not {split!r}")
             return loaded[split]
         return loaded
+    check_local_path(source)  # a folder that is not there is not a Hub repo either
     return load_dataset(source, config, split=split)
 
 
@@ -58,8 +65,9 @@ def _save(ds: Dataset, out: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     defaults = NeMoSettings()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("dataset", help="save_to_disk folder or Hub dataset repo id")
-    parser.add_argument("--config", default=None, help="Hub config name (e.g. refcoco_unc)")
+    parser.add_argument("dataset", help="Hub dataset repo id, Parquet folder (build_refcoco.py --out) or save_to_disk folder")
+    parser.add_argument("--config", default=None,
+                        help="config of the Hub repo or Parquet folder (e.g. refcoco_unc); the config --push writes")
     parser.add_argument("--split", default="train")
     parser.add_argument("--pool-split", default=None, help="split whose images are the candidates (default: --split)")
     parser.add_argument("--clip", default=DEFAULT_CLIP, help="CLIP checkpoint (Hub id or folder)")

@@ -1,4 +1,4 @@
-"""dataset_scripts/build_refcoco.py end to end: Parquet folder and a push to the local test Hub."""
+"""dataset_scripts/build_refcoco.py end to end: Parquet folder and a push to the local test Hub; mining what it wrote."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import datasets
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).parents[1] / "dataset_scripts" / "build_refcoco.py"
+SCRIPTS = Path(__file__).parents[1] / "dataset_scripts"
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("build_refcoco", SCRIPT)
+def _script(name: str = "build_refcoco"):
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -21,6 +21,17 @@ def _script():
 
 def _args(tree, cache, *extra):
     return ["--data-dir", str(tree.root), "--image-dir", str(tree.image_dir), "--cache-dir", str(cache), *extra]
+
+
+@pytest.mark.parametrize("name", ["build_refcoco", "mine_negatives"])
+def test_help_shows_the_examples_as_written(name, capsys):
+    script = _script(name)
+    with pytest.raises(SystemExit):
+        script.main(["--help"])
+    shown = capsys.readouterr().out.splitlines()
+    examples = [line for line in script.__doc__.splitlines() if line.startswith("    ")]
+    assert any(line.endswith(" \\") for line in examples)  # a continued command line
+    assert all(line in shown for line in examples)
 
 
 def test_nothing_to_do_is_an_error(refer_tree, tmp_path, capsys):
@@ -64,3 +75,18 @@ def test_parquet_folder_keeps_every_config(refer_tree, tmp_path):
     assert "<!-- stats:refcoco_unc -->" in readme and "<!-- stats:refcocog_umd -->" in readme
     assert len(datasets.load_dataset(str(tmp_path / "out"), "refcoco_unc", split="val",
                                      cache_dir=str(tmp_path / "dl"))) > 0
+
+
+def test_negatives_are_mined_from_the_parquet_folder_the_build_wrote(refer_tree, tmp_path):
+    for config in ("refcoco_unc", "refcocog_umd"):
+        assert _script().main([config, *_args(refer_tree, tmp_path / "cache"), "--out", str(tmp_path / "out")]) == 0
+    mine = _script("mine_negatives")
+    argv = [str(tmp_path / "out"), "--config", "refcocog_umd", "--split", "train", "--clip", "nemo-hf/synthetic-clip",
+            "--top-k", "4", "--cache-dir", str(tmp_path / "mining"), "--out", str(tmp_path / "mined")]
+    assert mine.main(argv) == 0
+    mined = datasets.load_from_disk(str(tmp_path / "mined"))
+    from nemo_hf import load_refcoco
+
+    built = load_refcoco("refcocog_umd", refer_tree.root, refer_tree.image_dir, split="train", cache_dir=tmp_path / "cache")
+    assert mined["ref_id"] == built["ref_id"]  # the config asked for, not the folder's first one
+    assert all(len(ids) == len(s) for ids, s in zip(mined["negative_image_ids"], mined["sentences"]))

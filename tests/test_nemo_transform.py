@@ -180,6 +180,45 @@ def test_on_the_fly_mining_in_one_map(train, tmp_path):
     assert all(set(ids) <= pool_ids for ids in out["source_image_ids"])
 
 
+def test_map_without_remove_columns_gives_the_same_rows(mined, train):
+    """Rows per object become rows per sentence: datasets would fail on the input columns' lengths."""
+    rows, nemo = mined.select(range(8)), _nemo(train, mosaic_prob=0.6, random_share=0.5)
+    plain = rows.map(nemo, batched=True, batch_size=4, load_from_cache_file=False)
+    removed = _map(rows, nemo, load_from_cache_file=False)
+    assert len(plain) == sum(len(s) for s in rows["sentences"]) > len(rows)
+    assert sorted(plain.column_names) == sorted(COLUMNS)
+    assert all(plain.data.column(c).equals(removed.data.column(c)) for c in COLUMNS)
+    # rows already per sentence keep the columns NeMo does not write, as map does
+    view = per_sentence(rows)
+    kept = view.map(nemo, batched=True, batch_size=4, load_from_cache_file=False)
+    assert kept["bbox"] == view["bbox"] and kept["source_image_ids"] == removed["source_image_ids"]
+    batch = rows[:4]  # a caller's own batch is left as it was
+    nemo(batch)
+    assert sorted(batch) == sorted(rows.column_names)
+
+
+def test_attaching_unmined_rows_fails_at_once_naming_the_fix(mined, train):
+    nemo = NeMo(train, *tiny_clip(0), top_k=6, size=64, mosaic_prob=1.0)
+    with pytest.raises(ValueError, match=r"no negative_image_ids.*run ds = nemo\.mine\(ds\) first"):
+        nemo.attach(train)  # before: fine here, then an error at the first row a DataLoader drew
+    with pytest.raises(ValueError, match=r"run ds = nemo\.mine\(ds\) first"):
+        train.with_transform(nemo.transform)[0]
+    assert nemo.attach(mined)[0]["mosaic_kind"] == "mined"
+    assert NeMo(train, random_share=1.0, size=64).attach(train)[0]["mosaic_kind"] in ("single", "random")
+
+
+def test_a_dataset_dict_is_refused_naming_the_split_to_pass(train, tmp_path):
+    from datasets import DatasetDict
+
+    splits = DatasetDict({"train": train, "val": train})
+    with pytest.raises(TypeError, match=r"DatasetDict of splits \['train', 'val'\]: pass one split, e\.g\. ds\['train'\]"):
+        NeMo(splits)
+    nemo = NeMo(train, *tiny_clip(0), top_k=6, cache_dir=str(tmp_path))
+    for call in (nemo.mine, nemo.attach):
+        with pytest.raises(TypeError, match=r"pass one split, e\.g\. ds\['train'\]"):
+            call(splits)
+
+
 def test_unbatched_map_is_refused_clearly(mined, train):
     with pytest.raises(TypeError, match="batched=True"):
         mined.map(_nemo(train))

@@ -50,10 +50,7 @@ train = _load_script("train")
 @pytest.fixture(autouse=True)
 def _fresh_accelerate_state():
     yield
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
+    _reset_accelerate()
 
 
 def _tiny(output_dir: Path, *extra: str, augmentation: str = "none") -> list[str]:
@@ -67,10 +64,19 @@ def _tiny(output_dir: Path, *extra: str, augmentation: str = "none") -> list[str
             "--max_eval_samples", "16", *extra]
 
 
-def _weights(folder: Path) -> dict[str, torch.Tensor]:
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    """The final model's weights of the run in ``run``."""
     from safetensors.torch import load_file
 
-    return load_file(folder / "model.safetensors")
+    return load_file(run / "final" / "model.safetensors")
+
+
+def _reset_accelerate() -> None:
+    """Between two in-process runs: Accelerate keeps its state per process."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
 
 
 def _subprocess_env() -> dict[str, str]:
@@ -120,6 +126,9 @@ def test_config_errors_name_the_file_and_the_value(tmp_path) -> None:
     with pytest.raises(ValueError, match="exactly one data source"):
         parse_arguments(["--synthetic_images", "24", "--hub_dataset", "me/refcoco"],
                                    TRAIN_DATACLASSES)
+    with pytest.raises(ValueError, match=r"synthetic_images=40 .*tiny_synthetic\.yaml.*add --synthetic_images 0"):
+        parse_arguments(["--config", str(TINY_CONFIG), "--data_dir", "refer", "--image_dir", "coco"],
+                        TRAIN_DATACLASSES)  # the config's synthetic source is still on
     with pytest.raises(ValueError, match="checkpointing_steps"):
         parse_arguments(["--synthetic_images", "24", "--checkpointing_steps", "often"],
                                    TRAIN_DATACLASSES)
@@ -148,7 +157,18 @@ def test_shipped_configs_parse(config: Path) -> None:
         assert data.eval_splits and aug.augmentation == "nemo"
 
 
-@pytest.mark.parametrize("script", ["train", "eval_ris"])
+@pytest.mark.skipif(not (REPO / ".gitignore").is_file(), reason="not a source checkout")
+def test_default_output_folders_are_git_ignored() -> None:
+    from nemo_hf.training.args import EvaluateArguments, TrainArguments
+
+    ignored = {line.strip().rstrip("/") for line in (REPO / ".gitignore").read_text().splitlines()}
+    configs = [yaml.safe_load(path.read_text())["output_dir"] for path in (TRAINING / "configs").glob("*.yaml")]
+    defaults = [TrainArguments().output_dir, EvaluateArguments().output_dir,
+                _load_script("train_clip").ClipTrainingArguments().output_dir, *configs]
+    assert [d for d in defaults if Path(d).parts[0] not in ignored] == []
+
+
+@pytest.mark.parametrize("script", ["train", "eval_ris", "train_clip"])
 def test_help_shows_the_script_docstring_as_written(script: str, capsys) -> None:
     module = _load_script(script)
     with pytest.raises(SystemExit):
@@ -156,15 +176,13 @@ def test_help_shows_the_script_docstring_as_written(script: str, capsys) -> None
     shown = capsys.readouterr().out
     examples = [line for line in module.__doc__.splitlines() if line.startswith("    ")]
     assert examples and all(line in shown.splitlines() for line in examples)  # continuations (\) kept
-    assert "--learning_rate" in shown if script == "train" else "--num_sample_predictions" in shown
+    assert {"train": "--learning_rate", "eval_ris": "--num_sample_predictions", "train_clip": "--num_images"}[script] in shown
 
 
 # ----------------------------------------------------------------------------- in process
 
 
 def test_tiny_config_trains_in_process_and_the_loss_on_a_fixed_batch_goes_down(tmp_path) -> None:
-    from transformers import CLIPSegForImageSegmentation
-
     from nemo_hf.modeling import RISCollator, load_referring_segmenter
 
     out = tmp_path / "run"
@@ -173,7 +191,7 @@ def test_tiny_config_trains_in_process_and_the_loss_on_a_fixed_batch_goes_down(t
                                "--lr_scheduler_type", "constant", "--num_warmup_steps", "0"))
 
     initial, processor = _initial_model()
-    trained, _ = load_referring_segmenter(out)
+    trained, _ = load_referring_segmenter(out / "final")
     data = parse_arguments(["--config", str(TINY_CONFIG)], TRAIN_DATACLASSES)[1]
     rows = as_sentences(load_splits(data, ["train"])["train"], limit=16)
     batch = RISCollator(processor)(list(rows))
@@ -185,7 +203,7 @@ def test_tiny_config_trains_in_process_and_the_loss_on_a_fixed_batch_goes_down(t
     assert results["total_parameters"] == sum(p.numel() for p in initial.parameters())
     assert set(results["eval"]) == {"val", "testB"}
     assert all(r["count"] == 16 for r in results["eval"].values())
-    assert json.loads((out / "all_results.json").read_text()) == json.loads(json.dumps(results))
+    assert json.loads((out / "final" / "all_results.json").read_text()) == json.loads(json.dumps(results))
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_13", "step_26"]
     logged = [json.loads(line) for line in (out / "logs" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in logged if "train/loss" in r] == [10, 20, 30]
@@ -193,10 +211,90 @@ def test_tiny_config_trains_in_process_and_the_loss_on_a_fixed_batch_goes_down(t
     assert list((out / "logs").rglob("events.out.tfevents.*")), "no TensorBoard events"
     saved = yaml.safe_load((out / "train_config.yaml").read_text())
     assert saved["max_train_steps"] == 30 and saved["augmentation"] == "none"
-    CLIPSegForImageSegmentation.from_pretrained(out)  # the final model is a plain transformers checkpoint
-    card = (out / "README.md").read_text()  # the model card says what was trained and how it scored
+    assert (out / "final" / "train_config.yaml").read_text() == (out / "train_config.yaml").read_text()
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "final", "logs", "train_config.yaml"]
+    card = (out / "final" / "README.md").read_text()  # the model card says what was trained and how it scored
     assert "**Trained: the CLIPSeg decoder only**" in card and "Augmentation: **none**" in card
     assert f"| val | 16 | {results['eval']['val']['overall_iou']:.4f} |" in card
+    _assert_a_model_folder_without_training_state(out / "final")
+
+
+def _assert_a_model_folder_without_training_state(folder: Path) -> None:
+    """What an upload of ``folder`` sends: the model, its processor, card and results; no training state."""
+    from transformers import CLIPSegForImageSegmentation
+
+    files = sorted(p.name for p in folder.iterdir())
+    assert all(p.is_file() for p in folder.iterdir()), files  # no checkpoints/ or logs/ inside
+    state = [name for name in files if name.startswith(("optimizer", "scheduler", "random_states", "sampler",
+                                                         "trainer_state", "pytorch_model_fsdp", "step_"))
+             or name.endswith((".pkl", ".bin"))]
+    assert not state, state
+    assert {"model.safetensors", "config.json", "README.md", "all_results.json", "train_config.yaml"} <= set(files)
+    CLIPSegForImageSegmentation.from_pretrained(folder)  # a plain transformers checkpoint
+
+
+def test_a_used_output_dir_is_refused_and_overwrite_replaces_the_old_run_whole(tmp_path) -> None:
+    out = tmp_path / "run"
+    train.main(_tiny(out, "--max_train_steps", "4", "--checkpointing_steps", "2"))
+    before = sorted(out.rglob("*"))
+    _reset_accelerate()
+    again = _tiny(out, "--max_train_steps", "2", "--checkpointing_steps", "1")
+    with pytest.raises(FileExistsError, match=f"{out} already holds .*--resume_from_checkpoint latest.*"
+                                              "--overwrite_output_dir"):
+        train.main(again)
+    assert sorted(out.rglob("*")) == before  # nothing touched
+    _reset_accelerate()
+    train.main([*again, "--overwrite_output_dir"])
+    # the old run's step_2 and step_4 are gone, not mixed with the new run's step_1 and step_2
+    states = {p.name: json.loads((p / "trainer_state.json").read_text()) for p in (out / "checkpoints").iterdir()}
+    assert sorted(states) == ["step_1", "step_2"] and len({s["run_id"] for s in states.values()}) == 1
+    assert max(json.loads(line)["step"] for line in (out / "logs" / "metrics.jsonl").read_text().splitlines()) == 2
+    assert json.loads((out / "final" / "all_results.json").read_text())["train_steps"] == 2
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "final", "logs", "train_config.yaml"]
+    _reset_accelerate()
+    with pytest.raises(ValueError, match="would delete .*step_2, the checkpoint to resume from"):
+        train.main([*again, "--overwrite_output_dir", "--resume_from_checkpoint", "latest"])
+
+
+def test_rotation_and_latest_go_by_run_not_by_step_number(tmp_path) -> None:
+    from accelerate import Accelerator
+
+    from nemo_hf.training.checkpoints import find_checkpoint, new_run, save_checkpoint
+
+    accelerator = Accelerator(cpu=True)
+    accelerator.prepare(torch.nn.Linear(2, 2))
+    older, newer = {"run_id": "older", "run_started": 1.0}, new_run()
+    for step in (100, 200):
+        save_checkpoint(accelerator, tmp_path, {**older, "completed_steps": step}, total_limit=2)
+    for step in (1, 2, 3):
+        save_checkpoint(accelerator, tmp_path, {**newer, "completed_steps": step}, total_limit=2)
+    # by step number alone, the newer run's low steps would be the ones deleted
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step_100", "step_2", "step_200", "step_3"]
+    assert find_checkpoint("latest", tmp_path).name == "step_3"
+
+
+def test_an_overwrite_that_dies_midway_leaves_the_old_run_set_aside_not_mixed(tmp_path, monkeypatch) -> None:
+    from nemo_hf.training import output_dir
+    from nemo_hf.training.checkpoints import find_checkpoint
+
+    (tmp_path / "checkpoints" / "step_9").mkdir(parents=True)
+    (tmp_path / "checkpoints" / "step_9" / "trainer_state.json").write_text('{"completed_steps": 9}')
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "notes.txt").write_text("not the run's")
+
+    def die(path, *args, **kwargs):
+        raise OSError("killed")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(output_dir.shutil, "rmtree", die)
+        with pytest.raises(OSError, match="killed"):
+            output_dir.claim_output_dir(tmp_path, output_dir.TRAIN_ENTRIES, overwrite=True)
+    [aside] = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [aside, "notes.txt"]
+    with pytest.raises(FileNotFoundError):  # nothing left that a resume could pick up
+        find_checkpoint("latest", tmp_path)
+    output_dir.claim_output_dir(tmp_path, output_dir.TRAIN_ENTRIES, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # what the run did not write stays
 
 
 def test_gradient_accumulation_matches_a_larger_batch(tmp_path, tiny_clipseg_dir) -> None:
@@ -207,10 +305,7 @@ def test_gradient_accumulation_matches_a_larger_batch(tmp_path, tiny_clipseg_dir
     common = ("--max_train_steps", "4", "--checkpointing_steps", "none", "--max_grad_norm", "0",
               "--model_name_or_path", str(tiny_clipseg_dir))
     train.main(_tiny(tmp_path / "big", "--train_batch_size", "8", *common))
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
+    _reset_accelerate()
     train.main(_tiny(tmp_path / "accumulated", "--train_batch_size", "4", "--gradient_accumulation_steps", "2",
                      *common))
     big, accumulated = _weights(tmp_path / "big"), _weights(tmp_path / "accumulated")
@@ -229,26 +324,47 @@ def test_bf16_mixed_precision_trains_on_cpu(tmp_path) -> None:
 
 
 def test_eval_ris_script_writes_results_and_predictions(tmp_path, capsys) -> None:
-    out = tmp_path / "run"
+    out, evaluation = tmp_path / "run", tmp_path / "eval"
     results = train.main(_tiny(out, "--max_train_steps", "3", "--checkpointing_steps", "none"))
-    assert f"saved the model, processor, model card and all_results.json to {out} " in capsys.readouterr().out
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-    evaluated = _load_script("eval_ris").main(
-        ["--config", str(out / "train_config.yaml"), "--model_name_or_path", str(out),
-         "--output_dir", str(tmp_path / "eval"), "--eval_splits", "val", "testB", "--num_sample_predictions", "3"])
+    assert capsys.readouterr().out.splitlines()[-1].startswith(
+        f"saved the model, processor, model card, all_results.json and train_config.yaml to {out / 'final'} "
+        "(upload that folder)")
+    _reset_accelerate()
+    eval_ris = _load_script("eval_ris")
+    common = ["--config", str(out / "train_config.yaml"), "--output_dir", str(evaluation)]
+    evaluated = eval_ris.main([*common, "--model_name_or_path", str(out / "final"), "--eval_splits", "val", "testB",
+                               "--num_sample_predictions", "3"])
     # the same model, data and batches as the last evaluation of the training run
     assert evaluated["eval"]["val"] == results["eval"]["val"]
     assert evaluated["eval"]["testB"] == results["eval"]["testB"]
-    assert json.loads((tmp_path / "eval" / "eval_results.json").read_text())["eval"]["val"]["count"] == 16
+    assert json.loads((evaluation / "eval_results.json").read_text())["eval"]["val"]["count"] == 16
     from PIL import Image
 
-    assert Image.open(tmp_path / "eval" / "predictions_val.png").size[0] == 3 * 256
-    assert (tmp_path / "eval" / "predictions_testB.png").is_file()
-    assert capsys.readouterr().out.endswith(
-        f"saved eval_results.json and predictions_<split>.png to {tmp_path / 'eval'}\n")
+    assert Image.open(evaluation / "predictions_val.png").size[0] == 3 * 256
+    assert (evaluation / "predictions_testB.png").is_file()
+    assert capsys.readouterr().out.endswith(f"saved eval_results.json and predictions_<split>.png to {evaluation}\n")
+
+    # a second evaluation into the same folder: refused, or it replaces the first one whole
+    again = [*common, "--model_name_or_path", str(out), "--eval_splits", "val", "--num_sample_predictions", "1"]
+    with pytest.raises(FileExistsError, match=f"{evaluation} already holds .*--overwrite_output_dir"):
+        eval_ris.main(again)
+    _reset_accelerate()
+    replaced = eval_ris.main([*again, "--overwrite_output_dir"])
+    assert replaced["model"] == str(out / "final")  # a run's folder stands for its final model
+    assert replaced["eval"]["val"] == results["eval"]["val"]
+    assert sorted(p.name for p in evaluation.iterdir()) == ["eval_results.json", "predictions_val.png"]
+
+
+def test_eval_ris_reads_a_training_config_but_not_its_output_folder(tmp_path) -> None:
+    eval_ris = _load_script("eval_ris")
+    from nemo_hf.training.args import EVALUATE_DATACLASSES
+
+    config = save_config(tmp_path / "train_config.yaml", *parse_arguments(
+        ["--config", str(TINY_CONFIG), "--eval_batch_size", "4", "--overwrite_output_dir"], TRAIN_DATACLASSES))
+    _, data, args = parse_arguments(["--config", str(config)], EVALUATE_DATACLASSES,
+                                    ignored_config_keys=eval_ris.IGNORED_TRAINING_KEYS)
+    assert data.synthetic_images == 40 and args.eval_batch_size == 4  # what the two scripts share is read
+    assert args.output_dir == "eval_outputs" and args.overwrite_output_dir is False  # not the training run's
 
 
 @pytest.mark.hub
@@ -279,9 +395,9 @@ def _launch(*args: str, processes: int) -> list[str]:
     return [*launcher, *args]
 
 
-def _run(command: list[str], timeout: float = 240) -> subprocess.CompletedProcess:
+def _run(command: list[str], timeout: float = 240, **env: str) -> subprocess.CompletedProcess:
     """Run to completion; on a hang, dump every process's Python stack (faulthandler) and fail."""
-    process = subprocess.Popen(command, cwd=REPO, env=_subprocess_env(), stdout=subprocess.PIPE,
+    process = subprocess.Popen(command, cwd=REPO, env={**_subprocess_env(), **env}, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         out, err = process.communicate(timeout=timeout)
@@ -306,8 +422,8 @@ def test_two_processes_give_the_same_metrics_as_one(tmp_path, tiny_clipseg_dir) 
     # eval_batch_size 8 over two processes: each evaluates batches of 4, as the single process did
     _run(_launch(str(TRAINING / "train.py"), *_tiny(two, *steps, "--eval_batch_size", "8", augmentation="nemo"),
                  processes=2))
-    single = json.loads((one / "all_results.json").read_text())
-    double = json.loads((two / "all_results.json").read_text())
+    single = json.loads((one / "final" / "all_results.json").read_text())
+    double = json.loads((two / "final" / "all_results.json").read_text())
     assert (single["num_processes"], double["num_processes"]) == (1, 2)
 
     # training: the same global batches, gradients averaged by DDP instead of within one batch
@@ -317,7 +433,7 @@ def test_two_processes_give_the_same_metrics_as_one(tmp_path, tiny_clipseg_dir) 
 
     # evaluation of one checkpoint: exactly the numbers of one process, every sentence counted once
     _run(_launch(str(TRAINING / "eval_ris.py"), "--config", str(one / "train_config.yaml"),
-                 "--model_name_or_path", str(one), "--output_dir", str(tmp_path / "eval2"), "--eval_batch_size", "8",
+                 "--model_name_or_path", str(one / "final"), "--output_dir", str(tmp_path / "eval2"), "--eval_batch_size", "8",
                  "--num_sample_predictions", "0", processes=2))
     evaluated = json.loads((tmp_path / "eval2" / "eval_results.json").read_text())
     assert evaluated["num_processes"] == 2
@@ -329,17 +445,42 @@ def test_two_processes_give_the_same_metrics_as_one(tmp_path, tiny_clipseg_dir) 
         assert got["loss"] == pytest.approx(expected["loss"], rel=1e-12)
 
 
+# `python -c RECORDING_RUN script args…` runs a training script as `python script args…` does and
+# appends the rows of each training batch (ref_id, sent_id, source images) as one JSON line to $BATCH_LOG
+RECORDING_RUN = """
+import json, os, runpy, sys
+from nemo_hf.modeling import RISCollator
+collate = RISCollator.__call__
+def recording(self, rows):
+    if not self.with_targets:  # evaluation batches carry targets; training batches do not
+        with open(os.environ["BATCH_LOG"], "a") as log:
+            log.write(json.dumps([[r["ref_id"], r["sent_id"], r["source_image_ids"]] for r in rows]) + "\\n")
+    return collate(self, rows)
+RISCollator.__call__ = recording
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def _batches(log: Path) -> list[list]:
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
 @pytest.mark.slow
 def test_a_killed_run_resumes_mid_epoch_and_matches_an_uninterrupted_run(tmp_path) -> None:
-    """SIGKILL after the first checkpoint, resume from the latest: bit-identical on CPU.
+    """SIGKILL after the first checkpoint, resume from the latest: bit-identical on CPU, and truly resumed.
 
+    Equal results alone would not show a resume: a deterministic run restarted from scratch
+    ends the same. So the resumed run must say the step it restarted from, collate only the
+    batches after it, and start with the batch the uninterrupted run took at that step.
     Tolerance: none for weights, metrics and the log (CPU arithmetic is deterministic and
     the resumed run replays the same batches, samples and RNG states); the train loss is a
     float64 sum and is compared to 1e-12.
     """
-    args = ("--num_train_epochs", "6", "--checkpointing_steps", "3", "--logging_steps", "2")
+    args = ("--num_train_epochs", "3", "--checkpointing_steps", "3", "--logging_steps", "2")
     full, killed = tmp_path / "full", tmp_path / "killed"
-    _run([sys.executable, str(TRAINING / "train.py"), *_tiny(full, *args, augmentation="nemo")])
+    _run([sys.executable, "-c", RECORDING_RUN, str(TRAINING / "train.py"), *_tiny(full, *args, augmentation="nemo")],
+         BATCH_LOG=str(tmp_path / "full.jsonl"))
 
     command = [sys.executable, str(TRAINING / "train.py"), *_tiny(killed, *args, augmentation="nemo")]
     process = subprocess.Popen(command, cwd=REPO, env=_subprocess_env(), stdout=subprocess.DEVNULL,
@@ -352,14 +493,22 @@ def test_a_killed_run_resumes_mid_epoch_and_matches_an_uninterrupted_run(tmp_pat
         time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
     assert process.wait() == -signal.SIGKILL
-    assert not (killed / "all_results.json").exists()
+    assert not (killed / "final").exists()
 
-    _run(command + ["--resume_from_checkpoint", "latest"])
-    expected = json.loads((full / "all_results.json").read_text())
-    resumed = json.loads((killed / "all_results.json").read_text())
-    resumed_step = int(Path(resumed["resumed_from"]).name.removeprefix("step_"))
+    resumed_run = _run([sys.executable, "-c", RECORDING_RUN, *command[1:], "--resume_from_checkpoint", "latest"],
+                       BATCH_LOG=str(tmp_path / "resumed.jsonl"))
+    expected = json.loads((full / "final" / "all_results.json").read_text())
+    resumed = json.loads((killed / "final" / "all_results.json").read_text())
+    step = int(Path(resumed["resumed_from"]).name.removeprefix("step_"))
     steps_per_epoch = expected["train_steps"] // expected["train_epochs"]
-    assert resumed_step % steps_per_epoch != 0, "the test must exercise a mid-epoch resume"
+    assert step % steps_per_epoch != 0, "the test must exercise a mid-epoch resume"
+    assert f"resumed from {resumed['resumed_from']} at step {step}: {expected['train_steps'] - step} steps left" in (
+        resumed_run.stdout)
+    full_batches, resumed_batches = _batches(tmp_path / "full.jsonl"), _batches(tmp_path / "resumed.jsonl")
+    assert len(full_batches) == expected["train_steps"]  # one batch per step: no gradient accumulation
+    assert len(resumed_batches) == expected["train_steps"] - step  # only the steps left were run
+    assert resumed_batches[0] == full_batches[step]  # the data loader continued where the checkpoint was
+    assert resumed_batches == full_batches[step:]
     assert resumed["eval"] == expected["eval"]
     assert resumed["train_loss"] == pytest.approx(expected["train_loss"], rel=1e-12)
     for name, tensor in _weights(full).items():
@@ -370,6 +519,57 @@ def test_a_killed_run_resumes_mid_epoch_and_matches_an_uninterrupted_run(tmp_pat
         return [{k: v for k, v in json.loads(line).items() if k != "time"} for line in lines]
 
     assert log(killed) == log(full)  # the killed run's lines past its checkpoint are gone
+
+
+# ----------------------------------------------------------------------------- train_clip.py
+
+
+class _Stop(Exception):
+    """Ends a run between two steps, as a kill would."""
+
+
+def test_train_clip_resumes_from_its_checkpoint_and_ends_with_the_uninterrupted_weights(
+        tmp_path, monkeypatch, capsys) -> None:
+    train_clip = _load_script("train_clip")
+    tiny = ["--num_images", "40", "--eval_images", "20", "--max_steps", "6", "--train_batch_size", "16",
+            "--checkpointing_steps", "3", "--num_warmup_steps", "1", "--cache_dir", str(tmp_path / "cache")]
+    planned = train_clip.batch_plan
+    steps: list[int] = []
+
+    def recording(seed, step, *args):  # every step draws its batch here, once
+        steps.append(step)
+        if step == stop_at:
+            raise _Stop
+        return planned(seed, step, *args)
+
+    monkeypatch.setattr(train_clip, "batch_plan", recording)
+    stop_at = None
+    train_clip.main([*tiny, "--output_dir", str(tmp_path / "full")])
+    assert steps == [0, 1, 2, 3, 4, 5]
+
+    steps.clear()
+    stop_at = 4  # after step_3 was saved
+    _reset_accelerate()
+    with pytest.raises(_Stop):
+        train_clip.main([*tiny, "--output_dir", str(tmp_path / "stopped")])
+    assert sorted(p.name for p in (tmp_path / "stopped" / "checkpoints").iterdir()) == ["step_3"]
+
+    steps.clear()
+    stop_at = None
+    _reset_accelerate()
+    capsys.readouterr()
+    results = train_clip.main([*tiny, "--output_dir", str(tmp_path / "stopped"), "--resume_from_checkpoint", "latest"])
+    assert f"resumed from {tmp_path / 'stopped' / 'checkpoints' / 'step_3'} at step 3: 3 steps left" in (
+        capsys.readouterr().out)
+    assert steps == [3, 4, 5] and results["resumed_from_step"] == 3  # only the steps left were run
+    full, resumed = _weights(tmp_path / "full"), _weights(tmp_path / "stopped")
+    assert all(torch.equal(resumed[name], tensor) for name, tensor in full.items())
+    from transformers import CLIPModel
+
+    final = tmp_path / "stopped" / "final"
+    assert {"model.safetensors", "README.md", "all_results.json", "train_config.yaml"} <= {p.name for p in final.iterdir()}
+    assert not any(p.is_dir() or p.name.startswith(("optimizer", "random_states")) for p in final.iterdir())
+    CLIPModel.from_pretrained(final)
 
 
 # ----------------------------------------------------------------------------- augmentation

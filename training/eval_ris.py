@@ -1,13 +1,15 @@
 """Evaluate a referring segmentation checkpoint (local folder or Hub id) on any config and splits.
 
-    python training/eval_ris.py --config outputs/run/train_config.yaml --model_name_or_path outputs/run \\
+    python training/eval_ris.py --config outputs/run/train_config.yaml --model_name_or_path outputs/run/final \\
         --eval_splits val testA testB --output_dir outputs/run/eval
     accelerate launch training/eval_ris.py --model_name_or_path me/clipseg-nemo-refcoco \\
         --hub_dataset me/refcoco --dataset_name refcoco_unc --eval_splits val
 
 A training config works as ``--config``: its data keys are used, its training-only keys
-are ignored; ``--model_name_or_path`` then names the fine-tuned checkpoint. Writes to
-``output_dir``:
+and its ``output_dir`` are ignored; ``--model_name_or_path`` then names the fine-tuned
+model: ``<output_dir>/final`` of the run (the run's folder itself also works). Writes to
+``output_dir`` (one that already holds an evaluation is refused unless
+``--overwrite_output_dir`` is given):
 
 - ``eval_results.json`` — per split: ``overall_iou`` (oIoU), ``mean_iou`` (mIoU),
   ``precision@0.5`` … ``@0.9``, ``count``, ``loss`` and the same per difficulty group
@@ -47,18 +49,27 @@ from nemo_hf.training.args import (
     resolve_mixed_precision,
 )
 from nemo_hf.training.data import as_sentences, load_splits
+from nemo_hf.training.output_dir import EVAL_ENTRIES, claim_output_dir, model_folder
 from nemo_hf.training.process_exit import exit_now_if_distributed
 
-# keys of a training config that mean nothing here
-_TRAINING_ONLY_KEYS = tuple(f.name for cls in (AugmentationArguments, TrainArguments) for f in dataclasses.fields(cls))
+
+def _fields(*classes: type) -> set[str]:
+    return {f.name for cls in classes for f in dataclasses.fields(cls)}
+
+
+# keys of a training config that mean nothing here; its output_dir is the training run's folder, not this one's
+IGNORED_TRAINING_KEYS = tuple(sorted(
+    _fields(AugmentationArguments, TrainArguments) - _fields(*EVALUATE_DATACLASSES) | {"output_dir", "overwrite_output_dir"}
+))
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Evaluate, write ``eval_results.json`` and the prediction PNGs; returns the results."""
     model_args, data_args, args = parse_arguments(
-        argv, EVALUATE_DATACLASSES, ignored_config_keys=_TRAINING_ONLY_KEYS, description=__doc__
+        argv, EVALUATE_DATACLASSES, ignored_config_keys=IGNORED_TRAINING_KEYS, description=__doc__
     )
     output_dir = Path(args.output_dir)
+    model_path = model_folder(model_args.model_name_or_path)
     # split_batches: eval_batch_size means the same batches on any number of processes
     accelerator = Accelerator(
         mixed_precision=resolve_mixed_precision(args.mixed_precision),
@@ -67,10 +78,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.eval_batch_size % accelerator.num_processes:
         raise ValueError(f"eval_batch_size={args.eval_batch_size} is the batch over all processes and must be "
                          f"divisible by the number of processes ({accelerator.num_processes})")
+    claim_output_dir(output_dir, EVAL_ENTRIES, overwrite=args.overwrite_output_dir)
     with accelerator.local_main_process_first():
         raw = load_splits(data_args, data_args.eval_splits)
         splits = {split: as_sentences(raw[split], data_args.max_eval_samples) for split in data_args.eval_splits}
-        model, processor = load_referring_segmenter(model_args.model_name_or_path, revision=model_args.model_revision)
+        model, processor = load_referring_segmenter(model_path, revision=model_args.model_revision)
     model = accelerator.prepare(model)
     collate = RISCollator(processor, with_targets=True)
     metrics = {}
@@ -79,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                             num_workers=data_args.dataloader_num_workers)
         metrics[split] = evaluate_referring(model, accelerator.prepare(loader), accelerator)
     results = {
-        "model": model_args.model_name_or_path,
+        "model": model_path,
         "dataset": data_args.hub_dataset or data_args.dataset_name,
         "num_processes": accelerator.num_processes,
         "mixed_precision": accelerator.mixed_precision,

@@ -4,16 +4,18 @@
     python training/train.py --config training/configs/tiny_synthetic.yaml      # CPU, a few minutes
 
 Flags override the config (``--augmentation none`` for the baseline ablation). What lands
-in ``output_dir``:
+in ``output_dir`` (a run refuses a non-empty one unless it resumes there or
+``--overwrite_output_dir`` is given):
 
+- ``final/`` — the model folder to upload: the model and processor (``save_pretrained``;
+  they load with ``CLIPSegForImageSegmentation.from_pretrained(output_dir / "final")``),
+  ``README.md`` (the model card: what was trained, on which data, how it scored),
+  ``all_results.json`` (final metrics per evaluation split, train loss, run facts) and
+  ``train_config.yaml``; no training state;
 - ``train_config.yaml`` — the resolved arguments (``--config`` reads it back);
 - ``checkpoints/step_<N>/`` — full state for ``--resume_from_checkpoint latest``, which
   continues mid-epoch where the checkpoint was taken;
-- ``logs/metrics.jsonl`` (always) and TensorBoard events (when installed);
-- ``all_results.json`` — final metrics per evaluation split, train loss, run facts;
-- the final model and processor (``save_pretrained``): they load with
-  ``CLIPSegForImageSegmentation.from_pretrained(output_dir)``;
-- ``README.md`` — the model card: what was trained, on which data, how it scored.
+- ``logs/metrics.jsonl`` (always) and TensorBoard events (when installed).
 
 An epoch visits every referred object of the training split once, with one of its
 sentences (drawn per epoch), and evaluation scores every sentence of each split. See
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -60,8 +63,9 @@ from nemo_hf.training.args import (
     resolve_mixed_precision,
     save_config,
 )
-from nemo_hf.training.checkpoints import find_checkpoint, read_trainer_state, save_checkpoint
+from nemo_hf.training.checkpoints import find_checkpoint, save_checkpoint, starting_state
 from nemo_hf.training.data import as_sentences, build_train_dataset, load_splits
+from nemo_hf.training.output_dir import TRAIN_ENTRIES, claim_output_dir, writing_final
 from nemo_hf.training.process_exit import exit_now_if_distributed
 from nemo_hf.training.tracking import flatten_scalars, make_trackers
 
@@ -117,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     model_args, data_args, aug_args, args = parse_arguments(argv, TRAIN_DATACLASSES, description=__doc__)
     output_dir = Path(args.output_dir)
     resume_from = find_checkpoint(args.resume_from_checkpoint, output_dir) if args.resume_from_checkpoint else None
-    state = read_trainer_state(resume_from) if resume_from else {"completed_steps": 0}
+    state = starting_state(resume_from)
 
     accelerator = Accelerator(
         mixed_precision=resolve_mixed_precision(args.mixed_precision),
@@ -132,6 +136,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 f"{name}={getattr(args, name)} is the batch over all processes and must be divisible by "
                 f"the number of processes ({accelerator.num_processes})"
             )
+    claim_output_dir(output_dir, TRAIN_ENTRIES, overwrite=args.overwrite_output_dir, resume_from=resume_from)
     set_seed(args.seed)
     if accelerator.is_main_process:
         save_config(output_dir / "train_config.yaml", model_args, data_args, aug_args, args)
@@ -172,11 +177,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
     eval_loaders = {split: accelerator.prepare(loader) for split, loader in eval_loaders.items()}
 
-    if resume_from is not None:
-        accelerator.load_state(str(resume_from))
-        accelerator.print(f"resumed from {resume_from} (step {state['completed_steps']})")
     completed_steps = int(state["completed_steps"])
     start_epoch, steps_into_epoch = divmod(completed_steps, updates_per_epoch)
+    if resume_from is not None:
+        accelerator.load_state(str(resume_from))
+        accelerator.print(f"resumed from {resume_from} at step {completed_steps}: {max(max_steps - completed_steps, 0)} "
+                          f"steps left, from batch {steps_into_epoch * args.gradient_accumulation_steps} "
+                          f"of epoch {start_epoch + 1}")
     config = config_values(model_args, data_args, aug_args, args)
     accelerator.init_trackers("nemo_hf", config=flatten_scalars({k: str(v) if isinstance(v, list) else v
                                                                   for k, v in config.items()}))
@@ -189,8 +196,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         (loss_sum, loss_count), (window_sum, window_count) = run_loss.total(accelerator), window_loss.total(accelerator)
         save_checkpoint(
             accelerator, output_dir,
-            {"completed_steps": completed_steps, "loss_sum": loss_sum, "loss_count": loss_count,
-             "window_sum": window_sum, "window_count": window_count},
+            {"run_id": state["run_id"], "run_started": state["run_started"], "completed_steps": completed_steps,
+             "loss_sum": loss_sum, "loss_count": loss_count, "window_sum": window_sum, "window_count": window_count},
             args.checkpoints_total_limit,
         )
 
@@ -268,13 +275,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     }
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        accelerator.unwrap_model(model).save_pretrained(output_dir)
-        processor.save_pretrained(output_dir)
-        (output_dir / "all_results.json").write_text(json.dumps(results, indent=2))
-        dataset = data_args.hub_dataset or data_args.dataset_name
-        (output_dir / "README.md").write_text(render_model_card(results, repo_id=output_dir.name, dataset=dataset))
-    accelerator.print(f"saved the model, processor, model card and all_results.json to {output_dir} "
-                      f"(checkpoints: {output_dir / 'checkpoints'}, logs: {output_dir / 'logs'})")
+        with writing_final(output_dir) as final:
+            accelerator.unwrap_model(model).save_pretrained(final)
+            processor.save_pretrained(final)
+            (final / "all_results.json").write_text(json.dumps(results, indent=2))
+            dataset = data_args.hub_dataset or data_args.dataset_name
+            (final / "README.md").write_text(render_model_card(results, repo_id=output_dir.name, dataset=dataset))
+            shutil.copy2(output_dir / "train_config.yaml", final / "train_config.yaml")
+    accelerator.print(f"saved the model, processor, model card, all_results.json and train_config.yaml to "
+                      f"{output_dir / 'final'} (upload that folder); training state: {output_dir / 'checkpoints'}, "
+                      f"logs: {output_dir / 'logs'}")
     accelerator.end_training()
     return results
 

@@ -20,9 +20,11 @@ tokenizer word per vocabulary word), trained with CLIP's symmetric contrastive l
 - **Evaluation**: text→image retrieval R@1/R@5 on a freshly generated tree
   (``eval_images`` scenes, ``eval_seed``) that training never saw, against the chance level.
 
-What lands in ``output_dir``: the model and processor (``save_pretrained``: safetensors,
-config, tokenizer, image processor), ``train_config.yaml``, ``all_results.json``, a model
-card (``README.md``) and ``checkpoints/step_<N>/`` for ``--resume_from_checkpoint``.
+What lands in ``output_dir`` (a non-empty one is refused unless the run resumes there or
+``--overwrite_output_dir`` is given): ``final/``, the model folder (``save_pretrained``:
+safetensors, config, tokenizer, image processor; a model card ``README.md``,
+``all_results.json`` and ``train_config.yaml``), and beside it ``train_config.yaml`` and
+``checkpoints/step_<N>/`` for ``--resume_from_checkpoint``.
 
 With several processes each one computes the loss over its share of the batch (no
 cross-process negatives); the shipped model was trained in one process.
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -50,7 +53,8 @@ import nemo_hf
 from nemo_hf.mining.retrieval import text_to_image_retrieval
 from nemo_hf.synthetic import make_refer_dataset, word_tokenizer
 from nemo_hf.training.args import parse_arguments, save_config
-from nemo_hf.training.checkpoints import find_checkpoint, read_trainer_state, save_checkpoint
+from nemo_hf.training.checkpoints import find_checkpoint, save_checkpoint, starting_state
+from nemo_hf.training.output_dir import TRAIN_ENTRIES, claim_output_dir, writing_final
 
 TRAIN_CONFIGS = ("refcoco_unc", "refcocoplus_unc", "refcocog_umd")
 EVAL_CONFIGS = ("refcoco_unc", "refcocog_umd")
@@ -60,7 +64,8 @@ EVAL_CONFIGS = ("refcoco_unc", "refcocog_umd")
 class ClipTrainingArguments:
     """Everything ``train_clip.py`` takes; ``--config`` reads the same keys from YAML."""
 
-    output_dir: str = field(default="outputs/synthetic-clip", metadata={"help": "Where the model and results go."})
+    output_dir: str = field(default="outputs/synthetic-clip", metadata={"help": "The run's folder: the model in final/."})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace the run already in output_dir."})
     cache_dir: str | None = field(default=None, metadata={"help": "Synthetic trees and dataset caches (default: the datasets cache)."})
     num_images: int = field(default=3000, metadata={"help": "Scenes in the training tree."})
     data_seed: int = field(default=1000, metadata={"help": "Seed of the training tree."})
@@ -241,6 +246,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     (args,) = parse_arguments(argv, (ClipTrainingArguments,), description=__doc__)
     accelerator = Accelerator(mixed_precision=args.mixed_precision)
     output_dir = Path(args.output_dir)
+    checkpoint = find_checkpoint(args.resume_from_checkpoint, output_dir) if args.resume_from_checkpoint else None
+    claim_output_dir(output_dir, TRAIN_ENTRIES, overwrite=args.overwrite_output_dir, resume_from=checkpoint)
     cache_dir = Path(args.cache_dir) if args.cache_dir else Path(datasets.config.HF_DATASETS_CACHE) / "nemo_hf"
     with accelerator.main_process_first():
         train = tree_images(synthetic_tree(args, args.num_images, args.data_seed), TRAIN_CONFIGS, ["train"], cache_dir)
@@ -255,13 +262,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     accelerator.register_for_checkpointing(scheduler)
 
-    start_step = 0
-    if args.resume_from_checkpoint:
-        checkpoint = find_checkpoint(args.resume_from_checkpoint, output_dir)
+    state = starting_state(checkpoint)
+    start_step = int(state["completed_steps"])
+    if checkpoint is not None:
         accelerator.load_state(str(checkpoint))
-        start_step = int(read_trainer_state(checkpoint)["completed_steps"])
-        accelerator.print(f"resumed from {checkpoint} at step {start_step}")
-    elif accelerator.is_main_process:
+        accelerator.print(f"resumed from {checkpoint} at step {start_step}: {args.max_steps - start_step} steps left")
+    if accelerator.is_main_process:
         save_config(output_dir / "train_config.yaml", args)
 
     rank, world = accelerator.process_index, accelerator.num_processes
@@ -280,21 +286,24 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         if (step + 1) % args.logging_steps == 0:
             progress.set_postfix(loss=f"{loss.item():.3f}")
         if args.checkpointing_steps and (step + 1) % args.checkpointing_steps == 0 and step + 1 < args.max_steps:
-            save_checkpoint(accelerator, output_dir, {"completed_steps": step + 1}, args.checkpoints_total_limit)
+            save_checkpoint(accelerator, output_dir, {**state, "completed_steps": step + 1}, args.checkpoints_total_limit)
 
     trained = accelerator.unwrap_model(model)
     results = text_to_image_retrieval(trained, processor, held_out.images, held_out.sentences)
     results.update(steps=args.max_steps, resumed_from_step=start_step, train_seconds=round(time.perf_counter() - started, 1))
     if accelerator.is_main_process:
-        trained.save_pretrained(output_dir)
-        processor.save_pretrained(output_dir)
-        (output_dir / "all_results.json").write_text(json.dumps(results, indent=2))
-        command = "OMP_NUM_THREADS=1 python training/train_clip.py --config training/configs/synthetic_clip.yaml"
-        num_parameters = sum(p.numel() for p in trained.parameters())
-        (output_dir / "README.md").write_text(model_card(args, results, num_parameters, command))
+        with writing_final(output_dir) as final:
+            trained.save_pretrained(final)
+            processor.save_pretrained(final)
+            (final / "all_results.json").write_text(json.dumps(results, indent=2))
+            command = "OMP_NUM_THREADS=1 python training/train_clip.py --config training/configs/synthetic_clip.yaml"
+            num_parameters = sum(p.numel() for p in trained.parameters())
+            (final / "README.md").write_text(model_card(args, results, num_parameters, command))
+            shutil.copy2(output_dir / "train_config.yaml", final / "train_config.yaml")
         accelerator.print(
             f"text→image retrieval on unseen scenes: R@1 {results['R@1']:.3f}, R@5 {results['R@5']:.3f} "
-            f"(chance {results['chance@1']:.4f})\nsaved the model, processor, model card and all_results.json to {output_dir}"
+            f"(chance {results['chance@1']:.4f})\nsaved the model, processor, model card, all_results.json and "
+            f"train_config.yaml to {output_dir / 'final'} (the model folder; training state: {output_dir / 'checkpoints'})"
         )
     accelerator.end_training()
     return results

@@ -146,7 +146,9 @@ class ClipSource:
         if clip is None or isinstance(clip, (str, os.PathLike)):
             if processor is not None:
                 raise ValueError("pass `processor` only together with an instantiated CLIP model")
-            return cls(name=os.fspath(clip) if clip is not None else DEFAULT_CLIP, revision=revision)
+            name = os.fspath(clip) if clip is not None else DEFAULT_CLIP
+            resolve_pretrained(name)  # a missing local folder fails here, not when mining first loads it
+            return cls(name=name, revision=revision)
         if processor is None:
             raise ValueError(
                 f"an instantiated CLIP model ({type(clip).__name__}) needs its processor: "

@@ -37,7 +37,7 @@ import numpy as np
 import pyarrow as pa
 from accelerate import PartialState
 from accelerate.utils import gather_object
-from datasets import Dataset, Features, List, Value, concatenate_datasets
+from datasets import Dataset, DatasetDict, Features, List, Value, concatenate_datasets
 from datasets.table import InMemoryTable
 from transformers import CLIPModel, CLIPProcessor
 
@@ -49,7 +49,7 @@ from nemo_hf.mining.report import DifficultyReport
 from nemo_hf.mining.search import Backend, resolve_backend
 from nemo_hf.mining.selection import Selection, SelectionStats, require_pool_candidates, select_negatives
 
-__all__ = ["MINING_VERSION", "NEGATIVE_COLUMNS", "MiningResult", "mine_negatives"]
+__all__ = ["MINING_VERSION", "NEGATIVE_COLUMNS", "MiningResult", "mine_negatives", "require_split"]
 
 # Part of every cache key: bump when a change alters what mining computes or stores.
 MINING_VERSION = "1"
@@ -76,6 +76,21 @@ class _Sentences:
     texts: list[str]
     row_lengths: np.ndarray  # sentences per dataset row
     image_ids: np.ndarray  # own image_id per sentence
+
+
+def require_split(ds: object, what: str) -> None:
+    """Refuse anything but one split, naming the split to pick from a ``DatasetDict``.
+
+    >>> require_split(DatasetDict({"train": Dataset.from_dict({"a": [1]})}), "dataset")
+    Traceback (most recent call last):
+    ...
+    TypeError: the dataset is a DatasetDict of splits ['train']: pass one split, e.g. ds['train']
+    """
+    if isinstance(ds, DatasetDict):
+        example = "train" if "train" in ds else next(iter(ds), "train")
+        raise TypeError(f"the {what} is a DatasetDict of splits {list(ds)}: pass one split, e.g. ds[{example!r}]")
+    if not isinstance(ds, Dataset):
+        raise TypeError(f"the {what} must be a datasets.Dataset, got {type(ds).__name__}")
 
 
 def _require_columns(ds: Dataset, names: tuple[str, ...], what: str) -> None:
@@ -229,6 +244,8 @@ def mine_negatives(
     """
     state = process_state()
     source = clip if isinstance(clip, ClipSource) else ClipSource.resolve(clip, processor)
+    require_split(ds, "dataset")
+    require_split(pool, "pool")
     _require_columns(ds, ("image", "image_id", "sentences"), "dataset")
     _require_columns(pool, ("image", "image_id"), "pool")
     ds = ds.remove_columns([c for c in NEGATIVE_COLUMNS if c in ds.column_names])

@@ -17,13 +17,14 @@ from typing import Any
 
 from datasets import Dataset, Features, List, Value
 from datasets import Image as DatasetImage
+from datasets.formatting.formatting import LazyBatch
 from PIL import Image as PILImage
 from transformers import CLIPModel, CLIPProcessor
 
 from nemo_hf import __version__
 from nemo_hf.data.image_values import open_image
 from nemo_hf.mining.clip import ClipSource
-from nemo_hf.mining.mine import mine_negatives
+from nemo_hf.mining.mine import mine_negatives, require_split
 from nemo_hf.mining.report import DifficultyReport
 from nemo_hf.mosaic import compose_mosaic, grid_layout, single_image
 from nemo_hf.mosaic.thumbnails import largest_cell
@@ -65,8 +66,7 @@ class NeMo:
         if unknown:
             raise TypeError(f"unknown NeMo setting(s) {unknown}; valid ones: {sorted(known)}")
         self.settings = NeMoSettings(**settings)
-        if not isinstance(pool, Dataset):
-            raise TypeError(f"pool must be a datasets.Dataset, got {type(pool).__name__}")
+        require_split(pool, "pool")
         missing = [c for c in ("image", "image_id") if c not in pool.column_names]
         if missing:
             raise ValueError(f"the pool has no column(s) {missing} (it has {pool.column_names})")
@@ -123,18 +123,31 @@ class NeMo:
         self._shared_epoch.value = epoch
 
     def __call__(self, batch: dict[str, list[Any]], indices: list[int] | None = None) -> dict[str, list[Any]]:
-        """``ds.map(nemo, batched=True, remove_columns=ds.column_names)``: one row per expression.
+        """``ds.map(nemo, batched=True)``: one row per expression.
 
         Rows are referred objects (``sentences``/``sent_ids``) or already one per sentence
-        (``sentence``/``sent_id``). Without mined candidates in the batch, and with a CLIP
-        model, the batch is mined on the fly against the pool's cached embeddings.
-        ``indices`` (``with_indices=True``) are accepted but not needed: each sample's
-        generator is seeded by its sentence's identity, see :mod:`nemo_hf.nemo.plan`.
+        (``sentence``/``sent_id``). Rows per object become more rows, one per sentence, and
+        ``Dataset.map`` cannot keep an input column beside them (their lengths differ), so
+        NeMo drops the batch's columns from what ``map`` merges, as
+        ``remove_columns=ds.column_names`` does: out come the columns of
+        :data:`~nemo_hf.nemo.rows.OUTPUT_COLUMNS`. Rows per sentence keep the columns NeMo
+        does not write, as ``map`` does without ``remove_columns``.
+
+        Without mined candidates in the batch, and with a CLIP model, the batch is mined on
+        the fly against the pool's cached embeddings. ``indices`` (``with_indices=True``) are
+        accepted but not needed: each sample's generator is seeded by its sentence's
+        identity, see :mod:`nemo_hf.nemo.plan`.
         """
         if not isinstance(batch.get("ref_id"), list):
-            raise TypeError("NeMo works on batches: use ds.map(nemo, batched=True, remove_columns=ds.column_names)")
-        batch = self._with_candidates(batch)
-        return to_columns([self._draw(batch, *sample) for sample in samples(batch)])
+            raise TypeError("NeMo works on batches: use ds.map(nemo, batched=True)")
+        candidates = self._with_candidates(batch)
+        drawn = to_columns([self._draw(candidates, *sample) for sample in samples(candidates)])
+        if "sentence" not in batch and isinstance(batch, LazyBatch):
+            # Dataset.map merges what is left of the batch it passed (datasets lets a function
+            # remove columns from it in place); a caller's own dict is left alone
+            for column in list(batch):
+                del batch[column]
+        return drawn
 
     def transform(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
         """For ``set_transform``/``with_transform``: a fresh mosaic per row at every access.
@@ -144,6 +157,8 @@ class NeMo:
         (:meth:`mine`) unless every mosaic is random. For speed, keep ``image`` undecoded
         (see :meth:`attach`): a single image then decodes straight to the output scale.
         """
+        if "negative_image_ids" not in batch and self._needs_mining():
+            raise self._unmined_error()
         pick = partial(pick_sentence, self.settings.seed, self._epoch)
         return to_columns([self._draw(batch, *sample) for sample in samples(batch, pick)])
 
@@ -166,6 +181,10 @@ class NeMo:
         >>> sample["image"].size, sample["mosaic_kind"], sample["target_cell"] in (0, 2)
         ((64, 64), 'random', True)
         """
+        require_split(ds, "dataset")
+        s = self.settings
+        if s.mosaic_prob > 0 and s.random_share < 1 and "negative_image_ids" not in ds.column_names:
+            raise self._unmined_error()  # now, not at the first row a DataLoader draws
         raw = ds
         for column in ("image", "mask"):
             if column in raw.column_names:
@@ -173,6 +192,13 @@ class NeMo:
         if self.settings.mosaic_prob > 0:
             self._pool_images()  # here, once, rather than in every DataLoader worker
         return raw.with_transform(self.transform)
+
+    @staticmethod
+    def _unmined_error() -> ValueError:
+        return ValueError(
+            "the rows have no negative_image_ids, and drawing at every access (attach, transform) does not "
+            "mine: run ds = nemo.mine(ds) first and attach that (random mosaics, random_share=1.0, need no mining)"
+        )
 
     def _needs_mining(self) -> bool:
         s = self.settings

@@ -13,13 +13,19 @@ Every place that takes a model name — ``NeMo(clip=…)``, ``load_clip``,
 
 They are real models with real weights, made by scripts in the repository with fixed
 seeds; they know the synthetic world only. Names of the form ``nemo-hf/…`` are looked up
-here first; any other name goes to ``from_pretrained`` unchanged.
+here first; any other name goes to ``from_pretrained`` unchanged, unless it can only be
+meant as a local path and is not there (:func:`check_local_path`): that is an error at
+once, rather than a Hub lookup that retries for half a minute and then blames the network.
 
     >>> from pathlib import Path
     >>> (Path(resolve_pretrained("nemo-hf/synthetic-clip")) / "model.safetensors").is_file()
     True
     >>> resolve_pretrained("openai/clip-vit-base-patch16")
     'openai/clip-vit-base-patch16'
+    >>> resolve_pretrained("./outputs/run/final")
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: './outputs/run/final' is a local path (it starts with '.'), but outputs does not exist
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["PRETRAINED", "resolve_pretrained"]
+__all__ = ["PRETRAINED", "check_local_path", "resolve_pretrained"]
 
 _HERE = Path(__file__).resolve().parent
 
@@ -37,11 +43,54 @@ PRETRAINED: dict[str, Path] = {
 }
 
 
+def _why_local(name: str) -> str | None:
+    """Why ``name`` cannot be a Hub id (``name`` or ``owner/name``), or None if it can be one."""
+    if name.startswith((".", "/", "~")):
+        return f"it starts with {name[0]!r}"
+    if "\\" in name:
+        return "it holds a backslash"
+    if Path(name).is_absolute():
+        return "it is an absolute path"
+    parts = name.split("/")
+    if len(parts) > 2:
+        return "a Hub id has at most one '/'"
+    if len(parts) == 2 and Path(parts[0]).is_dir():
+        return f"./{parts[0]} is a folder here; a Hub id of that form is read as a local path"
+    return None
+
+
+def check_local_path(name: str | os.PathLike[str]) -> None:
+    """Raise ``FileNotFoundError`` for a name that can only be a local path and does not exist.
+
+    Local: it starts with ``.``, ``/`` or ``~``, holds a backslash or more than one ``/``,
+    or its first part is a folder here (``outputs/nope`` when ``./outputs`` exists). The
+    error names the deepest part of the path that does exist and what it holds.
+
+    >>> check_local_path("openai/clip-vit-base-patch16")  # a Hub id: nothing to check here
+    """
+    name = os.fspath(name)
+    path = Path(name).expanduser()
+    why = None if path.exists() else _why_local(name)
+    if why is None:
+        return
+    found = next((parent for parent in path.parents if parent.is_dir()), None)
+    if found is None or found == Path("."):
+        where = f"{path.parts[0]} does not exist"
+    else:
+        held = sorted(p.name for p in found.iterdir() if not p.name.startswith("."))
+        where = f"it does not exist; {found} holds {held[:10]}{' …' if len(held) > 10 else ''}"
+    raise FileNotFoundError(f"{name!r} is a local path ({why}), but {where}")
+
+
 def resolve_pretrained(name: str | os.PathLike[str]) -> str:
-    """The local folder of a shipped model name; any other name or path unchanged (as ``str``)."""
+    """The local folder of a shipped model name; any other name or path unchanged (as ``str``).
+
+    A name that can only be a local path must exist (:func:`check_local_path`).
+    """
     name = str(name)
     folder = PRETRAINED.get(name)
     if folder is None:
+        check_local_path(name)
         return name
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(

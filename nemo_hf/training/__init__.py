@@ -7,7 +7,8 @@ share, and what tests and benchmarks reuse, lives here, one job per module:
   the flags, and the resolved config a run saves;
 - :mod:`~nemo_hf.training.data` — the splits of a data source, the per-sentence view, and
   the training set of each augmentation (none, random mosaics, NeMo);
-- :mod:`~nemo_hf.training.checkpoints` — atomic checkpoints, rotation, ``latest``;
+- :mod:`~nemo_hf.training.checkpoints` — atomic checkpoints, rotation and ``latest`` per run;
+- :mod:`~nemo_hf.training.output_dir` — one run per output folder, the final model in ``final/``;
 - :mod:`~nemo_hf.training.tracking` — the JSON lines log and the Accelerate trackers;
 - :mod:`~nemo_hf.training.process_exit` — leaving a multi-process run cleanly.
 

@@ -27,6 +27,7 @@ import yaml
 from transformers import HfArgumentParser
 
 from ..modeling import DEFAULT_CHECKPOINT, TRAINABLE_CHOICES, Trainable
+from ..pretrained import check_local_path
 
 __all__ = [
     "EVALUATE_DATACLASSES",
@@ -71,6 +72,7 @@ class ModelArguments:
 
     def __post_init__(self) -> None:
         _check_choice("trainable", self.trainable, TRAINABLE_CHOICES)
+        check_local_path(self.model_name_or_path)  # now, not after the data is built
 
 
 @dataclass
@@ -124,9 +126,13 @@ class DataArguments:
         }
         chosen = [name for name, given in sources.items() if given]
         if len(chosen) != 1:
+            hint = ""
+            if "synthetic_images" in chosen and len(chosen) > 1:  # a config's synthetic source stays on under flags
+                hint = (f"; synthetic_images={self.synthetic_images} (e.g. from a config such as "
+                        "tiny_synthetic.yaml) is a source too: add --synthetic_images 0 to use the other one")
             raise ValueError(
                 "give exactly one data source: --data_dir and --image_dir (refer files + COCO images), "
-                f"--hub_dataset, or --synthetic_images N; got {chosen or 'none'}"
+                f"--hub_dataset, or --synthetic_images N; got {chosen or 'none'}{hint}"
             )
         if chosen == ["data_dir/image_dir"] and (self.data_dir is None or self.image_dir is None):
             raise ValueError("--data_dir (the refer root) and --image_dir (COCO train2014) go together")
@@ -172,6 +178,8 @@ class AugmentationArguments:
 
     def __post_init__(self) -> None:
         _check_choice("augmentation", self.augmentation, ("none", "random", "nemo"))
+        if self.augmentation == "nemo":
+            check_local_path(self.clip_model)
         for name in ("mosaic_prob", "random_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} is a probability in [0, 1], got {getattr(self, name)}")
@@ -181,7 +189,13 @@ class AugmentationArguments:
 class TrainArguments:
     """The optimisation, checkpointing and logging of a run."""
 
-    output_dir: str = field(default="outputs/clipseg-refcoco", metadata={"help": "Checkpoints, logs, final model."})
+    output_dir: str = field(
+        default="outputs/clipseg-refcoco",
+        metadata={"help": "The run's folder: the model in final/, the training state in checkpoints/ and logs/."},
+    )
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Replace the run already in output_dir (its final/, checkpoints/, logs/)."}
+    )
     seed: int = 42
     num_train_epochs: int = 10
     max_train_steps: int | None = field(default=None, metadata={"help": "Stop after N optimizer steps (overrides epochs)."})
@@ -216,9 +230,12 @@ class TrainArguments:
     checkpointing_steps: str = field(
         default="epoch", metadata={"help": "Save state every N optimizer steps, every 'epoch', or 'none'."}
     )
-    checkpoints_total_limit: int | None = field(default=2, metadata={"help": "Keep only the N checkpoints of highest step."})
+    checkpoints_total_limit: int | None = field(
+        default=2, metadata={"help": "Keep only this run's N checkpoints of highest step."}
+    )
     resume_from_checkpoint: str | None = field(
-        default=None, metadata={"help": "A checkpoint folder, or 'latest' (newest in output_dir/checkpoints)."}
+        default=None,
+        metadata={"help": "A checkpoint folder, or 'latest' (the newest run's last one in output_dir/checkpoints)."},
     )
     report_to: str = field(
         default="tensorboard",
@@ -244,6 +261,9 @@ class EvaluateArguments:
     """``training/eval_ris.py``: where results go and how many sample predictions to draw."""
 
     output_dir: str = field(default="eval_outputs", metadata={"help": "eval_results.json and predictions_*.png."})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Replace the evaluation already in output_dir."}
+    )
     eval_batch_size: int = 32
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"
     num_sample_predictions: int = field(default=8, metadata={"help": "Rows in each split's predictions PNG."})
@@ -292,8 +312,9 @@ def parse_arguments(
 ) -> tuple[Any, ...]:
     """Parse ``argv`` (and the YAML file of ``--config``, if given) into ``dataclass_types``.
 
-    ``ignored_config_keys`` are YAML keys accepted and dropped — ``eval_ris.py`` reads a
-    training config and ignores its optimisation keys. ``description`` (a script's
+    ``ignored_config_keys`` are YAML keys accepted and dropped, even those that name a
+    field — ``eval_ris.py`` reads a training config and ignores its optimisation keys and
+    its ``output_dir``. ``description`` (a script's
     docstring) heads ``--help`` as written, so its command examples keep their line breaks.
     """
     pre = argparse.ArgumentParser(add_help=False)
@@ -312,7 +333,8 @@ def parse_arguments(
         unknown = sorted(set(values) - fields - set(ignored_config_keys))
         if unknown:
             raise ValueError(f"{known.config}: unknown keys {unknown}; valid keys: {sorted(fields)}")
-        parser.set_defaults(**{k: _as_flag_default(v) for k, v in values.items() if k in fields})
+        used = {k: v for k, v in values.items() if k in fields and k not in ignored_config_keys}
+        parser.set_defaults(**{k: _as_flag_default(v) for k, v in used.items()})
     *parsed, _ = parser.parse_args_into_dataclasses(args=rest)  # the last one is the --config namespace
     return tuple(parsed)
 
