@@ -4,7 +4,9 @@
     python benchmarks/nemo_effect.py --seeds 0 1 2 --steps 1200 --skip-sweep
     python benchmarks/nemo_effect.py --quick                # a smoke run: tiny world, few steps
 
-Each seed runs :func:`nemo_hf.experiment.run_experiment` (a new synthetic world, mining with
+Each seed runs :func:`nemo_hf.experiment.run_experiment` (a finished run whose
+``results.json`` holds the same settings is read back instead, so an interrupted benchmark
+resumes) (a new synthetic world, mining with
 the shipped CLIP, three segmenters trained with the same data, seed and budget) and the
 script prints mean ± standard deviation of oIoU overall, per distractor group (0, 1, 2,
 3+, the hard stratum ≥ 2) and per object size, for every arm, and the hard-stratum gaps
@@ -34,6 +36,17 @@ SWEEP: dict[str, tuple[Any, ...]] = {
     "tau_image": (None, 0.95, 0.9, 0.8),
     "top_k": (5, 20, 80),
 }
+
+
+def run_or_reuse(out: Path, settings: ExperimentSettings) -> dict[str, Any]:
+    """The experiment's results in ``out``: read back when a finished run with these settings is there."""
+    saved = out / "results.json"
+    if saved.is_file():
+        results = json.loads(saved.read_text())
+        if results.get("settings") == settings.to_dict():
+            print(f"reusing {saved}")
+            return results
+    return run_experiment(out, settings, pictures=False)
 
 
 def _oiou(metrics: dict[str, Any], group: str | None) -> float:
@@ -89,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         base = base.replace(num_images=60, max_train_steps=3, train_batch_size=8, top_k=5)
     started = time.perf_counter()
-    runs = [run_experiment(args.out / f"seed{seed}", base.replace(seed=seed), pictures=False) for seed in args.seeds]
+    runs = [run_or_reuse(args.out / f"seed{seed}", base.replace(seed=seed)) for seed in args.seeds]
     summary = summarise(runs)
     print(f"\n## none / random / NeMo over seeds {args.seeds}: oIoU mean ± std\n")
     print_summary(summary)
@@ -100,8 +113,8 @@ def main(argv: list[str] | None = None) -> None:
                 if getattr(base, knob) == value:
                     continue  # the main runs cover the default value
                 runs_at = [
-                    run_experiment(args.out / f"{knob}={value}" / f"seed{seed}",
-                                   base.replace(seed=seed, arms=("nemo",), **{knob: value}), pictures=False)
+                    run_or_reuse(args.out / f"{knob}={value}" / f"seed{seed}",
+                                 base.replace(seed=seed, arms=("nemo",), **{knob: value}))
                     for seed in args.seeds
                 ]
                 hard = _mean_std([_oiou(r["arms"]["nemo"]["metrics"], "distractors>=2") for r in runs_at])

@@ -6,6 +6,12 @@
   seed, not picked by result) side by side: the image with its ground truth, then each
   arm's prediction with its IoU;
 - ``mosaics.png`` and ``mining_report.png`` are written by the run itself.
+
+Groups are read from the evaluation's group labels; a group the split lacks shows as a dash:
+
+    >>> metrics = {"groups": {"distractors=0": {"overall_iou": 0.71234, "count": 12}}}
+    >>> _cell(metrics, "distractors=0"), _cell(metrics, "distractors=3+")
+    ('0.7123 (12)', '–')
 """
 
 from __future__ import annotations

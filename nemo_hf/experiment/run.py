@@ -120,7 +120,7 @@ def _train_arm(arm: str, out: Path, root: Path, settings: ExperimentSettings, tr
         "--text_encoder_learning_rate", str(settings.encoder_learning_rate),
         "--mosaic_prob", str(settings.mosaic_prob), "--top_k", str(settings.top_k),
         "--eval_splits", settings.eval_split, "--max_eval_samples", "64",
-        "--checkpointing_steps", "none", "--report_to", "none",
+        "--checkpointing_steps", "none", "--report_to", "none", "--overwrite_output_dir",
     ]
     if settings.tau_image is not None:
         command += ["--tau_image", str(settings.tau_image)]
@@ -170,7 +170,7 @@ def run_experiment(
     predictions: dict[str, ArmPredictions] = {}
     for arm in settings.arms:
         seconds = _train_arm(arm, out, root, settings, training_dir)
-        predictions[arm] = evaluate_arm(out / "arms" / arm, evaluation)
+        predictions[arm] = evaluate_arm(out / "arms" / arm / "final", evaluation)
         arms[arm] = {"metrics": predictions[arm].metrics, "train_seconds": round(seconds, 1)}
         overall = predictions[arm].metrics
         hard = overall["groups"].get(HARD, {})
