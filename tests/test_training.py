@@ -7,7 +7,6 @@ reads the same synthetic tree, generated once per session in the test datasets c
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -25,9 +24,7 @@ import yaml
 
 from nemo_hf.training.args import TRAIN_DATACLASSES, parse_arguments, save_config
 from nemo_hf.training.data import as_sentences, build_train_dataset, load_splits
-
-REPO = Path(__file__).resolve().parents[1]
-TRAINING = REPO / "training"
+from tests.scripts import REPO, TRAINING, load_script
 TINY_CONFIG = TRAINING / "configs" / "tiny_synthetic.yaml"
 CONFIGS = sorted((TRAINING / "configs").glob("*.yaml"))
 
@@ -36,12 +33,7 @@ torch.set_num_threads(1)
 
 def _load_script(name: str) -> ModuleType:
     """``training/<name>.py`` as a module, imported by its path: training/ is a folder of scripts."""
-    spec = importlib.util.spec_from_file_location(f"training_{name}", TRAINING / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_script(TRAINING / f"{name}.py", f"training_{name}")
 
 
 train = _load_script("train")
