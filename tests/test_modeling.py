@@ -368,3 +368,33 @@ def test_long_expressions_are_cut_to_the_text_towers_positions() -> None:
     assert batch["input_ids"].shape[1] == model.config.text_config.max_position_embeddings == 32
     assert model(batch["pixel_values"], batch["input_ids"], batch["attention_mask"]).shape[0] == 1
     assert predict_masks(model, processor, [rows[0]["image"]], [words])[0].shape == (30, 40)
+
+
+class _LeftHalfModel(torch.nn.Module):
+    """A segmenter whose logits are +8 on the left half of its 8×8 grid when the sentence says "left", else -8."""
+
+    def __init__(self, left_token: int) -> None:
+        super().__init__()
+        self.left_token = left_token
+        self.anchor = torch.nn.Parameter(torch.zeros(()))  # gives predict_masks a device and dtype
+
+    def forward(self, pixel_values, input_ids, attention_mask):
+        logits = torch.full((pixel_values.shape[0], 8, 8), -8.0)
+        says_left = (input_ids == self.left_token).any(dim=1)
+        logits[says_left, :, :4] = 8.0
+        return logits
+
+
+def test_predictions_are_the_thresholded_logits_at_each_images_size() -> None:
+    _, processor = tiny_clipseg()
+    left = processor.tokenizer.convert_tokens_to_ids("left</w>")
+    model = _LeftHalfModel(left)
+    images = [Image.new("RGB", (40, 30)), Image.new("RGB", (17, 9)), Image.new("RGB", (64, 64))]
+    sentences = ["the ring on the left", "the star on the right", "left"]
+    masks = predict_masks(model, processor, images, sentences, batch_size=2)
+    for image, sentence, mask in zip(images, sentences, masks):
+        assert mask.shape == (image.height, image.width) and mask.dtype == bool
+        expected = np.zeros((image.height, image.width), dtype=bool)
+        if "left" in sentence.split():
+            expected[:, : image.width // 2] = True  # bilinear upsampling of a sharp step keeps it at the middle
+        assert np.array_equal(mask, expected), sentence
