@@ -387,17 +387,46 @@ def _launch(*args: str, processes: int) -> list[str]:
     return [*launcher, *args]
 
 
+def _signal_all(pids: set[int], sig: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
 def _run(command: list[str], timeout: float = 240, **env: str) -> subprocess.CompletedProcess:
-    """Run to completion; on a hang, dump every process's Python stack (faulthandler) and fail."""
+    """Run to completion; on a hang, dump every process's Python stack (faulthandler) and fail.
+
+    The launcher's workers are watched while it runs: torch's launcher starts them in
+    sessions of their own, and one it leaves orphaned still holds the output pipes.
+    """
+    import psutil
+
     process = subprocess.Popen(command, cwd=REPO, env={**_subprocess_env(), **env}, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline, seen = time.monotonic() + timeout, {process.pid}
     try:
-        out, err = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGABRT)  # PYTHONFAULTHANDLER: each process prints its stack
-        out, err = process.communicate()
-        pytest.fail(f"{command} hung for {timeout} s; stacks:\n{err[-8000:]}")
+        while True:
+            try:
+                out, err = process.communicate(timeout=2)
+                break
+            except subprocess.TimeoutExpired:
+                try:
+                    seen |= {child.pid for child in psutil.Process(process.pid).children(recursive=True)}
+                except psutil.Error:
+                    pass
+                if time.monotonic() < deadline:
+                    continue
+                _signal_all(seen, signal.SIGABRT)  # PYTHONFAULTHANDLER: each process prints its stack
+                try:
+                    out, err = process.communicate(timeout=30)
+                except subprocess.TimeoutExpired:
+                    _signal_all(seen, signal.SIGKILL)
+                    out, err = process.communicate(timeout=30)
+                pytest.fail(f"{command} hung for {timeout} s; stacks:\n{err[-8000:]}")
     finally:
+        _signal_all({pid for pid in seen if psutil.pid_exists(pid) and pid != process.pid}, signal.SIGKILL)
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
     assert process.returncode == 0, err[-4000:]

@@ -120,9 +120,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         print(f"saved eval_results.json{pictures} to {output_dir}")
     accelerator.wait_for_everyone()
     accelerator.end_training()
+    # here, not after main returns: freeing main's DDP model and its gloo group can hang (process_exit)
+    exit_now_if_distributed()
     return results
 
 
 if __name__ == "__main__":
     main(sys.argv[1:])
-    exit_now_if_distributed()

@@ -286,9 +286,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                       f"{output_dir / 'final'} (upload that folder); training state: {output_dir / 'checkpoints'}, "
                       f"logs: {output_dir / 'logs'}")
     accelerator.end_training()
+    # here, not after main returns: freeing main's DDP model and its gloo group can hang (process_exit)
+    exit_now_if_distributed()
     return results
 
 
 if __name__ == "__main__":
     main(sys.argv[1:])
-    exit_now_if_distributed()

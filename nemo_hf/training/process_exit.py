@@ -5,8 +5,10 @@ while holding the GIL; a worker still finishing a barrier needs the GIL to relea
 tensor, so the process can hang forever after its work is done (seen here: the main
 thread in ``~ProcessGroupGloo`` via ``~Reducer``, a gloo thread in
 ``~AsyncBarrierWork`` waiting for the GIL). Once every output is written and flushed,
-a multi-process script exits straight away instead: the last line of ``training/train.py``
-and ``training/eval_ris.py``.
+a multi-process script exits straight away instead, at the end of ``main()`` of
+``training/train.py`` and ``training/eval_ris.py`` — before ``main`` returns, since returning
+frees its locals (the DDP-wrapped model and its process group), which is where the hang was
+seen again.
 
     >>> exit_now_if_distributed()  # one process: returns, and Python's normal exit follows
 """
