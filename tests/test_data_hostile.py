@@ -79,6 +79,7 @@ def test_far_away_and_endless_polygons_are_clipped_or_dropped_in_bounded_memory(
     """Coordinates of 1e7 and beyond once crashed pycocotools or made it allocate gigabytes;
     now far-away polygons are clipped to a margin around the image (same pixels), a polygon
     outlining millions of pixels is dropped, and memory stays that of an ordinary build."""
+    ordinary = _build_in_subprocess(refer_copy, tmp_path / "ordinary")  # the same harness, untouched files
     instances, refs = refer_copy.instances(), refer_copy.refs()
     images = {i["id"]: i for i in instances["images"]}
     annotations = {a["id"]: a for a in instances["annotations"]}
@@ -122,8 +123,9 @@ def test_far_away_and_endless_polygons_are_clipped_or_dropped_in_bounded_memory(
     assert _counted(result["warnings"], "boxes replaced by mask boxes") == len(uses[bad_box])
     h, w = size[bad_box]
     assert all(0 < rows[r]["bbox"][2] <= w and 0 < rows[r]["bbox"][3] <= h for r in uses[bad_box])
-    # an ordinary build peaks near 200 MB here; the unchecked polygons above needed gigabytes
-    assert result["peak_rss_mb"] < 600, result["peak_rss_mb"]
+    # the unchecked polygons above needed gigabytes (1.3 GB for one mask of 1e7); an ordinary build's
+    # peak depends on the installed libraries, so it is measured alongside, not assumed
+    assert result["peak_rss_mb"] < ordinary["peak_rss_mb"] + 300, (result["peak_rss_mb"], ordinary["peak_rss_mb"])
 
 
 @pytest.mark.parametrize("segmentation, message", [
