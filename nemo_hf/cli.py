@@ -1,6 +1,6 @@
 """``nemo-hf`` command line: the offline demo, which is the none / random / NeMo experiment.
 
-    nemo-hf demo                      # about ten minutes on two CPU cores; nothing is downloaded
+    nemo-hf demo                      # 10–15 minutes on two CPU cores; nothing is downloaded
     nemo-hf demo --out my_demo --seed 1 --steps 900
     nemo-hf demo --quick              # a minute: the whole pipeline at a toy budget
 """

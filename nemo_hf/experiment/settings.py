@@ -1,6 +1,6 @@
 """What the none / random / NeMo experiment runs: one frozen, validated set of settings.
 
-The defaults are the offline demo's (about ten minutes on two CPU cores);
+The defaults are the offline demo's (10–15 minutes on two CPU cores);
 ``benchmarks/nemo_effect.py`` runs the same experiment with a larger budget and several
 seeds. Every arm gets the same data, seed, initial weights and number of steps; the
 arms differ only in ``augmentation``.
