@@ -60,7 +60,10 @@ def test_mined_negatives_score_clearly_above_the_pool(fresh_world, tmp_path: Pat
     nemo = NeMo(pool=train, clip=CLIP, top_k=5, tau_image=None, cache_dir=str(tmp_path))
     nemo.mine(train, verbose=False)
     report = nemo.last_report
-    assert report.chosen_text_quantiles["50%"] > report.candidate_text_quantiles["75%"], report.summary()
+    # the top of any ranking beats the pool's median; a CLIP that knows nothing (random weights) ranks by
+    # noise and puts the two 0.04 apart; this one sets them far apart in cosine
+    gap = report.chosen_text_quantiles["50%"] - report.candidate_text_quantiles["50%"]
+    assert gap > 0.15, report.summary()
 
 
 @pytest.mark.slow
