@@ -43,10 +43,38 @@ def run_or_reuse(out: Path, settings: ExperimentSettings) -> dict[str, Any]:
     saved = out / "results.json"
     if saved.is_file():
         results = json.loads(saved.read_text())
-        if results.get("settings") == settings.to_dict():
+        if _saved_settings(results) == settings.to_dict():
             print(f"reusing {saved}")
             return results
     return run_experiment(out, settings, pictures=False)
+
+
+def _saved_settings(results: dict[str, Any]) -> dict[str, Any] | None:
+    """A saved run's settings, with settings added since then at their defaults (which reproduce the old runs)."""
+    saved = results.get("settings")
+    if not isinstance(saved, dict):
+        return None
+    tuples = {key: tuple(value) for key, value in saved.items() if isinstance(value, list)}
+    try:
+        return ExperimentSettings(**{**saved, **tuples}).to_dict()
+    except (TypeError, ValueError):
+        return None
+
+
+def parse_sweep(specs: list[str]) -> dict[str, tuple[Any, ...]]:
+    """``["top_k=5,80", "tau_text=none,0.3"]`` → ``{"top_k": (5, 80), "tau_text": (None, 0.3)}``.
+
+    >>> parse_sweep(["top_k=5,80", "tau_text=none,0.3"])
+    {'top_k': (5, 80), 'tau_text': (None, 0.3)}
+    """
+    sweep: dict[str, tuple[Any, ...]] = {}
+    for spec in specs:
+        knob, _, values = spec.partition("=")
+        if knob not in SWEEP or not values:
+            raise SystemExit(f"--sweep {spec!r}: expected KNOB=V1,V2,... with KNOB one of {sorted(SWEEP)}")
+        cast = int if knob == "top_k" else float
+        sweep[knob] = tuple(None if v.lower() == "none" else cast(v) for v in values.split(","))
+    return sweep
 
 
 def _oiou(metrics: dict[str, Any], group: str | None) -> float:
@@ -96,6 +124,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-images", type=int, default=1500)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/.cache/nemo_effect"))
     parser.add_argument("--skip-sweep", action="store_true")
+    parser.add_argument("--sweep", nargs="+", default=None, metavar="KNOB=V1,V2",
+                        help=f"knobs and values to sweep instead of the default {SWEEP}")
     parser.add_argument("--quick", action="store_true", help="tiny world and budget: checks the script runs")
     args = parser.parse_args(argv)
     base = ExperimentSettings(num_images=args.num_images, max_train_steps=args.steps)
@@ -108,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     print_summary(summary)
     sweep: dict[str, list[dict[str, Any]]] = {}
     if not args.skip_sweep:
-        for knob, values in SWEEP.items():
+        for knob, values in (parse_sweep(args.sweep) if args.sweep else SWEEP).items():
             for value in values:
                 if getattr(base, knob) == value:
                     continue  # the main runs cover the default value
