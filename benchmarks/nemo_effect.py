@@ -35,6 +35,7 @@ SWEEP: dict[str, tuple[Any, ...]] = {
     "tau_text": (None, 0.3, 0.2, 0.1),
     "tau_image": (None, 0.95, 0.9, 0.8),
     "top_k": (5, 20, 80),
+    "tau_own": (0.0, -0.05),
 }
 
 

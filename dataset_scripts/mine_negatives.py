@@ -74,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clip-revision", default=None)
     parser.add_argument("--tau-image", type=_threshold, default=defaults.tau_image)
     parser.add_argument("--tau-text", type=_threshold, default=defaults.tau_text)
+    parser.add_argument("--tau-own", type=_threshold, default=defaults.tau_own,
+                        help="drop candidates above the sentence's own image's text-image cosine + this")
     parser.add_argument("--top-k", type=int, default=defaults.top_k)
     parser.add_argument("--grid", type=int, default=defaults.grid, choices=(2, 3))
     parser.add_argument("--image-batch-size", type=int, default=defaults.image_batch_size)
@@ -95,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     ds = _load_split(args.dataset, args.config, args.split)
     pool = ds if args.pool_split in (None, args.split) else _load_split(args.dataset, args.config, args.pool_split)
     nemo = NeMo(
-        pool, args.clip, tau_image=args.tau_image, tau_text=args.tau_text, top_k=args.top_k, grid=args.grid,
+        pool, args.clip, tau_image=args.tau_image, tau_text=args.tau_text, tau_own=args.tau_own,
+        top_k=args.top_k, grid=args.grid,
         clip_revision=args.clip_revision, image_batch_size=args.image_batch_size,
         text_batch_size=args.text_batch_size, search_backend=args.search_backend, device=args.device,
         cache_dir=args.cache_dir,

@@ -43,7 +43,7 @@ class CountingClip:
         self.model.get_image_features, self.model.get_text_features = images, texts
 
 
-def expected_negatives(ds: Dataset, pool: Dataset, top_k: int, needed: int, tau_text, tau_image):
+def expected_negatives(ds: Dataset, pool: Dataset, top_k: int, needed: int, tau_text, tau_image, tau_own=None):
     """Per-row lists of negative image_ids, from one-at-a-time forwards + the brute-force rule."""
     model, processor = tiny_clip(0)
     pool_rows = unique_images(pool)
@@ -58,7 +58,7 @@ def expected_negatives(ds: Dataset, pool: Dataset, top_k: int, needed: int, tau_
         one_at_a_time_texts(model, processor, texts), one_at_a_time_images(model, processor, query_rows),
         image_index, one_at_a_time_images(model, processor, pool_rows), own,
     )  # fmt: skip
-    lists, fallback = brute_force(problem, top_k, needed, tau_text, tau_image)
+    lists, fallback = brute_force(problem, top_k, needed, tau_text, tau_image, tau_own)
     ids = [[int(pool_ids[c]) for c in chosen] for chosen in lists]
     return ids, fallback
 
@@ -67,12 +67,16 @@ def per_sentence(mined: Dataset, column: str) -> list:
     return [entry for row in mined[column] for entry in row]
 
 
-@pytest.mark.parametrize(("tau_text", "tau_image", "top_k"), [(None, 0.9, 5), (0.3, None, 4), (0.25, 0.8, 8)])
-def test_mined_columns_equal_an_independent_computation(tmp_path, tau_text, tau_image, top_k) -> None:
+@pytest.mark.parametrize(
+    ("tau_text", "tau_image", "tau_own", "top_k"),
+    [(None, 0.9, None, 5), (0.3, None, None, 4), (0.25, 0.8, None, 8), (None, None, 0.0, 5)],
+)
+def test_mined_columns_equal_an_independent_computation(tmp_path, tau_text, tau_image, tau_own, top_k) -> None:
     ds = shapes_dataset(n_images=10, seed=0)
-    nemo = NeMo(ds, *tiny_clip(0), top_k=top_k, tau_text=tau_text, tau_image=tau_image, cache_dir=str(tmp_path))
+    nemo = NeMo(ds, *tiny_clip(0), top_k=top_k, tau_text=tau_text, tau_image=tau_image, tau_own=tau_own,
+                cache_dir=str(tmp_path))  # fmt: skip
     mined = nemo.mine(ds, verbose=False)
-    ids, fallback = expected_negatives(ds, ds, top_k, 3, tau_text, tau_image)
+    ids, fallback = expected_negatives(ds, ds, top_k, 3, tau_text, tau_image, tau_own)
     assert per_sentence(mined, "negative_image_ids") == ids
     assert per_sentence(mined, "negative_fallback") == fallback
     assert nemo.last_report.n_fallback == sum(fallback)

@@ -46,17 +46,23 @@ def make_problem(rng: np.random.Generator, n: int, n_pool: int, n_extra: int = 0
     return Problem(text, query_images, image_index, pool, own)
 
 
-def brute_force(p: Problem, top_k: int, needed: int, tau_text, tau_image) -> tuple[list[list[int]], list[bool]]:
+def brute_force(
+    p: Problem, top_k: int, needed: int, tau_text, tau_image, tau_own=None
+) -> tuple[list[list[int]], list[bool]]:
     """The rule, word for word, in float64 and plain Python."""
     text_scores = p.text.astype(np.float64) @ p.pool.T.astype(np.float64)
     image_scores = p.query_images.astype(np.float64) @ p.pool.T.astype(np.float64)
     lists, fallback = [], []
     for i in range(len(p.text)):
         s, im = text_scores[i], image_scores[p.image_index[i]]
+        own_score = float(p.text[i].astype(np.float64) @ p.query_images[p.image_index[i]].astype(np.float64))
         ranking = sorted((c for c in range(len(p.pool)) if c != p.own[i]), key=lambda c: (-s[c], c))
         kept = [
-            c for c in ranking if (tau_text is None or s[c] <= tau_text) and (tau_image is None or im[c] <= tau_image)
-        ]
+            c for c in ranking
+            if (tau_text is None or s[c] <= tau_text)
+            and (tau_own is None or s[c] <= own_score + tau_own)
+            and (tau_image is None or im[c] <= tau_image)
+        ]  # fmt: skip
         chosen = kept[:top_k]
         short = len(chosen) < needed
         if short:
@@ -81,18 +87,21 @@ def selected_lists(selection) -> list[list[int]]:
     extra_k=st.integers(0, 12),
     tau_text=st.sampled_from([None, 0.9, 0.6, 0.3, -0.2]),
     tau_image=st.sampled_from([None, 0.95, 0.5, 0.0]),
+    tau_own=st.sampled_from([None, None, 0.0, -0.15, 0.2]),
     chunk=st.integers(1, 17),
     backend=st.sampled_from(["exact", "faiss"] if faiss_available() else ["exact"]),
 )
-def test_selection_equals_brute_force(seed, n, n_pool, n_extra, needed, extra_k, tau_text, tau_image, chunk, backend):
+def test_selection_equals_brute_force(
+    seed, n, n_pool, n_extra, needed, extra_k, tau_text, tau_image, tau_own, chunk, backend
+):
     rng = np.random.default_rng(seed)
     p = make_problem(rng, n, n_pool, n_extra)
     if n_pool - 1 < needed:
         return
     top_k = needed + extra_k
-    sel = p.select(top_k=top_k, needed=needed, tau_text=tau_text, tau_image=tau_image, chunk_size=chunk,
-                   backend=backend, stats_sample=5)  # fmt: skip
-    expected, fallback = brute_force(p, top_k, needed, tau_text, tau_image)
+    sel = p.select(top_k=top_k, needed=needed, tau_text=tau_text, tau_image=tau_image, tau_own=tau_own,
+                   chunk_size=chunk, backend=backend, stats_sample=5)  # fmt: skip
+    expected, fallback = brute_force(p, top_k, needed, tau_text, tau_image, tau_own)
     assert selected_lists(sel) == expected
     assert sel.fallback.tolist() == fallback
     text_scores = p.text @ p.pool.T

@@ -133,7 +133,7 @@ def write_report(
         f"{settings['max_train_steps']} steps of {settings['train_batch_size']} at {settings['input_size']} px, same "
         "initial weights and data order; only the augmentation differs (mosaic probability "
         f"{settings['mosaic_prob']}, top_k {settings['top_k']}, tau_image {settings['tau_image']}, "
-        f"tau_text {settings['tau_text']}).",
+        f"tau_text {settings['tau_text']}, tau_own {settings.get('tau_own')}).",
         "",
         main_table(results),
         "",

@@ -126,6 +126,8 @@ def _train_arm(arm: str, out: Path, root: Path, settings: ExperimentSettings, tr
         command += ["--tau_image", str(settings.tau_image)]
     if settings.tau_text is not None:
         command += ["--tau_text", str(settings.tau_text)]
+    if settings.tau_own is not None:
+        command += ["--tau_own", str(settings.tau_own)]
     print(f"\n## Training arm {arm!r}: {settings.max_train_steps} steps of {settings.train_batch_size}")
     started = time.perf_counter()
     subprocess.run(command, check=True)
@@ -157,7 +159,7 @@ def run_experiment(
     print(f"\n## Mining negatives with {settings.clip}")
     nemo = NeMo(
         pool=train, clip=settings.clip, top_k=settings.top_k, tau_image=settings.tau_image, tau_text=settings.tau_text,
-        mosaic_prob=1.0, size=max(settings.input_size, 160), seed=settings.seed, cache_dir=str(out / "mining_cache"),
+        tau_own=settings.tau_own, mosaic_prob=1.0, size=max(settings.input_size, 160), seed=settings.seed, cache_dir=str(out / "mining_cache"),
     )
     mined = nemo.mine(train, report_dir=out)
     report = nemo.last_report

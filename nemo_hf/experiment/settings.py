@@ -39,7 +39,7 @@ class ExperimentSettings:
     ``train_batch_size``, BCE + Dice loss, evaluated on ``eval_split`` per sentence.
 
     NeMo: mosaics with probability ``mosaic_prob``; negatives mined with ``clip``
-    (``top_k``, ``tau_image``, ``tau_text``), or random for the ``random`` arm.
+    (``top_k``, ``tau_image``, ``tau_text``, ``tau_own``), or random for the ``random`` arm.
     """
 
     num_images: int = 1500
@@ -59,6 +59,7 @@ class ExperimentSettings:
     top_k: int = 20
     tau_image: float | None = 0.9
     tau_text: float | None = None
+    tau_own: float | None = None
     arms: tuple[str, ...] = ARMS
 
     def __post_init__(self) -> None:

@@ -211,6 +211,7 @@ def mine_negatives(
     needed: int,
     tau_text: float | None,
     tau_image: float | None,
+    tau_own: float | None = None,
     image_batch_size: int = 64,
     text_batch_size: int = 256,
     backend: Backend = "auto",
@@ -229,7 +230,7 @@ def mine_negatives(
             candidate (rows sharing an image_id must share the image).
         clip, processor: a checkpoint name/path, a ``CLIPModel`` + ``CLIPProcessor``, or a
             :class:`~nemo_hf.mining.clip.ClipSource`.
-        top_k, needed, tau_text, tau_image: the selection rule
+        top_k, needed, tau_text, tau_image, tau_own: the selection rule
             (:func:`~nemo_hf.mining.selection.select_negatives`).
         image_batch_size, text_batch_size: CLIP batch sizes.
         backend: similarity search, ``"auto"``, ``"exact"`` or ``"faiss"``.
@@ -268,7 +269,8 @@ def mine_negatives(
     text_key = cache_key("texts", MINING_VERSION, model_key, ds._fingerprint)
     extra_key = cache_key("images", MINING_VERSION, model_key, ds._fingerprint, extra_ids.tolist())
     selection_key = cache_key(
-        "selection", MINING_VERSION, pool_key, text_key, extra_key, top_k, needed, tau_text, tau_image, use_backend
+        "selection", MINING_VERSION, pool_key, text_key, extra_key, top_k, needed, tau_text, tau_image, tau_own,
+        use_backend,
     )
 
     cached = cache.get("selection", selection_key)
@@ -298,7 +300,7 @@ def mine_negatives(
         )  # fmt: skip
         selection = select_negatives(
             text_emb, query_emb, query_index, pool_emb, own_col,
-            top_k=top_k, needed=needed, tau_text=tau_text, tau_image=tau_image,
+            top_k=top_k, needed=needed, tau_text=tau_text, tau_image=tau_image, tau_own=tau_own,
             backend=use_backend, device=dev,
         )  # fmt: skip
         if state.is_main_process:
@@ -315,7 +317,7 @@ def mine_negatives(
         mined = Dataset.from_dict({name: [] for name in features}, features=features)
     report = DifficultyReport.from_selection(
         selection, model=source.name or "CLIPModel object", n_pool=len(pool_ids), top_k=top_k,
-        needed=needed, tau_text=tau_text, tau_image=tau_image,
+        needed=needed, tau_text=tau_text, tau_image=tau_image, tau_own=tau_own,
     )  # fmt: skip
     if state.is_main_process:
         if verbose:

@@ -81,6 +81,7 @@ class DifficultyReport:
     needed: int
     tau_text: float | None
     tau_image: float | None
+    tau_own: float | None
     n_fallback: int
     mean_list_length: float
     sample_sentences: int
@@ -108,6 +109,7 @@ class DifficultyReport:
         needed: int,
         tau_text: float | None,
         tau_image: float | None,
+        tau_own: float | None = None,
     ) -> DifficultyReport:
         """Build the report from a :class:`~nemo_hf.mining.selection.Selection`."""
         chosen = selection.scores[np.isfinite(selection.scores)]
@@ -121,6 +123,7 @@ class DifficultyReport:
             needed=needed,
             tau_text=tau_text,
             tau_image=tau_image,
+            tau_own=tau_own,
             n_fallback=int(selection.fallback.sum()),
             mean_list_length=round(float(selection.counts.mean()), 3) if len(selection.counts) else 0.0,
             sample_sentences=stats.sample_sentences,
@@ -148,13 +151,13 @@ class DifficultyReport:
             [
                 f"NeMo negative mining with {self.model}: {self.n_sentences} sentences, "
                 f"{self.n_pool} pool images, top_k={self.top_k}, tau_text={_tau(self.tau_text)}, "
-                f"tau_image={_tau(self.tau_image)}, {self.needed} negatives per mosaic",
+                f"tau_image={_tau(self.tau_image)}, tau_own={_tau(self.tau_own)}, {self.needed} negatives per mosaic",
                 f"  fallback (fewer than {self.needed} survived τ, filled from the least similar): "
                 f"{self.n_fallback} sentences ({_share(self.n_fallback, self.n_sentences):.2%}); "
                 f"mean list length {self.mean_list_length}",
                 f"  text→image, chosen:     {_quantile_line(self.chosen_text_quantiles)}",
                 f"  text→image, candidates: {_quantile_line(self.candidate_text_quantiles)}"
-                f"  (above tau_text: {self.candidates_above_tau_text:.3%})",
+                f"  (above the text limit: {self.candidates_above_tau_text:.3%})",
                 f"  image→image, chosen:     {_quantile_line(self.chosen_image_quantiles)}",
                 f"  image→image, candidates: {_quantile_line(self.candidate_image_quantiles)}"
                 f"  (above tau_image: {self.candidates_above_tau_image:.3%})",

@@ -3,7 +3,9 @@
 The rule, for a sentence ``s`` whose own image is ``q``:
 
 1. candidates are the pool images other than ``q``;
-2. drop ``c`` when ``cos(text(s), image(c)) > tau_text`` (if set) and when
+2. drop ``c`` when ``cos(text(s), image(c)) > tau_text`` (if set), when
+   ``cos(text(s), image(c)) > cos(text(s), image(q)) + tau_own`` (if set: relative to the
+   sentence's own image, so it needs no knowledge of the CLIP's cosine scale) and when
    ``cos(image(q), image(c)) > tau_image`` (if set);
 3. rank the rest by ``cos(text(s), image(c))`` descending, ties by the smaller pool
    index (pool columns are in ascending ``image_id`` order, so: smaller image_id first);
@@ -52,7 +54,7 @@ __all__ = [
 # Histograms of cosine similarities: fixed bins over [-1, 1].
 HIST_BINS = 200
 # The fast path first looks at top_k + margin ranked candidates per sentence: room for
-# the own image and, with tau_text, for a few candidates above it. The margin doubles
+# the own image and, with a text limit (tau_text, tau_own), for a few candidates above it. The margin doubles
 # while many rows need the full-row path (that changes speed only, never results).
 _TEXT_MARGIN = 8
 
@@ -63,6 +65,8 @@ class SelectionStats:
 
     ``*_candidates`` count every candidate (pool image other than the sentence's own) of
     the sampled sentences; ``image_chosen`` the chosen negatives of the same sentences.
+    ``above_tau_text`` counts candidates above the sentence's text→image limit (the lower
+    of ``tau_text`` and own score + ``tau_own``).
     Histograms share ``HIST_BINS`` equal bins over [-1, 1].
     """
 
@@ -128,20 +132,22 @@ class _PairSims:
 class _StatsAccumulator:
     """Accumulates :class:`SelectionStats` over the sampled rows of each chunk."""
 
-    def __init__(self, tau_text: float | None, tau_image: float | None, device: torch.device) -> None:
-        self.tau_text, self.tau_image = tau_text, tau_image
+    def __init__(self, tau_image: float | None, device: torch.device) -> None:
+        self.tau_image = tau_image
         self.text, self.image, self.image_chosen = (
             torch.zeros(HIST_BINS, dtype=torch.float64, device=device) for _ in range(3)
         )
         self.sentences = self.candidates = self.above_text = self.above_image = 0
 
-    def _masked_hist(self, sims: torch.Tensor, own: torch.Tensor, tau: float | None) -> tuple[torch.Tensor, int]:
+    def _masked_hist(
+        self, sims: torch.Tensor, own: torch.Tensor, limit: torch.Tensor | float | None
+    ) -> tuple[torch.Tensor, int]:
         """Histogram of one block of full rows (modified in place), own images left out."""
         sims.clamp_(-1.0, 1.0)
         has_own = own >= 0
         # histc ignores values outside [-1, 1]: this leaves each row's own image out.
         sims[torch.nonzero(has_own).flatten(), own[has_own]] = -3.0
-        above = int((sims > tau).sum()) if tau is not None else 0
+        above = int((sims > limit).sum()) if limit is not None else 0
         return torch.histc(sims, HIST_BINS, -1.0, 1.0).double(), above
 
     def add(
@@ -150,12 +156,13 @@ class _StatsAccumulator:
         image_rows: torch.Tensor,
         own: torch.Tensor,
         chosen_cols: torch.Tensor,
+        text_limit: torch.Tensor | None,
     ) -> None:
         picked = chosen_cols >= 0
         rows = torch.nonzero(picked)[:, 0]
         chosen = image_rows[rows, chosen_cols[picked]].clamp(-1.0, 1.0)
         self.image_chosen += torch.histc(chosen, HIST_BINS, -1.0, 1.0).double()
-        hist, above = self._masked_hist(text_rows, own, self.tau_text)
+        hist, above = self._masked_hist(text_rows, own, None if text_limit is None else text_limit[:, None])
         self.text += hist
         self.above_text += above
         hist, above = self._masked_hist(image_rows, own, self.tau_image)
@@ -252,6 +259,7 @@ def select_negatives(
     needed: int,
     tau_text: float | None = None,
     tau_image: float | None = None,
+    tau_own: float | None = None,
     backend: Backend = "exact",
     chunk_size: int | None = None,
     device: str | torch.device | None = None,
@@ -269,6 +277,9 @@ def select_negatives(
         top_k, needed: list length kept, and the minimum a mosaic needs.
         tau_text, tau_image: thresholds (``None`` = off); a candidate is dropped when its
             cosine is strictly greater.
+        tau_own: the relative text→image threshold (``None`` = off): a candidate is
+            dropped when its cosine with the sentence exceeds the sentence's own image's
+            by more than ``tau_own`` (0: anything CLIP prefers to the true image).
         backend: ``"exact"`` (torch, chunked), ``"faiss"`` (FAISS flat index) or ``"auto"``
             (see :class:`~nemo_hf.mining.search.ChunkedSearch`).
         chunk_size: sentences per score block (default: a block of about 192 MB).
@@ -290,7 +301,7 @@ def select_negatives(
     n, n_pool = text.shape[0], pool.shape[0]
     pool_t = pool.T
     pair_sims = _PairSims(query_images, pool) if tau_image is not None else None
-    stats = _StatsAccumulator(tau_text, tau_image, dev)
+    stats = _StatsAccumulator(tau_image, dev)
     sampled = torch.zeros(n, dtype=torch.bool)
     sampled[torch.from_numpy(_sample_rows(n, stats_sample))] = True
 
@@ -298,20 +309,22 @@ def select_negatives(
     out_scores = np.full((n, top_k), np.nan, dtype=np.float32)
     counts = np.zeros(n, dtype=np.int32)
     fallback = np.zeros(n, dtype=bool)
-    margin = 1 if tau_text is None else 1 + _TEXT_MARGIN
+    limited = tau_text is not None or tau_own is not None
+    margin = 1 + _TEXT_MARGIN if limited else 1
     search = ChunkedSearch(text, pool, min(n_pool, top_k + margin), backend=backend, chunk_size=chunk_size)
     for block in search:
         start, stop, row_scores = block.start, block.stop, block.row_scores
         c_own, c_index = own[start:stop].to(dev), image_index[start:stop].to(dev)
         saw_all = block.cols.shape[1] == n_pool
+        limit = _text_limit(text[start:stop].to(dev), query_images, c_index, tau_text, tau_own) if limited else None
         cols, vals, too_short, image_hit = _fast_path(
-            block.scores, block.cols, c_own, c_index, saw_all, top_k, tau_text, tau_image, pair_sims
+            block.scores, block.cols, c_own, c_index, saw_all, top_k, limit, tau_image, pair_sims
         )
         hard_rows = torch.nonzero(too_short | image_hit).flatten()
         if hard_rows.numel():
             cols[hard_rows], vals[hard_rows] = _full_rows(
                 row_scores(hard_rows), c_own[hard_rows], c_index[hard_rows], query_images, pool_t,
-                top_k, tau_text, tau_image,
+                top_k, None if limit is None else limit[hard_rows], tau_image,
             )  # fmt: skip
         if int(too_short.sum()) * 8 > stop - start:
             margin = min(n_pool, 2 * margin)
@@ -335,8 +348,24 @@ def select_negatives(
                 image_rows,
                 c_own[local],
                 torch.from_numpy(cols_np).to(dev)[local],
+                None if limit is None else limit[local],
             )
     return Selection(out_cols, out_scores, counts, fallback, stats.result())
+
+
+def _text_limit(
+    text: torch.Tensor,
+    query_images: torch.Tensor,
+    image_index: torch.Tensor,
+    tau_text: float | None,
+    tau_own: float | None,
+) -> torch.Tensor:
+    """Each sentence's text→image limit: the lower of ``tau_text`` and own score + ``tau_own``."""
+    limit = torch.full((len(text),), float("inf") if tau_text is None else tau_text, device=text.device)
+    if tau_own is not None:
+        own_score = (text * query_images.index_select(0, image_index)).sum(dim=1)
+        limit = torch.minimum(limit, own_score + tau_own)
+    return limit
 
 
 def _fast_path(
@@ -346,7 +375,7 @@ def _fast_path(
     image_index: torch.Tensor,
     saw_all: bool,
     top_k: int,
-    tau_text: float | None,
+    text_limit: torch.Tensor | None,
     tau_image: float | None,
     pair_sims: _PairSims | None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -357,8 +386,8 @@ def _fast_path(
     among the picks means later candidates are needed.
     """
     valid = c != own[:, None]
-    if tau_text is not None:
-        valid &= v <= tau_text
+    if text_limit is not None:
+        valid &= v <= text_limit[:, None]
     keep = min(top_k, v.shape[1])
     # Compact each row's valid entries to the front, in ranking order: valid entry j goes
     # to slot (number of valid entries before it); the rest go to a spare last slot.
@@ -392,7 +421,7 @@ def _full_rows(
     query_images: torch.Tensor,
     pool_t: torch.Tensor,
     top_k: int,
-    tau_text: float | None,
+    text_limit: torch.Tensor | None,
     tau_image: float | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The rule on full score rows: mask every dropped candidate, then exact ranked top-k."""
@@ -400,8 +429,8 @@ def _full_rows(
     n_pool = masked.shape[1]
     has_own = own >= 0
     masked[torch.nonzero(has_own).flatten(), own[has_own]] = float("-inf")
-    if tau_text is not None:
-        masked.masked_fill_(masked > tau_text, float("-inf"))
+    if text_limit is not None:
+        masked.masked_fill_(masked > text_limit[:, None], float("-inf"))
     if tau_image is not None:
         unique, inverse = torch.unique(image_index, return_inverse=True)
         masked.masked_fill_(((query_images[unique] @ pool_t) > tau_image)[inverse], float("-inf"))

@@ -30,6 +30,10 @@ class NeMoSettings:
     - ``tau_text`` (None, off): drop a candidate whose text→image cosine exceeds τ. CLIP
       ViT-B cosines between a caption and a matching photo are ~0.3, so useful values
       are in 0.25–0.35; off by default as the released code's default path does.
+    - ``tau_own`` (None, off): drop a candidate whose text→image cosine exceeds the
+      sentence's own image's by more than τ (*decided here*, not in the paper). With 0
+      it drops every image the CLIP prefers to the true one — the likeliest unlabelled
+      positives — whatever the CLIP's cosine scale; negative values drop near-ties too.
     - ``top_k`` (20): keep the K best-ranked survivors; the mosaic draws its negatives
       from them. 20 keeps negatives hard (about the top 0.1% of a RefCOCO-sized pool)
       while leaving many distinct triples. Must be at least ``grid**2 - 1``.
@@ -78,6 +82,7 @@ class NeMoSettings:
 
     tau_image: float | None = 0.9
     tau_text: float | None = None
+    tau_own: float | None = None
     top_k: int = 20
     grid: int = 2
     size: int = 480
@@ -128,6 +133,10 @@ class NeMoSettings:
                 raise TypeError(f"{name}={getattr(self, name)!r} must be True or False")
         if self.resize not in ("stretch", "letterbox"):
             raise ValueError(f"resize={self.resize!r} must be 'stretch' or 'letterbox'")
+        if self.tau_own is not None:
+            _check_number("tau_own", self.tau_own)
+            if not -2.0 <= self.tau_own <= 2.0:
+                raise ValueError(f"tau_own={self.tau_own!r} is a difference of cosines, in [-2, 2] (or None for off)")
         resolve_backend(self.search_backend)
         for name in ("clip_revision", "device", "cache_dir"):
             value = getattr(self, name)

@@ -98,7 +98,7 @@ class NeMo:
         result = mine_negatives(
             ds, self.pool, self._clip,
             top_k=s.top_k, needed=s.negatives_needed, tau_text=s.tau_text, tau_image=s.tau_image,
-            image_batch_size=s.image_batch_size, text_batch_size=s.text_batch_size,
+            tau_own=s.tau_own, image_batch_size=s.image_batch_size, text_batch_size=s.text_batch_size,
             backend=s.search_backend, device=s.device, num_proc=num_proc, cache_dir=s.cache_dir,
             report_dir=report_dir, verbose=verbose,
         )  # fmt: skip

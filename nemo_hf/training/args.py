@@ -174,6 +174,10 @@ class AugmentationArguments:
     )
     tau_image: float | None = field(default=0.9, metadata={"help": "NeMo: drop negatives above this image-image cosine."})
     tau_text: float | None = field(default=None, metadata={"help": "NeMo: drop negatives above this text-image cosine."})
+    tau_own: float | None = field(
+        default=None,
+        metadata={"help": "NeMo: drop negatives whose text-image cosine exceeds the sample's own image's by more than this."},
+    )
     top_k: int = field(default=20, metadata={"help": "NeMo: draw negatives from the top K survivors."})
 
     def __post_init__(self) -> None:

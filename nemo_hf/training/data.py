@@ -166,7 +166,8 @@ def build_train_dataset(
         return _attached(NeMo(pool=rows, random_share=1.0, **mosaics), rows, main_process_first)
     nemo = NeMo(
         pool=rows, clip=augmentation.clip_model, random_share=augmentation.random_share,
-        tau_image=augmentation.tau_image, tau_text=augmentation.tau_text, top_k=augmentation.top_k, **mosaics,
+        tau_image=augmentation.tau_image, tau_text=augmentation.tau_text,
+        tau_own=augmentation.tau_own, top_k=augmentation.top_k, **mosaics,
     )
     return _attached(nemo, nemo.mine(rows), main_process_first)
 
