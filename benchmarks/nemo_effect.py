@@ -123,13 +123,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=1200, help="training steps per arm")
     parser.add_argument("--num-images", type=int, default=1500)
+    parser.add_argument("--max-train-samples", type=int, default=None,
+                        help="train on the first N training objects only (the small-data regime)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/.cache/nemo_effect"))
     parser.add_argument("--skip-sweep", action="store_true")
     parser.add_argument("--sweep", nargs="+", default=None, metavar="KNOB=V1,V2",
                         help=f"knobs and values to sweep instead of the default {SWEEP}")
     parser.add_argument("--quick", action="store_true", help="tiny world and budget: checks the script runs")
     args = parser.parse_args(argv)
-    base = ExperimentSettings(num_images=args.num_images, max_train_steps=args.steps)
+    base = ExperimentSettings(num_images=args.num_images, max_train_steps=args.steps,
+                              max_train_samples=args.max_train_samples)
     if args.quick:
         base = base.replace(num_images=60, max_train_steps=3, train_batch_size=8, top_k=5)
     started = time.perf_counter()

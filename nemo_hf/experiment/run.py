@@ -128,6 +128,8 @@ def _train_arm(arm: str, out: Path, root: Path, settings: ExperimentSettings, tr
         command += ["--tau_text", str(settings.tau_text)]
     if settings.tau_own is not None:
         command += ["--tau_own", str(settings.tau_own)]
+    if settings.max_train_samples is not None:
+        command += ["--max_train_samples", str(settings.max_train_samples)]
     print(f"\n## Training arm {arm!r}: {settings.max_train_steps} steps of {settings.train_batch_size}")
     started = time.perf_counter()
     subprocess.run(command, check=True)

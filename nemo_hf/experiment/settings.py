@@ -37,6 +37,8 @@ class ExperimentSettings:
     Segmenter: a CLIPSeg on the towers of ``clip`` (the shipped synthetic CLIP), trained
     whole (``trainable="all"``) at ``input_size`` pixels for ``max_train_steps`` steps of
     ``train_batch_size``, BCE + Dice loss, evaluated on ``eval_split`` per sentence.
+    ``max_train_samples`` keeps only the first N training objects (and so the mosaic
+    pool): the small-data regime, where a model sees each object many times.
 
     NeMo: mosaics with probability ``mosaic_prob``; negatives mined with ``clip``
     (``top_k``, ``tau_image``, ``tau_text``, ``tau_own``), or random for the ``random`` arm.
@@ -52,6 +54,7 @@ class ExperimentSettings:
     clip: str = "nemo-hf/synthetic-clip"
     input_size: int = 64
     max_train_steps: int = 900
+    max_train_samples: int | None = None
     train_batch_size: int = 32
     learning_rate: float = 1e-3
     encoder_learning_rate: float = 5e-4
@@ -68,6 +71,8 @@ class ExperimentSettings:
         for name in ("num_images", "input_size", "max_train_steps", "train_batch_size", "top_k"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if self.max_train_samples is not None and self.max_train_samples < 1:
+            raise ValueError(f"max_train_samples must be positive or None, got {self.max_train_samples!r}")
         if not 0.0 <= self.mosaic_prob <= 1.0:
             raise ValueError(f"mosaic_prob is a probability, got {self.mosaic_prob!r}")
 
