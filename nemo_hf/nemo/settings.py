@@ -25,11 +25,12 @@ class NeMoSettings:
 
     - ``tau_image`` (0.9): drop a candidate whose CLIP image embedding has cosine > τ
       with the query image — near-duplicates and the same scene, which may hold an
-      object the expression also fits (the released code's default path filters on
-      image→image similarity). 0.9 is high enough that only such images go.
+      object the expression also fits (the released code's image→image filter, which is
+      not its default setting). 0.9 is high enough that only such images go.
     - ``tau_text`` (None, off): drop a candidate whose text→image cosine exceeds τ. CLIP
       ViT-B cosines between a caption and a matching photo are ~0.3, so useful values
-      are in 0.25–0.35; off by default as the released code's default path does.
+      are in 0.25–0.35. It is the filter of the released code's default setting and of
+      the project page; off here because a useful value depends on the CLIP's scale.
     - ``tau_own`` (None, off): drop a candidate whose text→image cosine exceeds the
       sentence's own image's by more than τ (*decided here*, not in the paper). With 0
       it drops every image the CLIP prefers to the true one — the likeliest unlabelled
