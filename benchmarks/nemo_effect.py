@@ -114,8 +114,66 @@ def print_summary(summary: dict[str, dict[str, tuple[float, float]]]) -> None:
         if better in hard and worse in hard:
             gap = hard[better][0] - hard[worse][0]
             spread = max(hard[better][1], hard[worse][1])
-            ratio = gap / spread if spread > 0 else float("inf")
-            print(f"hard stratum {better} − {worse}: {gap:+.4f} oIoU = {ratio:+.2f}× the larger std")
+            versus = f"{gap / spread:+.2f}× the larger std" if spread > 0 else "no spread to compare with (one seed)"
+            print(f"hard stratum {better} − {worse}: {gap:+.4f} oIoU = {versus}")
+
+
+def sweep_point(value: Any, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One sweep value over the seeds: hard-stratum and overall oIoU (mean, std) and how hard its negatives were."""
+    return {
+        "value": value,
+        "hard_oiou": _mean_std([_oiou(r["arms"]["nemo"]["metrics"], "distractors>=2") for r in runs]),
+        "all_oiou": _mean_std([_oiou(r["arms"]["nemo"]["metrics"], None) for r in runs]),
+        "chosen_text_median": statistics.fmean(r["mining"]["chosen_text_quantiles"]["50%"] for r in runs),
+    }
+
+
+def plot_sweep(
+    path: Path, base: ExperimentSettings, runs: list[dict[str, Any]],
+    summary: dict[str, dict[str, tuple[float, float]]], sweep: dict[str, list[dict[str, Any]]],
+) -> None:
+    """Hard-stratum oIoU of the NeMo arm against each knob's value, and against how hard the chosen negatives were."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    default = sweep_point(None, runs)
+    fig, axes = plt.subplots(1, len(sweep) + 1, figsize=(4 * (len(sweep) + 1), 3.6), sharey=True)
+    everything = []
+    for ax, (knob, points) in zip(axes, sweep.items()):
+        points = sorted([*points, {**default, "value": getattr(base, knob)}], key=lambda p: _order(p["value"]))
+        everything += [(knob, p) for p in points if p["value"] != getattr(base, knob)]
+        xs = range(len(points))
+        ax.errorbar(xs, [p["hard_oiou"][0] for p in points], yerr=[p["hard_oiou"][1] for p in points],
+                    marker="o", capsize=3, color="tab:green", label="NeMo")
+        ax.set_xticks(list(xs), ["off" if p["value"] is None else f"{p['value']:g}" for p in points])
+        ax.set_xlabel(f"{knob} (default {getattr(base, knob)})")
+    for ax in axes:
+        for arm, color in (("none", "tab:gray"), ("random", "tab:orange")):
+            if arm in summary:
+                mean, std = summary[arm]["distractors>=2"]
+                ax.axhspan(mean - std, mean + std, color=color, alpha=0.15)
+                ax.axhline(mean, color=color, linestyle="--", label=f"{arm} (mean ± std)")
+    last = axes[-1]
+    everything.append(("defaults", default))
+    for knob, point in everything:
+        last.errorbar(point["chosen_text_median"], point["hard_oiou"][0], yerr=point["hard_oiou"][1],
+                      marker="o", capsize=3, linestyle="none", label=None)
+        label = "" if knob == "defaults" else "=off" if point["value"] is None else f"={point['value']:g}"
+        last.annotate(f"{knob}{label}", (point["chosen_text_median"], point["hard_oiou"][0]), fontsize=6)
+    last.set_xlabel("chosen negatives' median text→image cosine")
+    axes[0].set_ylabel("hard-stratum oIoU (≥ 2 distractors)")
+    axes[0].legend(fontsize=7, loc="lower left")
+    fig.suptitle(f"NeMo's knobs on the synthetic world (seeds: {len(runs)}, {base.max_train_steps} steps)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _order(value: Any) -> float:
+    """Sort key: "off" (None) first, then by value."""
+    return float("-inf") if value is None else float(value)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -151,9 +209,13 @@ def main(argv: list[str] | None = None) -> None:
                                  base.replace(seed=seed, arms=("nemo",), **{knob: value}))
                     for seed in args.seeds
                 ]
-                hard = _mean_std([_oiou(r["arms"]["nemo"]["metrics"], "distractors>=2") for r in runs_at])
-                sweep.setdefault(knob, []).append({"value": value, "hard_oiou": hard})
-                print(f"{knob}={value}: hard-stratum oIoU {hard[0]:.4f} ± {hard[1]:.4f}")
+                sweep.setdefault(knob, []).append(sweep_point(value, runs_at))
+                hard, median = sweep[knob][-1]["hard_oiou"], sweep[knob][-1]["chosen_text_median"]
+                print(f"{knob}={value}: hard-stratum oIoU {hard[0]:.4f} ± {hard[1]:.4f} "
+                      f"(chosen negatives' median text→image cosine {median:.3f})")
+    if sweep:
+        plot_sweep(args.out / "sweep.png", base, runs, summary, sweep)
+        print(f"saved {args.out / 'sweep.png'}")
     (args.out / "summary.json").write_text(json.dumps(
         {"seeds": args.seeds, "settings": base.to_dict(), "summary": summary, "sweep": sweep,
          "seconds": round(time.perf_counter() - started)}, indent=2))
