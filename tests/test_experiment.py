@@ -20,11 +20,12 @@ import torch
 
 from nemo_hf import NeMo, load_refcoco, per_sentence
 from nemo_hf.experiment import HARD, ExperimentSettings, run_experiment
+from nemo_hf.experiment.run import TRAINING_DIR, arm_command
 from nemo_hf.mining.clip import load_clip
 from nemo_hf.mining.retrieval import text_to_image_retrieval
 from nemo_hf.modeling import RISCollator, load_referring_segmenter, per_sample_bce, per_sample_dice
 from nemo_hf.synthetic import make_refer_dataset
-from nemo_hf.training.args import AugmentationArguments
+from nemo_hf.training.args import TRAIN_DATACLASSES, AugmentationArguments, parse_arguments
 from nemo_hf.training.data import build_train_dataset
 
 CLIP = "nemo-hf/synthetic-clip"
@@ -146,6 +147,20 @@ def test_the_arm_config_holds_the_experiments_defaults() -> None:
         defaults.dataset, defaults.input_size, defaults.max_train_steps)
     assert (config["train_batch_size"], config["learning_rate"], config["text_encoder_learning_rate"]) == (
         defaults.train_batch_size, defaults.learning_rate, defaults.encoder_learning_rate)
-    assert (config["mosaic_prob"], config["top_k"], config["tau_image"], config["tau_text"]) == (
-        defaults.mosaic_prob, defaults.top_k, defaults.tau_image, defaults.tau_text)
+    assert (config["mosaic_prob"], config["top_k"], config["tau_image"], config["tau_text"], config["tau_own"]) == (
+        defaults.mosaic_prob, defaults.top_k, defaults.tau_image, defaults.tau_text, defaults.tau_own)
     assert config["model_name_or_path"] == config["clip_model"] == defaults.clip
+
+
+@pytest.mark.parametrize("changes", [{}, {"tau_image": None, "tau_own": 0.0, "max_train_samples": 50},
+                                     {"tau_text": 0.3, "top_k": 5, "mosaic_prob": 0.25, "seed": 3}])
+def test_every_setting_reaches_the_arms_training(tmp_path: Path, changes) -> None:
+    """train.py's own defaults never stand in for the experiment's (tau_image None is off, not 0.9)."""
+    settings = ExperimentSettings(**changes)
+    command = arm_command("nemo", tmp_path, tmp_path / "refer", settings, TRAINING_DIR)
+    model, data, aug, train = parse_arguments(command[2:], TRAIN_DATACLASSES)
+    assert (aug.augmentation, aug.tau_image, aug.tau_text, aug.tau_own, aug.top_k, aug.mosaic_prob) == (
+        "nemo", settings.tau_image, settings.tau_text, settings.tau_own, settings.top_k, settings.mosaic_prob)
+    assert (data.max_train_samples, train.seed, train.max_train_steps) == (
+        settings.max_train_samples, settings.seed, settings.max_train_steps)
+    assert (model.model_name_or_path, aug.clip_model, model.image_size) == (settings.clip, settings.clip, settings.input_size)

@@ -36,7 +36,10 @@ from nemo_hf.experiment.settings import ExperimentSettings
 from nemo_hf.metrics import RISMetrics, group_labels
 from nemo_hf.synthetic import make_refer_dataset
 
-__all__ = ["HARD", "TRAINING_DIR", "ArmPredictions", "build_world", "evaluate_arm", "hard_stratum", "run_experiment"]
+__all__ = [
+    "HARD", "TRAINING_DIR", "ArmPredictions", "arm_command", "build_world", "evaluate_arm", "hard_stratum",
+    "run_experiment",
+]  # fmt: skip
 
 TRAINING_DIR = Path(__file__).resolve().parents[2] / "training"
 HARD = "distractors>=2"  # the hard stratum: at least two other objects of the target's category
@@ -106,8 +109,8 @@ def build_world(out: Path, settings: ExperimentSettings) -> Path:
     return root
 
 
-def _train_arm(arm: str, out: Path, root: Path, settings: ExperimentSettings, training_dir: Path) -> float:
-    """Train one arm with training/train.py; return its wall time in seconds."""
+def arm_command(arm: str, out: Path, root: Path, settings: ExperimentSettings, training_dir: Path) -> list[str]:
+    """The ``training/train.py`` command line that trains ``arm`` with these settings."""
     config = training_dir / "configs" / "synthetic_experiment.yaml"
     command = [
         sys.executable, str(training_dir / "train.py"), "--config", str(config),
@@ -122,14 +125,15 @@ def _train_arm(arm: str, out: Path, root: Path, settings: ExperimentSettings, tr
         "--eval_splits", settings.eval_split, "--max_eval_samples", "64",
         "--checkpointing_steps", "none", "--report_to", "none", "--overwrite_output_dir",
     ]
-    if settings.tau_image is not None:
-        command += ["--tau_image", str(settings.tau_image)]
-    if settings.tau_text is not None:
-        command += ["--tau_text", str(settings.tau_text)]
-    if settings.tau_own is not None:
-        command += ["--tau_own", str(settings.tau_own)]
-    if settings.max_train_samples is not None:
-        command += ["--max_train_samples", str(settings.max_train_samples)]
+    # every threshold is passed, "none" included: train.py's own defaults must not fill in for "off"
+    for name in ("tau_image", "tau_text", "tau_own"):
+        command += [f"--{name}", str(getattr(settings, name)).lower()]
+    return [*command, "--max_train_samples", str(settings.max_train_samples).lower()]
+
+
+def _train_arm(arm: str, out: Path, root: Path, settings: ExperimentSettings, training_dir: Path) -> float:
+    """Train one arm with training/train.py; return its wall time in seconds."""
+    command = arm_command(arm, out, root, settings, training_dir)
     print(f"\n## Training arm {arm!r}: {settings.max_train_steps} steps of {settings.train_batch_size}")
     started = time.perf_counter()
     subprocess.run(command, check=True)

@@ -4,7 +4,9 @@ Every field is a command-line flag (``--learning_rate 3e-4``) and a key of a YAM
 (``--config file.yaml``); flags given on the command line override the file. A config is
 flat: one mapping of field names from all the dataclasses. YAML values go through the
 same type conversion as flags, so ``learning_rate: 1e-4`` (a string to YAML) is a float.
-An unknown key is an error that names the file and the key.
+An unknown key is an error that names the file and the key. A setting that may be off
+(``tau_image``, ``max_train_samples``, …) is turned off with ``none`` on the command line
+and ``null`` in YAML.
 
 :func:`save_config` writes the resolved values of a run in the same format, so
 ``--config <output_dir>/train_config.yaml`` reproduces it.
@@ -12,13 +14,17 @@ An unknown key is an error that names the file and the key.
     >>> model, data, aug, train = parse_arguments(["--synthetic_images", "24"], TRAIN_DATACLASSES)
     >>> data.synthetic_images, train.learning_rate, aug.augmentation
     (24, 0.0001, 'nemo')
+    >>> parse_arguments(["--tau_image", "none"], TRAIN_DATACLASSES)[2].tau_image is None
+    True
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Sequence
+import types
+import typing
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -308,6 +314,36 @@ def _as_flag_default(value: Any) -> Any:
     return str(value)
 
 
+_OFF_WORDS = ("none", "null", "off")
+
+
+def _or_none(convert: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``convert``, except that ``none``/``null``/``off`` give ``None``."""
+
+    def parse(text: str) -> Any:
+        return None if text.strip().lower() in _OFF_WORDS else convert(text)
+
+    parse.__name__ = getattr(convert, "__name__", "value")  # argparse names it in "invalid float value"
+    return parse
+
+
+def _accept_off(parser: argparse.ArgumentParser, dataclass_types: Sequence[type]) -> None:
+    """Let every ``X | None`` number flag take ``none``: HfArgumentParser parses them as plain ``X``.
+
+    Without this a setting that defaults to on (``tau_image`` 0.9) cannot be turned off
+    from the command line at all.
+    """
+    optional = set()
+    for cls in dataclass_types:
+        for name, hint in typing.get_type_hints(cls).items():
+            args = typing.get_args(hint)
+            if isinstance(hint, types.UnionType) and type(None) in args and ({int, float} & set(args)):
+                optional.add(name)
+    for action in parser._actions:
+        if action.dest in optional and action.type is not None:
+            action.type = _or_none(action.type)
+
+
 def parse_arguments(
     argv: Sequence[str] | None,
     dataclass_types: Sequence[type],
@@ -327,6 +363,7 @@ def parse_arguments(
     # transformers types dataclass_types as its own protocol
     parser = HfArgumentParser(cast(Any, dataclass_types), description=description, formatter_class=_HelpFormatter)
     parser.add_argument("--config", type=Path, help="YAML file of arguments; command-line flags override it.")
+    _accept_off(parser, dataclass_types)
     if known.config is not None:
         if not known.config.is_file():
             raise FileNotFoundError(f"config file {known.config} does not exist")
