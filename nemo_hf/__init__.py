@@ -15,6 +15,8 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
+from nemo_hf import _pipeline_task
+
 __version__ = "0.1.0"
 
 _LAZY = {
@@ -25,9 +27,13 @@ _LAZY = {
     "NeMoSettings": "nemo_hf.nemo",
     "RISMetrics": "nemo_hf.metrics",
     "GRESMetrics": "nemo_hf.metrics",
+    "pipeline": "nemo_hf.modeling.pipeline",
 }
 
 __all__ = ["__version__", *_LAZY]
+
+# transformers.pipeline("referring-image-segmentation", …) works once nemo_hf is imported
+_pipeline_task.install()
 
 
 def __getattr__(name: str) -> Any:

@@ -165,8 +165,9 @@ def build_train_dataset(
     if augmentation.augmentation == "random":
         return _attached(NeMo(pool=rows, random_share=1.0, **mosaics), rows, main_process_first)
     nemo = NeMo(
-        pool=rows, clip=augmentation.clip_model, random_share=augmentation.random_share,
-        tau_image=augmentation.tau_image, tau_text=augmentation.tau_text, top_k=augmentation.top_k, **mosaics,
+        pool=rows, clip=augmentation.clip_model, clip_revision=augmentation.clip_revision,
+        random_share=augmentation.random_share, tau_image=augmentation.tau_image, tau_text=augmentation.tau_text,
+        top_k=augmentation.top_k, **mosaics,
     )
     return _attached(nemo, nemo.mine(rows), main_process_first)
 
