@@ -23,12 +23,13 @@ from typing import Any
 import datasets
 import transformers
 from datasets.table import embed_table_storage
-from huggingface_hub import DatasetCard, EvalResult, HfApi, ModelCardData, hf_hub_download
+from huggingface_hub import CommitOperationAdd, DatasetCard, EvalResult, HfApi, ModelCardData, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from . import __version__
-from .data.configs import get_variant
+from .data.configs import VARIANTS, card_fields, get_variant
+from .data.load import stats_table
 from .metrics import DEFAULT_THRESHOLDS
 from .metrics.ris import precision_key
 from .pretrained import resolve_pretrained
@@ -219,9 +220,11 @@ def render_model_card(
         keys = _MOSAIC_KEYS + (_MINING_KEYS if augmentation == "nemo" else ())
         nemo_settings = {key: "—" if config.get(key) is None else config[key] for key in keys}
     mining = None
-    if augmentation == "nemo" and results.get("mining_clip"):
-        clip = results["mining_clip"]
-        mining = {"name": clip["name"], "text": _source_text(clip)}
+    if augmentation == "nemo":
+        clip = results.get("mining_clip")
+        mining = (f"Negatives mined with CLIP `{clip['name']}`: {_source_text(clip)}." if clip else
+                  "The training rows came with their negatives mined (the dataset's card names the CLIP); "
+                  "`tau_*` and `top_k` above were not applied.")
     base = results.get("model_source") or model_source(results["model"])
     in_folder = Path(model_id).expanduser().exists()
     config_path = f"{model_id}/train_config.yaml" if in_folder else "reproduce/train_config.yaml"
@@ -278,28 +281,94 @@ def _stats_sections(card: str) -> dict[str, str]:
 
 def push_dataset(
     ds: datasets.DatasetDict, repo_id: str, config_name: str, card_fields: Mapping[str, Any],
-    stats: Mapping[str, str], private: bool | None = None,
+    stats: Mapping[str, str], private: bool | None = None, token: str | None = None,
+    files: Mapping[str, Path] | None = None,
 ) -> None:
     """Push every split of ``ds`` as config ``config_name`` and update the card's body.
 
     ``push_to_hub`` writes the YAML ``configs:`` block (merging configs pushed earlier);
     the card keeps that metadata and replaces only the prose, keeping the stats sections of
-    the other configs.
+    the other configs. ``files`` (repository path → local file, e.g. a picture the card
+    shows) are committed before the card.
     """
     for split, part in ds.items():
-        part.push_to_hub(repo_id, config_name=config_name, split=split, private=private,
+        part.push_to_hub(repo_id, config_name=config_name, split=split, private=private, token=token,
                          commit_message=f"Add {config_name}/{split} (nemo_hf {__version__})")
-    readme = _download_readme(repo_id)
+    if files:
+        operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(path)) for name, path in files.items()]
+        HfApi(token=token).create_commit(repo_id, operations, repo_type="dataset",
+                                         commit_message=f"Add {', '.join(files)}")
+    readme = _download_readme(repo_id, token)
     card = DatasetCard(readme or "---\n{}\n---\n")
     body = render_dataset_card(repo_id=repo_id, config_name=config_name, stats=stats,
                                previous=card.text, **card_fields)
     card.text = body
-    card.push_to_hub(repo_id, repo_type="dataset",
+    card.push_to_hub(repo_id, repo_type="dataset", token=token,
                      commit_message=f"Update dataset card for {config_name}")
 
 
-def _download_readme(repo_id: str) -> str | None:
+def mining_summary(
+    *, settings: Mapping[str, Any], clip: Mapping[str, Any], seed: int | None, report: Any = None,
+    picture: str | None = None, mined_split: str = "train", pool_split: str = "train",
+) -> str:
+    """Markdown for a mined config's card: how its negatives were chosen, how hard they are, a picture.
+
+    ``settings`` hold ``tau_image``, ``tau_text``, ``top_k``, ``grid``; ``clip`` is
+    :func:`model_source` of the mining CLIP; ``report`` a
+    :class:`~nemo_hf.mining.report.DifficultyReport`; ``picture`` a path in the repository;
+    ``mined_split`` the split that carries negatives, chosen among the images of ``pool_split``.
+
+    >>> text = mining_summary(settings={"tau_image": 0.9, "tau_text": None, "top_k": 20, "grid": 2},
+    ...                       clip=model_source("nemo-hf/synthetic-clip"), seed=3)
+    >>> "`nemo-hf/synthetic-clip`" in text, "`tau_image` 0.9" in text, "seed 3" in text
+    (True, True, True)
+    """
+    tau = {name: "off" if settings.get(name) is None else f"{settings[name]:g}" for name in ("tau_image", "tau_text")}
+    lines = [
+        "**NeMo negatives**: `negative_image_ids`, `negative_scores` (CLIP text→image cosine) and "
+        f"`negative_fallback` hold one entry per sentence of the `{mined_split}` split, best first; the ids are "
+        f"`image_id`s of the `{pool_split}` split, the pool they were mined from. Only `{mined_split}` is mined "
+        "(evaluation never uses mosaics).",
+        "",
+        f"Mined with CLIP `{clip['name']}` ({_source_text(clip)}): `tau_image` {tau['tau_image']}, `tau_text` "
+        f"{tau['tau_text']}, `top_k` {settings.get('top_k')}, grid {settings.get('grid')}×{settings.get('grid')}"
+        + (f", seed {seed}" if seed is not None else "") + ".",
+    ]
+    if report is not None:
+        chosen, candidates = report.chosen_text_quantiles.get("50%"), report.candidate_text_quantiles.get("50%")
+        lines += ["", f"Difficulty: {report.n_sentences:,} sentences, {report.n_pool:,} pool images; "
+                      f"{report.n_fallback:,} sentences fell back (fewer than {report.needed} candidates survived τ); "
+                      f"median text→image cosine of the chosen negatives {chosen} against {candidates} for all "
+                      "candidates."]
+    if picture is not None:
+        lines += ["", f"![NeMo samples drawn from this config]({picture})"]
+    return "\n".join(lines)
+
+
+def push_mined_dataset(
+    ds: datasets.DatasetDict, repo_id: str, config_name: str, *, source_config: str, mining: str,
+    picture: Path | None = None, private: bool | None = None, token: str | None = None,
+) -> None:
+    """Push a NeMo-mined training set as ``config_name``: images embedded, the card saying how it was mined.
+
+    ``ds`` holds the mined ``train`` split (and evaluation splits, whose negative columns
+    are empty); ``source_config`` is the RefCOCO-family config it was built from (for the
+    card's summary, sizes, license and citations); ``mining`` is :func:`mining_summary`'s
+    text, whose picture reference is ``<config_name>/samples.png`` when ``picture`` is given.
+    ``load_dataset(repo_id, config_name)`` then trains with NeMo with no CLIP at all.
+    """
+    fields = dict(card_fields(source_config)) if source_config in VARIANTS else {
+        "pretty_name": config_name, "summary": "", "published": "Not a RefCOCO-family config.",
+        "license": "See the source dataset.", "citation": "", "generalized": False}
+    fields["summary"] = (f"{fields['summary']} Config `{config_name}` adds the negatives NeMo mined for each "
+                         "expression, so training with NeMo needs no CLIP.").strip()
+    files = {f"{config_name}/samples.png": picture} if picture is not None else None
+    push_dataset(ds, repo_id, config_name, fields, {config_name: f"{stats_table(ds)}\n\n{mining}"},
+                 private=private, token=token, files=files)
+
+
+def _download_readme(repo_id: str, token: str | None = None) -> str | None:
     try:
-        return Path(hf_hub_download(repo_id, "README.md", repo_type="dataset")).read_text()
+        return Path(hf_hub_download(repo_id, "README.md", repo_type="dataset", token=token)).read_text()
     except (EntryNotFoundError, RepositoryNotFoundError):
         return None

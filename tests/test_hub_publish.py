@@ -289,3 +289,52 @@ def test_resuming_from_a_repo_without_training_state_says_why(tmp_path, hub_repo
     with pytest.raises(FileNotFoundError, match=r"holds no last-checkpoint/trainer_state.json; only runs pushed with "
                                                 r"--hub_strategy checkpoint"):
         train.main(tiny_args(tmp_path / "again", "--hub_model_id", hub_repo_id, "--resume_from_checkpoint", "hub"))
+
+
+def test_a_pushed_training_set_trains_with_nemo_elsewhere_without_any_clip(
+        tmp_path, hub_repo_id, monkeypatch) -> None:
+    """--push_dataset_to_hub, then load_dataset from the Hub, then NeMo training that never loads a CLIP."""
+    from datasets import Image, load_dataset
+    from huggingface_hub import DatasetCard, HfApi
+
+    import nemo_hf.mining.clip
+
+    dataset_id = hub_repo_id.replace("user/", "user/data-")
+    results = train.main(tiny_args(tmp_path / "miner", "--max_train_steps", "2", "--checkpointing_steps", "none",
+                                   "--push_dataset_to_hub", dataset_id, "--seed", "7", augmentation="nemo"))
+    assert results["mining_clip"]["name"] == "nemo-hf/synthetic-clip"
+
+    config = "refcoco_unc-nemo"
+    loaded = load_dataset(dataset_id, config)
+    assert sorted(loaded) == ["testB", "train", "val"]
+    train_split = loaded["train"]
+    assert len(train_split) == results["train_samples"]
+    for row in train_split.select(range(5)):
+        assert len(row["negative_image_ids"]) == len(row["negative_scores"]) == len(row["sentences"])
+        assert all(ids and set(ids) <= set(train_split["image_id"]) - {row["image_id"]}
+                   for ids in row["negative_image_ids"])
+    raw = train_split.cast_column("image", Image(decode=False))[0]["image"]
+    assert raw["bytes"] and not Path(raw["path"] or "/nonexistent").exists()  # embedded, not a local path
+    assert loaded["val"][0]["negative_image_ids"] is None  # evaluation is never mined
+
+    card = DatasetCard.load(dataset_id, repo_type="dataset")
+    for fact in ("CLIP `nemo-hf/synthetic-clip`", "shipped inside nemo_hf", "`tau_image` 0.9", "`top_k` 10",
+                 "seed 7", "sentences fell back", f"]({config}/samples.png)", "| train | 80 |"):
+        assert fact in card.text, fact
+    assert f"{config}/samples.png" in HfApi().list_repo_files(dataset_id, repo_type="dataset")
+
+    # another machine: the pushed config is the data source; mining would need a CLIP, and none is there
+    # (the local Hub has no openai/clip-vit-base-patch16, and loading any CLIP fails)
+    reset_accelerate()
+
+    def no_clip(*args, **kwargs):
+        raise AssertionError("a CLIP was loaded")
+
+    monkeypatch.setattr(nemo_hf.mining.clip, "load_clip", no_clip)
+    again = train.main(tiny_args(tmp_path / "elsewhere", "--synthetic_images", "0", "--hub_dataset", dataset_id,
+                                 "--dataset_name", config, "--clip_model", "openai/clip-vit-base-patch16", "--max_train_steps", "2",
+                                 "--checkpointing_steps", "none", "--mosaic_prob", "1.0", augmentation="nemo"))
+    assert again["train_steps"] == 2 and again["eval"]["val"]["count"] == 16
+    assert again["mining_clip"] is None
+    card_text = (tmp_path / "elsewhere" / "final" / "README.md").read_text()
+    assert "came with their negatives mined" in card_text

@@ -27,7 +27,9 @@ the training state under ``last-checkpoint/`` (``checkpoint``), which
 ``--resume_from_checkpoint hub`` downloads to continue there. The repository, the token
 (``--hub_token``, else ``HF_TOKEN`` or the ``hf auth login`` cache) and the right to write
 are checked before any data is built; only the main process pushes; the token is never
-written to ``train_config.yaml``. See ``nemo_hf.training.hub_push``.
+written to ``train_config.yaml``. ``--push_dataset_to_hub NS/NAME`` also pushes the
+NeMo-mined training set (and the evaluation splits), as config ``<dataset_name>-nemo``,
+which trains with NeMo elsewhere with no CLIP. See ``nemo_hf.training.hub_push``.
 
 An epoch visits every referred object of the training split once, with one of its
 sentences (drawn per epoch), and evaluation scores every sentence of each split. See
@@ -134,7 +136,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     model_args, data_args, aug_args, args = parse_arguments(argv, TRAIN_DATACLASSES, description=__doc__)
     output_dir = Path(args.output_dir)
     # the Hub repository is checked (and created) now: a bad id or token must not wait for the end of training
-    hub = HubRun(args, output_dir) if args.push_to_hub or args.resume_from_checkpoint == "hub" else None
+    uses_hub = args.push_to_hub or args.push_dataset_to_hub or args.resume_from_checkpoint == "hub"
+    hub = HubRun(args, output_dir, aug_args.augmentation) if uses_hub else None
     if args.resume_from_checkpoint == "hub":
         resume_from = hub.download_checkpoint()
     else:
@@ -291,7 +294,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "eval": eval_results,
         "model": model_args.model_name_or_path,
         "model_source": model_source(model_args.model_name_or_path, model_args.model_revision),
-        "mining_clip": model_source(aug_args.clip_model, aug_args.clip_revision) if aug_args.augmentation == "nemo" else None,
+        # the CLIP that chose the negatives: none here when the rows came mined (their dataset card names it)
+        "mining_clip": (model_source(aug_args.clip_model, aug_args.clip_revision)
+                        if aug_args.augmentation == "nemo" and not train.premined else None),
         "trainable": model_args.trainable,  # what the model card must say was trained
         "trained_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "total_parameters": sum(p.numel() for p in model.parameters()),
@@ -309,14 +314,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             # the card's snippets load the repository pushed to, or this folder
             model_id = hub.repo_id if hub is not None and args.push_to_hub else str(output_dir / FINAL_DIR)
             architecture = json.loads((final / "config.json").read_text())["architectures"][0]
+            pushed_datasets = [hub.dataset_id] if hub is not None and hub.dataset_id else []
             (final / "README.md").write_text(render_model_card(results, config, model_id=model_id,
-                                                               architecture=architecture))
+                                                               architecture=architecture, datasets=pushed_datasets))
     accelerator.print(f"saved the model, processor, model card, all_results.json and train_config.yaml to "
                       f"{output_dir / FINAL_DIR} (upload that folder); training state: {output_dir / 'checkpoints'}, "
                       f"logs: {output_dir / 'logs'}")
     if hub is not None and args.push_to_hub:
         commit = hub.after_training(output_dir / FINAL_DIR, results)
         accelerator.print(f"pushed {output_dir / FINAL_DIR} to {hub.repo_id} (commit {commit})")
+    if hub is not None and args.push_dataset_to_hub:
+        pushed = hub.push_training_set(train, {split: raw[split] for split in data_args.eval_splits},
+                                       dataset_name=data_args.dataset_name, augmentation=aug_args, seed=args.seed)
+        accelerator.print(f"pushed the mined training set to {hub.dataset_id}, config {pushed}")
     accelerator.end_training()
     # here, not after main returns: freeing main's DDP model and its gloo group can hang (process_exit)
     exit_now_if_distributed()

@@ -255,6 +255,12 @@ class TrainArguments:
         default=None,
         metadata={"help": "Token for the pushes (default: HF_TOKEN or the `hf auth login` cache); never saved."},
     )
+    push_dataset_to_hub: str | None = field(
+        default=None,
+        metadata={"help": "Push the NeMo-mined training set (images embedded, negatives per sentence) and the "
+                          "evaluation splits to this dataset repository, as config '<dataset_name>-nemo', when "
+                          "training ends; load_dataset then trains with NeMo and no CLIP."},
+    )
     hub_strategy: Literal["end", "every_save", "checkpoint"] = field(
         default="every_save",
         metadata={"help": "'end' (the final model only), 'every_save' (also the model at every checkpoint) or "

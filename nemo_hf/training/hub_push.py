@@ -15,8 +15,11 @@ Everything else never leaves the machine: optimizer and RNG files are refused ou
 a push that fails midway (a dropped connection, a refused file) raises
 :class:`HubPushError` and leaves the repository's branch as it was.
 
-The repository is checked before any data is built (:class:`HubRun`): the id's form, a
-token that the Hub accepts, write access to the namespace; then the repository is created
+``--push_dataset_to_hub`` pushes the NeMo-mined training set (and the evaluation splits)
+as a dataset config when training ends (:meth:`HubRun.push_training_set`).
+
+The repositories are checked before any data is built (:class:`HubRun`): the ids' form, a
+token that the Hub accepts, write access to the namespace; then they are created
 (``exist_ok``). Only the main process talks to the Hub; the others learn its outcome, so a
 bad id stops every process with the same message.
 
@@ -42,9 +45,10 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+import datasets
 from accelerate import PartialState
 from accelerate.utils import broadcast_object_list
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, constants, snapshot_download
@@ -57,8 +61,11 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import validate_repo_id
 
-from .args import TrainArguments
+from ..hub import mining_summary, model_source, push_mined_dataset
+from ..viz import save_mosaic_grid
+from .args import AugmentationArguments, TrainArguments
 from .checkpoints import TRAINER_STATE, read_trainer_state
+from .data import TrainData
 
 __all__ = [
     "HUB_CHECKPOINT_DIR",
@@ -125,14 +132,14 @@ def checked_repo_id(hub_model_id: str | None, token: str | None, *, default_name
     return repo_id
 
 
-def create_model_repo(repo_id: str, token: str | None, *, private: bool) -> None:
+def create_checked_repo(repo_id: str, token: str | None, *, private: bool, repo_type: str = "model") -> None:
     """Create the repository (``exist_ok``); refuse a public one when a private one was asked for."""
     api = HfApi(token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True)
-    if private and not api.repo_info(repo_id).private:
+    api.create_repo(repo_id, private=private, exist_ok=True, repo_type=repo_type)
+    if private and not api.repo_info(repo_id, repo_type=repo_type).private:
         raise ValueError(
             f"{repo_id} already exists and is public, but --hub_private_repo was given: make it private on the Hub "
-            "or push to another --hub_model_id"
+            "or push elsewhere"
         )
 
 
@@ -233,28 +240,36 @@ class HubRun:
     main process only.
     """
 
-    def __init__(self, args: TrainArguments, output_dir: Path) -> None:
+    def __init__(self, args: TrainArguments, output_dir: Path, augmentation: str) -> None:
         self.token = args.hub_token
         self.strategy = args.hub_strategy if args.push_to_hub else None
         self.output_dir = output_dir
+        self.private = args.hub_private_repo
         state = PartialState()
         outcome: list[object] = [None]
         failure: Exception | None = None
         if state.is_main_process:
             try:
+                if args.push_dataset_to_hub and augmentation != "nemo":
+                    raise ValueError(f"--push_dataset_to_hub pushes the NeMo-mined training set, but the augmentation "
+                                     f"is {augmentation!r}: add --augmentation nemo, or leave the flag out")
                 repo_id = checked_repo_id(args.hub_model_id, self.token, default_name=output_dir.name,
                                           write=args.push_to_hub)
                 if args.push_to_hub:
-                    create_model_repo(repo_id, self.token, private=args.hub_private_repo)
-                outcome = [repo_id]
+                    create_checked_repo(repo_id, self.token, private=self.private)
+                dataset_id = None
+                if args.push_dataset_to_hub:
+                    dataset_id = checked_repo_id(args.push_dataset_to_hub, self.token, default_name="", write=True)
+                    create_checked_repo(dataset_id, self.token, private=self.private, repo_type="dataset")
+                outcome = [(repo_id, dataset_id)]
             except (ValueError, OSError, HfHubHTTPError) as error:
                 failure, outcome = error, [f"error: {error}"]
         broadcast_object_list(outcome)
         if failure is not None:
             raise failure
-        if str(outcome[0]).startswith("error: "):
-            raise ValueError(str(outcome[0]).removeprefix("error: "))
-        self.repo_id = str(outcome[0])
+        if isinstance(outcome[0], str):
+            raise ValueError(outcome[0].removeprefix("error: "))
+        self.repo_id, self.dataset_id = outcome[0]
 
     def download_checkpoint(self) -> Path:
         """``--resume_from_checkpoint hub``: the run's ``last-checkpoint/``, downloaded (collective)."""
@@ -300,3 +315,43 @@ class HubRun:
         record = {"repo_id": self.repo_id, "commit": commit, "endpoint": _where()}
         (self.output_dir / "logs" / "hub_push.json").write_text(json.dumps(record, indent=2))
         return commit
+
+    def push_training_set(
+        self, train: TrainData, eval_splits: Mapping[str, datasets.Dataset], *, dataset_name: str,
+        augmentation: AugmentationArguments, seed: int,
+    ) -> str | None:
+        """``--push_dataset_to_hub``: the mined training rows and the evaluation splits, as one config; its name.
+
+        Main process only (None elsewhere), after training: no other process waits on an
+        upload that may take longer than a collective's timeout.
+        """
+        if self.dataset_id is None or not PartialState().is_main_process:
+            return None
+        if train.mined is None:
+            raise ValueError("no mined training set to push: the run did not use NeMo")
+        config_name = f"{dataset_name}-nemo"
+        splits = {"train": train.mined, **{name: _with_empty_negatives(part, train.mined)
+                                           for name, part in eval_splits.items()}}
+        if train.premined:
+            clip = {"name": "(mined before this run)", "source": "folder", "revision": None, "commit": None}
+        else:
+            clip = model_source(augmentation.clip_model, augmentation.clip_revision)
+        settings = {"tau_image": augmentation.tau_image, "tau_text": augmentation.tau_text,
+                    "top_k": augmentation.top_k, "grid": augmentation.grid}
+        with tempfile.TemporaryDirectory(prefix="nemo_hf-samples-") as folder:
+            train.set_epoch(0)
+            picture = save_mosaic_grid(train.dataset.select(range(min(8, len(train.dataset)))),
+                                       Path(folder) / "samples.png")
+            mining = mining_summary(settings=settings, clip=clip, seed=seed, report=train.report,
+                                    picture=f"{config_name}/samples.png")
+            push_mined_dataset(datasets.DatasetDict(splits), self.dataset_id, config_name,
+                               source_config=dataset_name, mining=mining, picture=picture, private=self.private,
+                               token=self.token)
+        return config_name
+
+
+def _with_empty_negatives(split: datasets.Dataset, mined: datasets.Dataset) -> datasets.Dataset:
+    """An evaluation split with the mined split's negative columns, empty: one schema for the whole config."""
+    for name in (c for c in mined.column_names if c not in split.column_names):
+        split = split.add_column(name, [None] * len(split), feature=mined.features[name])
+    return split
