@@ -25,7 +25,7 @@ import transformers
 from datasets.table import embed_table_storage
 from huggingface_hub import CommitOperationAdd, DatasetCard, EvalResult, HfApi, ModelCardData, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError
-from jinja2 import Environment, PackageLoader, StrictUndefined
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template
 
 from . import __version__
 from .data.configs import VARIANTS, card_fields, get_variant
@@ -34,10 +34,19 @@ from .metrics import DEFAULT_THRESHOLDS
 from .metrics.ris import precision_key
 from .pretrained import resolve_pretrained
 
-_TEMPLATES = Environment(
-    loader=PackageLoader("nemo_hf", "model_cards"), undefined=StrictUndefined,
-    keep_trailing_newline=True,
-)
+_PACKAGE = Path(__file__).resolve().parent
+# an installed wheel carries the templates inside the package; a source checkout at its top level
+_TEMPLATE_DIRS = [folder for folder in (_PACKAGE / "model_cards", _PACKAGE.parent / "model_cards") if folder.is_dir()]
+_TEMPLATES = Environment(loader=FileSystemLoader(_TEMPLATE_DIRS), undefined=StrictUndefined, keep_trailing_newline=True)
+
+
+def _template(name: str) -> Template:
+    if not _TEMPLATE_DIRS:
+        raise FileNotFoundError(
+            f"no card templates: neither {_PACKAGE / 'model_cards'} (an installed wheel) nor "
+            f"{_PACKAGE.parent / 'model_cards'} (a source checkout) exists; reinstall nemo_hf"
+        )
+    return _TEMPLATES.get_template(name)
 ROWS_PER_SHARD = 5000
 
 
@@ -103,7 +112,7 @@ def render_dataset_card(
     """
     merged = dict(_stats_sections(previous or ""))
     merged.update(stats)
-    template = _TEMPLATES.get_template("dataset_card.md")
+    template = _template("dataset_card.md")
     return template.render(repo_id=repo_id, config_name=config_name, stats=dict(sorted(merged.items())),
                            version=__version__, **fields)
 
@@ -243,7 +252,7 @@ def render_model_card(
     if results["trainable"] in ("decoder", "decoder+text"):
         limitations.append("The CLIP backbone (vision encoder at least) was frozen: the model inherits CLIP's "
                            "blind spots and biases.")
-    template = _TEMPLATES.get_template("model_card.md")
+    template = _template("model_card.md")
     text = template.render(
         title=model_id.rstrip("/").split("/")[-1], version=__version__, model_id=model_id,
         plain_class=architecture if hasattr(transformers, architecture) else None,
