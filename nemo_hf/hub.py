@@ -16,7 +16,8 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -300,6 +301,18 @@ def push_dataset(
     the other configs. ``files`` (repository path → local file, e.g. a picture the card
     shows) are committed before the card.
     """
+    def body(previous: str) -> str:
+        return render_dataset_card(repo_id=repo_id, config_name=config_name, stats=stats, previous=previous,
+                                   **card_fields)
+
+    _push_config(ds, repo_id, config_name, body, private=private, token=token, files=files)
+
+
+def _push_config(
+    ds: datasets.DatasetDict, repo_id: str, config_name: str, body: Callable[[str], str], *,
+    private: bool | None, token: str | None, files: Mapping[str, Path] | None,
+) -> None:
+    """The splits as ``config_name``, then ``files``, then the card: its YAML kept, its prose ``body(previous)``."""
     for split, part in ds.items():
         part.push_to_hub(repo_id, config_name=config_name, split=split, private=private, token=token,
                          commit_message=f"Add {config_name}/{split} (nemo_hf {__version__})")
@@ -309,23 +322,50 @@ def push_dataset(
                                          commit_message=f"Add {', '.join(files)}")
     readme = _download_readme(repo_id, token)
     card = DatasetCard(readme or "---\n{}\n---\n")
-    body = render_dataset_card(repo_id=repo_id, config_name=config_name, stats=stats,
-                               previous=card.text, **card_fields)
-    card.text = body
+    card.text = body(card.text)
     card.push_to_hub(repo_id, repo_type="dataset", token=token,
                      commit_message=f"Update dataset card for {config_name}")
 
 
+def push_mosaics(
+    ds: datasets.Dataset, repo_id: str, config_name: str, *, source: str, source_config: str | None, split: str,
+    objects: int, sentences: int, settings: Mapping[str, Any], mining: str, picture: Path,
+    private: bool | None = None, token: str | None = None,
+) -> None:
+    """Push drawn mosaics (one row per expression per epoch, with ``epoch``) as ``config_name``'s ``train``.
+
+    The card (``model_cards/mosaics_card.md``) says where they came from, with which NeMo
+    settings (``settings``) and negatives (``mining``: :func:`mining_summary`), counts per
+    epoch and kind, and shows ``picture``, committed as ``<config_name>/samples.png``.
+    """
+    counts: dict[int, Counter[str]] = {}
+    for epoch, kind in zip(ds["epoch"], ds["mosaic_kind"]):
+        counts.setdefault(int(epoch), Counter())[kind] += 1
+    shown = f"{config_name}/samples.png"
+
+    def body(previous: str) -> str:
+        return _template("mosaics_card.md").render(
+            config_name=config_name, repo_id=repo_id, version=__version__, epochs=len(counts),
+            size=settings.get("size"), source=source, source_config=source_config, split=split, objects=objects,
+            sentences=sentences, settings=settings, mining=mining, counts=dict(sorted(counts.items())),
+            picture=shown,
+        )
+
+    _push_config(datasets.DatasetDict({"train": ds}), repo_id, config_name, body, private=private, token=token,
+                 files={shown: picture})
+
+
 def mining_summary(
     *, settings: Mapping[str, Any], clip: Mapping[str, Any], seed: int | None, report: Any = None,
-    picture: str | None = None, mined_split: str = "train", pool_split: str = "train",
+    picture: str | None = None, mined_split: str = "train", pool_split: str = "train", columns: bool = True,
 ) -> str:
     """Markdown for a mined config's card: how its negatives were chosen, how hard they are, a picture.
 
     ``settings`` hold ``tau_image``, ``tau_text``, ``top_k``, ``grid``; ``clip`` is
     :func:`model_source` of the mining CLIP; ``report`` a
     :class:`~nemo_hf.mining.report.DifficultyReport`; ``picture`` a path in the repository;
-    ``mined_split`` the split that carries negatives, chosen among the images of ``pool_split``.
+    ``mined_split`` the split that carries negatives, chosen among the images of ``pool_split``;
+    ``columns`` whether to describe the negative columns (rows that carry them).
 
     >>> text = mining_summary(settings={"tau_image": 0.9, "tau_text": None, "top_k": 20, "grid": 2},
     ...                       clip=model_source("nemo-hf/synthetic-clip"), seed=3)
@@ -333,12 +373,14 @@ def mining_summary(
     (True, True, True)
     """
     tau = {name: "off" if settings.get(name) is None else f"{settings[name]:g}" for name in ("tau_image", "tau_text")}
-    lines = [
+    lines = [] if not columns else [
         "**NeMo negatives**: `negative_image_ids`, `negative_scores` (CLIP text→image cosine) and "
         f"`negative_fallback` hold one entry per sentence of the `{mined_split}` split, best first; the ids are "
         f"`image_id`s of the `{pool_split}` split, the pool they were mined from. Only `{mined_split}` is mined "
         "(evaluation never uses mosaics).",
         "",
+    ]
+    lines += [
         f"Mined with CLIP `{clip['name']}` ({_source_text(clip)}): `tau_image` {tau['tau_image']}, `tau_text` "
         f"{tau['tau_text']}, `top_k` {settings.get('top_k')}, grid {settings.get('grid')}×{settings.get('grid')}"
         + (f", seed {seed}" if seed is not None else "") + ".",
