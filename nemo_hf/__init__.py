@@ -3,7 +3,9 @@
 Not NVIDIA's NeMo toolkit: this package implements the referring-image-segmentation
 augmentation of Ha et al., "Finding NeMo" (ECCV 2024).
 
-Heavy parts are imported lazily so ``import nemo_hf`` stays cheap::
+Heavy parts are imported lazily so ``import nemo_hf`` stays cheap; it also registers the
+``referring-image-segmentation`` task with ``transformers.pipeline`` (as soon as transformers'
+pipelines are imported), whose models :func:`pipeline` loads by Hub id or folder::
 
     >>> import nemo_hf
     >>> nemo_hf.__version__

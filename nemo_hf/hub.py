@@ -1,8 +1,15 @@
 """Publishing to the Hub (or a local folder laid out like one): Parquet shards and cards.
 
-A local build references COCO files by path; everything that leaves the machine embeds
-the bytes first, so the copy is self-contained. Writes go to a temporary folder that is
-renamed into place only when complete.
+- datasets: :func:`write_parquet`, :func:`push_dataset` (a RefCOCO-family config),
+  :func:`push_mined_dataset` (rows with NeMo's negatives, :func:`mining_summary` on the
+  card), :func:`push_mosaics` (mosaics drawn for N epochs);
+- models: :func:`render_model_card` (``model-index`` results, provenance with
+  :func:`model_source`); the pushes themselves are :mod:`nemo_hf.training.hub_push`'s.
+
+Cards are rendered from the Jinja templates of the repository's ``model_cards/`` (inside an
+installed wheel: ``nemo_hf/model_cards/``). A local build references COCO files by path;
+everything that leaves the machine embeds the bytes first, so the copy is self-contained.
+Writes go to a temporary folder that is renamed into place only when complete.
 
 >>> import datasets, tempfile
 >>> ds = datasets.Dataset.from_dict({"x": [1, 2]})
