@@ -87,11 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         print(f"wrote {write_parquet(DatasetDict({'train': mosaics}), args.out, name) / name}")
     if args.push:
-        if premined:
-            mining = "Negatives: as mined in the source rows (`negative_image_ids`; the source's card names the CLIP)."
-        else:
-            mining = mining_summary(settings=nemo.settings.to_dict(), clip=model_source(args.clip, args.clip_revision),
-                                    seed=None, report=nemo.last_report, columns=False)
+        clip = None if premined else model_source(args.clip, args.clip_revision)
+        mining = mining_summary(settings=nemo.settings.to_dict(), clip=clip, seed=None, report=nemo.last_report,
+                                columns=False)
         settings = {key: getattr(nemo.settings, key) for key in _SHOWN}
         with tempfile.TemporaryDirectory(prefix="nemo_hf-samples-") as folder:
             picture = save_mosaic_grid(mosaics.select(range(min(8, len(mosaics)))), Path(folder) / "samples.png")

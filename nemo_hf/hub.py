@@ -141,7 +141,7 @@ _AUGMENTATION_NOTE = {
     "nemo": "NeMo mosaics: the image tiled with negatives a CLIP ranked close to the expression",
 }
 _MOSAIC_KEYS = ("mosaic_prob", "grid", "position_aware", "cross_point_jitter", "blur_negatives", "mosaic_size")
-_MINING_KEYS = ("tau_image", "tau_text", "top_k", "random_share", "warmup_epochs")
+_MINING_KEYS = ("tau_image", "tau_text", "tau_own", "top_k", "random_share", "warmup_epochs")
 METRIC_NAMES = {
     "overall_iou": "oIoU (overall IoU: sum of intersections / sum of unions)",
     "mean_iou": "mIoU (mean of per-expression IoU)",
@@ -235,7 +235,7 @@ def render_model_card(
     nemo_settings: dict[str, Any] = {}
     if augmentation != "none":
         keys = _MOSAIC_KEYS + (_MINING_KEYS if augmentation == "nemo" else ())
-        nemo_settings = {key: "—" if config.get(key) is None else config[key] for key in keys}
+        nemo_settings = {key: "off" if config[key] is None else config[key] for key in keys if key in config}
     mining = None
     if augmentation == "nemo":
         clip = results.get("mining_clip")
@@ -363,13 +363,14 @@ def push_mosaics(
 
 
 def mining_summary(
-    *, settings: Mapping[str, Any], clip: Mapping[str, Any], seed: int | None, report: Any = None,
+    *, settings: Mapping[str, Any], clip: Mapping[str, Any] | None, seed: int | None, report: Any = None,
     picture: str | None = None, mined_split: str = "train", pool_split: str = "train", columns: bool = True,
 ) -> str:
     """Markdown for a mined config's card: how its negatives were chosen, how hard they are, a picture.
 
-    ``settings`` hold ``tau_image``, ``tau_text``, ``top_k``, ``grid``; ``clip`` is
-    :func:`model_source` of the mining CLIP; ``report`` a
+    ``settings`` hold ``tau_image``, ``tau_text``, ``top_k``, ``grid`` (other keys are
+    ignored); ``clip`` is :func:`model_source` of the mining CLIP, or None when the rows came
+    mined (the source's card then tells how); ``report`` a
     :class:`~nemo_hf.mining.report.DifficultyReport`; ``picture`` a path in the repository;
     ``mined_split`` the split that carries negatives, chosen among the images of ``pool_split``;
     ``columns`` whether to describe the negative columns (rows that carry them).
@@ -379,7 +380,8 @@ def mining_summary(
     >>> "`nemo-hf/synthetic-clip`" in text, "`tau_image` 0.9" in text, "seed 3" in text
     (True, True, True)
     """
-    tau = {name: "off" if settings.get(name) is None else f"{settings[name]:g}" for name in ("tau_image", "tau_text")}
+    tau = {name: "off" if settings.get(name) is None else f"{settings[name]:g}"
+           for name in ("tau_image", "tau_text", "tau_own") if name in settings}
     lines = [] if not columns else [
         "**NeMo negatives**: `negative_image_ids`, `negative_scores` (CLIP text→image cosine) and "
         f"`negative_fallback` hold one entry per sentence of the `{mined_split}` split, best first; the ids are "
@@ -387,11 +389,14 @@ def mining_summary(
         "(evaluation never uses mosaics).",
         "",
     ]
-    lines += [
-        f"Mined with CLIP `{clip['name']}` ({_source_text(clip)}): `tau_image` {tau['tau_image']}, `tau_text` "
-        f"{tau['tau_text']}, `top_k` {settings.get('top_k')}, grid {settings.get('grid')}×{settings.get('grid')}"
-        + (f", seed {seed}" if seed is not None else "") + ".",
-    ]
+    if clip is None:
+        lines.append("The negatives are those the source rows carried (mined before; the source dataset's card "
+                     "names the CLIP and settings)" + (f"; seed {seed}." if seed is not None else "."))
+    else:
+        lines.append(f"Mined with CLIP `{clip['name']}` ({_source_text(clip)}): "
+                     + "".join(f"`{name}` {value}, " for name, value in tau.items())
+                     + f"`top_k` {settings.get('top_k')}, grid {settings.get('grid')}×{settings.get('grid')}"
+                     + (f", seed {seed}" if seed is not None else "") + ".")
     if report is not None:
         chosen, candidates = report.chosen_text_quantiles.get("50%"), report.candidate_text_quantiles.get("50%")
         lines += ["", f"Difficulty: {report.n_sentences:,} sentences, {report.n_pool:,} pool images; "

@@ -40,6 +40,7 @@ bad id stops every process with the same message.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import json
 import os
@@ -332,12 +333,8 @@ class HubRun:
         config_name = f"{dataset_name}-nemo"
         splits = {"train": train.mined, **{name: _with_empty_negatives(part, train.mined)
                                            for name, part in eval_splits.items()}}
-        if train.premined:
-            clip = {"name": "(mined before this run)", "source": "folder", "revision": None, "commit": None}
-        else:
-            clip = model_source(augmentation.clip_model, augmentation.clip_revision)
-        settings = {"tau_image": augmentation.tau_image, "tau_text": augmentation.tau_text,
-                    "top_k": augmentation.top_k, "grid": augmentation.grid}
+        clip = None if train.premined else model_source(augmentation.clip_model, augmentation.clip_revision)
+        settings = dataclasses.asdict(augmentation)
         with tempfile.TemporaryDirectory(prefix="nemo_hf-samples-") as folder:
             train.set_epoch(0)
             picture = save_mosaic_grid(train.dataset.select(range(min(8, len(train.dataset)))),
