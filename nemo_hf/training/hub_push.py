@@ -181,13 +181,15 @@ def push_model_folder(
     Raises :class:`HubPushError` when the push fails; the branch is then unchanged.
     """
     api = HfApi(token=token)
-    stale: list[str] = []
-    if checkpoint is not None:
-        stale = [path for path in api.list_repo_files(repo_id) if path.startswith(f"{HUB_CHECKPOINT_DIR}/")]
-    operations = push_operations(Path(folder), Path(checkpoint) if checkpoint is not None else None, stale)
+    checkpoint = Path(checkpoint) if checkpoint is not None else None
+    push_operations(Path(folder), checkpoint)  # a folder with training state is refused before anything is sent
     try:
-        return api.create_commit(repo_id, operations, commit_message=message).oid
-    except (HfHubHTTPError, RuntimeError, OSError) as error:
+        stale: list[str] = []
+        if checkpoint is not None:
+            stale = [path for path in api.list_repo_files(repo_id) if path.startswith(f"{HUB_CHECKPOINT_DIR}/")]
+        return api.create_commit(repo_id, push_operations(Path(folder), checkpoint, stale), commit_message=message).oid
+    # HTTP errors, and a dropped connection, which is the client's HTTP library's own exception
+    except Exception as error:
         raise HubPushError(
             f"pushing {folder} to {repo_id} on {_where()} failed: {error}. Nothing of it landed (a commit is all or "
             "nothing), so the repository is as it was; push again once the cause is fixed, e.g. "
@@ -263,7 +265,7 @@ class HubRun:
                     dataset_id = checked_repo_id(args.push_dataset_to_hub, self.token, default_name="", write=True)
                     create_checked_repo(dataset_id, self.token, private=self.private, repo_type="dataset")
                 outcome = [(repo_id, dataset_id)]
-            except (ValueError, OSError, HfHubHTTPError) as error:
+            except Exception as error:  # whatever it is, every process must hear of it, or they wait forever
                 failure, outcome = error, [f"error: {error}"]
         broadcast_object_list(outcome)
         if failure is not None:
@@ -280,7 +282,7 @@ class HubRun:
         if state.is_main_process:
             try:
                 found = [str(download_hub_checkpoint(self.repo_id, self.output_dir, token=self.token))]
-            except (OSError, ValueError, HfHubHTTPError) as error:
+            except Exception as error:  # whatever it is, every process must hear of it, or they wait forever
                 failure, found = error, [f"error: {error}"]
         broadcast_object_list(found)
         if failure is not None:
