@@ -9,7 +9,8 @@ The dataset is a Hub dataset repo, a Parquet folder written by
 Hub repo), or a folder written by ``save_to_disk`` (a ``Dataset`` or a ``DatasetDict``;
 one config, so ``--config`` only names the config that ``--push`` writes). The pool of candidate negatives is ``--pool-split`` of the same
 dataset (default: the mined split itself). Adds ``negative_image_ids``,
-``negative_scores`` and ``negative_fallback`` (one entry per sentence). The difficulty
+``negative_scores`` and ``negative_fallback`` (one entry per sentence); ``--push`` adds a
+card with the settings, the CLIP's commit, the difficulty figures and sample mosaics. The difficulty
 report (JSON + PNG) and the resolved settings go to ``--report-dir`` (default: a
 ``<out>-report`` folder beside ``--out``). Thresholds take a number or ``none`` (off).
 """
@@ -21,13 +22,16 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
 
+from nemo_hf.hub import mining_summary, model_source, push_mined_dataset
 from nemo_hf.mining.clip import DEFAULT_CLIP
 from nemo_hf.nemo import NeMo, NeMoSettings
 from nemo_hf.pretrained import check_local_path
+from nemo_hf.viz import save_mosaic_grid
 
 _SAVE_TO_DISK_FILES = ("dataset_dict.json", "state.json")  # what save_to_disk writes at a folder's top
 
@@ -112,9 +116,22 @@ def main(argv: list[str] | None = None) -> int:
         _save(mined, out)
         print(f"saved {len(mined)} rows to {out}")
     if args.push:
-        mined.push_to_hub(args.push, config_name=args.config or "default", split=args.split)
+        _push(mined, nemo, args)
         print(f"pushed {args.split} to {args.push}")
     return 0
+
+
+def _push(mined: Dataset, nemo: NeMo, args: argparse.Namespace) -> None:
+    """The mined split as ``--config``, with a card saying how it was mined and showing mosaics drawn from it."""
+    config_name = args.config or "default"
+    with tempfile.TemporaryDirectory(prefix="nemo_hf-samples-") as folder:
+        shown = nemo.attach(mined.select(range(min(8, len(mined)))))
+        picture = save_mosaic_grid(shown, Path(folder) / "samples.png")
+        mining = mining_summary(settings=nemo.settings.to_dict(), clip=model_source(args.clip, args.clip_revision),
+                                seed=None, report=nemo.last_report, picture=f"{config_name}/samples.png",
+                                mined_split=args.split, pool_split=args.pool_split or args.split)
+        push_mined_dataset(DatasetDict({args.split: mined}), args.push, config_name, source_config=config_name,
+                           mining=mining, picture=picture)
 
 
 if __name__ == "__main__":

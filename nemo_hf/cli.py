@@ -1,8 +1,9 @@
-"""``nemo-hf`` command line: the offline demo, which is the none / random / NeMo experiment.
+"""``nemo-hf`` command line: the offline demo (the none / random / NeMo experiment), and predictions.
 
     nemo-hf demo                      # 10–15 minutes on two CPU cores; nothing is downloaded
     nemo-hf demo --out my_demo --seed 1 --steps 900
     nemo-hf demo --quick              # a minute: the whole pipeline at a toy budget
+    nemo-hf predict --model me/clipseg-nemo-refcoco --image photo.jpg --text "the man on the left" --output mask.png
 """
 
 from __future__ import annotations
@@ -34,6 +35,31 @@ def demo(out: Path, settings: object) -> int:
     return 0
 
 
+def predict(model: str, image: Path, text: str, output: Path, revision: str | None, threshold: float) -> int:
+    """Segment what ``text`` refers to in ``image``: the mask to ``output``, an overlay beside it.
+
+    The model is anything the ``referring-image-segmentation`` pipeline loads (a Hub id, a
+    folder, a training run's ``final/``). The overlay, ``<output stem>_overlay.png``, dims
+    everything but the mask and outlines it.
+    """
+    import numpy as np
+    from transformers.image_utils import load_image
+
+    from nemo_hf.modeling.pipeline import pipeline
+    from nemo_hf.viz import overlay_mask
+
+    if not image.is_file():
+        raise SystemExit(f"--image {image} is not a file")
+    result = pipeline(model=model, revision=revision)(str(image), text, threshold=threshold)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    result["mask"].save(output)
+    overlay = output.with_name(f"{output.stem}_overlay.png")
+    overlay_mask(load_image(str(image)), result["mask"]).save(overlay)  # as the pipeline read it (EXIF applied)
+    pixels = int((np.asarray(result["mask"]) > 0).sum())
+    print(f"mask: {output} ({pixels} pixels), overlay: {overlay}, score {result['score']:.4f}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from nemo_hf.experiment import ExperimentSettings
 
@@ -49,7 +75,19 @@ def main(argv: list[str] | None = None) -> int:
     run_demo.add_argument("--num-images", type=int, default=defaults.num_images, help="synthetic scenes")
     run_demo.add_argument("--steps", type=int, default=defaults.max_train_steps, help="training steps per arm")
     run_demo.add_argument("--quick", action="store_true", help="a toy budget (60 scenes, 5 steps): checks the pipeline")
+    run_predict = commands.add_parser(
+        "predict", help="segment the object an expression refers to, with a model from the Hub or a folder",
+        description=predict.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run_predict.add_argument("--model", required=True, help="Hub id (namespace/name), folder, or a run's final/")
+    run_predict.add_argument("--revision", default=None, help="branch, tag or commit of a Hub model")
+    run_predict.add_argument("--image", type=Path, required=True, help="the picture")
+    run_predict.add_argument("--text", required=True, help="the referring expression")
+    run_predict.add_argument("--output", type=Path, default=Path("mask.png"), help="the mask PNG (255 on the object)")
+    run_predict.add_argument("--threshold", type=float, default=0.5, help="probability above which a pixel is the object")
     args = parser.parse_args(argv)
+    if args.command == "predict":
+        return predict(args.model, args.image, args.text, args.output, args.revision, args.threshold)
     settings = defaults.replace(seed=args.seed, num_images=args.num_images, max_train_steps=args.steps)
     if args.quick:
         settings = settings.replace(num_images=60, max_train_steps=5, train_batch_size=8, top_k=5)

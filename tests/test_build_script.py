@@ -1,4 +1,5 @@
-"""dataset_scripts/build_refcoco.py end to end: Parquet folder and a push to the local test Hub; mining what it wrote."""
+"""dataset_scripts/ end to end: build_refcoco.py's Parquet folder and push to the local test Hub; mining what it
+wrote; mosaics drawn from it for several epochs."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def _args(tree, cache, *extra):
     return ["--data-dir", str(tree.root), "--image-dir", str(tree.image_dir), "--cache-dir", str(cache), *extra]
 
 
-@pytest.mark.parametrize("name", ["build_refcoco", "mine_negatives"])
+@pytest.mark.parametrize("name", ["build_refcoco", "mine_negatives", "materialize_mosaics"])
 def test_help_shows_the_examples_as_written(name, capsys):
     script = _script(name)
     with pytest.raises(SystemExit):
@@ -90,3 +91,33 @@ def test_negatives_are_mined_from_the_parquet_folder_the_build_wrote(refer_tree,
     built = load_refcoco("refcocog_umd", refer_tree.root, refer_tree.image_dir, split="train", cache_dir=tmp_path / "cache")
     assert mined["ref_id"] == built["ref_id"]  # the config asked for, not the folder's first one
     assert all(len(ids) == len(s) for ids, s in zip(mined["negative_image_ids"], mined["sentences"]))
+
+
+@pytest.mark.hub
+def test_mosaics_of_several_epochs_are_drawn_once_and_pushed(refer_tree, tmp_path, hub_repo_id):
+    assert _script().main(["refcoco_unc", *_args(refer_tree, tmp_path / "cache"), "--out", str(tmp_path / "out")]) == 0
+    argv = [str(tmp_path / "out"), "--config", "refcoco_unc", "--clip", "nemo-hf/synthetic-clip", "--epochs", "2",
+            "--mosaic-prob", "1.0", "--size", "64", "--seed", "5", "--push", hub_repo_id, "--out",
+            str(tmp_path / "mosaics")]
+    assert _script("materialize_mosaics").main(argv) == 0
+
+    from huggingface_hub import DatasetCard, HfApi
+
+    train = datasets.load_dataset(str(tmp_path / "out"), "refcoco_unc", split="train", cache_dir=str(tmp_path / "dl"))
+    sentences = sum(len(s) for s in train["sentences"])
+    pushed = datasets.load_dataset(hub_repo_id, "refcoco_unc-mosaics", split="train", cache_dir=str(tmp_path / "dl"))
+    assert len(pushed) == 2 * sentences and sorted(set(pushed["epoch"])) == [0, 1]
+    assert set(pushed["mosaic_kind"]) <= {"mined", "random"} and {pushed[0]["image"].size} == {(64, 64)}
+    by_epoch = [pushed.filter(lambda e, want=want: e == want, input_columns="epoch") for want in (0, 1)]
+    assert by_epoch[0]["sent_id"] == by_epoch[1]["sent_id"]  # every expression, each epoch
+    layouts = [list(zip(part["target_cell"], map(tuple, part["source_image_ids"]))) for part in by_epoch]
+    assert sum(a != b for a, b in zip(*layouts)) > sentences // 2  # epochs draw anew
+    written = datasets.load_dataset(str(tmp_path / "mosaics"), "refcoco_unc-mosaics", split="train",
+                                    cache_dir=str(tmp_path / "dl"))
+    assert written["source_image_ids"] == pushed["source_image_ids"]
+
+    card = DatasetCard.load(hub_repo_id, repo_type="dataset").text
+    for fact in ("2 epoch(s)", "Mined with CLIP `nemo-hf/synthetic-clip`", "| `mosaic_prob` | 1.0 |", "| `seed` | 5 |",
+                 f"| 0 | {sentences} |", "](refcoco_unc-mosaics/samples.png)"):
+        assert fact in card, fact
+    assert "refcoco_unc-mosaics/samples.png" in HfApi().list_repo_files(hub_repo_id, repo_type="dataset")

@@ -337,3 +337,9 @@ def test_script_pushes_to_the_hub(tmp_path, hub_repo_id) -> None:
     pushed = load_dataset(hub_repo_id, "refcoco_unc", split="train")
     assert len(pushed) == len(shapes_dataset(n_images=5, seed=13))
     assert set(NEGATIVE_COLUMNS) <= set(pushed.column_names)
+    from huggingface_hub import DatasetCard, HfApi
+
+    card = DatasetCard.load(hub_repo_id, repo_type="dataset").text  # how it was mined, and what it looks like
+    assert f"Mined with CLIP `{tmp_path / 'clip'}` (a local folder, not on the Hub)" in card and "`top_k` 4" in card
+    assert "](refcoco_unc/samples.png)" in card
+    assert "refcoco_unc/samples.png" in HfApi().list_repo_files(hub_repo_id, repo_type="dataset")

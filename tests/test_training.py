@@ -15,7 +15,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
@@ -24,17 +23,16 @@ import yaml
 
 from nemo_hf.training.args import TRAIN_DATACLASSES, parse_arguments, save_config
 from nemo_hf.training.data import as_sentences, build_train_dataset, load_splits
-from tests.scripts import REPO, TRAINING, load_script
-TINY_CONFIG = TRAINING / "configs" / "tiny_synthetic.yaml"
+from tests.scripts import REPO, TRAINING
+from tests.training_runs import TINY_CONFIG
+from tests.training_runs import final_weights as _weights
+from tests.training_runs import reset_accelerate as _reset_accelerate
+from tests.training_runs import tiny_args as _tiny
+from tests.training_runs import training_script as _load_script
+
 CONFIGS = sorted((TRAINING / "configs").glob("*.yaml"))
 
 torch.set_num_threads(1)
-
-
-def _load_script(name: str) -> ModuleType:
-    """``training/<name>.py`` as a module, imported by its path: training/ is a folder of scripts."""
-    return load_script(TRAINING / f"{name}.py", f"training_{name}")
-
 
 train = _load_script("train")
 
@@ -43,32 +41,6 @@ train = _load_script("train")
 def _fresh_accelerate_state():
     yield
     _reset_accelerate()
-
-
-def _tiny(output_dir: Path, *extra: str, augmentation: str = "none") -> list[str]:
-    """Arguments of a short tiny run: no TensorBoard, 16 sentences per eval split.
-
-    val and testB hold at least 16 sentences in the tiny tree (testA holds 14), so every eval
-    split fills whole batches of 4 on one process and of 2 x 4 on two.
-    """
-    return ["--config", str(TINY_CONFIG), "--output_dir", str(output_dir), "--augmentation", augmentation,
-            "--report_to", "none", "--eval_splits", "val", "testB", "--eval_batch_size", "4",
-            "--max_eval_samples", "16", *extra]
-
-
-def _weights(run: Path) -> dict[str, torch.Tensor]:
-    """The final model's weights of the run in ``run``."""
-    from safetensors.torch import load_file
-
-    return load_file(run / "final" / "model.safetensors")
-
-
-def _reset_accelerate() -> None:
-    """Between two in-process runs: Accelerate keeps its state per process."""
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
 
 
 def _subprocess_env() -> dict[str, str]:

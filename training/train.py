@@ -2,6 +2,10 @@
 
     accelerate launch training/train.py --config training/configs/clipseg_refcoco.yaml
     python training/train.py --config training/configs/tiny_synthetic.yaml      # CPU, a few minutes
+    accelerate launch training/train.py --config training/configs/clipseg_refcoco.yaml \
+        --push_to_hub --hub_model_id me/clipseg-nemo-refcoco --hub_strategy checkpoint
+    accelerate launch training/train.py --config training/configs/clipseg_refcoco.yaml \
+        --push_to_hub --hub_model_id me/clipseg-nemo-refcoco --resume_from_checkpoint hub   # on another machine
 
 Flags override the config (``--augmentation none`` for the baseline ablation). What lands
 in ``output_dir`` (a run refuses a non-empty one unless it resumes there or
@@ -16,6 +20,16 @@ in ``output_dir`` (a run refuses a non-empty one unless it resumes there or
 - ``checkpoints/step_<N>/`` — full state for ``--resume_from_checkpoint latest``, which
   continues mid-epoch where the checkpoint was taken;
 - ``logs/metrics.jsonl`` (always) and TensorBoard events (when installed).
+
+``--push_to_hub`` pushes ``final/`` to ``--hub_model_id`` when training ends and, per
+``--hub_strategy``, the model at every checkpoint (``every_save``, the default) or that and
+the training state under ``last-checkpoint/`` (``checkpoint``), which
+``--resume_from_checkpoint hub`` downloads to continue there. The repository, the token
+(``--hub_token``, else ``HF_TOKEN`` or the ``hf auth login`` cache) and the right to write
+are checked before any data is built; only the main process pushes; the token is never
+written to ``train_config.yaml``. ``--push_dataset_to_hub NS/NAME`` also pushes the
+NeMo-mined training set (and the evaluation splits), as config ``<dataset_name>-nemo``,
+which trains with NeMo elsewhere with no CLIP. See ``nemo_hf.training.hub_push``.
 
 An epoch visits every referred object of the training split once, with one of its
 sentences (drawn per epoch), and evaluation scores every sentence of each split. See
@@ -46,7 +60,7 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 import nemo_hf
-from nemo_hf.hub import render_model_card
+from nemo_hf.hub import model_source, render_model_card
 from nemo_hf.modeling import (
     CLIPSegReferringSegmenter,
     RISCollator,
@@ -65,7 +79,8 @@ from nemo_hf.training.args import (
 )
 from nemo_hf.training.checkpoints import find_checkpoint, save_checkpoint, starting_state
 from nemo_hf.training.data import as_sentences, build_train_dataset, load_splits
-from nemo_hf.training.output_dir import TRAIN_ENTRIES, claim_output_dir, writing_final
+from nemo_hf.training.hub_push import HubRun
+from nemo_hf.training.output_dir import FINAL_DIR, TRAIN_ENTRIES, claim_output_dir, writing_final
 from nemo_hf.training.process_exit import exit_now_if_distributed
 from nemo_hf.training.tracking import flatten_scalars, make_trackers
 
@@ -120,7 +135,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Train, evaluate every epoch, save; returns what ``all_results.json`` holds."""
     model_args, data_args, aug_args, args = parse_arguments(argv, TRAIN_DATACLASSES, description=__doc__)
     output_dir = Path(args.output_dir)
-    resume_from = find_checkpoint(args.resume_from_checkpoint, output_dir) if args.resume_from_checkpoint else None
+    # the Hub repository is checked (and created) now: a bad id or token must not wait for the end of training
+    uses_hub = args.push_to_hub or args.push_dataset_to_hub or args.resume_from_checkpoint == "hub"
+    hub = HubRun(args, output_dir, aug_args.augmentation) if uses_hub else None
+    if args.resume_from_checkpoint == "hub":
+        resume_from = hub.download_checkpoint()
+    else:
+        resume_from = find_checkpoint(args.resume_from_checkpoint, output_dir) if args.resume_from_checkpoint else None
     state = starting_state(resume_from)
 
     accelerator = Accelerator(
@@ -192,14 +213,22 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     run_loss = RunningLoss(accelerator.device, state.get("loss_sum", 0.0), state.get("loss_count", 0))
     window_loss = RunningLoss(accelerator.device, state.get("window_sum", 0.0), state.get("window_count", 0))
 
+    def save_model(folder: Path) -> None:
+        """The model folder: weights and config, processor, resolved arguments."""
+        accelerator.unwrap_model(model).save_pretrained(folder)
+        processor.save_pretrained(folder)
+        shutil.copy2(output_dir / "train_config.yaml", folder / "train_config.yaml")
+
     def checkpoint() -> None:
         (loss_sum, loss_count), (window_sum, window_count) = run_loss.total(accelerator), window_loss.total(accelerator)
-        save_checkpoint(
+        saved = save_checkpoint(
             accelerator, output_dir,
             {"run_id": state["run_id"], "run_started": state["run_started"], "completed_steps": completed_steps,
              "loss_sum": loss_sum, "loss_count": loss_count, "window_sum": window_sum, "window_count": window_count},
             args.checkpoints_total_limit,
         )
+        if hub is not None:
+            hub.after_checkpoint(completed_steps, saved, save_model)
 
     eval_results: dict[str, Any] = {}
     progress = tqdm(total=max_steps, initial=completed_steps, disable=not accelerator.is_local_main_process)
@@ -264,6 +293,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "train_runtime_s": time.time() - started,
         "eval": eval_results,
         "model": model_args.model_name_or_path,
+        "model_source": model_source(model_args.model_name_or_path, model_args.model_revision),
+        # the CLIP that chose the negatives: none here when the rows came mined (their dataset card names it)
+        "mining_clip": (model_source(aug_args.clip_model, aug_args.clip_revision)
+                        if aug_args.augmentation == "nemo" and not train.premined else None),
         "trainable": model_args.trainable,  # what the model card must say was trained
         "trained_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "total_parameters": sum(p.numel() for p in model.parameters()),
@@ -276,15 +309,24 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         with writing_final(output_dir) as final:
-            accelerator.unwrap_model(model).save_pretrained(final)
-            processor.save_pretrained(final)
+            save_model(final)
             (final / "all_results.json").write_text(json.dumps(results, indent=2))
-            dataset = data_args.hub_dataset or data_args.dataset_name
-            (final / "README.md").write_text(render_model_card(results, repo_id=output_dir.name, dataset=dataset))
-            shutil.copy2(output_dir / "train_config.yaml", final / "train_config.yaml")
+            # the card's snippets load the repository pushed to, or this folder
+            model_id = hub.repo_id if hub is not None and args.push_to_hub else str(output_dir / FINAL_DIR)
+            architecture = json.loads((final / "config.json").read_text())["architectures"][0]
+            pushed_datasets = [hub.dataset_id] if hub is not None and hub.dataset_id else []
+            (final / "README.md").write_text(render_model_card(results, config, model_id=model_id,
+                                                               architecture=architecture, datasets=pushed_datasets))
     accelerator.print(f"saved the model, processor, model card, all_results.json and train_config.yaml to "
-                      f"{output_dir / 'final'} (upload that folder); training state: {output_dir / 'checkpoints'}, "
+                      f"{output_dir / FINAL_DIR} (upload that folder); training state: {output_dir / 'checkpoints'}, "
                       f"logs: {output_dir / 'logs'}")
+    if hub is not None and args.push_to_hub:
+        commit = hub.after_training(output_dir / FINAL_DIR, results)
+        accelerator.print(f"pushed {output_dir / FINAL_DIR} to {hub.repo_id} (commit {commit})")
+    if hub is not None and args.push_dataset_to_hub:
+        pushed = hub.push_training_set(train, {split: raw[split] for split in data_args.eval_splits},
+                                       dataset_name=data_args.dataset_name, augmentation=aug_args, seed=args.seed)
+        accelerator.print(f"pushed the mined training set to {hub.dataset_id}, config {pushed}")
     accelerator.end_training()
     # here, not after main returns: freeing main's DDP model and its gloo group can hang (process_exit)
     exit_now_if_distributed()

@@ -11,6 +11,8 @@
 - :class:`RISCollator` — dataset rows → model batch (and evaluation targets).
 - :func:`evaluate_referring` — oIoU, mIoU, Prec@X per sentence, exact across processes.
 - :func:`predict_masks`, :func:`save_prediction_grid` — a PNG of predictions.
+- :mod:`nemo_hf.modeling.pipeline` — the ``referring-image-segmentation`` pipeline task
+  (``nemo_hf.pipeline``; not imported here: transformers' pipelines take seconds to load).
 
 >>> model, processor = load_referring_segmenter("nemo-hf/synthetic-clip")
 >>> isinstance(model, ReferringSegmenter)

@@ -73,6 +73,16 @@ class CLIPSegReferringSegmenter(nn.Module):
         """The wrapped model's ``CLIPSegConfig``."""
         return self.model.config
 
+    @property
+    def device(self) -> torch.device:
+        """Where the model's parameters are (what a ``transformers`` pipeline reads)."""
+        return self.model.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of the model's parameters."""
+        return self.model.dtype
+
     def _freeze(self) -> list[nn.Module]:
         """Set ``requires_grad`` per part; return the modules that must stay in eval mode."""
         clip = self.model.clip

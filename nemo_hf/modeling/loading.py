@@ -47,6 +47,7 @@ def load_referring_segmenter(
     *,
     trainable: Trainable = "decoder",
     revision: str | None = None,
+    token: str | bool | None = None,
     dtype: torch.dtype = torch.float32,
     image_size: int | None = None,
     seed: int = 0,
@@ -55,12 +56,13 @@ def load_referring_segmenter(
 
     A CLIP checkpoint (``model_type`` ``"clip"``, e.g. ``nemo-hf/synthetic-clip``) becomes
     a CLIPSeg on its towers with a new decoder drawn from ``seed``, taking ``image_size``
-    pixels (:func:`~nemo_hf.modeling.from_clip.clipseg_from_clip`). Raises ``ValueError``
-    naming the checkpoint when it is neither CLIPSeg nor CLIP.
+    pixels (:func:`~nemo_hf.modeling.from_clip.clipseg_from_clip`). ``token`` reads a private
+    Hub repository (default: ``HF_TOKEN`` or the login cache). Raises ``ValueError`` naming
+    the checkpoint when it is neither CLIPSeg nor CLIP.
     """
     name = resolve_pretrained(name_or_path)
     revision = revision or "main"
-    config = AutoConfig.from_pretrained(name, revision=revision)
+    config = AutoConfig.from_pretrained(name, revision=revision, token=token)
     if config.model_type == "clip":
         model, processor = clipseg_from_clip(name, image_size=image_size, seed=seed, revision=revision)
         torch.nn.Module.to(model, dtype=dtype)
@@ -70,9 +72,9 @@ def load_referring_segmenter(
             f"{name!r} is a {config.model_type!r} checkpoint; nemo_hf.modeling supports CLIPSeg "
             f"(model_type 'clipseg', e.g. {DEFAULT_CHECKPOINT!r}) or a CLIP to build one on (model_type 'clip')"
         )
-    model = CLIPSegForImageSegmentation.from_pretrained(name, revision=revision, dtype=dtype)
+    model = CLIPSegForImageSegmentation.from_pretrained(name, revision=revision, token=token, dtype=dtype)
     processor = CLIPSegProcessor(
-        image_processor=AutoImageProcessor.from_pretrained(name, revision=revision, backend="pil"),
-        tokenizer=AutoTokenizer.from_pretrained(name, revision=revision),
+        image_processor=AutoImageProcessor.from_pretrained(name, revision=revision, token=token, backend="pil"),
+        tokenizer=AutoTokenizer.from_pretrained(name, revision=revision, token=token),
     )
     return CLIPSegReferringSegmenter(model, trainable=trainable), processor

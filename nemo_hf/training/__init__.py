@@ -9,6 +9,7 @@ share, and what tests and benchmarks reuse, lives here, one job per module:
   the training set of each augmentation (none, random mosaics, NeMo);
 - :mod:`~nemo_hf.training.checkpoints` — atomic checkpoints, rotation and ``latest`` per run;
 - :mod:`~nemo_hf.training.output_dir` — one run per output folder, the final model in ``final/``;
+- :mod:`~nemo_hf.training.hub_push` — the run's Hub repositories, checked before training, and its pushes;
 - :mod:`~nemo_hf.training.tracking` — the JSON lines log and the Accelerate trackers;
 - :mod:`~nemo_hf.training.process_exit` — leaving a multi-process run cleanly.
 

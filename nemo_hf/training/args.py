@@ -178,6 +178,10 @@ class AugmentationArguments:
         default="openai/clip-vit-base-patch16",
         metadata={"help": "NeMo only: CLIP for mining (Hub id, folder or shipped name such as 'nemo-hf/synthetic-clip')."},
     )
+    clip_revision: str | None = field(
+        default=None, metadata={"help": "NeMo only: Hub revision of clip_model (a commit id pins it; the model card "
+                                        "records the commit it resolved to)."}
+    )
     tau_image: float | None = field(default=0.9, metadata={"help": "NeMo: drop negatives above this image-image cosine."})
     tau_text: float | None = field(default=None, metadata={"help": "NeMo: drop negatives above this text-image cosine."})
     tau_own: float | None = field(
@@ -245,7 +249,32 @@ class TrainArguments:
     )
     resume_from_checkpoint: str | None = field(
         default=None,
-        metadata={"help": "A checkpoint folder, or 'latest' (the newest run's last one in output_dir/checkpoints)."},
+        metadata={"help": "A checkpoint folder, 'latest' (the newest run's last one in output_dir/checkpoints), or "
+                          "'hub' (the last-checkpoint/ that hub_strategy 'checkpoint' pushed to hub_model_id)."},
+    )
+    push_to_hub: bool = field(
+        default=False, metadata={"help": "Push the model (and, per hub_strategy, the training state) to hub_model_id."}
+    )
+    hub_model_id: str | None = field(
+        default=None,
+        metadata={"help": "The model repository, 'namespace/name' (a bare name goes to the token owner's namespace; "
+                          "default: the output_dir's name there)."},
+    )
+    hub_private_repo: bool = field(default=False, metadata={"help": "Create the repository private."})
+    hub_token: str | None = field(
+        default=None,
+        metadata={"help": "Token for the pushes (default: HF_TOKEN or the `hf auth login` cache); never saved."},
+    )
+    push_dataset_to_hub: str | None = field(
+        default=None,
+        metadata={"help": "Push the NeMo-mined training set (images embedded, negatives per sentence) and the "
+                          "evaluation splits to this dataset repository, as config '<dataset_name>-nemo', when "
+                          "training ends; load_dataset then trains with NeMo and no CLIP."},
+    )
+    hub_strategy: Literal["end", "every_save", "checkpoint"] = field(
+        default="every_save",
+        metadata={"help": "'end' (the final model only), 'every_save' (also the model at every checkpoint) or "
+                          "'checkpoint' (also the training state under last-checkpoint/, for --resume_from_checkpoint hub)."},
     )
     report_to: str = field(
         default="tensorboard",
@@ -256,6 +285,12 @@ class TrainArguments:
     def __post_init__(self) -> None:
         _check_choice("mixed_precision", self.mixed_precision, ("auto", "no", "fp16", "bf16"))
         _check_choice("loss", self.loss, ("bce", "bce+dice"))
+        _check_choice("hub_strategy", self.hub_strategy, ("end", "every_save", "checkpoint"))
+        if self.push_to_hub and self.hub_strategy == "checkpoint" and self.checkpointing_steps == "none":
+            raise ValueError("hub_strategy 'checkpoint' pushes the training state at every checkpoint, but "
+                             "checkpointing_steps is 'none': set checkpointing_steps to N or 'epoch'")
+        if self.resume_from_checkpoint == "hub" and not self.hub_model_id:
+            raise ValueError("--resume_from_checkpoint hub resumes from the last-checkpoint/ of --hub_model_id: give it")
         if self.checkpointing_steps not in ("epoch", "none") and not (
             self.checkpointing_steps.isdigit() and int(self.checkpointing_steps) > 0
         ):
@@ -281,6 +316,9 @@ class EvaluateArguments:
     def __post_init__(self) -> None:
         _check_choice("mixed_precision", self.mixed_precision, ("auto", "no", "fp16", "bf16"))
 
+
+# never written to a saved config, a log or a push: the value stays on the command line that gave it
+_SECRET_FIELDS = ("hub_token",)
 
 TRAIN_DATACLASSES = (ModelArguments, DataArguments, AugmentationArguments, TrainArguments)
 EVALUATE_DATACLASSES = (ModelArguments, DataArguments, EvaluateArguments)
@@ -381,10 +419,18 @@ def parse_arguments(
 
 
 def config_values(*arguments: Any) -> dict[str, Any]:
-    """All fields of the given dataclass instances as one flat mapping."""
+    """All fields of the given dataclass instances as one flat mapping; secrets (``hub_token``) as None.
+
+    What it returns is saved beside the model, logged and pushed, so a token given on the
+    command line must not be in it.
+
+    >>> config_values(TrainArguments(hub_token="hf_secret"))["hub_token"] is None
+    True
+    """
     values: dict[str, Any] = {}
     for instance in arguments:
         values.update(dataclasses.asdict(instance))
+        values.update({name: None for name in _SECRET_FIELDS if name in values})
     return values
 
 

@@ -13,7 +13,10 @@ iterate RefCOCO; the three differ only in the picture:
 - ``"none"`` — the object's own image (NeMo with ``mosaic_prob=0``: the ablation baseline,
   through the same decoding and stretching as the mosaics);
 - ``"random"`` — mosaics with random negatives (``random_share=1.0``; no CLIP);
-- ``"nemo"`` — mosaics with CLIP-mined negatives (``nemo.mine``).
+- ``"nemo"`` — mosaics with CLIP-mined negatives (``nemo.mine``), or with the negatives
+  the rows already carry (a training set pushed by ``train.py --push_dataset_to_hub`` or
+  ``mine_negatives.py --push``): then no CLIP is loaded, and ``clip_model``, ``tau_*`` and
+  ``top_k`` do not apply (the dataset's card records those it was mined with).
 
 Pictures are drawn on the fly (``nemo.attach``: a fresh sample at every access, from a
 generator seeded by (seed, epoch, ref_id, sent_id)), so the same run on 1 or N processes,
@@ -123,10 +126,19 @@ def as_sentences(ds: datasets.Dataset, limit: int | None = None) -> datasets.Dat
 
 @dataclass
 class TrainData:
-    """The training rows (``image``, ``mask``, ``sentence``, … at every access) and the per-epoch hook."""
+    """The training rows (``image``, ``mask``, ``sentence``, … at every access) and the per-epoch hook.
+
+    For ``"nemo"`` also the rows with their negatives (``mined``: one per referred object,
+    as stored, plus ``negative_image_ids``, ``negative_scores``, ``negative_fallback``),
+    the mining's difficulty ``report``, and whether the negatives came with the data
+    (``premined``) rather than from mining here.
+    """
 
     dataset: datasets.Dataset
     set_epoch: Callable[[int], None]
+    mined: datasets.Dataset | None = None
+    report: Any = None
+    premined: bool = False
 
 
 def build_train_dataset(
@@ -164,12 +176,17 @@ def build_train_dataset(
     }
     if augmentation.augmentation == "random":
         return _attached(NeMo(pool=rows, random_share=1.0, **mosaics), rows, main_process_first)
+    # rows mined elsewhere (a pushed training set) carry their negatives: no CLIP here; the pool is
+    # the whole split the negatives were chosen from, even when ``limit`` keeps fewer rows
+    premined = "negative_image_ids" in rows.column_names
     nemo = NeMo(
-        pool=rows, clip=augmentation.clip_model, random_share=augmentation.random_share,
-        tau_image=augmentation.tau_image, tau_text=augmentation.tau_text,
+        pool=train if premined else rows, clip=augmentation.clip_model, clip_revision=augmentation.clip_revision,
+        random_share=augmentation.random_share, tau_image=augmentation.tau_image, tau_text=augmentation.tau_text,
         tau_own=augmentation.tau_own, top_k=augmentation.top_k, **mosaics,
     )
-    return _attached(nemo, nemo.mine(rows), main_process_first)
+    mined = rows if premined else nemo.mine(rows)
+    attached = _attached(nemo, mined, main_process_first)
+    return TrainData(attached.dataset, attached.set_epoch, mined=mined, report=nemo.last_report, premined=premined)
 
 
 def _attached(nemo: Any, rows: datasets.Dataset, main_process_first: Callable[[], ContextManager[Any]]) -> TrainData:

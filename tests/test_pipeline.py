@@ -1,0 +1,133 @@
+"""The referring-image-segmentation pipeline and `nemo-hf predict`, on the random tiny CLIPSeg saved to a folder.
+
+(Loading by Hub id, revisions and private repositories: tests/test_hub_publish.py.)
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nemo_hf.modeling import load_referring_segmenter, predict_masks
+from nemo_hf.modeling.pipeline import pipeline
+from tests.scripts import REPO
+
+torch.set_num_threads(1)
+
+
+def _pictures() -> list[Image.Image]:
+    rng = np.random.default_rng(0)
+    return [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for h, w in ((30, 50), (64, 64), (41, 17))]
+
+
+@pytest.fixture(scope="module")
+def segmenter(tiny_clipseg_dir):
+    return pipeline(model=tiny_clipseg_dir, device="cpu")
+
+
+def test_masks_are_those_of_predict_masks_and_scores_the_mean_marked_probability(segmenter, tiny_clipseg_dir) -> None:
+    images, sentences = _pictures(), ["the red circle", "a blue square on the left", "the small one"]
+    results = segmenter(images, sentences)
+    model, processor = load_referring_segmenter(tiny_clipseg_dir)
+    expected = predict_masks(model, processor, images, sentences)
+    assert len(results) == 3
+    for image, sentence, result, mask in zip(images, sentences, results, expected):
+        assert result["mask"].mode == "L" and result["mask"].size == image.size
+        np.testing.assert_array_equal(np.asarray(result["mask"]) > 0, mask)
+        assert set(np.unique(np.asarray(result["mask"]))) <= {0, 255}
+        batch = processor(text=[sentence], images=[image], return_tensors="pt", padding=True)
+        with torch.no_grad():
+            probabilities = torch.sigmoid(model(**batch))
+        marked = probabilities[probabilities > 0.5]
+        assert result["score"] == pytest.approx(float(marked.mean()) if marked.numel() else 0.0)
+    assert any(mask.any() for mask in expected) and not all(mask.all() for mask in expected)  # masks that can differ
+
+
+def test_one_image_pairs_with_every_sentence_and_paths_read_like_pictures(segmenter, tmp_path) -> None:
+    image = _pictures()[0]
+    path = tmp_path / "photo.png"
+    image.save(path)
+    single = segmenter(image, "the red circle")
+    assert isinstance(single, dict) and set(single) == {"mask", "score"}
+    for source in (str(path), path):
+        assert np.array_equal(np.asarray(segmenter(source, "the red circle")["mask"]), np.asarray(single["mask"]))
+    several = segmenter(image, ["the red circle", "the blue square"])
+    assert len(several) == 2 and np.array_equal(np.asarray(several[0]["mask"]), np.asarray(single["mask"]))
+    assert len(segmenter([image, image], "the red circle")) == 2
+    batched = segmenter([image] * 3, ["the red circle", "the blue square", "a"], batch_size=2)
+    assert [np.asarray(r["mask"]).tolist() for r in batched] == [
+        np.asarray(r["mask"]).tolist() for r in segmenter([image] * 3, ["the red circle", "the blue square", "a"])]
+
+
+def test_the_threshold_decides_what_is_marked(segmenter) -> None:
+    image = _pictures()[1]
+    low, high = (np.asarray(segmenter(image, "the red circle", threshold=t)["mask"]) > 0 for t in (0.05, 0.95))
+    assert high.sum() <= low.sum() and (high <= low).all()
+    with pytest.raises(ValueError, match=r"threshold is a probability in \(0, 1\), got 1.5"):
+        segmenter(image, "x", threshold=1.5)
+
+
+def test_mismatched_inputs_are_named(segmenter) -> None:
+    images = _pictures()
+    with pytest.raises(ValueError, match="got 3 images but 2 sentences"):
+        segmenter(images, ["a", "b"])
+    with pytest.raises(TypeError, match="give the expression too"):
+        segmenter(images[0])
+
+
+def test_a_model_object_with_its_processor_makes_a_pipeline(tiny_clipseg_dir) -> None:
+    import transformers
+    from transformers import CLIPSegForImageSegmentation
+
+    from nemo_hf.modeling.pipeline import ReferringSegmentationPipeline
+
+    _, processor = load_referring_segmenter(tiny_clipseg_dir)
+    model = CLIPSegForImageSegmentation.from_pretrained(tiny_clipseg_dir)
+    made = transformers.pipeline("referring-image-segmentation", model=model, processor=processor, device="cpu")
+    assert isinstance(made, ReferringSegmentationPipeline)
+    assert made(_pictures()[2], "the small one")["mask"].size == (17, 41)
+    with pytest.raises(ValueError, match="needs the model's processor"):
+        ReferringSegmentationPipeline(model=model)
+
+
+@pytest.mark.parametrize("first", ["nemo_hf", "transformers.pipelines"])
+def test_importing_nemo_hf_registers_the_task_with_transformers_in_either_order(first, tiny_clipseg_dir) -> None:
+    """In a fresh interpreter: ``import nemo_hf`` stays cheap, and transformers finds the task afterwards."""
+    code = f"""
+import sys
+import {first}
+if "{first}" == "nemo_hf":
+    assert "transformers.pipelines" not in sys.modules and "huggingface_hub" not in sys.modules, "eager import"
+import nemo_hf, transformers
+from PIL import Image
+segmenter = transformers.pipeline("referring-image-segmentation", model=sys.argv[1], device="cpu")
+print(type(segmenter).__name__, segmenter(Image.new("RGB", (20, 10)), "a")["mask"].size)
+"""
+    run = subprocess.run([sys.executable, "-c", code, str(tiny_clipseg_dir)], cwd=REPO, capture_output=True,
+                         text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)})
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.strip().splitlines()[-1] == "ReferringSegmentationPipeline (20, 10)"
+    assert "already registered" not in run.stderr
+
+
+def test_nemo_hf_predict_writes_the_mask_and_an_overlay(tmp_path, tiny_clipseg_dir, segmenter, capsys) -> None:
+    from nemo_hf.cli import main
+
+    image = _pictures()[0]
+    image.save(tmp_path / "photo.jpg", quality=100)
+    output = tmp_path / "out" / "mask.png"
+    assert main(["predict", "--model", str(tiny_clipseg_dir), "--image", str(tmp_path / "photo.jpg"),
+                 "--text", "the red circle", "--output", str(output)]) == 0
+    mask, overlay = Image.open(output), Image.open(tmp_path / "out" / "mask_overlay.png")
+    assert mask.size == overlay.size == image.size and overlay.mode == "RGB"
+    expected = segmenter(str(tmp_path / "photo.jpg"), "the red circle")
+    assert np.array_equal(np.asarray(mask), np.asarray(expected["mask"]))
+    assert f"score {expected['score']:.4f}" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="is not a file"):
+        main(["predict", "--model", str(tiny_clipseg_dir), "--image", str(tmp_path / "nope.jpg"), "--text", "a"])
