@@ -39,15 +39,19 @@ SWEEP: dict[str, tuple[Any, ...]] = {
 }
 
 
-def run_or_reuse(out: Path, settings: ExperimentSettings) -> dict[str, Any]:
-    """The experiment's results in ``out``: read back when a finished run with these settings is there."""
+def run_or_reuse(out: Path, settings: ExperimentSettings, train: bool = True) -> dict[str, Any] | None:
+    """The experiment's results in ``out``: read back when a finished run with these settings is there.
+
+    Otherwise the run is made, or with ``train=False`` skipped (``None``).
+    """
     saved = out / "results.json"
     if saved.is_file():
         results = json.loads(saved.read_text())
         if _saved_settings(results) == settings.to_dict():
             print(f"reusing {saved}")
+            results["seed"] = settings.seed
             return results
-    return run_experiment(out, settings, pictures=False)
+    return run_experiment(out, settings, pictures=False) if train else None
 
 
 def _saved_settings(results: dict[str, Any]) -> dict[str, Any] | None:
@@ -118,12 +122,18 @@ def print_summary(summary: dict[str, dict[str, tuple[float, float]]]) -> None:
             print(f"hard stratum {better} − {worse}: {gap:+.4f} oIoU = {versus}")
 
 
-def sweep_point(value: Any, runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """One sweep value over the seeds: hard-stratum and overall oIoU (mean, std) and how hard its negatives were."""
+def sweep_point(value: Any, runs: list[dict[str, Any]], defaults: list[dict[str, Any]]) -> dict[str, Any]:
+    """One sweep value over its seeds: hard-stratum and overall oIoU (mean, std), how hard its negatives were,
+    and its hard-stratum gap to the default NeMo arm of the same seed (same world and data order: a paired gap).
+    """
+    hard = {r["seed"]: _oiou(r["arms"]["nemo"]["metrics"], "distractors>=2") for r in runs}
+    default_hard = {r["seed"]: _oiou(r["arms"]["nemo"]["metrics"], "distractors>=2") for r in defaults}
     return {
         "value": value,
-        "hard_oiou": _mean_std([_oiou(r["arms"]["nemo"]["metrics"], "distractors>=2") for r in runs]),
+        "seeds": sorted(hard),
+        "hard_oiou": _mean_std(list(hard.values())),
         "all_oiou": _mean_std([_oiou(r["arms"]["nemo"]["metrics"], None) for r in runs]),
+        "gap_vs_default": _mean_std([hard[s] - default_hard[s] for s in hard if s in default_hard]),
         "chosen_text_median": statistics.fmean(r["mining"]["chosen_text_quantiles"]["50%"] for r in runs),
     }
 
@@ -138,7 +148,7 @@ def plot_sweep(
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    default = sweep_point(None, runs)
+    default = sweep_point(None, runs, runs)
     fig, axes = plt.subplots(1, len(sweep) + 1, figsize=(4 * (len(sweep) + 1), 3.6), sharey=True)
     everything = []
     for ax, (knob, points) in zip(axes, sweep.items()):
@@ -188,15 +198,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sweep", nargs="+", default=None, metavar="KNOB=V1,V2",
                         help=f"knobs and values to sweep instead of the default {SWEEP}")
     parser.add_argument("--quick", action="store_true", help="tiny world and budget: checks the script runs")
+    parser.add_argument("--finished-only", action="store_true",
+                        help="train nothing: summarise the runs already in --out (sweep points over the seeds they have)")
     args = parser.parse_args(argv)
     base = ExperimentSettings(num_images=args.num_images, max_train_steps=args.steps,
                               max_train_samples=args.max_train_samples)
     if args.quick:
         base = base.replace(num_images=60, max_train_steps=3, train_batch_size=8, top_k=5)
     started = time.perf_counter()
-    runs = [run_or_reuse(args.out / f"seed{seed}", base.replace(seed=seed)) for seed in args.seeds]
+    train = not args.finished_only
+    runs = [run_or_reuse(args.out / f"seed{seed}", base.replace(seed=seed), train) for seed in args.seeds]
+    runs = [run for run in runs if run is not None]
+    if not runs:
+        raise SystemExit(f"no finished run in {args.out} for seeds {args.seeds}")
     summary = summarise(runs)
-    print(f"\n## none / random / NeMo over seeds {args.seeds}: oIoU mean ± std\n")
+    print(f"\n## none / random / NeMo over seeds {[run['seed'] for run in runs]}: oIoU mean ± std\n")
     print_summary(summary)
     sweep: dict[str, list[dict[str, Any]]] = {}
     if not args.skip_sweep:
@@ -206,18 +222,23 @@ def main(argv: list[str] | None = None) -> None:
                     continue  # the main runs cover the default value
                 runs_at = [
                     run_or_reuse(args.out / f"{knob}={value}" / f"seed{seed}",
-                                 base.replace(seed=seed, arms=("nemo",), **{knob: value}))
+                                 base.replace(seed=seed, arms=("nemo",), **{knob: value}), train)
                     for seed in args.seeds
                 ]
-                sweep.setdefault(knob, []).append(sweep_point(value, runs_at))
-                hard, median = sweep[knob][-1]["hard_oiou"], sweep[knob][-1]["chosen_text_median"]
-                print(f"{knob}={value}: hard-stratum oIoU {hard[0]:.4f} ± {hard[1]:.4f} "
-                      f"(chosen negatives' median text→image cosine {median:.3f})")
+                runs_at = [run for run in runs_at if run is not None]
+                if not runs_at:
+                    continue
+                point = sweep_point(value, runs_at, runs)
+                sweep.setdefault(knob, []).append(point)
+                hard, gap = point["hard_oiou"], point["gap_vs_default"]
+                print(f"{knob}={value} (seeds {point['seeds']}): hard-stratum oIoU {hard[0]:.4f} ± {hard[1]:.4f}, "
+                      f"vs the default arm of the same seeds {gap[0]:+.4f} ± {gap[1]:.4f}; chosen negatives' "
+                      f"median text→image cosine {point['chosen_text_median']:.3f}")
     if sweep:
         plot_sweep(args.out / "sweep.png", base, runs, summary, sweep)
         print(f"saved {args.out / 'sweep.png'}")
     (args.out / "summary.json").write_text(json.dumps(
-        {"seeds": args.seeds, "settings": base.to_dict(), "summary": summary, "sweep": sweep,
+        {"seeds": [run["seed"] for run in runs], "settings": base.to_dict(), "summary": summary, "sweep": sweep,
          "seconds": round(time.perf_counter() - started)}, indent=2))
     print(f"\nsaved {args.out / 'summary.json'} ({time.perf_counter() - started:.0f} s)")
 

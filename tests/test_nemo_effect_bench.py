@@ -64,6 +64,7 @@ def test_finished_runs_are_summarised_and_the_sweep_drawn(finished: Path, capsys
     (point,) = summary["sweep"]["tau_own"]
     assert point["value"] == 0.0 and point["hard_oiou"] == pytest.approx([0.71, 0.0141421], abs=1e-6)
     assert point["chosen_text_median"] == pytest.approx(0.30)
+    assert point["seeds"] == [0, 1] and point["gap_vs_default"] == pytest.approx([0.05, 0.0], abs=1e-6)
     with Image.open(finished / "sweep.png") as picture:
         assert picture.width > 600
 
@@ -83,3 +84,12 @@ def test_sweep_specs_are_parsed_and_checked() -> None:
     assert bench.parse_sweep(["tau_image=none,0.8", "top_k=5"]) == {"tau_image": (None, 0.8), "top_k": (5,)}
     with pytest.raises(SystemExit, match="KNOB=V1,V2"):
         bench.parse_sweep(["mosaic_size=3"])
+
+
+def test_finished_only_summarises_what_is_there_and_trains_nothing(finished: Path, capsys) -> None:
+    """Seed 2 and the top_k point were never run: they are left out, not trained."""
+    bench.main(["--out", str(finished), "--steps", str(STEPS), "--seeds", "0", "1", "2", "--finished-only",
+                "--sweep", "tau_own=0.0", "top_k=5"])
+    summary = json.loads((finished / "summary.json").read_text())
+    assert summary["summary"]["none"]["all"] == pytest.approx([0.60, 0.0141421], abs=1e-6)
+    assert list(summary["sweep"]) == ["tau_own"] and summary["sweep"]["tau_own"][0]["seeds"] == [0, 1]
