@@ -21,7 +21,7 @@ _WITHOUT_EXAMPLES: dict[str, str] = {
 }
 
 # the test kit's own examples run here too: the tests build on them
-_TEST_KIT = ["tests.tiny_clipseg", "tests.tiny_models"]
+_TEST_KIT = ["tests.tiny_clipseg", "tests.tiny_cris", "tests.tiny_models"]
 
 
 def _public(name: str) -> bool:
