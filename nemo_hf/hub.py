@@ -101,9 +101,15 @@ def render_dataset_card(
                            version=__version__, **fields)
 
 
+# a model class -> what its new layers are called and its Hub tag
+_ARCHITECTURES = {
+    "CLIPSegForImageSegmentation": ("the CLIPSeg decoder", "clipseg"),
+    "CRISForReferringSegmentation": ("CRIS's neck, decoder and projector", "cris"),
+}
 _TRAINABLE_TEXT = {
-    "decoder": "the CLIPSeg decoder only",
-    "decoder+text": "the CLIPSeg decoder and CLIP's text encoder",
+    "decoder": "{new} only",
+    "decoder+text": "{new} and CLIP's text encoder",
+    "all": "the whole model: {new} and both CLIP encoders",
 }
 _AUGMENTATION_NOTE = {
     "none": "no mosaics (the baseline)",
@@ -115,7 +121,8 @@ _AUGMENTATION_NOTE = {
 def render_model_card(results: Mapping[str, Any], *, repo_id: str, dataset: str) -> str:
     """A model card (YAML metadata + prose) from a training run's ``all_results.json``.
 
-    It states what was trained, on what, with which augmentation, and the metrics per split.
+    It states what was trained (``architecture``: the model class, CLIPSeg when absent), on
+    what, with which augmentation, and the metrics per split.
 
     >>> results = {"model": "nemo-hf/synthetic-clip", "trainable": "decoder", "trained_parameters": 10,
     ...            "total_parameters": 100, "augmentation": "nemo", "train_samples": 8, "train_epochs": 1.0,
@@ -126,10 +133,13 @@ def render_model_card(results: Mapping[str, Any], *, repo_id: str, dataset: str)
     >>> "**Trained: the CLIPSeg decoder only**" in card, "| val | 4 | 0.5000 |" in card
     (True, True)
     """
+    architecture = results.get("architecture", "CLIPSegForImageSegmentation")  # runs before CRIS named theirs
+    new_layers, tag = _ARCHITECTURES[architecture]
     template = _TEMPLATES.get_template("model_card.md")
     text = template.render(
         title=repo_id.split("/")[-1], version=__version__, repo_id=repo_id, base_model=results["model"],
-        trainable=results["trainable"], trainable_text=_TRAINABLE_TEXT.get(results["trainable"], results["trainable"]),
+        architecture=architecture, trainable=results["trainable"],
+        trainable_text=_TRAINABLE_TEXT[results["trainable"]].format(new=new_layers),
         trained_parameters=f"{results['trained_parameters']:,}", total_parameters=f"{results['total_parameters']:,}",
         dataset=dataset, train_samples=results["train_samples"], augmentation=results["augmentation"],
         augmentation_note=_AUGMENTATION_NOTE.get(results["augmentation"]), epochs=f"{results['train_epochs']:g}",
@@ -138,7 +148,7 @@ def render_model_card(results: Mapping[str, Any], *, repo_id: str, dataset: str)
     )
     metadata = ModelCardData(
         library_name="transformers", pipeline_tag="image-segmentation",
-        tags=["referring-image-segmentation", "nemo-augmentation", "clipseg"],
+        tags=["referring-image-segmentation", "nemo-augmentation", tag],
         base_model=results["model"] if "/" in str(results["model"]) else None,
     )
     return f"---\n{metadata.to_yaml()}\n---\n{text}"
