@@ -36,7 +36,9 @@ from nemo_hf.experiment.settings import ExperimentSettings
 from nemo_hf.metrics import RISMetrics, group_labels
 from nemo_hf.synthetic import make_refer_dataset
 
-__all__ = ["HARD", "TRAINING_DIR", "ArmPredictions", "build_world", "evaluate_arm", "hard_stratum", "run_experiment"]
+__all__ = [
+    "HARD", "TRAINING_DIR", "ArmPredictions", "build_world", "evaluate_arm", "hard_stratum", "run_experiment", "train_arm",
+]
 
 TRAINING_DIR = Path(__file__).resolve().parents[2] / "training"
 HARD = "distractors>=2"  # the hard stratum: at least two other objects of the target's category
@@ -106,15 +108,15 @@ def build_world(out: Path, settings: ExperimentSettings) -> Path:
     return root
 
 
-def _train_arm(arm: str, out: Path, root: Path, settings: ExperimentSettings, training_dir: Path) -> float:
-    """Train one arm with training/train.py; return its wall time in seconds."""
+def train_arm(arm: str, out: Path, root: Path, settings: ExperimentSettings, training_dir: Path = TRAINING_DIR) -> float:
+    """Train one arm with training/train.py into ``out/arms/<arm>`` on the tree at ``root``; return its wall time in seconds."""
     config = training_dir / "configs" / "synthetic_experiment.yaml"
     command = [
         sys.executable, str(training_dir / "train.py"), "--config", str(config),
         "--dataset_name", settings.dataset, "--data_dir", str(root), "--image_dir", str(root / "images" / "train2014"),
         "--synthetic_images", "0", "--cache_dir", str(out / "cache"), "--output_dir", str(out / "arms" / arm),
         "--augmentation", arm, "--seed", str(settings.seed), "--clip_model", settings.clip,
-        "--model_name_or_path", settings.clip, "--image_size", str(settings.input_size),
+        "--model_name_or_path", settings.clip, "--model_type", settings.segmenter, "--image_size", str(settings.input_size),
         "--max_train_steps", str(settings.max_train_steps), "--train_batch_size", str(settings.train_batch_size),
         "--learning_rate", str(settings.learning_rate),
         "--text_encoder_learning_rate", str(settings.encoder_learning_rate),
@@ -169,7 +171,7 @@ def run_experiment(
     arms: dict[str, dict[str, Any]] = {}
     predictions: dict[str, ArmPredictions] = {}
     for arm in settings.arms:
-        seconds = _train_arm(arm, out, root, settings, training_dir)
+        seconds = train_arm(arm, out, root, settings, training_dir)
         predictions[arm] = evaluate_arm(out / "arms" / arm / "final", evaluation)
         arms[arm] = {"metrics": predictions[arm].metrics, "train_seconds": round(seconds, 1)}
         overall = predictions[arm].metrics

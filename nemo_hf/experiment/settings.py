@@ -20,9 +20,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ARMS", "ExperimentSettings"]
+__all__ = ["ARMS", "SEGMENTER_TYPES", "ExperimentSettings"]
 
 ARMS = ("none", "random", "nemo")
+SEGMENTER_TYPES = ("clipseg", "cris")  # training/train.py's --model_type choices
 
 
 @dataclass(frozen=True)
@@ -34,9 +35,10 @@ class ExperimentSettings:
     ``distractor_levels`` (0, 1, 2, 3+), read as ``dataset`` (RefCOCOg-style long,
     relational expressions by default: the paper compares augmentations on G-Ref).
 
-    Segmenter: a CLIPSeg on the towers of ``clip`` (the shipped synthetic CLIP), trained
-    whole (``trainable="all"``) at ``input_size`` pixels for ``max_train_steps`` steps of
-    ``train_batch_size``, BCE + Dice loss, evaluated on ``eval_split`` per sentence.
+    Segmenter: ``segmenter`` (a CLIPSeg, or a CRIS) on the towers of ``clip`` (the shipped
+    synthetic CLIP), trained whole (``trainable="all"``) at ``input_size`` pixels for
+    ``max_train_steps`` steps of ``train_batch_size``, BCE + Dice loss, evaluated on
+    ``eval_split`` per sentence.
 
     NeMo: mosaics with probability ``mosaic_prob``; negatives mined with ``clip``
     (``top_k``, ``tau_image``, ``tau_text``), or random for the ``random`` arm.
@@ -50,6 +52,7 @@ class ExperimentSettings:
     eval_split: str = "val"
     seed: int = 0
     clip: str = "nemo-hf/synthetic-clip"
+    segmenter: str = "clipseg"
     input_size: int = 64
     max_train_steps: int = 900
     train_batch_size: int = 32
@@ -67,6 +70,8 @@ class ExperimentSettings:
         for name in ("num_images", "input_size", "max_train_steps", "train_batch_size", "top_k"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if self.segmenter not in SEGMENTER_TYPES:
+            raise ValueError(f"segmenter must be one of {SEGMENTER_TYPES}, got {self.segmenter!r}")
         if not 0.0 <= self.mosaic_prob <= 1.0:
             raise ValueError(f"mosaic_prob is a probability, got {self.mosaic_prob!r}")
 
