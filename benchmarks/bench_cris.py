@@ -190,7 +190,8 @@ def render(args: argparse.Namespace, results: dict[str, dict[str, Any]], device:
     if device.type == "cuda":
         where = f"{torch.cuda.get_device_name(device)}{', bf16 autocast' if args.bf16 else ', float32'}"
     else:
-        where = f"{_report.machine()}; {torch.get_num_threads()} torch thread(s) (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')})"
+        threads = os.environ.get("OMP_NUM_THREADS", "unset")
+        where = f"{_report.machine()}; {torch.get_num_threads()} torch thread(s) (OMP_NUM_THREADS={threads})"
     lines = [
         f"## {SECTION}",
         "",

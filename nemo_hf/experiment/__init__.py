@@ -4,8 +4,9 @@ No real CLIP, COCO or GPU is needed: the world is :mod:`nemo_hf.synthetic` (scen
 several objects of one category differ by colour, size and position, with RefCOCO- and
 RefCOCOg-style expressions), the CLIP is the shipped ``nemo-hf/synthetic-clip``, and the
 segmenter is a CLIPSeg (or, with ``segmenter="cris"``, a CRIS) on that CLIP's towers,
-trained three times with the same seed, data and budget. ``nemo-hf demo`` runs it with the defaults of :class:`ExperimentSettings`;
-``benchmarks/nemo_effect.py`` runs it over several seeds and a sweep of NeMo's knobs.
+trained three times with the same seed, data and budget. ``nemo-hf demo`` runs it with the
+defaults of :class:`ExperimentSettings`; ``benchmarks/nemo_effect.py`` runs it over several
+seeds and a sweep of NeMo's knobs.
 
     >>> ExperimentSettings().arms
     ('none', 'random', 'nemo')
