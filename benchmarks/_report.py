@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import platform
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 
@@ -26,3 +28,19 @@ def cpu_name() -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
+
+
+def machine() -> str:
+    """The processor as ``lscpu`` describes it (model, CPUs, threads per core, L3, hypervisor), else :func:`cpu_name`."""
+    if shutil.which("lscpu") is None:
+        return cpu_name()
+    fields = dict(line.split(":", 1) for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+                  .splitlines() if ":" in line)
+    fields = {key.strip(): value.strip() for key, value in fields.items()}
+    parts = [fields.get("Model name", cpu_name()), f"{fields.get('CPU(s)', '?')} CPUs",
+             f"{fields.get('Thread(s) per core', '?')} thread(s) per core"]
+    if "L3 cache" in fields:
+        parts.append(f"L3 {fields['L3 cache']}")
+    if "Hypervisor vendor" in fields:
+        parts.append(f"{fields['Hypervisor vendor']} guest")
+    return ", ".join(parts)

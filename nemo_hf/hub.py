@@ -125,12 +125,17 @@ def render_dataset_card(
                            version=__version__, **fields)
 
 
-_TRAINABLE_TEXT = {
-    "decoder": "the CLIPSeg decoder only",
-    "decoder+text": "the CLIPSeg decoder and CLIP's text encoder",
-    "all": "the whole model, CLIP's vision and text encoders included",
+# a model class -> what its new layers are called and its Hub tag
+_ARCHITECTURES = {
+    "CLIPSegForImageSegmentation": ("the CLIPSeg decoder", "clipseg"),
+    "CRISForReferringSegmentation": ("CRIS's neck, decoder and projector", "cris"),
 }
-_TRAINABLE_NOTE = {
+_TRAINABLE_TEXT = {
+    "decoder": "{new} only",
+    "decoder+text": "{new} and CLIP's text encoder",
+    "all": "the whole model: {new} and both CLIP encoders",
+}
+_TRAINABLE_NOTE = {  # CLIPSeg's: transformers runs its CLIP under no_grad
     "decoder": "`transformers` runs CLIPSeg's CLIP backbone without gradients, so the vision and text encoders "
                "stay as they were.",
     "decoder+text": "`transformers` runs CLIPSeg's vision encoder without gradients, so it stays as it was.",
@@ -260,14 +265,15 @@ def render_model_card(
     if results["trainable"] in ("decoder", "decoder+text"):
         limitations.append("The CLIP backbone (vision encoder at least) was frozen: the model inherits CLIP's "
                            "blind spots and biases.")
+    new_layers, tag = _ARCHITECTURES.get(architecture, ("its new layers", "custom"))
     template = _template("model_card.md")
     text = template.render(
         title=model_id.rstrip("/").split("/")[-1], version=__version__, model_id=model_id,
         plain_class=architecture if hasattr(transformers, architecture) else None,
-        cite_clipseg=architecture.startswith("CLIPSeg"),
+        cite_clipseg=architecture.startswith("CLIPSeg"), cite_cris=architecture.startswith("CRIS"),
         base_model=base["name"], base_revision=base.get("revision"), base_source=_source_text(base),
-        trainable_text=_TRAINABLE_TEXT.get(results["trainable"], results["trainable"]),
-        trainable_note=_TRAINABLE_NOTE.get(results["trainable"]),
+        trainable_text=_TRAINABLE_TEXT.get(results["trainable"], results["trainable"]).format(new=new_layers),
+        trainable_note=_TRAINABLE_NOTE.get(results["trainable"]) if tag == "clipseg" else None,
         trained_parameters=f"{results['trained_parameters']:,}", total_parameters=f"{results['total_parameters']:,}",
         dataset_text=dataset_text, train_samples=results["train_samples"], augmentation=augmentation,
         augmentation_note=_AUGMENTATION_NOTE.get(augmentation, augmentation), nemo_settings=nemo_settings,
@@ -282,7 +288,7 @@ def render_model_card(
     hub_datasets = [d for d in (config.get("hub_dataset"), *datasets) if d and not Path(d).expanduser().exists()]
     metadata = ModelCardData(
         library_name="transformers", pipeline_tag="image-segmentation",
-        tags=["referring-image-segmentation", "nemo-augmentation", "nemo_hf"],
+        tags=["referring-image-segmentation", "nemo-augmentation", "nemo_hf", tag],
         base_model=base["name"] if base["source"] == "hub" else None,
         datasets=hub_datasets or None,
         model_name=model_id,

@@ -151,3 +151,11 @@ def tiny_clipseg_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.tiny_clipseg import save_tiny_clipseg
 
     return save_tiny_clipseg(tmp_path_factory.mktemp("tiny_clipseg"))
+
+
+@pytest.fixture(scope="session")
+def tiny_cris_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The random tiny CRIS (tests/tiny_cris.py, seed 0) saved to a folder: a model to name by path."""
+    from tests.tiny_cris import save_tiny_cris
+
+    return save_tiny_cris(tmp_path_factory.mktemp("tiny_cris"))

@@ -134,6 +134,15 @@ def test_the_experiment_runs_end_to_end_and_writes_its_report(tmp_path: Path) ->
     assert np.isfinite(saved["mining"]["chosen_text_quantiles"]["50%"])
 
 
+def test_the_segmenters_are_the_training_scripts_model_types() -> None:
+    from nemo_hf.experiment import SEGMENTER_TYPES
+    from nemo_hf.modeling import SEGMENTER_TYPES as MODEL_TYPES
+
+    assert SEGMENTER_TYPES == MODEL_TYPES
+    with pytest.raises(ValueError, match="segmenter must be one of"):
+        ExperimentSettings(segmenter="lavt")
+
+
 def test_the_arm_config_holds_the_experiments_defaults() -> None:
     import yaml
 

@@ -1,6 +1,7 @@
 """Fine-tune a referring segmentation model with Accelerate: NeMo mosaics on the fly, RIS metrics every epoch.
 
     accelerate launch training/train.py --config training/configs/clipseg_refcoco.yaml
+    accelerate launch training/train.py --config training/configs/cris_refcoco.yaml --augmentation none
     python training/train.py --config training/configs/tiny_synthetic.yaml      # CPU, a few minutes
     accelerate launch training/train.py --config training/configs/clipseg_refcoco.yaml \
         --push_to_hub --hub_model_id me/clipseg-nemo-refcoco --hub_strategy checkpoint
@@ -12,7 +13,8 @@ in ``output_dir`` (a run refuses a non-empty one unless it resumes there or
 ``--overwrite_output_dir`` is given):
 
 - ``final/`` — the model folder to upload: the model and processor (``save_pretrained``;
-  they load with ``CLIPSegForImageSegmentation.from_pretrained(output_dir / "final")``),
+  they load with ``CLIPSegForImageSegmentation.from_pretrained(output_dir / "final")``, or
+  for CRIS ``AutoModel.from_pretrained`` once ``nemo_hf.modeling`` is imported),
   ``README.md`` (the model card: what was trained, on which data, how it scored),
   ``all_results.json`` (final metrics per evaluation split, train loss, run facts) and
   ``train_config.yaml``; no training state;
@@ -57,12 +59,11 @@ from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from transformers import get_scheduler
 
 import nemo_hf
 from nemo_hf.hub import model_source, render_model_card
 from nemo_hf.modeling import (
-    CLIPSegReferringSegmenter,
+    PartwiseSegmenter,
     RISCollator,
     evaluate_referring,
     load_referring_segmenter,
@@ -82,10 +83,11 @@ from nemo_hf.training.data import as_sentences, build_train_dataset, load_splits
 from nemo_hf.training.hub_push import HubRun
 from nemo_hf.training.output_dir import FINAL_DIR, TRAIN_ENTRIES, claim_output_dir, writing_final
 from nemo_hf.training.process_exit import exit_now_if_distributed
+from nemo_hf.training.schedule import build_scheduler
 from nemo_hf.training.tracking import flatten_scalars, make_trackers
 
 
-def parameter_groups(model: CLIPSegReferringSegmenter, args: TrainArguments) -> list[dict[str, Any]]:
+def parameter_groups(model: PartwiseSegmenter, args: TrainArguments) -> list[dict[str, Any]]:
     """AdamW groups: per trainable part its learning rate; no weight decay on biases and norms."""
     text_rate = args.text_encoder_learning_rate or args.learning_rate
     rates = {"decoder": args.learning_rate, "text": text_rate, "vision": args.vision_encoder_learning_rate or text_rate}
@@ -166,8 +168,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         raw = load_splits(data_args, [data_args.train_split, *data_args.eval_splits])
         eval_sets = {split: as_sentences(raw[split], data_args.max_eval_samples) for split in data_args.eval_splits}
         model, processor = load_referring_segmenter(
-            model_args.model_name_or_path, trainable=model_args.trainable, revision=model_args.model_revision,
-            image_size=model_args.image_size, seed=args.seed,
+            model_args.model_name_or_path, model_type=model_args.model_type, trainable=model_args.trainable,
+            revision=model_args.model_revision, image_size=model_args.image_size, text_length=model_args.text_length,
+            seed=args.seed,
         )
     # outside main_process_first: NeMo's mining is collective, every process takes part at once
     train = build_train_dataset(
@@ -175,6 +178,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         input_size=int(processor.image_processor.size["height"]), main_process_first=accelerator.main_process_first,
     )
 
+    if accelerator.num_processes > 1 and accelerator.device.type == "cuda":
+        # batch statistics over the whole batch, as CRIS trains (sync_bn); models without batch norm are unchanged
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     optimizer = torch.optim.AdamW(parameter_groups(model, args))
     workers = data_args.dataloader_num_workers
     train_loader = DataLoader(
@@ -192,8 +198,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     updates_per_epoch = math.ceil(len(train_loader) / args.gradient_accumulation_steps)
     max_steps = args.max_train_steps or args.num_train_epochs * updates_per_epoch
     num_epochs = math.ceil(max_steps / updates_per_epoch)
-    scheduler = get_scheduler(
-        args.lr_scheduler_type, optimizer, num_warmup_steps=args.num_warmup_steps, num_training_steps=max_steps
+    scheduler = build_scheduler(
+        optimizer, args.lr_scheduler_type, updates_per_epoch=updates_per_epoch, max_steps=max_steps,
+        num_warmup_steps=args.num_warmup_steps, milestones=args.lr_milestones, decay=args.lr_decay,
     )
     model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
     eval_loaders = {split: accelerator.prepare(loader) for split, loader in eval_loaders.items()}
@@ -297,7 +304,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         # the CLIP that chose the negatives: none here when the rows came mined (their dataset card names it)
         "mining_clip": (model_source(aug_args.clip_model, aug_args.clip_revision)
                         if aug_args.augmentation == "nemo" and not train.premined else None),
-        "trainable": model_args.trainable,  # what the model card must say was trained
+        "architecture": type(accelerator.unwrap_model(model).model).__name__,
+        "trainable": accelerator.unwrap_model(model).trainable,  # what the model card must say was trained
         "trained_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "total_parameters": sum(p.numel() for p in model.parameters()),
         "augmentation": aug_args.augmentation,

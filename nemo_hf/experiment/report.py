@@ -28,6 +28,7 @@ from nemo_hf.viz import caption_tile, save_tile_sheet
 __all__ = ["GROUPS", "write_report"]
 
 GROUPS = ("distractors=0", "distractors=1", "distractors=2", "distractors=3+", HARD)
+_SEGMENTER_NAMES = {"clipseg": "CLIPSeg", "cris": "CRIS"}
 _PAPER = (
     "Paper (CRIS on G-Ref umd val, oIoU): no augmentation 55.91, random 4-image mosaics 56.22, NeMo 58.47; "
     "the gain grows with the number of distractors."
@@ -129,7 +130,8 @@ def write_report(
         "",
         f"{settings['dataset']} ({settings['eval_split']}, {results['eval_sentences']} sentences) from "
         f"{settings['num_images']} synthetic scenes, distractor levels {settings['distractor_levels']}, seed "
-        f"{settings['seed']}. Each arm: a CLIPSeg on the towers of `{settings['clip']}`, trained whole for "
+        f"{settings['seed']}. Each arm: a {_SEGMENTER_NAMES[settings.get('segmenter', 'clipseg')]} on the towers of "
+        f"`{settings['clip']}`, trained whole for "
         f"{settings['max_train_steps']} steps of {settings['train_batch_size']} at {settings['input_size']} px, same "
         "initial weights and data order; only the augmentation differs (mosaic probability "
         f"{settings['mosaic_prob']}, top_k {settings['top_k']}, tau_image {settings['tau_image']}, "

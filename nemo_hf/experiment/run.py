@@ -38,7 +38,7 @@ from nemo_hf.synthetic import make_refer_dataset
 
 __all__ = [
     "HARD", "TRAINING_DIR", "ArmPredictions", "arm_command", "build_world", "evaluate_arm", "hard_stratum",
-    "run_experiment",
+    "run_experiment", "train_arm",
 ]  # fmt: skip
 
 TRAINING_DIR = Path(__file__).resolve().parents[2] / "training"
@@ -109,15 +109,17 @@ def build_world(out: Path, settings: ExperimentSettings) -> Path:
     return root
 
 
-def arm_command(arm: str, out: Path, root: Path, settings: ExperimentSettings, training_dir: Path) -> list[str]:
-    """The ``training/train.py`` command line that trains ``arm`` with these settings."""
+def arm_command(
+    arm: str, out: Path, root: Path, settings: ExperimentSettings, training_dir: Path = TRAINING_DIR
+) -> list[str]:
+    """The ``training/train.py`` command line that trains ``arm`` into ``out/arms/<arm>`` on the tree at ``root``."""
     config = training_dir / "configs" / "synthetic_experiment.yaml"
     command = [
         sys.executable, str(training_dir / "train.py"), "--config", str(config),
         "--dataset_name", settings.dataset, "--data_dir", str(root), "--image_dir", str(root / "images" / "train2014"),
         "--synthetic_images", "0", "--cache_dir", str(out / "cache"), "--output_dir", str(out / "arms" / arm),
         "--augmentation", arm, "--seed", str(settings.seed), "--clip_model", settings.clip,
-        "--model_name_or_path", settings.clip, "--image_size", str(settings.input_size),
+        "--model_name_or_path", settings.clip, "--model_type", settings.segmenter, "--image_size", str(settings.input_size),
         "--max_train_steps", str(settings.max_train_steps), "--train_batch_size", str(settings.train_batch_size),
         "--learning_rate", str(settings.learning_rate),
         "--text_encoder_learning_rate", str(settings.encoder_learning_rate),
@@ -131,8 +133,8 @@ def arm_command(arm: str, out: Path, root: Path, settings: ExperimentSettings, t
     return [*command, "--max_train_samples", str(settings.max_train_samples).lower()]
 
 
-def _train_arm(arm: str, out: Path, root: Path, settings: ExperimentSettings, training_dir: Path) -> float:
-    """Train one arm with training/train.py; return its wall time in seconds."""
+def train_arm(arm: str, out: Path, root: Path, settings: ExperimentSettings, training_dir: Path = TRAINING_DIR) -> float:
+    """Train one arm with training/train.py (:func:`arm_command`); return its wall time in seconds."""
     command = arm_command(arm, out, root, settings, training_dir)
     print(f"\n## Training arm {arm!r}: {settings.max_train_steps} steps of {settings.train_batch_size}")
     started = time.perf_counter()
@@ -177,7 +179,7 @@ def run_experiment(
     arms: dict[str, dict[str, Any]] = {}
     predictions: dict[str, ArmPredictions] = {}
     for arm in settings.arms:
-        seconds = _train_arm(arm, out, root, settings, training_dir)
+        seconds = train_arm(arm, out, root, settings, training_dir)
         predictions[arm] = evaluate_arm(out / "arms" / arm / "final", evaluation)
         arms[arm] = {"metrics": predictions[arm].metrics, "train_seconds": round(seconds, 1)}
         overall = predictions[arm].metrics

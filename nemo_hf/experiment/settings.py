@@ -20,9 +20,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ARMS", "ExperimentSettings"]
+__all__ = ["ARMS", "SEGMENTER_TYPES", "ExperimentSettings"]
 
 ARMS = ("none", "random", "nemo")
+SEGMENTER_TYPES = ("clipseg", "cris")  # training/train.py's --model_type choices
 
 
 @dataclass(frozen=True)
@@ -34,11 +35,12 @@ class ExperimentSettings:
     ``distractor_levels`` (0, 1, 2, 3+), read as ``dataset`` (RefCOCOg-style long,
     relational expressions by default: the paper compares augmentations on G-Ref).
 
-    Segmenter: a CLIPSeg on the towers of ``clip`` (the shipped synthetic CLIP), trained
-    whole (``trainable="all"``) at ``input_size`` pixels for ``max_train_steps`` steps of
-    ``train_batch_size``, BCE + Dice loss, evaluated on ``eval_split`` per sentence.
-    ``max_train_samples`` keeps only the first N training objects (and so the mosaic
-    pool): the small-data regime, where a model sees each object many times.
+    Segmenter: ``segmenter`` (a CLIPSeg, or a CRIS) on the towers of ``clip`` (the shipped
+    synthetic CLIP), trained whole (``trainable="all"``) at ``input_size`` pixels for
+    ``max_train_steps`` steps of ``train_batch_size``, BCE + Dice loss, evaluated on
+    ``eval_split`` per sentence. ``max_train_samples`` keeps only the first N training
+    objects (and so the mosaic pool): the small-data regime, where a model sees each
+    object many times.
 
     NeMo: mosaics with probability ``mosaic_prob``; negatives mined with ``clip``
     (``top_k``, ``tau_image``, ``tau_text``, ``tau_own``), or random for the ``random`` arm.
@@ -52,6 +54,7 @@ class ExperimentSettings:
     eval_split: str = "val"
     seed: int = 0
     clip: str = "nemo-hf/synthetic-clip"
+    segmenter: str = "clipseg"
     input_size: int = 64
     max_train_steps: int = 900
     max_train_samples: int | None = None
@@ -73,6 +76,8 @@ class ExperimentSettings:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
         if self.max_train_samples is not None and self.max_train_samples < 1:
             raise ValueError(f"max_train_samples must be positive or None, got {self.max_train_samples!r}")
+        if self.segmenter not in SEGMENTER_TYPES:
+            raise ValueError(f"segmenter must be one of {SEGMENTER_TYPES}, got {self.segmenter!r}")
         if not 0.0 <= self.mosaic_prob <= 1.0:
             raise ValueError(f"mosaic_prob is a probability, got {self.mosaic_prob!r}")
 

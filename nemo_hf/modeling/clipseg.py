@@ -38,20 +38,16 @@ torch.Size([1, 96, 96])
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Literal, get_args
-
 import torch
 from torch import nn
-from transformers import CLIPSegConfig, CLIPSegForImageSegmentation
+from transformers import CLIPSegForImageSegmentation
 
-__all__ = ["TRAINABLE_CHOICES", "CLIPSegReferringSegmenter", "Trainable"]
+from nemo_hf.modeling.parts import PartwiseSegmenter, Trainable
 
-Trainable = Literal["decoder", "decoder+text", "all"]
-TRAINABLE_CHOICES: tuple[str, ...] = get_args(Trainable)
+__all__ = ["CLIPSegReferringSegmenter"]
 
 
-class CLIPSegReferringSegmenter(nn.Module):
+class CLIPSegReferringSegmenter(PartwiseSegmenter):
     """A ``CLIPSegForImageSegmentation`` with a chosen trainable part; returns ``(B, h, w)`` logits.
 
     Args:
@@ -61,65 +57,16 @@ class CLIPSegReferringSegmenter(nn.Module):
     """
 
     def __init__(self, model: CLIPSegForImageSegmentation, trainable: Trainable = "decoder") -> None:
-        super().__init__()
-        if trainable not in TRAINABLE_CHOICES:
-            raise ValueError(f"trainable must be one of {TRAINABLE_CHOICES}, got {trainable!r}")
-        self.model = model
-        self.trainable = trainable
-        self._frozen = self._freeze()
+        super().__init__(model, trainable)
 
-    @property
-    def config(self) -> CLIPSegConfig:
-        """The wrapped model's ``CLIPSegConfig``."""
-        return self.model.config
+    def part_modules(self) -> dict[str, list[nn.Module]]:
+        """``decoder``: CLIPSeg's decoder; ``text``: the text tower and its projection; ``vision``: the vision tower.
 
-    @property
-    def device(self) -> torch.device:
-        """Where the model's parameters are (what a ``transformers`` pipeline reads)."""
-        return self.model.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """The dtype of the model's parameters."""
-        return self.model.dtype
-
-    def _freeze(self) -> list[nn.Module]:
-        """Set ``requires_grad`` per part; return the modules that must stay in eval mode."""
-        clip = self.model.clip
-        if self.trainable == "all":
-            self.model.requires_grad_(True)
-            # unused by segmentation: DDP refuses parameters that never receive a gradient
-            clip.visual_projection.requires_grad_(False)
-            clip.logit_scale.requires_grad_(False)
-            return []
-        self.model.requires_grad_(False)
-        self.model.decoder.requires_grad_(True)
-        if self.trainable == "decoder+text":
-            clip.text_model.requires_grad_(True)
-            clip.text_projection.requires_grad_(True)
-            return [clip.vision_model, clip.visual_projection]
-        return [clip]
-
-    def trainable_parameters(self) -> dict[str, list[nn.Parameter]]:
-        """Trainable parameters by part: ``"decoder"``, plus ``"text"`` (``decoder+text``, ``all``) and ``"vision"`` (``all``).
-
-        Parts let the optimizer give the pretrained encoders a smaller learning rate.
+        The visual projection and the logit scale take no part in segmentation and never train.
         """
-        parts = {"decoder": list(self.model.decoder.parameters())}
         clip = self.model.clip
-        if self.trainable in ("decoder+text", "all"):
-            parts["text"] = [*clip.text_model.parameters(), *clip.text_projection.parameters()]
-        if self.trainable == "all":
-            # the logit scale and the visual projection take no part in segmentation
-            parts["vision"] = list(clip.vision_model.parameters())
-        return parts
-
-    def train(self, mode: bool = True) -> CLIPSegReferringSegmenter:
-        """Train mode for the trainable parts; frozen towers stay in eval mode (no dropout)."""
-        super().train(mode)
-        for module in self._frozen:
-            module.eval()
-        return self
+        return {"decoder": [self.model.decoder], "text": [clip.text_model, clip.text_projection],
+                "vision": [clip.vision_model]}
 
     def forward(
         self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
@@ -148,7 +95,3 @@ class CLIPSegReferringSegmenter(nn.Module):
         embeddings = clip.get_text_features(input_ids=input_ids, attention_mask=attention_mask).pooler_output
         logits = self.model.decoder(activations, embeddings).logits
         return logits if logits.ndim == 3 else logits.reshape(pixel_values.shape[0], *logits.shape[-2:])
-
-    def save_pretrained(self, save_directory: str | Path, **kwargs: Any) -> None:
-        """Save the wrapped ``CLIPSegForImageSegmentation`` (safetensors + config)."""
-        self.model.save_pretrained(save_directory, **kwargs)

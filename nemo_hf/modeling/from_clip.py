@@ -26,9 +26,9 @@ import os
 import torch
 from torch import nn
 from transformers import CLIPModel, CLIPProcessor, CLIPSegConfig, CLIPSegForImageSegmentation, CLIPSegProcessor
-from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
 
 from nemo_hf.mining.clip import load_clip
+from nemo_hf.modeling.processors import square_image_processor
 
 __all__ = ["clipseg_from_clip"]
 
@@ -73,12 +73,5 @@ def clipseg_from_clip(
     missing, unexpected = segmenter.clip.load_state_dict(model.state_dict(), strict=False)
     if missing or unexpected:
         raise ValueError(f"the CLIP's weights do not fit CLIPSeg's towers: missing {missing}, unexpected {unexpected}")
-    side = int(image_size or vision.image_size)
-    clip_images = processor.image_processor
-    image_processor = ViTImageProcessorPil(
-        size={"height": side, "width": side},
-        image_mean=list(clip_images.image_mean),
-        image_std=list(clip_images.image_std),
-        resample=clip_images.resample,
-    )
+    image_processor = square_image_processor(processor.image_processor, int(image_size or vision.image_size))
     return segmenter.eval(), CLIPSegProcessor(image_processor=image_processor, tokenizer=processor.tokenizer)

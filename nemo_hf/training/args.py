@@ -32,8 +32,9 @@ from typing import Any, Literal, cast
 import yaml
 from transformers import HfArgumentParser
 
-from ..modeling import DEFAULT_CHECKPOINT, TRAINABLE_CHOICES, Trainable
+from ..modeling import DEFAULT_CHECKPOINT, SEGMENTER_TYPES, TRAINABLE_CHOICES, SegmenterType, Trainable
 from ..pretrained import check_local_path
+from .schedule import MULTISTEP
 
 __all__ = [
     "EVALUATE_DATACLASSES",
@@ -61,23 +62,37 @@ class ModelArguments:
 
     model_name_or_path: str = field(
         default=DEFAULT_CHECKPOINT,
-        metadata={"help": "CLIPSeg checkpoint, or a CLIP to build one on (Hub id, folder or shipped name such as "
-                          "'nemo-hf/synthetic-clip')."},
+        metadata={"help": "CLIPSeg or CRIS checkpoint, or a CLIP to build one on (Hub id, folder or shipped name "
+                          "such as 'nemo-hf/synthetic-clip')."},
+    )
+    model_type: SegmenterType | None = field(
+        default=None,
+        metadata={"help": "Segmenter to build on a CLIP checkpoint: 'clipseg' (default) or 'cris'; a segmenter "
+                          "checkpoint is what it is."},
     )
     model_revision: str | None = field(default=None, metadata={"help": "Hub revision of the checkpoint."})
-    trainable: Trainable = field(
-        default="decoder",
-        metadata={"help": "'decoder' (CLIP frozen, as transformers runs it), 'decoder+text' (also the text "
-                          "encoder) or 'all' (the vision encoder too)."},
+    trainable: Trainable | None = field(
+        default=None,
+        metadata={"help": "'decoder' (the new layers; CLIP frozen), 'decoder+text' (also the text encoder) or "
+                          "'all' (the vision encoder too); default: the model's recipe, 'decoder' for CLIPSeg "
+                          "(transformers runs its CLIP without gradients), 'all' for CRIS."},
     )
     image_size: int | None = field(
         default=None,
-        metadata={"help": "Input side of a CLIPSeg built on a CLIP checkpoint (default: the CLIP's); "
-                          "ignored for CLIPSeg checkpoints."},
+        metadata={"help": "Input side of a segmenter built on a CLIP checkpoint (default: the CLIP's; CRIS "
+                          "trains at 416); ignored for segmenter checkpoints."},
+    )
+    text_length: int | None = field(
+        default=None,
+        metadata={"help": "Tokens kept per expression (default: the tokenizer's, 77 for CLIP; CRIS keeps 17 for "
+                          "RefCOCO/+, 22 for G-Ref)."},
     )
 
     def __post_init__(self) -> None:
-        _check_choice("trainable", self.trainable, TRAINABLE_CHOICES)
+        if self.trainable is not None:
+            _check_choice("trainable", self.trainable, TRAINABLE_CHOICES)
+        if self.model_type is not None:
+            _check_choice("model_type", self.model_type, SEGMENTER_TYPES)
         check_local_path(self.model_name_or_path)  # now, not after the data is built
 
 
@@ -235,7 +250,15 @@ class TrainArguments:
                           "(plus a soft Dice term per sample, for small objects); evaluation reports BCE."},
     )
     weight_decay: float = 1e-4
-    lr_scheduler_type: str = field(default="cosine", metadata={"help": "transformers.get_scheduler name."})
+    lr_scheduler_type: str = field(
+        default="cosine",
+        metadata={"help": f"transformers.get_scheduler name, or '{MULTISTEP}' (the rate times lr_decay after each "
+                          "epoch of lr_milestones: CRIS's schedule)."},
+    )
+    lr_milestones: list[int] = field(
+        default_factory=list, metadata={"help": f"'{MULTISTEP}': epochs after which the rate is decayed."}
+    )
+    lr_decay: float = field(default=0.1, metadata={"help": f"'{MULTISTEP}': factor applied at each milestone."})
     num_warmup_steps: int = 0
     max_grad_norm: float = 1.0
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] = field(
@@ -291,6 +314,13 @@ class TrainArguments:
                              "checkpointing_steps is 'none': set checkpointing_steps to N or 'epoch'")
         if self.resume_from_checkpoint == "hub" and not self.hub_model_id:
             raise ValueError("--resume_from_checkpoint hub resumes from the last-checkpoint/ of --hub_model_id: give it")
+        self.lr_milestones = [int(epoch) for epoch in self.lr_milestones]  # from YAML, argparse leaves strings
+        if self.lr_milestones and self.lr_scheduler_type != MULTISTEP:
+            raise ValueError(f"lr_milestones {self.lr_milestones} apply to lr_scheduler_type '{MULTISTEP}' only, "
+                             f"not {self.lr_scheduler_type!r}")
+        if any(epoch < 1 for epoch in self.lr_milestones) or not 0.0 < self.lr_decay <= 1.0:
+            raise ValueError(f"lr_milestones must be epochs >= 1 and lr_decay in (0, 1], got {self.lr_milestones} "
+                             f"and {self.lr_decay}")
         if self.checkpointing_steps not in ("epoch", "none") and not (
             self.checkpointing_steps.isdigit() and int(self.checkpointing_steps) > 0
         ):

@@ -1,0 +1,111 @@
+"""Train chosen parts of a referring segmenter: its new decoder, CLIP's text encoder, CLIP's vision encoder.
+
+Every segmenter here is CLIP's two towers plus new layers (CLIPSeg's decoder, CRIS's neck,
+decoder and projector). :class:`PartwiseSegmenter` wraps such a model and trains one of
+three selections (``trainable``):
+
+- ``"decoder"`` — the new layers only; both CLIP towers frozen;
+- ``"decoder+text"`` — also the text tower (and its projection);
+- ``"all"`` — the whole model, vision tower included.
+
+A subclass names which modules form each part (:meth:`PartwiseSegmenter.part_modules`)
+and computes the logits. What follows is shared: parameters outside the selection get
+``requires_grad=False`` (DDP refuses parameters that never receive a gradient), the
+selection's parameters are listed per part for the optimizer (a smaller learning rate
+for the pretrained towers), and in train mode every frozen subtree stays in eval mode,
+so its dropout stays off and its batch-norm statistics stay as they were.
+
+>>> from torch import nn
+>>> class Toy(PartwiseSegmenter):
+...     def part_modules(self):
+...         return {"decoder": [self.model[2]], "text": [self.model[1]], "vision": [self.model[0]]}
+>>> toy = Toy(nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2), nn.Sequential(nn.Linear(2, 1), nn.Dropout())),
+...           trainable="decoder")
+>>> sorted(toy.trainable_parameters()), toy.train().model[0].training, toy.model[2][1].training
+(['decoder'], False, True)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import torch
+from torch import nn
+
+__all__ = ["PARTS_TRAINED", "TRAINABLE_CHOICES", "PartwiseSegmenter", "Trainable"]
+
+Trainable = Literal["decoder", "decoder+text", "all"]
+TRAINABLE_CHOICES: tuple[str, ...] = get_args(Trainable)
+PARTS_TRAINED: dict[str, tuple[str, ...]] = {
+    "decoder": ("decoder",),
+    "decoder+text": ("decoder", "text"),
+    "all": ("decoder", "text", "vision"),
+}
+
+
+class PartwiseSegmenter(nn.Module):
+    """A model (kept as ``.model``) of which the ``trainable`` parts train (see the module docstring).
+
+    Subclasses implement :meth:`part_modules` and ``forward``; ``save_pretrained`` saves the
+    wrapped model as it is, so the output loads with its own class's ``from_pretrained``.
+    """
+
+    def __init__(self, model: nn.Module, trainable: Trainable) -> None:
+        super().__init__()
+        if trainable not in TRAINABLE_CHOICES:
+            raise ValueError(f"trainable must be one of {TRAINABLE_CHOICES}, got {trainable!r}")
+        self.model = model
+        self.trainable = trainable
+        model.requires_grad_(False)
+        for params in self.trainable_parameters().values():
+            for param in params:
+                param.requires_grad_(True)
+
+    def part_modules(self) -> dict[str, list[nn.Module]]:
+        """The modules of each part: ``"decoder"`` (the new layers), ``"text"`` and ``"vision"`` (the CLIP towers).
+
+        A parameter in none of them (CLIP's logit scale, say) is never trained.
+        """
+        raise NotImplementedError
+
+    @property
+    def config(self) -> Any:
+        """The wrapped model's config."""
+        return self.model.config
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's parameters are (what a ``transformers`` pipeline reads)."""
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of the model's parameters."""
+        return next(self.model.parameters()).dtype
+
+    def trainable_parameters(self) -> dict[str, list[nn.Parameter]]:
+        """Trainable parameters by part, the selection's parts only; the optimizer gives each part its learning rate."""
+        modules = self.part_modules()
+        return {part: [p for module in modules[part] for p in module.parameters()] for part in PARTS_TRAINED[self.trainable]}
+
+    def train(self, mode: bool = True) -> PartwiseSegmenter:
+        """Train mode for the trained parts; every subtree whose parameters are all frozen stays in eval mode."""
+        super().train(mode)
+        if mode:
+            _frozen_subtrees_to_eval(self.model)
+        return self
+
+    def save_pretrained(self, save_directory: str | Path, **kwargs: Any) -> None:
+        """Save the wrapped model (safetensors + config)."""
+        self.model.save_pretrained(save_directory, **kwargs)
+
+
+def _frozen_subtrees_to_eval(module: nn.Module) -> None:
+    """Eval mode for each largest subtree that holds parameters, none of them trainable."""
+    for child in module.children():
+        params = list(child.parameters())
+        if params and not any(p.requires_grad for p in params):
+            child.eval()
+        else:
+            _frozen_subtrees_to_eval(child)

@@ -1,0 +1,49 @@
+"""The CRIS benchmarks run end to end on tiny settings and rewrite only their own sections."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from tests.scripts import BENCHMARKS, load_script
+
+
+@pytest.fixture
+def load(monkeypatch: pytest.MonkeyPatch):
+    # the scripts import _report by name, as their neighbour; loaded here by path instead
+    monkeypatch.setitem(sys.modules, "_report", load_script(BENCHMARKS / "_report.py"))
+    return lambda name: load_script(BENCHMARKS / f"{name}.py")
+
+
+def test_bench_cris_counts_every_part_and_times_each_model_against_clipseg(load, tmp_path: Path) -> None:
+    bench: ModuleType = load("bench_cris")
+    output = tmp_path / "BENCHMARKS.md"
+    output.write_text("# Benchmarks\n\n## Training\n\nkeep me\n\n## CRIS vs CLIPSeg\n\nstale\n")
+    results = bench.main(["--quick", "--rounds", "2", "--output", str(output)])
+    clipseg, clipseg_all, cris = results.values()
+    for r in results.values():
+        assert r["total"] == r["backbone"] + r["new"] and r["samples_per_s"] == pytest.approx(2 / r["step_s"])
+    assert clipseg["trained"] == clipseg["new"] and cris["trained"] == cris["total"]  # each model's recipe
+    assert clipseg_all["trained"] > clipseg["trained"] and clipseg["ratio"] == 1.0
+    text = output.read_text()
+    assert "stale" not in text and "## Training\n\nkeep me\n" in text and "(`--quick`): a smoke run" in text
+    assert f"| {cris['ratio']:.2f}× |" in text
+    with pytest.raises(SystemExit, match="at least 2"):
+        bench.main(["--quick", "--batch-size", "1", "--no-write"])
+
+
+@pytest.mark.slow
+def test_cris_synthetic_trains_both_segmenters_on_one_world(load, tmp_path: Path) -> None:
+    script: ModuleType = load("cris_synthetic")
+    output = tmp_path / "BENCHMARKS.md"
+    results = script.main(["--quick", "--out", str(tmp_path / "run"), "--output", str(output)])
+    assert set(results["segmenters"]) == {"clipseg", "cris"}
+    for name, entry in results["segmenters"].items():
+        config = json.loads((tmp_path / "run" / name / "arms" / "none" / "final" / "config.json").read_text())
+        assert config["model_type"] == {"clipseg": "clipseg", "cris": "nemo_cris"}[name]
+        assert entry["metrics"]["count"] == results["eval_sentences"] and entry["train_seconds"] > 0
+    assert output.read_text().count("## CRIS vs CLIPSeg on the synthetic world") == 1
