@@ -49,6 +49,17 @@ def test_masks_are_those_of_predict_masks_and_scores_the_mean_marked_probability
     assert any(mask.any() for mask in expected) and not all(mask.all() for mask in expected)  # masks that can differ
 
 
+def test_a_cris_checkpoint_segments_through_the_same_pipeline(tiny_cris_dir) -> None:
+    """CRIS predicts at a quarter of its input: the pipeline still returns masks at each image's size."""
+    images, sentences = _pictures(), ["the red circle", "a blue square on the left", "the small one"]
+    results = pipeline(model=tiny_cris_dir, device="cpu")(images, sentences)
+    model, processor = load_referring_segmenter(tiny_cris_dir)
+    assert type(model.model).__name__ == "CRISForReferringSegmentation"
+    for image, result, mask in zip(images, results, predict_masks(model, processor, images, sentences)):
+        assert result["mask"].size == image.size
+        np.testing.assert_array_equal(np.asarray(result["mask"]) > 0, mask)
+
+
 def test_one_image_pairs_with_every_sentence_and_paths_read_like_pictures(segmenter, tmp_path) -> None:
     image = _pictures()[0]
     path = tmp_path / "photo.png"
