@@ -14,7 +14,7 @@ and ``null`` in YAML.
     >>> model, data, aug, train = parse_arguments(["--synthetic_images", "24"], TRAIN_DATACLASSES)
     >>> data.synthetic_images, train.learning_rate, aug.augmentation
     (24, 0.0001, 'nemo')
-    >>> parse_arguments(["--tau_image", "none"], TRAIN_DATACLASSES)[2].tau_image is None
+    >>> parse_arguments(["--synthetic_images", "24", "--tau_image", "none"], TRAIN_DATACLASSES)[2].tau_image is None
     True
 """
 
