@@ -108,7 +108,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, tuple[float, fl
 
 
 def print_summary(summary: dict[str, dict[str, tuple[float, float]]]) -> None:
-    columns = ["all", *GROUPS, *_SIZES]
+    columns = [c for c in ("all", *GROUPS, *_SIZES) if any(groups[c][0] == groups[c][0] for groups in summary.values())]
     print("| arm | " + " | ".join(columns) + " |")
     print("|---|" + "---|" * len(columns))
     for arm, groups in summary.items():
@@ -182,8 +182,8 @@ def plot_sweep(
 
 
 def _order(value: Any) -> float:
-    """Sort key: "off" (None) first, then by value."""
-    return float("-inf") if value is None else float(value)
+    """Sort key: by value, "off" (None: no limit) last, so each panel runs from strict to lenient."""
+    return float("inf") if value is None else float(value)
 
 
 def main(argv: list[str] | None = None) -> None:
