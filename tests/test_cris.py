@@ -44,7 +44,7 @@ def _two_boxes_rows() -> list[dict]:
 
 
 def _logits(segmenter, batch) -> torch.Tensor:
-    return segmenter(batch["pixel_values"], batch["input_ids"], batch["attention_mask"])
+    return segmenter(batch["pixel_values"], batch["input_ids"], batch["attention_mask"]).logits
 
 
 def _overall_iou(logits: torch.Tensor, targets: list[torch.Tensor]) -> float:

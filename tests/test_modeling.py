@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from nemo_hf.modeling.interface import ReferringSegmenterOutput
 from nemo_hf.modeling import (
     CLIPSegReferringSegmenter,
     ReferringSegmenter,
@@ -61,8 +62,8 @@ def test_tiny_clipseg_is_deterministic_and_round_trips(tmp_path) -> None:
     loaded, loaded_processor = load_referring_segmenter(tmp_path)
     batch = RISCollator(loaded_processor)(_rows(3))
     expected = CLIPSegReferringSegmenter(model).eval()(batch["pixel_values"], batch["input_ids"],
-                                                        batch["attention_mask"])
-    got = loaded.eval()(batch["pixel_values"], batch["input_ids"], batch["attention_mask"])
+                                                        batch["attention_mask"]).logits
+    got = loaded.eval()(batch["pixel_values"], batch["input_ids"], batch["attention_mask"]).logits
     assert got.shape == (3, TINY_CLIPSEG_IMAGE_SIZE, TINY_CLIPSEG_IMAGE_SIZE)
     torch.testing.assert_close(got, expected, rtol=0, atol=0)
     assert type(loaded_processor.image_processor).__name__ == "ViTImageProcessorPil"
@@ -75,14 +76,14 @@ def test_adapter_logits_equal_the_transformers_forward(trainable: str) -> None:
                       padding=True, return_tensors="pt")
     with torch.no_grad():
         expected = model(**batch).logits
-        got = CLIPSegReferringSegmenter(model, trainable=trainable).eval()(**batch)
+        got = CLIPSegReferringSegmenter(model, trainable=trainable).eval()(**batch).logits
     torch.testing.assert_close(got, expected)
 
 
 def test_a_batch_of_one_keeps_its_batch_axis(tiny_clipseg_dir) -> None:
     model, processor = load_referring_segmenter(tiny_clipseg_dir)
     batch = RISCollator(processor)(_rows(1))
-    assert model(batch["pixel_values"], batch["input_ids"], batch["attention_mask"]).shape == (1, 64, 64)
+    assert model(batch["pixel_values"], batch["input_ids"], batch["attention_mask"]).logits.shape == (1, 64, 64)
 
 
 @pytest.mark.parametrize(
@@ -102,7 +103,7 @@ def test_exactly_the_chosen_part_trains_and_every_trainable_parameter_gets_a_gra
 
     batch = RISCollator(processor)(_rows(4))
     model.train()
-    loss = per_sample_bce(model(batch["pixel_values"], batch["input_ids"], batch["attention_mask"]),
+    loss = per_sample_bce(model(batch["pixel_values"], batch["input_ids"], batch["attention_mask"]).logits,
                           batch["labels"]).mean()
     loss.backward()
     # DDP (find_unused_parameters=False) fails on a trainable parameter that gets no gradient
@@ -150,7 +151,7 @@ def test_a_clip_checkpoint_becomes_a_clipseg_on_its_towers(tmp_path) -> None:
     assert not all(torch.equal(p, decoder[n]) for n, p in other.model.decoder.named_parameters())
     batch = processor(text=["a red ring", "the blue star"], images=[Image.new("RGB", (50, 30), "red")] * 2,
                       padding=True, return_tensors="pt")
-    assert segmenter(**batch).shape == (2, 48, 48)
+    assert segmenter(**batch).logits.shape == (2, 48, 48)
 
 
 def test_trainable_all_is_clipsegs_forward_with_gradients_everywhere() -> None:
@@ -160,9 +161,9 @@ def test_trainable_all_is_clipsegs_forward_with_gradients_everywhere() -> None:
     batch = processor(text=["a red ring", "the blue star on the left"], images=[Image.new("RGB", (50, 30), "red")] * 2,
                       padding=True, return_tensors="pt")
     with torch.no_grad():
-        torch.testing.assert_close(full(**batch), frozen(**batch))
+        torch.testing.assert_close(full(**batch).logits, frozen(**batch).logits)
     full = CLIPSegReferringSegmenter(model, trainable="all").train()
-    full(**batch).square().mean().backward()
+    full(**batch).logits.square().mean().backward()
     parts = full.trainable_parameters()
     assert set(parts) == {"decoder", "text", "vision"}
     for part, params in parts.items():
@@ -292,7 +293,7 @@ def test_evaluation_matches_a_brute_force_computation(tiny_clipseg_dir) -> None:
     train_batch = RISCollator(processor)(_rows(8, seed=1))
     for _ in range(3):
         loss = per_sample_bce(model(train_batch["pixel_values"], train_batch["input_ids"],
-                                    train_batch["attention_mask"]), train_batch["labels"]).mean()
+                                    train_batch["attention_mask"]).logits, train_batch["labels"]).mean()
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
@@ -349,7 +350,7 @@ def test_evaluation_adds_gres_metrics_when_a_split_has_no_target_expressions(tin
     batch = collate(rows)
     with torch.no_grad():
         logits = model(pixel_values=batch["pixel_values"], input_ids=batch["input_ids"],
-                       attention_mask=batch["attention_mask"])
+                       attention_mask=batch["attention_mask"]).logits
     expected = GRESMetrics()
     expected.update(logits_to_masks(logits, [(30, 40), (30, 40)]), [np.array(r["mask"]) for r in rows])
     assert result["gres"] == expected.compute()
@@ -366,7 +367,7 @@ def test_long_expressions_are_cut_to_the_text_towers_positions() -> None:
     rows = [{"image": Image.new("RGB", (40, 30)), "mask": Image.new("1", (40, 30), 1), "sentence": words}]
     batch = RISCollator(processor)(rows)
     assert batch["input_ids"].shape[1] == model.config.text_config.max_position_embeddings == 32
-    assert model(batch["pixel_values"], batch["input_ids"], batch["attention_mask"]).shape[0] == 1
+    assert model(batch["pixel_values"], batch["input_ids"], batch["attention_mask"]).logits.shape[0] == 1
     assert predict_masks(model, processor, [rows[0]["image"]], [words])[0].shape == (30, 40)
 
 
@@ -382,7 +383,7 @@ class _LeftHalfModel(torch.nn.Module):
         logits = torch.full((pixel_values.shape[0], 8, 8), -8.0)
         says_left = (input_ids == self.left_token).any(dim=1)
         logits[says_left, :, :4] = 8.0
-        return logits
+        return ReferringSegmenterOutput(logits=logits)
 
 
 def test_predictions_are_the_thresholded_logits_at_each_images_size() -> None:
@@ -398,3 +399,32 @@ def test_predictions_are_the_thresholded_logits_at_each_images_size() -> None:
         if "left" in sentence.split():
             expected[:, : image.width // 2] = True  # bilinear upsampling of a sharp step keeps it at the middle
         assert np.array_equal(mask, expected), sentence
+
+
+@pytest.mark.parametrize("loss", ["bce", "bce+dice"])
+@pytest.mark.parametrize("architecture", ["clipseg", "cris"])
+def test_the_models_loss_is_the_training_scripts_old_loss_on_the_same_batch(architecture, loss, tiny_clipseg_dir,
+                                                                            tiny_cris_dir) -> None:
+    """``outputs.loss`` with labels equals, bit for bit, what train.py used to compute from the bare logits."""
+    from nemo_hf.modeling.losses import per_sample_bce, per_sample_dice
+
+    folder = tiny_clipseg_dir if architecture == "clipseg" else tiny_cris_dir
+    model, processor = load_referring_segmenter(folder, loss=loss)
+    assert model.segmentation_loss == loss and model.config.segmentation_loss == loss
+    batch = RISCollator(processor)(_rows(4))
+    model.eval()
+    with torch.no_grad():
+        outputs = model(batch["pixel_values"], batch["input_ids"], batch["attention_mask"], labels=batch["labels"])
+    old = per_sample_bce(outputs.logits, batch["labels"]).mean()
+    if loss == "bce+dice":
+        old = old + per_sample_dice(outputs.logits, batch["labels"]).mean()
+    assert torch.equal(outputs.loss, old)
+    assert model(batch["pixel_values"], batch["input_ids"], batch["attention_mask"]).loss is None
+
+
+def test_the_loss_is_saved_with_the_model(tmp_path, tiny_clipseg_dir) -> None:
+    model, processor = load_referring_segmenter(tiny_clipseg_dir, loss="bce+dice")
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    assert load_referring_segmenter(tmp_path)[0].segmentation_loss == "bce+dice"
+    assert load_referring_segmenter(tiny_clipseg_dir)[0].segmentation_loss == "bce"

@@ -16,7 +16,7 @@ from PIL import Image
 
 from nemo_hf.modeling import load_referring_segmenter, predict_masks
 from nemo_hf.modeling.pipeline import pipeline
-from tests.scripts import REPO
+from tests.training_runs import REPO
 
 torch.set_num_threads(1)
 
@@ -43,7 +43,7 @@ def test_masks_are_those_of_predict_masks_and_scores_the_mean_marked_probability
         assert set(np.unique(np.asarray(result["mask"]))) <= {0, 255}
         batch = processor(text=[sentence], images=[image], return_tensors="pt", padding=True)
         with torch.no_grad():
-            probabilities = torch.sigmoid(model(**batch))
+            probabilities = torch.sigmoid(model(**batch).logits)
         marked = probabilities[probabilities > 0.5]
         assert result["score"] == pytest.approx(float(marked.mean()) if marked.numel() else 0.0)
     assert any(mask.any() for mask in expected) and not all(mask.all() for mask in expected)  # masks that can differ
@@ -108,14 +108,17 @@ def test_a_model_object_with_its_processor_makes_a_pipeline(tiny_clipseg_dir) ->
 
 
 @pytest.mark.parametrize("first", ["nemo_hf", "transformers.pipelines"])
-def test_importing_nemo_hf_registers_the_task_with_transformers_in_either_order(first, tiny_clipseg_dir) -> None:
-    """In a fresh interpreter: ``import nemo_hf`` stays cheap, and transformers finds the task afterwards."""
+def test_importing_nemo_hf_modeling_registers_the_task_with_transformers_in_either_order(first, tiny_clipseg_dir) -> None:
+    """In a fresh interpreter: ``import nemo_hf`` is cheap and touches no import machinery; importing
+    ``nemo_hf.modeling`` (before or after transformers' pipelines) registers the task by an ordinary call."""
     code = f"""
 import sys
+finders = list(sys.meta_path)
 import {first}
 if "{first}" == "nemo_hf":
-    assert "transformers.pipelines" not in sys.modules and "huggingface_hub" not in sys.modules, "eager import"
-import nemo_hf, transformers
+    assert "transformers" not in sys.modules and "torch" not in sys.modules, "eager import"
+    assert sys.meta_path == finders, "import hook installed"
+import nemo_hf.modeling, transformers
 from PIL import Image
 segmenter = transformers.pipeline("referring-image-segmentation", model=sys.argv[1], device="cpu")
 print(type(segmenter).__name__, segmenter(Image.new("RGB", (20, 10)), "a")["mask"].size)

@@ -32,7 +32,7 @@ gradient) and frozen towers stay in eval mode when the model is put in train mod
 >>> sorted(segmenter.trainable_parameters())
 ['decoder', 'text']
 >>> batch = processor(text=["a circle"], images=[torch.zeros(3, 8, 8)], return_tensors="pt")
->>> segmenter(**batch).shape
+>>> segmenter(**batch).logits.shape
 torch.Size([1, 96, 96])
 """
 
@@ -40,24 +40,30 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from transformers import CLIPSegForImageSegmentation
+from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
 
+from nemo_hf.modeling.architecture import Architecture
+from nemo_hf.modeling.from_clip import clipseg_from_clip
+from nemo_hf.modeling.losses import SegmentationLoss
 from nemo_hf.modeling.parts import PartwiseSegmenter, Trainable
 
-__all__ = ["CLIPSegReferringSegmenter"]
+__all__ = ["CLIPSEG", "CLIPSegReferringSegmenter"]
 
 
 class CLIPSegReferringSegmenter(PartwiseSegmenter):
-    """A ``CLIPSegForImageSegmentation`` with a chosen trainable part; returns ``(B, h, w)`` logits.
+    """A ``CLIPSegForImageSegmentation`` with a chosen trainable part: logits ``(B, h, w)``, and a loss with labels.
 
     Args:
         model: the wrapped model (kept as ``.model``; ``save_pretrained`` saves it as is,
             so the output loads with ``CLIPSegForImageSegmentation.from_pretrained``).
         trainable: ``"decoder"``, ``"decoder+text"`` or ``"all"`` (see the module docstring).
+        loss: the training loss, written into the model's config (None: the config's, BCE).
     """
 
-    def __init__(self, model: CLIPSegForImageSegmentation, trainable: Trainable = "decoder") -> None:
-        super().__init__(model, trainable)
+    def __init__(
+        self, model: CLIPSegForImageSegmentation, trainable: Trainable = "decoder", loss: SegmentationLoss | None = None
+    ) -> None:
+        super().__init__(model, trainable, loss)
 
     def part_modules(self) -> dict[str, list[nn.Module]]:
         """``decoder``: CLIPSeg's decoder; ``text``: the text tower and its projection; ``vision``: the vision tower.
@@ -68,7 +74,7 @@ class CLIPSegReferringSegmenter(PartwiseSegmenter):
         return {"decoder": [self.model.decoder], "text": [clip.text_model, clip.text_projection],
                 "vision": [clip.vision_model]}
 
-    def forward(
+    def mask_logits(
         self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
     ) -> torch.Tensor:
         """Mask logits ``(B, h, w)`` at the processor's resolution (352² for CIDAS checkpoints)."""
@@ -95,3 +101,32 @@ class CLIPSegReferringSegmenter(PartwiseSegmenter):
         embeddings = clip.get_text_features(input_ids=input_ids, attention_mask=attention_mask).pooler_output
         logits = self.model.decoder(activations, embeddings).logits
         return logits if logits.ndim == 3 else logits.reshape(pixel_values.shape[0], *logits.shape[-2:])
+
+
+CLIPSEG = Architecture(
+    name="clipseg",
+    display_name="CLIPSeg",
+    checkpoint_model_types=("clipseg",),
+    model_class=CLIPSegForImageSegmentation,
+    processor_class=CLIPSegProcessor,
+    adapter=CLIPSegReferringSegmenter,
+    build_on_clip=lambda clip, processor, image_size, seed: clipseg_from_clip(
+        (clip, processor), image_size=image_size, seed=seed),
+    default_trainable="decoder",
+    new_layers="the CLIPSeg decoder",
+    hub_tag="clipseg",
+    loading_snippet=(
+        "Without nemo_hf, with `transformers` alone:\n\n```python\n"
+        "from transformers import AutoProcessor, CLIPSegForImageSegmentation\n"
+        'model = CLIPSegForImageSegmentation.from_pretrained("{model_id}")\n'
+        'processor = AutoProcessor.from_pretrained("{model_id}")\n```'),
+    citation=(
+        "@inproceedings{luddecke2022clipseg,\n  title={Image Segmentation Using Text and Image Prompts},\n"
+        "  author={L{\\\"u}ddecke, Timo and Ecker, Alexander},\n  booktitle={CVPR}, year={2022}}"),
+    # transformers runs CLIPSeg's CLIP under no_grad: what the card must say stayed as it was
+    trainable_notes={
+        "decoder": "`transformers` runs CLIPSeg's CLIP backbone without gradients, so the vision and text encoders "
+                   "stay as they were.",
+        "decoder+text": "`transformers` runs CLIPSeg's vision encoder without gradients, so it stays as it was.",
+    },
+)

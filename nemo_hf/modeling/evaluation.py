@@ -37,15 +37,12 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 
-from nemo_hf.metrics import (
-    DEFAULT_THRESHOLDS,
-    GRESMetrics,
-    RISMetrics,
-    group_labels,
-    logits_to_masks,
-    pixel_counts,
-)
-from nemo_hf.modeling.interface import ReferringSegmenter, per_sample_bce
+from nemo_hf.metrics.gres import GRESMetrics
+from nemo_hf.metrics.masks import pixel_counts
+from nemo_hf.metrics.protocol import group_labels, logits_to_masks
+from nemo_hf.metrics.ris import DEFAULT_THRESHOLDS, RISMetrics
+from nemo_hf.modeling.interface import ReferringSegmenter
+from nemo_hf.modeling.losses import per_sample_bce
 
 __all__ = ["evaluate_referring", "sample_groups"]
 
@@ -84,7 +81,7 @@ def evaluate_referring(
     for batch in dataloader:
         logits = model(
             pixel_values=batch["pixel_values"], input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
-        )
+        ).logits
         targets = [mask.to(logits.device) for mask in batch["target_masks"]]
         predictions = logits_to_masks(logits, [tuple(mask.shape) for mask in targets])
         counts = pixel_counts(predictions, targets)

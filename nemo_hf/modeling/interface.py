@@ -1,113 +1,51 @@
-"""The one interface every referring segmentation model here follows, and its loss.
+"""The one interface every referring segmentation model here follows.
 
-A model maps a batch of images and one expression per image to mask logits::
+A model maps a batch of images and one expression per image to mask logits, and with
+``labels`` also to its training loss::
 
-    logits = model(pixel_values=..., input_ids=..., attention_mask=...)   # (B, h, w)
+    output = model(pixel_values=..., input_ids=..., attention_mask=..., labels=...)
+    output.logits   # (B, h, w)
+    output.loss     # a scalar: the loss of the model's config (nemo_hf.modeling.losses), None without labels
 
 ``pixel_values`` ``(B, 3, H, W)`` and the token tensors ``(B, T)`` are what the model's
 processor returns; ``logits`` are per-pixel scores at the model's output resolution
-(``sigmoid(logit) > 0.5`` is foreground): the input's for CLIPSeg, a quarter of it for CRIS.
-Training and evaluation code depend on nothing else, so another model plugs in by
-following this protocol and saving itself with ``save_pretrained``.
-
-The losses take labels at the logits' resolution or at a whole multiple of it (the
-input's, as :class:`~nemo_hf.modeling.RISCollator` makes them): each block of labels is
-averaged into one (:func:`labels_at`), so a label stays the share of its output pixel
-that the object covers.
+(``sigmoid(logit) > 0.5`` is foreground): the input's for CLIPSeg, a quarter of it for CRIS;
+``labels`` ``(B, H', W')`` are masks in [0, 1] at that resolution or a whole multiple of it.
+Training and evaluation code depend on nothing else, so another model plugs in by following
+this protocol and saving itself with ``save_pretrained``.
 
 >>> import torch
->>> logits, labels = torch.zeros(2, 4, 4), torch.ones(2, 4, 4)
->>> per_sample_bce(logits, labels)
-tensor([0.6931, 0.6931])
+>>> ReferringSegmenterOutput(logits=torch.zeros(1, 2, 2)).loss is None
+True
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import torch
-import torch.nn.functional as F
+from transformers.utils import ModelOutput
 
-__all__ = ["ReferringSegmenter", "labels_at", "per_sample_bce", "per_sample_dice"]
+__all__ = ["ReferringSegmenter", "ReferringSegmenterOutput"]
+
+
+@dataclass
+class ReferringSegmenterOutput(ModelOutput):
+    """``logits`` ``(B, h, w)`` per pixel; ``loss`` (the config's training loss) when labels were given."""
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
 
 
 @runtime_checkable
 class ReferringSegmenter(Protocol):
-    """``(pixel_values, input_ids, attention_mask) → (B, h, w)`` mask logits, and ``save_pretrained``."""
+    """``(pixel_values, input_ids, attention_mask[, labels]) → ReferringSegmenterOutput``, and ``save_pretrained``."""
 
     def __call__(
-        self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
-    ) -> torch.Tensor: ...
+        self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+        labels: torch.Tensor | None = None,
+    ) -> ReferringSegmenterOutput: ...
 
     def save_pretrained(self, save_directory: str | Path) -> None: ...
-
-
-def labels_at(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Labels ``(B, H, W)`` brought to ``size`` = ``(h, w)``: unchanged, or each ``H/h × W/w`` block averaged.
-
-    ``H`` and ``W`` must be whole multiples of ``h`` and ``w``; anything else is an error,
-    since labels made for another model's resolution are a bug, not something to resample.
-
-    >>> import torch
-    >>> labels = torch.zeros(1, 4, 4); labels[0, :2, :1] = 1
-    >>> labels_at(labels, (2, 2))
-    tensor([[[0.5000, 0.0000],
-             [0.0000, 0.0000]]])
-    """
-    height, width = labels.shape[-2:]
-    if (height, width) == tuple(size):
-        return labels
-    if labels.ndim != 3 or height % size[0] or width % size[1]:
-        raise ValueError(
-            f"labels {tuple(labels.shape)} do not fit logits of size {tuple(size)}; the labels must be "
-            "resized to the model's output resolution or a whole multiple of it (see nemo_hf.modeling.RISCollator)"
-        )
-    return F.avg_pool2d(labels.float().unsqueeze(1), (height // size[0], width // size[1])).squeeze(1)
-
-
-def per_sample_bce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy of each sample, averaged over its pixels: shape ``(B,)``, float32.
-
-    ``labels`` are targets in [0, 1] at the logits' resolution or a whole multiple of it
-    (:func:`labels_at`; soft at mask edges when a mask was downsampled). The mean of the
-    result is CLIPSeg's and CRIS's training loss; keeping it per sample lets evaluation
-    average it exactly over a split on any number of processes.
-
-    >>> import torch
-    >>> per_sample_bce(torch.tensor([[[10.0]]]), torch.tensor([[[1.0]]])) < 1e-4
-    tensor([True])
-    """
-    labels = _labels_for(logits, labels)
-    # float32: BCE on half-precision logits loses the small gradients of confident pixels
-    loss = F.binary_cross_entropy_with_logits(logits.float(), labels.float(), reduction="none")
-    return loss.flatten(1).mean(dim=1)
-
-
-def per_sample_dice(logits: torch.Tensor, labels: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
-    """Soft Dice loss of each sample, ``1 - (2|p∩y| + s) / (|p| + |y| + s)``: shape ``(B,)``, float32.
-
-    Unlike BCE, which averages over pixels, it weighs a small object as much as a large
-    one, so a model cannot win by predicting background everywhere. ``smooth`` keeps an
-    empty target with an empty prediction at 0. ``labels`` as for :func:`per_sample_bce`.
-
-    >>> import torch
-    >>> labels = torch.zeros(2, 4, 4); labels[:, :2, :2] = 1
-    >>> per_sample_dice(torch.where(labels > 0, 20.0, -20.0), labels)
-    tensor([0., 0.])
-    >>> per_sample_dice(torch.full((1, 4, 4), -20.0), labels[:1]).round(decimals=2)
-    tensor([0.8000])
-    """
-    labels = _labels_for(logits, labels)
-    probs = torch.sigmoid(logits.float()).flatten(1)
-    target = labels.float().flatten(1)
-    overlap = (probs * target).sum(dim=1)
-    return 1 - (2 * overlap + smooth) / (probs.sum(dim=1) + target.sum(dim=1) + smooth)
-
-
-def _labels_for(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """``labels`` at the logits' size (:func:`labels_at`), after checking that the batches agree."""
-    if logits.ndim != 3 or labels.shape[:-2] != logits.shape[:-2]:
-        raise ValueError(f"logits {tuple(logits.shape)} and labels {tuple(labels.shape)} must both be (B, h, w) "
-                         "with the same batch")
-    return labels_at(labels, tuple(logits.shape[-2:]))

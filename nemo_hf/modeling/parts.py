@@ -9,7 +9,9 @@ three selections (``trainable``):
 - ``"all"`` — the whole model, vision tower included.
 
 A subclass names which modules form each part (:meth:`PartwiseSegmenter.part_modules`)
-and computes the logits. What follows is shared: parameters outside the selection get
+and computes the logits (:meth:`PartwiseSegmenter.mask_logits`). What follows is shared: the
+forward pass returns a :class:`~nemo_hf.modeling.interface.ReferringSegmenterOutput`, with the
+loss that the wrapped model's ``config.segmentation_loss`` names when labels are given; parameters outside the selection get
 ``requires_grad=False`` (DDP refuses parameters that never receive a gradient), the
 selection's parameters are listed per part for the optimizer (a smaller learning rate
 for the pretrained towers), and in train mode every frozen subtree stays in eval mode,
@@ -19,10 +21,14 @@ so its dropout stays off and its batch-norm statistics stay as they were.
 >>> class Toy(PartwiseSegmenter):
 ...     def part_modules(self):
 ...         return {"decoder": [self.model[2]], "text": [self.model[1]], "vision": [self.model[0]]}
+...     def mask_logits(self, pixel_values, input_ids, attention_mask):
+...         return self.model(pixel_values)[..., 0]
 >>> toy = Toy(nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2), nn.Sequential(nn.Linear(2, 1), nn.Dropout())),
 ...           trainable="decoder")
 >>> sorted(toy.trainable_parameters()), toy.train().model[0].training, toy.model[2][1].training
 (['decoder'], False, True)
+>>> toy.eval()(torch.zeros(1, 2, 3, 2), None, None, labels=torch.zeros(1, 2, 3)).loss.shape
+torch.Size([])
 """
 
 from __future__ import annotations
@@ -32,6 +38,9 @@ from typing import Any, Literal, get_args
 
 import torch
 from torch import nn
+
+from nemo_hf.modeling.interface import ReferringSegmenterOutput
+from nemo_hf.modeling.losses import SEGMENTATION_LOSSES, SegmentationLoss, segmentation_loss
 
 __all__ = ["PARTS_TRAINED", "TRAINABLE_CHOICES", "PartwiseSegmenter", "Trainable"]
 
@@ -47,14 +56,21 @@ PARTS_TRAINED: dict[str, tuple[str, ...]] = {
 class PartwiseSegmenter(nn.Module):
     """A model (kept as ``.model``) of which the ``trainable`` parts train (see the module docstring).
 
-    Subclasses implement :meth:`part_modules` and ``forward``; ``save_pretrained`` saves the
-    wrapped model as it is, so the output loads with its own class's ``from_pretrained``.
+    Subclasses implement :meth:`part_modules` and :meth:`mask_logits`; ``save_pretrained``
+    saves the wrapped model as it is, so the output loads with its own class's
+    ``from_pretrained``. ``loss`` (one of :data:`~nemo_hf.modeling.losses.SEGMENTATION_LOSSES`)
+    is written into the wrapped model's config, so it is saved with the model; None keeps
+    the config's (``"bce"`` when it names none).
     """
 
-    def __init__(self, model: nn.Module, trainable: Trainable) -> None:
+    def __init__(self, model: nn.Module, trainable: Trainable, loss: SegmentationLoss | None = None) -> None:
         super().__init__()
         if trainable not in TRAINABLE_CHOICES:
             raise ValueError(f"trainable must be one of {TRAINABLE_CHOICES}, got {trainable!r}")
+        if loss is not None:
+            if loss not in SEGMENTATION_LOSSES:
+                raise ValueError(f"loss must be one of {SEGMENTATION_LOSSES}, got {loss!r}")
+            model.config.segmentation_loss = loss
         self.model = model
         self.trainable = trainable
         model.requires_grad_(False)
@@ -68,6 +84,26 @@ class PartwiseSegmenter(nn.Module):
         A parameter in none of them (CLIP's logit scale, say) is never trained.
         """
         raise NotImplementedError
+
+    def mask_logits(
+        self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Mask logits ``(B, h, w)`` at the model's output resolution."""
+        raise NotImplementedError
+
+    def forward(
+        self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+        labels: torch.Tensor | None = None,
+    ) -> ReferringSegmenterOutput:
+        """The logits, and with ``labels`` the loss of :attr:`segmentation_loss`."""
+        logits = self.mask_logits(pixel_values, input_ids, attention_mask)
+        loss = None if labels is None else segmentation_loss(logits, labels.to(logits.device), self.segmentation_loss)
+        return ReferringSegmenterOutput(loss=loss, logits=logits)
+
+    @property
+    def segmentation_loss(self) -> str:
+        """The training loss the wrapped model's config names (``"bce"`` when it names none)."""
+        return getattr(getattr(self.model, "config", None), "segmentation_loss", None) or "bce"
 
     @property
     def config(self) -> Any:

@@ -1,12 +1,13 @@
 """The ``referring-image-segmentation`` pipeline: an image and an expression in, the referred object's mask out.
 
-Importing ``nemo_hf`` registers the task with ``transformers`` (this module ends with
-``PIPELINE_REGISTRY.register_pipeline``; ``import nemo_hf`` arranges for it to be imported
-as soon as transformers' pipelines are), so both of these work for any model that
-:func:`~nemo_hf.modeling.load_referring_segmenter` loads (a Hub id, a folder, a run's
+This module ends by registering the task with ``transformers``
+(``PIPELINE_REGISTRY.register_pipeline``, an ordinary call made when it is imported; importing
+:mod:`nemo_hf.modeling` imports it). Import it before asking ``transformers`` for the task;
+then both of these work for any model that
+:func:`~nemo_hf.modeling.loading.load_referring_segmenter` loads (a Hub id, a folder, a run's
 ``final/``)::
 
-    import nemo_hf, transformers
+    import nemo_hf.modeling, transformers
     segmenter = transformers.pipeline("referring-image-segmentation", model="me/clipseg-nemo-refcoco")
     segmenter = nemo_hf.pipeline(model="me/clipseg-nemo-refcoco", revision="<commit>")
 
@@ -40,7 +41,7 @@ from transformers import Pipeline, ProcessorMixin
 from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.image_utils import load_image
 
-from nemo_hf.metrics import logits_to_masks
+from nemo_hf.metrics.protocol import logits_to_masks
 from nemo_hf.modeling.clipseg import CLIPSegReferringSegmenter
 from nemo_hf.modeling.inputs import text_length
 from nemo_hf.modeling.interface import ReferringSegmenter
@@ -151,7 +152,7 @@ class ReferringSegmentationPipeline(Pipeline):
 
     def _forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         logits = self.model(pixel_values=inputs["pixel_values"], input_ids=inputs["input_ids"],
-                            attention_mask=inputs["attention_mask"])
+                            attention_mask=inputs["attention_mask"]).logits
         return {"logits": logits, "size": inputs["size"]}
 
     def postprocess(self, outputs: dict[str, torch.Tensor], threshold: float = 0.5) -> dict[str, Any]:

@@ -26,7 +26,8 @@ import torch
 from PIL import Image
 from transformers import ProcessorMixin
 
-from nemo_hf.metrics import logits_to_masks, sentence_iou
+from nemo_hf.metrics.protocol import logits_to_masks
+from nemo_hf.metrics.ris import sentence_iou
 from nemo_hf.modeling.inputs import target_mask, text_length
 from nemo_hf.modeling.interface import ReferringSegmenter
 from nemo_hf.viz import caption_tile, save_tile_sheet
@@ -62,7 +63,7 @@ def predict_masks(
             pixel_values=batch["pixel_values"].to(device, parameter.dtype if parameter is not None else None),
             input_ids=batch["input_ids"].to(device),
             attention_mask=batch["attention_mask"].to(device),
-        )
+        ).logits
         sizes = [(image.height, image.width) for image in chunk]
         masks.extend(torch.as_tensor(mask).cpu().numpy() for mask in logits_to_masks(logits, sizes))
     return masks

@@ -33,6 +33,8 @@ from __future__ import annotations
 
 from transformers import CLIPConfig, PreTrainedConfig
 
+from nemo_hf.modeling.losses import SEGMENTATION_LOSSES
+
 __all__ = ["CRISConfig"]
 
 
@@ -49,6 +51,8 @@ class CRISConfig(PreTrainedConfig):
         decoder_layers, decoder_attention_heads, decoder_ffn_dim, decoder_dropout: the
             vision-language decoder.
         projector_kernel_size: side of the dynamic kernel the sentence is turned into.
+        segmentation_loss: the training loss the model computes from ``labels``: ``"bce"``
+            (CRIS's) or ``"bce+dice"`` (:mod:`nemo_hf.modeling.losses`).
     """
 
     model_type = "nemo_cris"
@@ -62,6 +66,7 @@ class CRISConfig(PreTrainedConfig):
     decoder_ffn_dim: int | None = None
     decoder_dropout: float = 0.1
     projector_kernel_size: int = 3
+    segmentation_loss: str = "bce"
 
     def __post_init__(self, **kwargs) -> None:
         super().__post_init__(**kwargs)
@@ -95,6 +100,8 @@ class CRISConfig(PreTrainedConfig):
             )
         if self.projector_kernel_size < 1 or self.projector_kernel_size % 2 == 0:
             raise ValueError(f"projector_kernel_size must be odd and positive, got {self.projector_kernel_size}")
+        if self.segmentation_loss not in SEGMENTATION_LOSSES:
+            raise ValueError(f"segmentation_loss must be one of {SEGMENTATION_LOSSES}, got {self.segmentation_loss!r}")
         if self.decoder_layers < 1 or not 0.0 <= self.decoder_dropout < 1.0:
             raise ValueError(f"decoder_layers must be >= 1 and decoder_dropout in [0, 1), got "
                              f"{self.decoder_layers} and {self.decoder_dropout}")

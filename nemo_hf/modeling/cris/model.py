@@ -18,10 +18,11 @@ its CLIP ResNet:
    :mod:`~nemo_hf.modeling.cris.projector`).
 
 With ``labels`` (``(B, H, W)`` masks in [0, 1] at the input's size, as ``transformers``'
-segmentation models take them) the output also holds ``loss``: the per-pixel binary
-cross-entropy at the logits' resolution, the labels brought there by averaging each
-block of input pixels (:func:`~nemo_hf.modeling.labels_at`: a label is the share of its
-output pixel the object covers). CRIS resizes its masks with nearest neighbour instead.
+segmentation models take them) the output also holds ``loss``: the loss of
+``config.segmentation_loss`` (CRIS's per-pixel binary cross-entropy by default) at the
+logits' resolution, the labels brought there by averaging each block of input pixels
+(:func:`~nemo_hf.modeling.losses.labels_at`: a label is the share of its output pixel the
+object covers). CRIS resizes its masks with nearest neighbour instead.
 
 The model saves and loads like any ``transformers`` model (``save_pretrained`` writes
 ``config.json`` and ``model.safetensors``); importing ``nemo_hf.modeling`` registers it
@@ -46,7 +47,6 @@ import torch
 from torch import nn
 from transformers import CLIPModel, CLIPTextModel, CLIPVisionModel, PreTrainedModel
 from transformers import initialization as init
-from transformers.utils import ModelOutput
 
 from nemo_hf.mining.clip import load_clip
 from nemo_hf.modeling.cris.configuration import CRISConfig
@@ -54,7 +54,8 @@ from nemo_hf.modeling.cris.decoder import VisionLanguageDecoder
 from nemo_hf.modeling.cris.features import ViTFeaturePyramid
 from nemo_hf.modeling.cris.neck import CrossModalNeck
 from nemo_hf.modeling.cris.projector import TextToPixelProjector
-from nemo_hf.modeling.interface import per_sample_bce
+from nemo_hf.modeling.interface import ReferringSegmenterOutput
+from nemo_hf.modeling.losses import segmentation_loss
 
 __all__ = ["CRISForReferringSegmentation", "CRISOutput", "CRISPreTrainedModel"]
 
@@ -63,11 +64,8 @@ _CLIP_TOWERS = ("text_model.", "text_projection.", "vision_model.", "visual_proj
 
 
 @dataclass
-class CRISOutput(ModelOutput):
-    """``logits`` ``(B, h, w)`` per pixel; ``loss`` (mean per-pixel BCE) when labels were given."""
-
-    loss: torch.FloatTensor | None = None
-    logits: torch.FloatTensor | None = None
+class CRISOutput(ReferringSegmenterOutput):
+    """``logits`` ``(B, h, w)`` per pixel; ``loss`` (``config.segmentation_loss``) when labels were given."""
 
 
 class CRISPreTrainedModel(PreTrainedModel):
@@ -153,7 +151,8 @@ class CRISForReferringSegmentation(CRISPreTrainedModel):
         fused = self.neck(self.encode_image(pixel_values), sentence)
         pixels = self.decoder(fused, words, word_padding=attention_mask == 0)
         logits = self.projector(pixels, sentence)
-        loss = per_sample_bce(logits, labels.to(logits.device)).mean() if labels is not None else None
+        loss = None if labels is None else segmentation_loss(logits, labels.to(logits.device),
+                                                              self.config.segmentation_loss)
         return CRISOutput(loss=loss, logits=logits)
 
     @classmethod
