@@ -15,7 +15,8 @@ from pathlib import Path
 
 from nemo_hf.data import VARIANTS, load_refcoco, stats_table
 from nemo_hf.data.configs import card_fields
-from nemo_hf.hub import push_dataset, render_dataset_card, write_parquet
+from nemo_hf.hub.cards import render_dataset_card
+from nemo_hf.hub.dataset_repos import push_dataset, write_parquet
 
 
 

@@ -8,8 +8,9 @@
 The dataset is a Hub dataset repo or a Parquet folder (``load_dataset(dataset, config)``);
 ``--split`` (default train) is drawn, and its images are the pool of negatives. Rows that
 carry negatives (``training/train.py --push_dataset_to_hub``, ``mine_negatives.py``) are
-drawn from as they are, with no CLIP; other rows are mined first with ``--clip`` and NeMo's
-default τ and K (``mine_negatives.py`` mines with others). Epoch e is
+drawn from as they are, with no CLIP; other rows are mined first with ``--clip``. Every NeMo
+setting is a flag, as in ``training/train.py`` (``--tau-text``, ``--size``, ``--seed`` …; see
+``--help``). Epoch e is
 ``ds.map(nemo, batched=True)`` after ``nemo.set_epoch(e)``: one row per expression, each
 sample from its own generator seeded by (seed, epoch, ref_id, sent_id), so a sentence's
 mosaic at epoch e is the one training draws for it at epoch e with the same settings.
@@ -28,14 +29,15 @@ from pathlib import Path
 
 from datasets import Dataset, DatasetDict, concatenate_datasets, load_dataset
 
-from nemo_hf.hub import mining_summary, model_source, push_mosaics, write_parquet
+from nemo_hf.hub.cards import mining_summary, model_source
+from nemo_hf.hub.dataset_repos import push_mosaics, write_parquet
 from nemo_hf.mining.clip import DEFAULT_CLIP
-from nemo_hf.nemo import NeMo, NeMoSettings
+from nemo_hf.nemo.settings import NeMoSettings, settings_in_group
+from nemo_hf.nemo.transform import NeMo
+from nemo_hf.trainer.args import add_dataclass_flags
 from nemo_hf.pretrained import check_local_path
 from nemo_hf.viz import save_mosaic_grid
 
-_SHOWN = ("mosaic_prob", "random_share", "grid", "size", "position_aware", "cross_point_jitter", "blur_negatives",
-          "seed")
 
 
 def draw_epochs(ds: Dataset, nemo: NeMo, epochs: int, num_proc: int | None = None) -> Dataset:
@@ -50,24 +52,18 @@ def draw_epochs(ds: Dataset, nemo: NeMo, epochs: int, num_proc: int | None = Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    defaults = NeMoSettings()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset", help="Hub dataset repo id or Parquet folder (load_dataset's first argument)")
     parser.add_argument("--config", default=None, help="its config (e.g. refcoco_unc-nemo)")
     parser.add_argument("--split", default="train")
     parser.add_argument("--epochs", type=int, default=1, help="epochs of mosaics to draw")
     parser.add_argument("--name", default=None, help="config to write (default: <config>-mosaics)")
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--mosaic-prob", type=float, default=defaults.mosaic_prob)
-    parser.add_argument("--random-share", type=float, default=defaults.random_share)
-    parser.add_argument("--grid", type=int, default=defaults.grid, choices=(2, 3))
-    parser.add_argument("--size", type=int, default=defaults.size, help="side of the drawn images, in pixels")
     parser.add_argument("--clip", default=DEFAULT_CLIP, help="CLIP that mines rows without negatives")
-    parser.add_argument("--clip-revision", default=None)
     parser.add_argument("--num-proc", type=int, default=None, help="processes drawing mosaics")
     parser.add_argument("--out", default=None, help="write Parquet here ({out}/{name}/train-*.parquet)")
     parser.add_argument("--push", default=None, metavar="REPO_ID", help="push to this Hub dataset repo")
     parser.add_argument("--private", action="store_true")
+    settings_names = add_dataclass_flags(parser, NeMoSettings)  # every NeMo setting, as train.py takes them
     args = parser.parse_args(argv)
     if not args.out and not args.push:
         parser.error("nothing to do: give --out and/or --push")
@@ -78,8 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     check_local_path(args.dataset)
     rows = load_dataset(args.dataset, args.config, split=args.split)
     premined = "negative_image_ids" in rows.column_names
-    nemo = NeMo(rows, args.clip, clip_revision=args.clip_revision, seed=args.seed, mosaic_prob=args.mosaic_prob,
-                random_share=args.random_share, grid=args.grid, size=args.size)
+    nemo = NeMo(rows, args.clip, **{name: getattr(args, name) for name in settings_names})
     if not premined:
         rows = nemo.mine(rows)
     mosaics = draw_epochs(rows, nemo, args.epochs, args.num_proc)
@@ -90,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         clip = None if premined else model_source(args.clip, args.clip_revision)
         mining = mining_summary(settings=nemo.settings.to_dict(), clip=clip, seed=None, report=nemo.last_report,
                                 columns=False)
-        settings = {key: getattr(nemo.settings, key) for key in _SHOWN}
+        settings = {f.name: getattr(nemo.settings, f.name) for f in settings_in_group("mosaic")}
         with tempfile.TemporaryDirectory(prefix="nemo_hf-samples-") as folder:
             picture = save_mosaic_grid(mosaics.select(range(min(8, len(mosaics)))), Path(folder) / "samples.png")
             push_mosaics(mosaics, args.push, name, source=args.dataset, source_config=args.config, split=args.split,

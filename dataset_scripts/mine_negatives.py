@@ -12,7 +12,9 @@ dataset (default: the mined split itself). Adds ``negative_image_ids``,
 ``negative_scores`` and ``negative_fallback`` (one entry per sentence); ``--push`` adds a
 card with the settings, the CLIP's commit, the difficulty figures and sample mosaics. The difficulty
 report (JSON + PNG) and the resolved settings go to ``--report-dir`` (default: a
-``<out>-report`` folder beside ``--out``). Thresholds take a number or ``none`` (off).
+``<out>-report`` folder beside ``--out``). NeMo's mining settings are flags as in
+``training/train.py`` (``--tau-image``, ``--top-k`` …, with their help); thresholds take a
+number or ``none`` (off).
 """
 
 from __future__ import annotations
@@ -27,22 +29,16 @@ from pathlib import Path
 
 from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
 
-from nemo_hf.hub import mining_summary, model_source, push_mined_dataset
+from nemo_hf.hub.cards import mining_summary, model_source
+from nemo_hf.hub.dataset_repos import push_mined_dataset
 from nemo_hf.mining.clip import DEFAULT_CLIP
-from nemo_hf.nemo import NeMo, NeMoSettings
+from nemo_hf.nemo.settings import NeMoSettings, settings_in_group
+from nemo_hf.nemo.transform import NeMo
+from nemo_hf.trainer.args import add_dataclass_flags
 from nemo_hf.pretrained import check_local_path
 from nemo_hf.viz import save_mosaic_grid
 
 _SAVE_TO_DISK_FILES = ("dataset_dict.json", "state.json")  # what save_to_disk writes at a folder's top
-
-
-def _threshold(text: str) -> float | None:
-    if text.lower() in ("none", "off"):
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is neither a number nor 'none'") from None
 
 
 def _load_split(source: str, config: str | None, split: str) -> Dataset:
@@ -67,7 +63,6 @@ def _save(ds: Dataset, out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    defaults = NeMoSettings()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset", help="Hub dataset repo id, Parquet folder (build_refcoco.py --out) or save_to_disk folder")
     parser.add_argument("--config", default=None,
@@ -75,22 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="train")
     parser.add_argument("--pool-split", default=None, help="split whose images are the candidates (default: --split)")
     parser.add_argument("--clip", default=DEFAULT_CLIP, help="CLIP checkpoint (Hub id or folder)")
-    parser.add_argument("--clip-revision", default=None)
-    parser.add_argument("--tau-image", type=_threshold, default=defaults.tau_image)
-    parser.add_argument("--tau-text", type=_threshold, default=defaults.tau_text)
-    parser.add_argument("--tau-own", type=_threshold, default=defaults.tau_own,
-                        help="drop candidates above the sentence's own image's text-image cosine + this")
-    parser.add_argument("--top-k", type=int, default=defaults.top_k)
-    parser.add_argument("--grid", type=int, default=defaults.grid, choices=(2, 3))
-    parser.add_argument("--image-batch-size", type=int, default=defaults.image_batch_size)
-    parser.add_argument("--text-batch-size", type=int, default=defaults.text_batch_size)
-    parser.add_argument("--search-backend", default=defaults.search_backend, choices=("auto", "exact", "faiss"))
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--cache-dir", default=None, help="embedding cache (default $HF_HOME/nemo_hf/mining)")
     parser.add_argument("--num-proc", type=int, default=None, help="processes decoding images")
     parser.add_argument("--out", default=None, help="save the mined split here (save_to_disk)")
     parser.add_argument("--push", default=None, metavar="REPO_ID", help="push the mined split to this Hub repo")
     parser.add_argument("--report-dir", default=None, help="report folder (default: <out>-report beside --out)")
+    # NeMo's mining settings (and the grid, which sets how many negatives a sentence needs), as train.py takes them
+    names = [f.name for group in ("mining", "mechanics") for f in settings_in_group(group)] + ["grid"]
+    add_dataclass_flags(parser, NeMoSettings, names)
     args = parser.parse_args(argv)
     if not args.out and not args.push:
         parser.error("nothing to do: give --out and/or --push")
@@ -100,13 +86,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ds = _load_split(args.dataset, args.config, args.split)
     pool = ds if args.pool_split in (None, args.split) else _load_split(args.dataset, args.config, args.pool_split)
-    nemo = NeMo(
-        pool, args.clip, tau_image=args.tau_image, tau_text=args.tau_text, tau_own=args.tau_own,
-        top_k=args.top_k, grid=args.grid,
-        clip_revision=args.clip_revision, image_batch_size=args.image_batch_size,
-        text_batch_size=args.text_batch_size, search_backend=args.search_backend, device=args.device,
-        cache_dir=args.cache_dir,
-    )  # fmt: skip
+    nemo = NeMo(pool, args.clip, **{name: getattr(args, name) for name in names})
     report_dir = args.report_dir or (str(out.with_name(out.name + "-report")) if out is not None else None)
     mined = nemo.mine(ds, num_proc=args.num_proc, report_dir=report_dir)
     if report_dir is not None:

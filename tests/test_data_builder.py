@@ -16,7 +16,8 @@ from pycocotools import mask as mask_utils
 from nemo_hf import __version__, load_refcoco, per_sentence
 from nemo_hf.data import VARIANTS, RefCOCO, stats_table
 from nemo_hf.data.configs import card_fields
-from nemo_hf.hub import render_dataset_card, write_parquet
+from nemo_hf.hub.cards import render_dataset_card
+from nemo_hf.hub.dataset_repos import write_parquet
 
 
 def _raw_refs(tree, name):

@@ -16,13 +16,13 @@ import torch
 import yaml
 
 from tests.hub_server import LOCAL_HUB_OTHER_TOKEN, LOCAL_HUB_TOKEN
-from tests.training_runs import final_weights, reset_accelerate, tiny_args, training_script
+from nemo_hf.trainer import segmenter_training as train
+from tests.training_runs import final_weights, reset_accelerate, tiny_args
 
 pytestmark = pytest.mark.hub
 
 torch.set_num_threads(1)
 
-train = training_script("train")
 
 _STATE_FILES = ("optimizer", "scheduler", "random_states", "sampler", "trainer_state")
 
@@ -131,7 +131,7 @@ def test_revision_pins_an_older_push_and_pushing_twice_is_harmless(tmp_path, hub
     from huggingface_hub import HfApi
 
     import nemo_hf
-    from nemo_hf.training.hub_push import push_model_folder
+    from nemo_hf.hub.model_repos import push_model_folder
 
     model = ("--model_name_or_path", str(tiny_clipseg_dir))
     train.main(_tiny_push(tmp_path / "first", hub_repo_id, *model))
@@ -163,7 +163,7 @@ def test_a_push_that_fails_midway_says_so_and_leaves_main_unchanged(
     import huggingface_hub._commit_api as commit_api
     from huggingface_hub import HfApi
 
-    from nemo_hf.training.hub_push import HubPushError, push_model_folder
+    from nemo_hf.hub.model_repos import HubPushError, push_model_folder
 
     train.main(_tiny_push(tmp_path / "run", hub_repo_id, "--model_name_or_path", str(tiny_clipseg_dir)))
     before = HfApi().repo_info(hub_repo_id).sha

@@ -67,7 +67,7 @@ def test_loaders_fail_at_once_without_asking_the_hub(in_a_project) -> None:
 
 
 def test_training_arguments_name_a_missing_model_before_any_data_is_built(in_a_project) -> None:
-    from nemo_hf.training.args import EVALUATE_DATACLASSES, TRAIN_DATACLASSES, parse_arguments
+    from nemo_hf.trainer.args import EVALUATE_DATACLASSES, TRAIN_DATACLASSES, parse_arguments
 
     with pytest.raises(FileNotFoundError, match="'outputs/nope' is a local path"):
         parse_arguments(["--synthetic_images", "4", "--model_name_or_path", "outputs/nope"], EVALUATE_DATACLASSES)

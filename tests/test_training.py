@@ -1,6 +1,7 @@
 """training/train.py and training/eval_ris.py on the CPU smoke config (a CLIPSeg on the shipped CLIP).
 
-In-process runs load a script by its path and call ``main(argv)``; the multi-process and kill/resume runs start real
+In-process runs call the package's ``main(argv)`` that the scripts call (``nemo_hf.trainer.segmenter_training``,
+``segmenter_evaluation``, ``clip_training``); the multi-process and kill/resume runs start the scripts as real
 processes (``accelerate launch``, ``python training/train.py``) as a user would. Every run
 reads the same synthetic tree, generated once per session in the test datasets cache.
 """
@@ -21,20 +22,19 @@ import pytest
 import torch
 import yaml
 
-from nemo_hf.training.args import TRAIN_DATACLASSES, parse_arguments, save_config
-from nemo_hf.training.data import as_sentences, build_train_dataset, load_splits
-from tests.scripts import REPO, TRAINING
-from tests.training_runs import TINY_CONFIG
+from nemo_hf.trainer import clip_training as train_clip
+from nemo_hf.trainer import segmenter_evaluation as eval_ris
+from nemo_hf.trainer import segmenter_training as train
+from nemo_hf.trainer.args import TRAIN_DATACLASSES, TrainingConfig, parse_arguments
+from nemo_hf.trainer.data import as_sentences, build_train_dataset, load_splits
+from tests.training_runs import REPO, TINY_CONFIG, TRAINING
 from tests.training_runs import final_weights as _weights
 from tests.training_runs import reset_accelerate as _reset_accelerate
 from tests.training_runs import tiny_args as _tiny
-from tests.training_runs import training_script as _load_script
 
 CONFIGS = sorted((TRAINING / "configs").glob("*.yaml"))
 
 torch.set_num_threads(1)
-
-train = _load_script("train")
 
 
 @pytest.fixture(autouse=True)
@@ -53,9 +53,9 @@ def _initial_model():
     """The model a run of the tiny config starts from, built as train.py builds it."""
     from nemo_hf.modeling import load_referring_segmenter
 
-    model_args, _, _, args = parse_arguments(["--config", str(TINY_CONFIG)], TRAIN_DATACLASSES)
-    return load_referring_segmenter(model_args.model_name_or_path, trainable=model_args.trainable,
-                                    image_size=model_args.image_size, seed=args.seed)
+    config = TrainingConfig.parse(["--config", str(TINY_CONFIG)])
+    return load_referring_segmenter(config.model.model_name_or_path, trainable=config.model.trainable,
+                                    image_size=config.model.image_size, seed=config.run.seed)
 
 
 def _fixed_batch_loss(model, batch) -> float:
@@ -63,7 +63,7 @@ def _fixed_batch_loss(model, batch) -> float:
 
     model.eval()
     with torch.no_grad():
-        logits = model(batch["pixel_values"], batch["input_ids"], batch["attention_mask"])
+        logits = model(batch["pixel_values"], batch["input_ids"], batch["attention_mask"]).logits
     return per_sample_bce(logits, batch["labels"]).mean().item()
 
 
@@ -74,12 +74,12 @@ def test_yaml_config_is_read_and_flags_override_it(tmp_path) -> None:
     config = tmp_path / "run.yaml"
     config.write_text("synthetic_images: 24\nlearning_rate: 1e-3\neval_splits: [val, testA]\n"
                       "verify_images: false\nmax_train_steps: 5\n")
-    model, data, aug, args = parse_arguments(
-        ["--config", str(config), "--learning_rate", "2e-3"], TRAIN_DATACLASSES)
+    parsed = TrainingConfig.parse(["--config", str(config), "--learning_rate", "2e-3"])
+    data, args = parsed.data, parsed.run
     assert data.synthetic_images == 24 and data.eval_splits == ["val", "testA"] and data.verify_images is False
     assert args.learning_rate == 2e-3 and isinstance(args.max_train_steps, int) and args.max_train_steps == 5
-    saved = save_config(tmp_path / "saved.yaml", model, data, aug, args)
-    assert parse_arguments(["--config", str(saved)], TRAIN_DATACLASSES) == (model, data, aug, args)
+    saved = parsed.save(tmp_path / "saved.yaml")
+    assert TrainingConfig.parse(["--config", str(saved)]) == parsed
 
 
 def test_config_errors_name_the_file_and_the_value(tmp_path) -> None:
@@ -107,7 +107,7 @@ def _arguments_of(config: Path) -> tuple:
     if found[1] == "train":
         return TRAIN_DATACLASSES
     if found[1] == "train_clip":
-        return (_load_script("train_clip").ClipTrainingArguments,)
+        return (train_clip.ClipTrainingArguments,)
     pytest.fail(f"{config} is for training/{found[1]}.py: add its argument dataclasses here")
 
 
@@ -117,28 +117,33 @@ def test_shipped_configs_parse(config: Path) -> None:
     parsed = parse_arguments(["--config", str(config)], dataclasses)
     assert parsed[-1].output_dir.startswith("outputs/")
     if dataclasses is TRAIN_DATACLASSES:
-        _, data, aug, _ = parsed
-        assert data.eval_splits and aug.augmentation == "nemo"
+        config = TrainingConfig(*parsed)
+        assert config.data.eval_splits and config.augmentation.augmentation == "nemo"
 
 
 @pytest.mark.skipif(not (REPO / ".gitignore").is_file(), reason="not a source checkout")
 def test_default_output_folders_are_git_ignored() -> None:
-    from nemo_hf.training.args import EvaluateArguments, TrainArguments
+    from nemo_hf.trainer.args import EvaluateArguments, TrainArguments
 
     ignored = {line.strip().rstrip("/") for line in (REPO / ".gitignore").read_text().splitlines()}
     configs = [yaml.safe_load(path.read_text())["output_dir"] for path in (TRAINING / "configs").glob("*.yaml")]
     defaults = [TrainArguments().output_dir, EvaluateArguments().output_dir,
-                _load_script("train_clip").ClipTrainingArguments().output_dir, *configs]
+                train_clip.ClipTrainingArguments().output_dir, *configs]
     assert [d for d in defaults if Path(d).parts[0] not in ignored] == []
 
 
 @pytest.mark.parametrize("script", ["train", "eval_ris", "train_clip"])
 def test_help_shows_the_script_docstring_as_written(script: str, capsys) -> None:
-    module = _load_script(script)
+    import ast
+
+    module = {"train": train, "eval_ris": eval_ris, "train_clip": train_clip}[script]
+    # the script's own docstring, which it hands to its package main (read, not imported: a script, not a module)
+    docstring = ast.get_docstring(ast.parse((TRAINING / f"{script}.py").read_text()), clean=False)
+    assert "main(sys.argv[1:], description=__doc__)" in (TRAINING / f"{script}.py").read_text()
     with pytest.raises(SystemExit):
-        module.main(["--help"])
+        module.main(["--help"], description=docstring)
     shown = capsys.readouterr().out
-    examples = [line for line in module.__doc__.splitlines() if line.startswith("    ")]
+    examples = [line for line in docstring.splitlines() if line.startswith("    ")]
     assert examples and all(line in shown.splitlines() for line in examples)  # continuations (\) kept
     assert {"train": "--learning_rate", "eval_ris": "--num_sample_predictions", "train_clip": "--num_images"}[script] in shown
 
@@ -156,7 +161,7 @@ def test_tiny_config_trains_in_process_and_the_loss_on_a_fixed_batch_goes_down(t
 
     initial, processor = _initial_model()
     trained, _ = load_referring_segmenter(out / "final")
-    data = parse_arguments(["--config", str(TINY_CONFIG)], TRAIN_DATACLASSES)[1]
+    data = TrainingConfig.parse(["--config", str(TINY_CONFIG)]).data
     rows = as_sentences(load_splits(data, ["train"])["train"], limit=16)
     batch = RISCollator(processor)(list(rows))
     before, after = _fixed_batch_loss(initial, batch), _fixed_batch_loss(trained, batch)
@@ -223,7 +228,7 @@ def test_a_used_output_dir_is_refused_and_overwrite_replaces_the_old_run_whole(t
 def test_rotation_and_latest_go_by_run_not_by_step_number(tmp_path) -> None:
     from accelerate import Accelerator
 
-    from nemo_hf.training.checkpoints import find_checkpoint, new_run, save_checkpoint
+    from nemo_hf.trainer.checkpoints import find_checkpoint, new_run, save_checkpoint
 
     accelerator = Accelerator(cpu=True)
     accelerator.prepare(torch.nn.Linear(2, 2))
@@ -238,8 +243,8 @@ def test_rotation_and_latest_go_by_run_not_by_step_number(tmp_path) -> None:
 
 
 def test_an_overwrite_that_dies_midway_leaves_the_old_run_set_aside_not_mixed(tmp_path, monkeypatch) -> None:
-    from nemo_hf.training import output_dir
-    from nemo_hf.training.checkpoints import find_checkpoint
+    from nemo_hf.trainer import output_dir
+    from nemo_hf.trainer.checkpoints import find_checkpoint
 
     (tmp_path / "checkpoints" / "step_9").mkdir(parents=True)
     (tmp_path / "checkpoints" / "step_9" / "trainer_state.json").write_text('{"completed_steps": 9}')
@@ -294,7 +299,6 @@ def test_eval_ris_script_writes_results_and_predictions(tmp_path, capsys) -> Non
         f"saved the model, processor, model card, all_results.json and train_config.yaml to {out / 'final'} "
         "(upload that folder)")
     _reset_accelerate()
-    eval_ris = _load_script("eval_ris")
     common = ["--config", str(out / "train_config.yaml"), "--output_dir", str(evaluation)]
     evaluated = eval_ris.main([*common, "--model_name_or_path", str(out / "final"), "--eval_splits", "val", "testB",
                                "--num_sample_predictions", "3"])
@@ -343,7 +347,7 @@ def test_cris_on_the_shipped_clip_trains_with_its_recipe_and_eval_ris_gives_its_
     assert "AutoModel.from_pretrained" in card and "- cris" in card
 
     _reset_accelerate()
-    evaluated = _load_script("eval_ris").main(["--config", str(out / "train_config.yaml"), "--output_dir",
+    evaluated = eval_ris.main(["--config", str(out / "train_config.yaml"), "--output_dir",
                                                 str(evaluation), "--model_name_or_path", str(out / "final"),
                                                 "--eval_splits", "val", "testB", "--num_sample_predictions", "2"])
     assert evaluated["eval"] == results["eval"]
@@ -353,9 +357,9 @@ def test_cris_on_the_shipped_clip_trains_with_its_recipe_and_eval_ris_gives_its_
 def test_a_segmenters_parts_get_their_learning_rates(tiny_cris_dir) -> None:
     from nemo_hf.modeling import load_referring_segmenter
 
-    _, _, _, args = parse_arguments(["--synthetic_images", "4", "--learning_rate", "1e-4",
-                                     "--text_encoder_learning_rate", "2e-5", "--vision_encoder_learning_rate", "1e-5",
-                                     "--weight_decay", "0.5"], TRAIN_DATACLASSES)
+    args = TrainingConfig.parse(["--synthetic_images", "4", "--learning_rate", "1e-4",
+                                 "--text_encoder_learning_rate", "2e-5", "--vision_encoder_learning_rate", "1e-5",
+                                 "--weight_decay", "0.5"]).run
     model, _ = load_referring_segmenter(tiny_cris_dir)
     groups = train.parameter_groups(model, args)
     rate = {id(p): group["lr"] for group in groups for p in group["params"]}
@@ -372,20 +376,19 @@ def test_lr_milestones_need_the_multistep_schedule() -> None:
 
 
 def test_eval_ris_reads_a_training_config_but_not_its_output_folder(tmp_path) -> None:
-    eval_ris = _load_script("eval_ris")
-    from nemo_hf.training.args import EVALUATE_DATACLASSES
+    from nemo_hf.trainer.args import EvaluationConfig
 
-    config = save_config(tmp_path / "train_config.yaml", *parse_arguments(
-        ["--config", str(TINY_CONFIG), "--eval_batch_size", "4", "--overwrite_output_dir"], TRAIN_DATACLASSES))
-    _, data, args = parse_arguments(["--config", str(config)], EVALUATE_DATACLASSES,
-                                    ignored_config_keys=eval_ris.IGNORED_TRAINING_KEYS)
+    config = TrainingConfig.parse(["--config", str(TINY_CONFIG), "--eval_batch_size", "4", "--overwrite_output_dir"]
+                                  ).save(tmp_path / "train_config.yaml")
+    evaluation = EvaluationConfig.parse(["--config", str(config)])
+    data, args = evaluation.data, evaluation.evaluation
     assert data.synthetic_images == 40 and args.eval_batch_size == 4  # what the two scripts share is read
     assert args.output_dir == "eval_outputs" and args.overwrite_output_dir is False  # not the training run's
 
 
 @pytest.mark.hub
 def test_trains_from_a_dataset_pushed_to_the_hub(refer_tree, tmp_path, hub_repo_id) -> None:
-    from nemo_hf import load_refcoco
+    from nemo_hf.data.load import load_refcoco
 
     built = load_refcoco("refcoco_unc", refer_tree.root, refer_tree.image_dir, cache_dir=tmp_path / "cache")
     built.push_to_hub(hub_repo_id, config_name="refcoco_unc")
@@ -583,7 +586,6 @@ class _Stop(Exception):
 
 def test_train_clip_resumes_from_its_checkpoint_and_ends_with_the_uninterrupted_weights(
         tmp_path, monkeypatch, capsys) -> None:
-    train_clip = _load_script("train_clip")
     tiny = ["--num_images", "40", "--eval_images", "20", "--max_steps", "6", "--train_batch_size", "16",
             "--checkpointing_steps", "3", "--num_warmup_steps", "1", "--cache_dir", str(tmp_path / "cache")]
     planned = train_clip.batch_plan
@@ -629,20 +631,19 @@ def test_train_clip_resumes_from_its_checkpoint_and_ends_with_the_uninterrupted_
 
 
 def test_every_augmentation_trains_on_the_same_sentences_with_its_own_pictures() -> None:
-    _, data, aug, _ = parse_arguments(["--config", str(TINY_CONFIG), "--mosaic_prob", "1.0"],
-                                                 TRAIN_DATACLASSES)
-    raw = load_splits(data, ["train"])["train"]
+    config = TrainingConfig.parse(["--config", str(TINY_CONFIG), "--mosaic_prob", "1.0", "--seed", "7"])
+    raw = load_splits(config.data, ["train"])["train"]
     built = {}
     for name in ("none", "random", "nemo"):
-        aug.augmentation = name
-        built[name] = build_train_dataset(raw, aug, seed=7, input_size=64)
+        built[name] = build_train_dataset(raw, name, config.nemo, clip_model=config.augmentation.clip_model,
+                                          input_size=64)
     kinds = {"none": "single", "random": "random", "nemo": "mined"}
     drawn = {}
     for epoch in (0, 1):
         rows = {}
-        for name, train in built.items():
-            train.set_epoch(epoch)
-            rows[name] = train.dataset[:12]
+        for name, data in built.items():
+            data.set_epoch(epoch)
+            rows[name] = data.dataset[:12]
             assert set(rows[name]["mosaic_kind"]) == {kinds[name]}
             assert {image.size for image in rows[name]["image"]} == {(64, 64)}
         assert rows["none"]["sentence"] == rows["random"]["sentence"] == rows["nemo"]["sentence"]

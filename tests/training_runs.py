@@ -1,4 +1,4 @@
-"""Short in-process runs of training/train.py on the tiny config, shared by the training and Hub tests.
+"""Short in-process runs of the training loop on the tiny config, shared by the training and Hub tests.
 
     >>> args = tiny_args(Path("out"), "--max_train_steps", "2")
     >>> args[:2] == ["--config", str(TINY_CONFIG)] and args[-2:] == ["--max_train_steps", "2"]
@@ -8,18 +8,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import ModuleType
 
 import torch
 
-from tests.scripts import TRAINING, load_script
-
+REPO = Path(__file__).resolve().parents[1]
+TRAINING = REPO / "training"  # the scripts; run as processes, their code is nemo_hf.trainer's
 TINY_CONFIG = TRAINING / "configs" / "tiny_synthetic.yaml"
-
-
-def training_script(name: str) -> ModuleType:
-    """``training/<name>.py`` as a module, imported by its path: training/ is a folder of scripts."""
-    return load_script(TRAINING / f"{name}.py", f"training_{name}")
 
 
 def tiny_args(output_dir: Path, *extra: str, augmentation: str = "none") -> list[str]:

@@ -33,7 +33,7 @@ from typing import Any, Iterator
 import datasets
 import pyarrow as pa
 
-from .. import __version__
+from nemo_hf.version import __version__
 from .configs import CITATIONS, HOMEPAGE, LICENSE_NOTE, VARIANTS, Variant, get_variant, published_table
 from .images import check_image_file, without_exif
 from .masks import MaskRuns, check_mask_size, segmentation_to_rle

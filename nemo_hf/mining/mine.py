@@ -245,83 +245,132 @@ def mine_negatives(
     """
     state = process_state()
     source = clip if isinstance(clip, ClipSource) else ClipSource.resolve(clip, processor)
-    require_split(ds, "dataset")
-    require_split(pool, "pool")
-    _require_columns(ds, ("image", "image_id", "sentences"), "dataset")
-    _require_columns(pool, ("image", "image_id"), "pool")
-    ds = ds.remove_columns([c for c in NEGATIVE_COLUMNS if c in ds.column_names])
+    ds = _checked_inputs(ds, pool)
     sentences = _read_sentences(ds)
-
-    pool_ids, pool_first_rows = np.unique(_column_numpy(pool, "image_id", "pool"), return_index=True)
-    in_pool = np.isin(sentences.image_ids, pool_ids)
-    own_col = np.where(in_pool, np.searchsorted(pool_ids, sentences.image_ids), -1)
+    index = _PoolIndex.of(pool, sentences)
     if len(sentences.texts):  # checked before the costly embedding
-        require_pool_candidates(len(pool_ids), bool(in_pool.any()), needed)
-    extra_ids = np.unique(sentences.image_ids[~in_pool])
-
+        require_pool_candidates(len(index.pool_ids), bool(index.in_pool.any()), needed)
     dev = resolve_device(device)
-    use_backend = resolve_backend(backend)
+    rule = {"top_k": top_k, "needed": needed, "tau_text": tau_text, "tau_image": tau_image, "tau_own": tau_own}
+    keys = _CacheKeys.of(source, ds, pool, index, rule, resolve_backend(backend))
     cache = ArrayCache(cache_dir)
-    progress = verbose and state.is_main_process
-    model_key = source.key()
-    meta = {"model": source.name, "revision": source.revision, "version": MINING_VERSION}
-    pool_key = cache_key("pool-images", MINING_VERSION, model_key, pool._fingerprint)
-    text_key = cache_key("texts", MINING_VERSION, model_key, ds._fingerprint)
-    extra_key = cache_key("images", MINING_VERSION, model_key, ds._fingerprint, extra_ids.tolist())
-    selection_key = cache_key(
-        "selection", MINING_VERSION, pool_key, text_key, extra_key, top_k, needed, tau_text, tau_image, tau_own,
-        use_backend,
-    )
-
-    cached = cache.get("selection", selection_key)
+    cached = cache.get("selection", keys.selection)
     if _everyone(cached is not None, state):
         selection = _selection_from_arrays(cached)  # type: ignore[arg-type]
     else:
-
-        def images_of(rows: Dataset) -> Any:
-            return lambda: embed_images(
-                *source.load(), rows, batch_size=image_batch_size, device=dev,
-                num_workers=num_proc if num_proc and num_proc > 1 else 0, progress=progress,
-            )  # fmt: skip
-
-        pool_emb = _embeddings(cache, "pool-images", pool_key, images_of(pool.select(pool_first_rows)), meta, state)
-        query_emb, query_index = pool_emb, np.where(in_pool, own_col, -1)
-        if extra_ids.size:
-            ds_ids, ds_first = np.unique(_column_numpy(ds, "image_id", "dataset"), return_index=True)
-            rows = ds.select(ds_first[np.searchsorted(ds_ids, extra_ids)])
-            extra_emb = _embeddings(cache, "images", extra_key, images_of(rows), meta, state)
-            query_emb = np.concatenate([pool_emb, extra_emb])
-            query_index[~in_pool] = len(pool_ids) + np.searchsorted(extra_ids, sentences.image_ids[~in_pool])
-        text_emb = _embeddings(
-            cache, "texts", text_key,
-            lambda: embed_texts(*source.load(), sentences.texts, batch_size=text_batch_size, device=dev,
-                                progress=progress),
-            meta, state,
+        selection = _embed_and_select(
+            source, ds, pool, sentences, index, keys, cache, rule, state,
+            image_batch_size=image_batch_size, text_batch_size=text_batch_size, device=dev, num_proc=num_proc,
+            progress=verbose and state.is_main_process,
         )  # fmt: skip
-        selection = select_negatives(
-            text_emb, query_emb, query_index, pool_emb, own_col,
-            top_k=top_k, needed=needed, tau_text=tau_text, tau_image=tau_image, tau_own=tau_own,
-            backend=use_backend, device=dev,
-        )  # fmt: skip
-        if state.is_main_process:
-            cache.put("selection", selection_key, _selection_arrays(selection), meta)
-
-    negative_ids = np.where(selection.cols >= 0, pool_ids[np.maximum(selection.cols, 0)], -1)
-    columns = _negative_columns(
-        sentences.row_lengths, negative_ids, selection.scores, selection.counts, selection.fallback
-    )
-    if len(ds):
-        mined = concatenate_datasets([ds, columns], axis=1)
-    else:  # concatenate_datasets skips empty datasets, which would drop the new columns
-        features = Features({**ds.features, **NEGATIVE_FEATURES})
-        mined = Dataset.from_dict({name: [] for name in features}, features=features)
-    report = DifficultyReport.from_selection(
-        selection, model=source.name or "CLIPModel object", n_pool=len(pool_ids), top_k=top_k,
-        needed=needed, tau_text=tau_text, tau_image=tau_image, tau_own=tau_own,
-    )  # fmt: skip
+    mined = _with_negative_columns(ds, sentences, index.pool_ids, selection)
+    report = DifficultyReport.from_selection(selection, model=source.name or "CLIPModel object",
+                                             n_pool=len(index.pool_ids), **rule)
     if state.is_main_process:
         if verbose:
             print(report.summary())
         if report_dir is not None:
             report.save(Path(report_dir))
     return MiningResult(mined, report)
+
+
+def _checked_inputs(ds: Dataset, pool: Dataset) -> Dataset:
+    """``ds`` without the negative columns of an earlier mining, once both datasets are checked."""
+    require_split(ds, "dataset")
+    require_split(pool, "pool")
+    _require_columns(ds, ("image", "image_id", "sentences"), "dataset")
+    _require_columns(pool, ("image", "image_id"), "pool")
+    return ds.remove_columns([c for c in NEGATIVE_COLUMNS if c in ds.column_names])
+
+
+@dataclass(frozen=True)
+class _PoolIndex:
+    """The pool's distinct images and where each sentence's own image is: in the pool, or an extra to embed."""
+
+    pool_ids: np.ndarray  # sorted distinct image_ids of the pool: the candidates' columns
+    pool_first_rows: np.ndarray  # a pool row holding each of them
+    in_pool: np.ndarray  # per sentence: its own image is a candidate too
+    own_col: np.ndarray  # per sentence: its own image's column, -1 when not in the pool
+    extra_ids: np.ndarray  # sorted image_ids of own images outside the pool
+
+    @classmethod
+    def of(cls, pool: Dataset, sentences: _Sentences) -> _PoolIndex:
+        pool_ids, pool_first_rows = np.unique(_column_numpy(pool, "image_id", "pool"), return_index=True)
+        in_pool = np.isin(sentences.image_ids, pool_ids)
+        own_col = np.where(in_pool, np.searchsorted(pool_ids, sentences.image_ids), -1)
+        return cls(pool_ids, pool_first_rows, in_pool, own_col, np.unique(sentences.image_ids[~in_pool]))
+
+
+@dataclass(frozen=True)
+class _CacheKeys:
+    """The cache entries of one mining: embeddings of the pool, the texts and the extra images, and the selection."""
+
+    pool: str
+    texts: str
+    extra: str
+    selection: str
+    meta: dict[str, Any]
+    backend: str  # the search the selection was made with (part of its key)
+
+    @classmethod
+    def of(cls, source: ClipSource, ds: Dataset, pool: Dataset, index: _PoolIndex, rule: dict[str, Any],
+           backend: str) -> _CacheKeys:
+        model_key = source.key()
+        pool_key = cache_key("pool-images", MINING_VERSION, model_key, pool._fingerprint)
+        text_key = cache_key("texts", MINING_VERSION, model_key, ds._fingerprint)
+        extra_key = cache_key("images", MINING_VERSION, model_key, ds._fingerprint, index.extra_ids.tolist())
+        selection_key = cache_key(
+            "selection", MINING_VERSION, pool_key, text_key, extra_key, rule["top_k"], rule["needed"],
+            rule["tau_text"], rule["tau_image"], rule["tau_own"], backend,
+        )
+        meta = {"model": source.name, "revision": source.revision, "version": MINING_VERSION}
+        return cls(pool_key, text_key, extra_key, selection_key, meta, backend)
+
+
+def _embed_and_select(
+    source: ClipSource, ds: Dataset, pool: Dataset, sentences: _Sentences, index: _PoolIndex, keys: _CacheKeys,
+    cache: ArrayCache, rule: dict[str, Any], state: Any, *, image_batch_size: int, text_batch_size: int,
+    device: Any, num_proc: int | None, progress: bool,
+) -> Selection:
+    """Embed the pool, the extra query images and the sentences (each from the cache when there), then select."""
+
+    def images_of(rows: Dataset) -> Any:
+        return lambda: embed_images(
+            *source.load(), rows, batch_size=image_batch_size, device=device,
+            num_workers=num_proc if num_proc and num_proc > 1 else 0, progress=progress,
+        )  # fmt: skip
+
+    pool_emb = _embeddings(cache, "pool-images", keys.pool, images_of(pool.select(index.pool_first_rows)), keys.meta,
+                           state)
+    query_emb, query_index = pool_emb, np.where(index.in_pool, index.own_col, -1)
+    if index.extra_ids.size:
+        ds_ids, ds_first = np.unique(_column_numpy(ds, "image_id", "dataset"), return_index=True)
+        rows = ds.select(ds_first[np.searchsorted(ds_ids, index.extra_ids)])
+        extra_emb = _embeddings(cache, "images", keys.extra, images_of(rows), keys.meta, state)
+        query_emb = np.concatenate([pool_emb, extra_emb])
+        query_index[~index.in_pool] = len(index.pool_ids) + np.searchsorted(
+            index.extra_ids, sentences.image_ids[~index.in_pool])
+    text_emb = _embeddings(
+        cache, "texts", keys.texts,
+        lambda: embed_texts(*source.load(), sentences.texts, batch_size=text_batch_size, device=device,
+                            progress=progress),
+        keys.meta, state,
+    )  # fmt: skip
+    selection = select_negatives(text_emb, query_emb, query_index, pool_emb, index.own_col, **rule,
+                                 backend=keys.backend, device=device)
+    if state.is_main_process:
+        cache.put("selection", keys.selection, _selection_arrays(selection), keys.meta)
+    return selection
+
+
+def _with_negative_columns(ds: Dataset, sentences: _Sentences, pool_ids: np.ndarray, selection: Selection) -> Dataset:
+    """``ds`` with ``negative_image_ids``, ``negative_scores`` and ``negative_fallback`` (one entry per sentence)."""
+    negative_ids = np.where(selection.cols >= 0, pool_ids[np.maximum(selection.cols, 0)], -1)
+    columns = _negative_columns(
+        sentences.row_lengths, negative_ids, selection.scores, selection.counts, selection.fallback
+    )
+    if len(ds):
+        return concatenate_datasets([ds, columns], axis=1)
+    # concatenate_datasets skips empty datasets, which would drop the new columns
+    features = Features({**ds.features, **NEGATIVE_FEATURES})
+    return Dataset.from_dict({name: [] for name in features}, features=features)

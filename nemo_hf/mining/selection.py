@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
+from typing import Any
 from dataclasses import dataclass
 
 import numpy as np
@@ -299,58 +300,107 @@ def select_negatives(
     own = torch.as_tensor(np.asarray(own_col), dtype=torch.int64)
     _check_inputs(text, query_images, image_index, pool, own, top_k, needed)
     n, n_pool = text.shape[0], pool.shape[0]
-    pool_t = pool.T
-    pair_sims = _PairSims(query_images, pool) if tau_image is not None else None
+    rule = _Rule(top_k, needed, tau_text, tau_image, tau_own,
+                 _PairSims(query_images, pool) if tau_image is not None else None)
     stats = _StatsAccumulator(tau_image, dev)
     sampled = torch.zeros(n, dtype=torch.bool)
     sampled[torch.from_numpy(_sample_rows(n, stats_sample))] = True
-
-    out_cols = np.full((n, top_k), -1, dtype=np.int64)
-    out_scores = np.full((n, top_k), np.nan, dtype=np.float32)
-    counts = np.zeros(n, dtype=np.int32)
-    fallback = np.zeros(n, dtype=bool)
-    limited = tau_text is not None or tau_own is not None
-    margin = 1 + _TEXT_MARGIN if limited else 1
+    out = _Output.empty(n, top_k)
+    # the search returns a few more than top_k per sentence, so that a threshold can drop some without a full row
+    margin = 1 + _TEXT_MARGIN if rule.limited else 1
     search = ChunkedSearch(text, pool, min(n_pool, top_k + margin), backend=backend, chunk_size=chunk_size)
     for block in search:
-        start, stop, row_scores = block.start, block.stop, block.row_scores
-        c_own, c_index = own[start:stop].to(dev), image_index[start:stop].to(dev)
-        saw_all = block.cols.shape[1] == n_pool
-        limit = _text_limit(text[start:stop].to(dev), query_images, c_index, tau_text, tau_own) if limited else None
-        cols, vals, too_short, image_hit = _fast_path(
-            block.scores, block.cols, c_own, c_index, saw_all, top_k, limit, tau_image, pair_sims
-        )
-        hard_rows = torch.nonzero(too_short | image_hit).flatten()
-        if hard_rows.numel():
-            cols[hard_rows], vals[hard_rows] = _full_rows(
-                row_scores(hard_rows), c_own[hard_rows], c_index[hard_rows], query_images, pool_t,
-                top_k, None if limit is None else limit[hard_rows], tau_image,
-            )  # fmt: skip
-        if int(too_short.sum()) * 8 > stop - start:
+        chosen = _select_block(block, text, query_images, image_index, own, pool.T, rule, dev)
+        if chosen.too_short * 8 > block.stop - block.start:  # too few kept past the thresholds: widen the search
             margin = min(n_pool, 2 * margin)
             search.k = min(n_pool, top_k + margin)
-        cols_np, vals_np = cols.cpu().numpy(), vals.cpu().numpy()
-        chunk_counts = (cols_np >= 0).sum(axis=1)
-        short = np.flatnonzero(chunk_counts < needed)
-        if short.size:
-            _fill_from_least_similar(cols_np, vals_np, chunk_counts, short, row_scores, c_own, needed)
-            fallback[start + short] = True
-        out_cols[start:stop, : cols_np.shape[1]] = cols_np
-        out_scores[start:stop, : vals_np.shape[1]] = vals_np
-        counts[start:stop] = (cols_np >= 0).sum(axis=1)
-
-        local = torch.nonzero(sampled[start:stop]).flatten().to(dev)
+        out.store(block.start, chosen)
+        local = torch.nonzero(sampled[block.start : block.stop]).flatten().to(dev)
         if local.numel():
-            unique, inverse = torch.unique(c_index[local], return_inverse=True)
-            image_rows = (query_images[unique] @ pool_t)[inverse]
-            stats.add(
-                row_scores(local),
-                image_rows,
-                c_own[local],
-                torch.from_numpy(cols_np).to(dev)[local],
-                None if limit is None else limit[local],
-            )
-    return Selection(out_cols, out_scores, counts, fallback, stats.result())
+            c_index = image_index[block.start : block.stop].to(dev)[local]
+            unique, inverse = torch.unique(c_index, return_inverse=True)
+            stats.add(block.row_scores(local), (query_images[unique] @ pool.T)[inverse],
+                      own[block.start : block.stop].to(dev)[local], torch.from_numpy(chosen.cols).to(dev)[local],
+                      None if chosen.limit is None else chosen.limit[local])
+    return Selection(out.cols, out.scores, out.counts, out.fallback, stats.result())
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """The τ/top-K rule of one selection, and the image-image similarities its ``tau_image`` reads."""
+
+    top_k: int
+    needed: int
+    tau_text: float | None
+    tau_image: float | None
+    tau_own: float | None
+    pair_sims: Any
+
+    @property
+    def limited(self) -> bool:
+        """Whether a text→image threshold drops candidates (then the search keeps a margin beyond top_k)."""
+        return self.tau_text is not None or self.tau_own is not None
+
+
+@dataclass
+class _Chosen:
+    """One block's choice: candidate columns and scores per sentence, which fell back, and the text limits used."""
+
+    cols: np.ndarray
+    scores: np.ndarray
+    fallback_rows: np.ndarray
+    limit: torch.Tensor | None
+    too_short: int  # sentences the search's margin did not cover (filled from their full rows)
+
+
+@dataclass
+class _Output:
+    """The selection being filled in, block by block."""
+
+    cols: np.ndarray
+    scores: np.ndarray
+    counts: np.ndarray
+    fallback: np.ndarray
+
+    @classmethod
+    def empty(cls, n: int, top_k: int) -> _Output:
+        return cls(np.full((n, top_k), -1, dtype=np.int64), np.full((n, top_k), np.nan, dtype=np.float32),
+                   np.zeros(n, dtype=np.int32), np.zeros(n, dtype=bool))
+
+    def store(self, start: int, chosen: _Chosen) -> None:
+        stop = start + chosen.cols.shape[0]
+        self.cols[start:stop, : chosen.cols.shape[1]] = chosen.cols
+        self.scores[start:stop, : chosen.scores.shape[1]] = chosen.scores
+        self.counts[start:stop] = (chosen.cols >= 0).sum(axis=1)
+        self.fallback[start + chosen.fallback_rows] = True
+
+
+def _select_block(
+    block: Any, text: torch.Tensor, query_images: torch.Tensor, image_index: torch.Tensor, own: torch.Tensor,
+    pool_t: torch.Tensor, rule: _Rule, dev: torch.device,
+) -> _Chosen:
+    """The rule applied to one block of sentences: the search's top candidates where they suffice, full rows where
+    a threshold dropped too many or the image filter needs them, the least similar where fewer than needed survive."""
+    start, stop, row_scores = block.start, block.stop, block.row_scores
+    c_own, c_index = own[start:stop].to(dev), image_index[start:stop].to(dev)
+    saw_all = block.cols.shape[1] == pool_t.shape[1]
+    limit = (_text_limit(text[start:stop].to(dev), query_images, c_index, rule.tau_text, rule.tau_own)
+             if rule.limited else None)
+    cols, vals, too_short, image_hit = _fast_path(
+        block.scores, block.cols, c_own, c_index, saw_all, rule.top_k, limit, rule.tau_image, rule.pair_sims
+    )
+    hard_rows = torch.nonzero(too_short | image_hit).flatten()
+    if hard_rows.numel():
+        cols[hard_rows], vals[hard_rows] = _full_rows(
+            row_scores(hard_rows), c_own[hard_rows], c_index[hard_rows], query_images, pool_t,
+            rule.top_k, None if limit is None else limit[hard_rows], rule.tau_image,
+        )  # fmt: skip
+    cols_np, vals_np = cols.cpu().numpy(), vals.cpu().numpy()
+    chunk_counts = (cols_np >= 0).sum(axis=1)
+    short = np.flatnonzero(chunk_counts < rule.needed)
+    if short.size:
+        _fill_from_least_similar(cols_np, vals_np, chunk_counts, short, row_scores, c_own, rule.needed)
+    return _Chosen(cols_np, vals_np, short, limit, int(too_short.sum()))
 
 
 def _text_limit(

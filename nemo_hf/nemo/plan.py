@@ -26,7 +26,8 @@ from typing import Literal, Sequence
 import numpy as np
 
 from nemo_hf.mining.selection import require_candidates
-from nemo_hf.mosaic import allowed_cells, sample_cross_point
+from nemo_hf.mosaic.layout import sample_cross_point
+from nemo_hf.mosaic.position import allowed_cells
 
 __all__ = ["MosaicKind", "MosaicPlan", "example_rng", "pick_sentence", "plan_sample"]
 

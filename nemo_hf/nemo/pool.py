@@ -22,7 +22,8 @@ from datasets import Dataset
 from datasets import Image as DatasetImage
 from PIL import Image
 
-from nemo_hf.mosaic import ImageSource, MaskLike
+from nemo_hf.data.image_values import ImageSource
+from nemo_hf.mosaic.cells import MaskLike
 from nemo_hf.mosaic.thumbnails import shrink_pool
 
 __all__ = ["PoolImages"]

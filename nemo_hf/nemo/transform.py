@@ -11,7 +11,7 @@ import multiprocessing
 import multiprocessing.context
 import os
 from collections.abc import Mapping
-from dataclasses import fields
+from dataclasses import fields, replace
 from functools import partial
 from typing import Any
 
@@ -21,17 +21,18 @@ from datasets.formatting.formatting import LazyBatch
 from PIL import Image as PILImage
 from transformers import CLIPModel, CLIPProcessor
 
-from nemo_hf import __version__
+from nemo_hf.version import __version__
 from nemo_hf.data.image_values import open_image
 from nemo_hf.mining.clip import ClipSource
 from nemo_hf.mining.mine import mine_negatives, require_split
 from nemo_hf.mining.report import DifficultyReport
-from nemo_hf.mosaic import compose_mosaic, grid_layout, single_image
+from nemo_hf.mosaic.compose import compose_mosaic, single_image
+from nemo_hf.mosaic.layout import grid_layout
 from nemo_hf.mosaic.thumbnails import largest_cell
 from nemo_hf.nemo.plan import example_rng, pick_sentence, plan_sample
 from nemo_hf.nemo.pool import PoolImages
 from nemo_hf.nemo.rows import samples, sentence_lists, to_columns, with_candidates
-from nemo_hf.nemo.settings import NeMoSettings
+from nemo_hf.nemo.settings import DEFAULT_SIZE, NeMoSettings
 
 __all__ = ["NEMO_VERSION", "NeMo"]
 
@@ -66,6 +67,8 @@ class NeMo:
         if unknown:
             raise TypeError(f"unknown NeMo setting(s) {unknown}; valid ones: {sorted(known)}")
         self.settings = NeMoSettings(**settings)
+        if self.settings.size is None:  # no model to match: the usual RIS input side
+            self.settings = replace(self.settings, size=DEFAULT_SIZE)
         require_split(pool, "pool")
         missing = [c for c in ("image", "image_id") if c not in pool.column_names]
         if missing:

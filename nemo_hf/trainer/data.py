@@ -5,18 +5,19 @@ synthetic tree) as the dataset stores it: one row per referred object (or one pe
 sentence for an already-augmented copy). :func:`as_sentences` gives the per-sentence view
 that evaluation scores.
 
-:func:`build_train_dataset` is the one place where training meets NeMo. Every
-augmentation trains on the same rows, one per referred object, and draws **one of the
-object's sentences per epoch** (seeded by seed, epoch and ref_id), as LAVT and CRIS
-iterate RefCOCO; the three differ only in the picture:
+:func:`build_train_dataset` is the one place where training meets NeMo. It takes NeMo's
+settings whole (:class:`~nemo_hf.nemo.settings.NeMoSettings`) and changes only what an
+augmentation means. Every augmentation trains on the same rows, one per referred object,
+and draws **one of the object's sentences per epoch** (seeded by seed, epoch and ref_id),
+as LAVT and CRIS iterate RefCOCO; the three differ only in the picture:
 
 - ``"none"`` — the object's own image (NeMo with ``mosaic_prob=0``: the ablation baseline,
   through the same decoding and stretching as the mosaics);
 - ``"random"`` — mosaics with random negatives (``random_share=1.0``; no CLIP);
 - ``"nemo"`` — mosaics with CLIP-mined negatives (``nemo.mine``), or with the negatives
   the rows already carry (a training set pushed by ``train.py --push_dataset_to_hub`` or
-  ``mine_negatives.py --push``): then no CLIP is loaded, and ``clip_model``, ``tau_*`` and
-  ``top_k`` do not apply (the dataset's card records those it was mined with).
+  ``mine_negatives.py --push``, or mined by any other miner): then no CLIP is loaded, and
+  ``clip_model`` and the mining settings do not apply (the rows' source records those).
 
 Pictures are drawn on the fly (``nemo.attach``: a fresh sample at every access, from a
 generator seeded by (seed, epoch, ref_id, sent_id)), so the same run on 1 or N processes,
@@ -26,11 +27,11 @@ workers follow it.
 
     >>> import datasets, numpy as np
     >>> from PIL import Image
-    >>> from nemo_hf.training.args import AugmentationArguments
+    >>> from nemo_hf.nemo.settings import NeMoSettings
     >>> rows = datasets.Dataset.from_dict({
     ...     "image": [Image.new("RGB", (40, 30))] * 2, "mask": [Image.fromarray(np.eye(30, 40, dtype=bool))] * 2,
     ...     "sentences": [["a", "b"], ["c"]], "sent_ids": [[0, 1], [2]], "ref_id": [0, 1], "image_id": [5, 6]})
-    >>> train = build_train_dataset(rows, AugmentationArguments(augmentation="none"), seed=0, input_size=64)
+    >>> train = build_train_dataset(rows, "none", NeMoSettings(), input_size=64)
     >>> train.set_epoch(1)
     >>> train.dataset[1]["image"].size, train.dataset[1]["sentence"], train.dataset[1]["mosaic_kind"]
     ((64, 64), 'c', 'single')
@@ -42,14 +43,17 @@ import contextlib
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ContextManager
 
 import datasets
 
-from ..data.configs import check_split, get_variant
-from .args import AugmentationArguments, DataArguments
+from nemo_hf.data.configs import check_split, get_variant
+from nemo_hf.data.load import load_refcoco, per_sentence
+from nemo_hf.nemo.settings import NeMoSettings
+from nemo_hf.nemo.transform import NeMo
+from nemo_hf.trainer.args import DataArguments
 
 __all__ = ["TrainData", "as_sentences", "build_train_dataset", "load_splits", "synthetic_tree_root"]
 
@@ -65,7 +69,7 @@ def synthetic_tree_root(data: DataArguments) -> Path:
 
 
 def _synthetic_source(data: DataArguments) -> tuple[Path, Path]:
-    from nemo_hf.synthetic import SyntheticRefer, make_refer_dataset
+    from nemo_hf.synthetic.tree import SyntheticRefer, make_refer_dataset
 
     root = synthetic_tree_root(data)
     folder = get_variant(data.dataset_name).folder
@@ -96,8 +100,6 @@ def load_splits(data: DataArguments, splits: Sequence[str]) -> dict[str, dataset
             )
         return {split: loaded[split] for split in wanted}
 
-    from nemo_hf import load_refcoco
-
     variant = get_variant(data.dataset_name)
     for split in wanted:
         check_split(variant, split)
@@ -113,8 +115,6 @@ def load_splits(data: DataArguments, splits: Sequence[str]) -> dict[str, dataset
 
 def as_sentences(ds: datasets.Dataset, limit: int | None = None) -> datasets.Dataset:
     """One row per expression (``nemo_hf.per_sentence`` unless already so); the first ``limit`` rows."""
-    from nemo_hf import per_sentence
-
     if "sentence" not in ds.column_names:
         if "sentences" not in ds.column_names:
             raise ValueError(
@@ -128,14 +128,16 @@ def as_sentences(ds: datasets.Dataset, limit: int | None = None) -> datasets.Dat
 class TrainData:
     """The training rows (``image``, ``mask``, ``sentence``, … at every access) and the per-epoch hook.
 
-    For ``"nemo"`` also the rows with their negatives (``mined``: one per referred object,
-    as stored, plus ``negative_image_ids``, ``negative_scores``, ``negative_fallback``),
-    the mining's difficulty ``report``, and whether the negatives came with the data
-    (``premined``) rather than from mining here.
+    ``transform`` is the :class:`~nemo_hf.nemo.transform.NeMo` that draws them (its
+    ``settings`` are the run's). For ``"nemo"`` also the rows with their negatives (``mined``:
+    one per referred object, as stored, plus ``negative_image_ids``, ``negative_scores``,
+    ``negative_fallback``), the mining's difficulty ``report``, and whether the negatives
+    came with the data (``premined``) rather than from mining here.
     """
 
     dataset: datasets.Dataset
     set_epoch: Callable[[int], None]
+    transform: NeMo
     mined: datasets.Dataset | None = None
     report: Any = None
     premined: bool = False
@@ -143,52 +145,43 @@ class TrainData:
 
 def build_train_dataset(
     train: datasets.Dataset,
-    augmentation: AugmentationArguments,
-    seed: int,
+    augmentation: str,
+    nemo: NeMoSettings,
+    *,
+    clip_model: str | None = None,
     limit: int | None = None,
     input_size: int = 352,
     main_process_first: Callable[[], ContextManager[Any]] = contextlib.nullcontext,
 ) -> TrainData:
-    """The training rows for ``augmentation.augmentation`` (see the module docstring).
+    """The training rows for ``augmentation`` (``"none"``, ``"random"`` or ``"nemo"``; see the module docstring).
 
     ``train`` is the split as :func:`load_splits` returns it and also the pool of
-    negatives; ``limit`` keeps its first rows; ``input_size`` is the model's input side,
-    the side of the pictures unless ``augmentation.mosaic_size`` says otherwise. Mining
-    (``"nemo"``) is collective in a distributed run: call this on every process, outside
+    negatives; ``limit`` keeps its first rows; ``nemo`` are NeMo's settings, forwarded whole
+    (``size`` None becomes ``input_size``, the model's input side, so a picture is resampled
+    once); ``clip_model`` mines ``"nemo"``'s negatives unless the rows carry them. Mining is
+    collective in a distributed run: call this on every process, outside
     ``main_process_first``, and pass ``accelerator.main_process_first`` instead: the pool's
     shrunk copies (``thumbnail_cells``) are then made once, by the main process, and read
     from the datasets cache by the others.
     """
-    from nemo_hf import NeMo
-
+    if augmentation not in ("none", "random", "nemo"):
+        raise ValueError(f"augmentation must be 'none', 'random' or 'nemo', got {augmentation!r}")
     rows = train.select(range(min(limit, len(train)))) if limit is not None else train
-    common: dict[str, Any] = {"seed": seed, "size": augmentation.mosaic_size or input_size}
-    if augmentation.augmentation == "none":
-        return _attached(NeMo(pool=rows, mosaic_prob=0.0, **common), rows, main_process_first)
-    mosaics: dict[str, Any] = {
-        "mosaic_prob": augmentation.mosaic_prob,
-        "warmup_epochs": augmentation.warmup_epochs,
-        "grid": augmentation.grid,
-        "position_aware": augmentation.position_aware,
-        "cross_point_jitter": augmentation.cross_point_jitter,
-        "blur_negatives": augmentation.blur_negatives,
-        **common,
-    }
-    if augmentation.augmentation == "random":
-        return _attached(NeMo(pool=rows, random_share=1.0, **mosaics), rows, main_process_first)
-    # rows mined elsewhere (a pushed training set) carry their negatives: no CLIP here; the pool is
-    # the whole split the negatives were chosen from, even when ``limit`` keeps fewer rows
+    settings = replace(nemo, size=nemo.size or input_size)
+    if augmentation == "none":
+        return _attached(NeMo(pool=rows, **replace(settings, mosaic_prob=0.0).to_dict()), rows, main_process_first)
+    if augmentation == "random":
+        return _attached(NeMo(pool=rows, **replace(settings, random_share=1.0).to_dict()), rows, main_process_first)
+    # rows mined elsewhere (a pushed training set, another miner) carry their negatives: no CLIP here; the pool
+    # is the whole split the negatives were chosen from, even when ``limit`` keeps fewer rows
     premined = "negative_image_ids" in rows.column_names
-    nemo = NeMo(
-        pool=train if premined else rows, clip=augmentation.clip_model, clip_revision=augmentation.clip_revision,
-        random_share=augmentation.random_share, tau_image=augmentation.tau_image, tau_text=augmentation.tau_text,
-        tau_own=augmentation.tau_own, top_k=augmentation.top_k, **mosaics,
-    )
-    mined = rows if premined else nemo.mine(rows)
-    attached = _attached(nemo, mined, main_process_first)
-    return TrainData(attached.dataset, attached.set_epoch, mined=mined, report=nemo.last_report, premined=premined)
+    nemo_transform = NeMo(pool=train if premined else rows, clip=clip_model, **settings.to_dict())
+    mined = rows if premined else nemo_transform.mine(rows)
+    attached = _attached(nemo_transform, mined, main_process_first)
+    return TrainData(attached.dataset, attached.set_epoch, nemo_transform, mined=mined,
+                     report=nemo_transform.last_report, premined=premined)
 
 
-def _attached(nemo: Any, rows: datasets.Dataset, main_process_first: Callable[[], ContextManager[Any]]) -> TrainData:
+def _attached(nemo: NeMo, rows: datasets.Dataset, main_process_first: Callable[[], ContextManager[Any]]) -> TrainData:
     with main_process_first():  # attach() makes the pool's shrunk copies: once, then from the cache
-        return TrainData(nemo.attach(rows), nemo.set_epoch)
+        return TrainData(nemo.attach(rows), nemo.set_epoch, nemo)

@@ -1,4 +1,10 @@
-"""Arguments of ``training/train.py`` and ``training/eval_ris.py``: dataclasses, parsed by ``HfArgumentParser``.
+"""The settings of ``training/train.py`` and ``training/eval_ris.py``: dataclasses parsed by ``HfArgumentParser``.
+
+A training run's settings are a :class:`TrainingConfig`: the model (:class:`ModelArguments`),
+the data (:class:`DataArguments`), which augmentation and mining CLIP
+(:class:`AugmentationArguments`), NeMo's own settings (:class:`~nemo_hf.nemo.settings.NeMoSettings`,
+parsed as they are declared there: every NeMo knob is a flag, with its help text) and the
+optimisation (:class:`TrainArguments`).
 
 Every field is a command-line flag (``--learning_rate 3e-4``) and a key of a YAML config
 (``--config file.yaml``); flags given on the command line override the file. A config is
@@ -6,21 +12,24 @@ flat: one mapping of field names from all the dataclasses. YAML values go throug
 same type conversion as flags, so ``learning_rate: 1e-4`` (a string to YAML) is a float.
 An unknown key is an error that names the file and the key. A setting that may be off
 (``tau_image``, ``max_train_samples``, …) is turned off with ``none`` on the command line
-and ``null`` in YAML.
+and ``null`` in YAML. Two names are one setting shared by two dataclasses
+(:data:`SHARED_SETTINGS`): ``seed`` (the run's and NeMo's) and ``cache_dir`` (the datasets'
+and NeMo's mining cache).
 
-:func:`save_config` writes the resolved values of a run in the same format, so
+:meth:`TrainingConfig.save` writes the resolved values of a run in the same format, so
 ``--config <output_dir>/train_config.yaml`` reproduces it.
 
-    >>> model, data, aug, train = parse_arguments(["--synthetic_images", "24"], TRAIN_DATACLASSES)
-    >>> data.synthetic_images, train.learning_rate, aug.augmentation
+    >>> config = TrainingConfig.parse(["--synthetic_images", "24"])
+    >>> config.data.synthetic_images, config.run.learning_rate, config.augmentation.augmentation
     (24, 0.0001, 'nemo')
-    >>> parse_arguments(["--synthetic_images", "24", "--tau_image", "none"], TRAIN_DATACLASSES)[2].tau_image is None
+    >>> TrainingConfig.parse(["--synthetic_images", "24", "--tau_image", "none", "--top_k", "5"]).nemo.tau_image is None
     True
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import types
 import typing
@@ -32,18 +41,26 @@ from typing import Any, Literal, cast
 import yaml
 from transformers import HfArgumentParser
 
-from ..modeling import DEFAULT_CHECKPOINT, SEGMENTER_TYPES, TRAINABLE_CHOICES, SegmenterType, Trainable
-from ..pretrained import check_local_path
-from .schedule import MULTISTEP
+from nemo_hf.modeling.loading import DEFAULT_CHECKPOINT
+from nemo_hf.modeling.losses import SEGMENTATION_LOSSES, SegmentationLoss
+from nemo_hf.modeling.parts import TRAINABLE_CHOICES, Trainable
+from nemo_hf.modeling.registry import SEGMENTER_TYPES
+from nemo_hf.nemo.settings import NeMoSettings
+from nemo_hf.pretrained import check_local_path
+from nemo_hf.trainer.schedule import MULTISTEP
 
 __all__ = [
     "EVALUATE_DATACLASSES",
+    "SHARED_SETTINGS",
     "TRAIN_DATACLASSES",
     "AugmentationArguments",
     "DataArguments",
     "EvaluateArguments",
+    "EvaluationConfig",
     "ModelArguments",
     "TrainArguments",
+    "TrainingConfig",
+    "add_dataclass_flags",
     "config_values",
     "parse_arguments",
     "resolve_mixed_precision",
@@ -65,10 +82,10 @@ class ModelArguments:
         metadata={"help": "CLIPSeg or CRIS checkpoint, or a CLIP to build one on (Hub id, folder or shipped name "
                           "such as 'nemo-hf/synthetic-clip')."},
     )
-    model_type: SegmenterType | None = field(
+    model_type: str | None = field(
         default=None,
-        metadata={"help": "Segmenter to build on a CLIP checkpoint: 'clipseg' (default) or 'cris'; a segmenter "
-                          "checkpoint is what it is."},
+        metadata={"help": "Segmenter to build on a CLIP checkpoint (default 'clipseg'); a segmenter checkpoint is "
+                          "what it is.", "choices": list(SEGMENTER_TYPES)},
     )
     model_revision: str | None = field(default=None, metadata={"help": "Hub revision of the checkpoint."})
     trainable: Trainable | None = field(
@@ -87,8 +104,16 @@ class ModelArguments:
         metadata={"help": "Tokens kept per expression (default: the tokenizer's, 77 for CLIP; CRIS keeps 17 for "
                           "RefCOCO/+, 22 for G-Ref)."},
     )
+    loss: SegmentationLoss | None = field(
+        default=None,
+        metadata={"help": "The training loss, saved in the model's config: 'bce' (per-pixel binary cross-entropy, "
+                          "CLIPSeg's and CRIS's loss) or 'bce+dice' (plus a soft Dice term per sample, for small "
+                          "objects); default: the checkpoint's, 'bce' for a new segmenter. Evaluation reports BCE."},
+    )
 
     def __post_init__(self) -> None:
+        if self.loss is not None:
+            _check_choice("loss", self.loss, SEGMENTATION_LOSSES)
         if self.trainable is not None:
             _check_choice("trainable", self.trainable, TRAINABLE_CHOICES)
         if self.model_type is not None:
@@ -163,55 +188,26 @@ class DataArguments:
 
 @dataclass
 class AugmentationArguments:
-    """Training-set augmentation: none, random mosaics, or NeMo (negative-mined mosaics).
+    """Which augmentation trains the model, and the CLIP that mines NeMo's negatives.
 
-    Evaluation never augments. Defaults follow ``nemo_hf.NeMo``; see docs/method.md for
-    which values come from the paper and which are this project's choice.
+    Every other knob of NeMo is a :class:`~nemo_hf.nemo.settings.NeMoSettings` field (its own
+    flag). Evaluation never augments.
     """
 
     augmentation: Literal["none", "random", "nemo"] = field(
-        default="nemo", metadata={"help": "'none' (ablation baseline), 'random' mosaics, or 'nemo'."}
-    )
-    mosaic_prob: float = field(default=0.5, metadata={"help": "Probability that a sample becomes a mosaic."})
-    random_share: float = field(
-        default=0.0, metadata={"help": "NeMo only: share of mosaics whose negatives are random, not mined."}
-    )
-    warmup_epochs: int = field(default=0, metadata={"help": "Epochs of random mosaics before mined ones."})
-    grid: int = field(default=2, metadata={"help": "Mosaic grid side (2: 2x2, 3: 3x3)."})
-    position_aware: bool = field(
-        default=True, metadata={"help": "Place the object's image in the cell its position words name (left, top…)."}
-    )
-    cross_point_jitter: float = field(
-        default=0.0, metadata={"help": "How far the grid's cross point may move (fraction of the side; 0: even grid)."}
-    )
-    blur_negatives: bool = field(default=False, metadata={"help": "Blur the negative cells (an ablation)."})
-    mosaic_size: int | None = field(
-        default=None, metadata={"help": "Side of a mosaic in pixels; default: the model's input side (352 for "
-                                        "CLIPSeg), so a mosaic is resampled once."}
+        default="nemo",
+        metadata={"help": "'none' (the ablation baseline: NeMo with mosaic_prob 0), 'random' mosaics (random_share "
+                          "1, no CLIP) or 'nemo' (negatives mined with clip_model, or carried by the rows)."},
     )
     clip_model: str = field(
         default="openai/clip-vit-base-patch16",
         metadata={"help": "NeMo only: CLIP for mining (Hub id, folder or shipped name such as 'nemo-hf/synthetic-clip')."},
     )
-    clip_revision: str | None = field(
-        default=None, metadata={"help": "NeMo only: Hub revision of clip_model (a commit id pins it; the model card "
-                                        "records the commit it resolved to)."}
-    )
-    tau_image: float | None = field(default=0.9, metadata={"help": "NeMo: drop negatives above this image-image cosine."})
-    tau_text: float | None = field(default=None, metadata={"help": "NeMo: drop negatives above this text-image cosine."})
-    tau_own: float | None = field(
-        default=None,
-        metadata={"help": "NeMo: drop negatives whose text-image cosine exceeds the sample's own image's by more than this."},
-    )
-    top_k: int = field(default=20, metadata={"help": "NeMo: draw negatives from the top K survivors."})
 
     def __post_init__(self) -> None:
         _check_choice("augmentation", self.augmentation, ("none", "random", "nemo"))
         if self.augmentation == "nemo":
             check_local_path(self.clip_model)
-        for name in ("mosaic_prob", "random_share"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} is a probability in [0, 1], got {getattr(self, name)}")
 
 
 @dataclass
@@ -243,11 +239,6 @@ class TrainArguments:
     vision_encoder_learning_rate: float | None = field(
         default=None, metadata={"help": "Peak learning rate of the vision encoder (trainable=all); "
                                         "default: text_encoder_learning_rate."}
-    )
-    loss: Literal["bce", "bce+dice"] = field(
-        default="bce",
-        metadata={"help": "'bce' (per-pixel binary cross-entropy, CLIPSeg's and CRIS's loss) or 'bce+dice' "
-                          "(plus a soft Dice term per sample, for small objects); evaluation reports BCE."},
     )
     weight_decay: float = 1e-4
     lr_scheduler_type: str = field(
@@ -304,10 +295,16 @@ class TrainArguments:
         metadata={"help": "Comma-separated Accelerate trackers besides the JSON lines log (always on); 'none'."},
     )
     logging_steps: int = 10
+    eval_steps: int | None = field(
+        default=None,
+        metadata={"help": "Also evaluate every N optimizer steps (the learning curve in all_results.json and "
+                          "logs/); every epoch's end is always evaluated."},
+    )
 
     def __post_init__(self) -> None:
+        if self.eval_steps is not None and self.eval_steps < 1:
+            raise ValueError(f"eval_steps must be >= 1 or none, got {self.eval_steps}")
         _check_choice("mixed_precision", self.mixed_precision, ("auto", "no", "fp16", "bf16"))
-        _check_choice("loss", self.loss, ("bce", "bce+dice"))
         _check_choice("hub_strategy", self.hub_strategy, ("end", "every_save", "checkpoint"))
         if self.push_to_hub and self.hub_strategy == "checkpoint" and self.checkpointing_steps == "none":
             raise ValueError("hub_strategy 'checkpoint' pushes the training state at every checkpoint, but "
@@ -350,8 +347,14 @@ class EvaluateArguments:
 # never written to a saved config, a log or a push: the value stays on the command line that gave it
 _SECRET_FIELDS = ("hub_token",)
 
-TRAIN_DATACLASSES = (ModelArguments, DataArguments, AugmentationArguments, TrainArguments)
+TRAIN_DATACLASSES = (ModelArguments, DataArguments, AugmentationArguments, NeMoSettings, TrainArguments)
 EVALUATE_DATACLASSES = (ModelArguments, DataArguments, EvaluateArguments)
+
+# names two dataclasses of one run declare for one setting: one flag fills both
+SHARED_SETTINGS = {
+    "seed": "Seed of the run: the new layers' initial weights, the data order and NeMo's per-sample draws.",
+    "cache_dir": "Cache of built datasets, synthetic trees and NeMo's mining (embeddings, selections).",
+}
 
 
 def resolve_mixed_precision(choice: str) -> str:
@@ -371,6 +374,27 @@ def resolve_mixed_precision(choice: str) -> str:
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
     """The description as written (examples with their line continuations), each flag with its default."""
+
+
+_ARGPARSE_KEYS = {"help", "choices", "metavar", "nargs", "required", "aliases"}
+
+
+class _Parser(HfArgumentParser):
+    """``HfArgumentParser`` that reads only argparse's keys of a field's metadata.
+
+    HfArgumentParser hands all of a field's metadata to ``add_argument``; NeMoSettings'
+    fields also carry their ``group``, which is the project's, not argparse's. Help texts
+    are prose (cards quote them), so their ``%`` is escaped from argparse's formatting here.
+    """
+
+    @staticmethod
+    def _parse_dataclass_field(parser: argparse.ArgumentParser, field: dataclasses.Field) -> None:
+        metadata = {k: v for k, v in field.metadata.items() if k in _ARGPARSE_KEYS}
+        if "help" in metadata:
+            metadata["help"] = metadata["help"].replace("%", "%%")
+        field = copy.copy(field)
+        field.metadata = types.MappingProxyType(metadata)
+        HfArgumentParser._parse_dataclass_field(parser, field)
 
 
 def _as_flag_default(value: Any) -> Any:
@@ -412,40 +436,87 @@ def _accept_off(parser: argparse.ArgumentParser, dataclass_types: Sequence[type]
             action.type = _or_none(action.type)
 
 
+def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, names: Sequence[str] | None = None) -> list[str]:
+    """Add one flag per field of ``cls`` (``names`` of them, default all) to any argparse ``parser``; the names.
+
+    The flags are typed, documented and defaulted from the fields, as ``train.py``'s are
+    (``--top_k`` and ``--top-k``; ``none`` turns off an optional number). Scripts with
+    their own positional arguments (``dataset_scripts/``) take NeMo's settings this way,
+    then build them with ``cls(**{name: getattr(namespace, name) for name in names})``.
+
+    >>> import argparse
+    >>> from nemo_hf.nemo.settings import NeMoSettings
+    >>> parser = argparse.ArgumentParser()
+    >>> added = add_dataclass_flags(parser, NeMoSettings, ["tau_text", "top_k"])
+    >>> vars(parser.parse_args(["--tau-text", "0.3", "--top-k", "5"]))
+    {'tau_text': 0.3, 'top_k': 5}
+    """
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    chosen = list(fields) if names is None else list(names)
+    hints = typing.get_type_hints(cls)
+    for name in chosen:
+        field = copy.copy(fields[name])
+        field.type = hints[name]  # the string annotation, resolved as HfArgumentParser expects
+        _Parser._parse_dataclass_field(parser, field)
+    _accept_off(parser, [cls])
+    return chosen
+
+
+def _field_names(dataclass_types: Sequence[type]) -> list[str]:
+    return [f.name for cls in dataclass_types for f in dataclasses.fields(cls) if f.init]
+
+
+def _check_shared(dataclass_types: Sequence[type]) -> None:
+    """Only the names of :data:`SHARED_SETTINGS` may be declared twice: any other would silently fill two fields."""
+    names = _field_names(dataclass_types)
+    twice = sorted({name for name in names if names.count(name) > 1} - set(SHARED_SETTINGS))
+    if twice:
+        raise TypeError(f"fields {twice} are declared by several of {[c.__name__ for c in dataclass_types]}; "
+                        f"only {sorted(SHARED_SETTINGS)} are shared settings")
+
+
 def parse_arguments(
     argv: Sequence[str] | None,
     dataclass_types: Sequence[type],
     ignored_config_keys: Sequence[str] = (),
     description: str | None = None,
 ) -> tuple[Any, ...]:
-    """Parse ``argv`` (and the YAML file of ``--config``, if given) into ``dataclass_types``.
+    """Parse ``argv`` (and the YAML file of ``--config``, if given) into ``dataclass_types``, in their order.
 
-    ``ignored_config_keys`` are YAML keys accepted and dropped, even those that name a
+    A name declared by two of them (:data:`SHARED_SETTINGS`) is one flag whose value fills
+    both. ``ignored_config_keys`` are YAML keys accepted and dropped, even those that name a
     field — ``eval_ris.py`` reads a training config and ignores its optimisation keys and
-    its ``output_dir``. ``description`` (a script's
-    docstring) heads ``--help`` as written, so its command examples keep their line breaks.
+    its ``output_dir``. ``description`` (a script's docstring) heads ``--help`` as written,
+    so its command examples keep their line breaks.
     """
+    _check_shared(dataclass_types)
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config", type=Path)
     known, rest = pre.parse_known_args(argv)
-    # transformers types dataclass_types as its own protocol
-    parser = HfArgumentParser(cast(Any, dataclass_types), description=description, formatter_class=_HelpFormatter)
+    # transformers types dataclass_types as its own protocol; "resolve": a shared name's second
+    # declaration replaces the first (same name, same type), and its help is set below
+    parser = _Parser(cast(Any, dataclass_types), description=description, formatter_class=_HelpFormatter,
+                              conflict_handler="resolve")
     parser.add_argument("--config", type=Path, help="YAML file of arguments; command-line flags override it.")
     _accept_off(parser, dataclass_types)
+    for action in parser._actions:
+        if action.dest in SHARED_SETTINGS and f"--{action.dest}" in action.option_strings:
+            action.help = SHARED_SETTINGS[action.dest]
+    fields = set(_field_names(dataclass_types))
     if known.config is not None:
         if not known.config.is_file():
             raise FileNotFoundError(f"config file {known.config} does not exist")
         values = yaml.safe_load(known.config.read_text()) or {}
         if not isinstance(values, dict):
             raise ValueError(f"{known.config}: a config is a mapping of argument names to values")
-        fields = {f.name for cls in dataclass_types for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - fields - set(ignored_config_keys))
         if unknown:
             raise ValueError(f"{known.config}: unknown keys {unknown}; valid keys: {sorted(fields)}")
         used = {k: v for k, v in values.items() if k in fields and k not in ignored_config_keys}
         parser.set_defaults(**{k: _as_flag_default(v) for k, v in used.items()})
-    *parsed, _ = parser.parse_args_into_dataclasses(args=rest)  # the last one is the --config namespace
-    return tuple(parsed)
+    namespace = vars(parser.parse_args(rest))
+    return tuple(cls(**{f.name: namespace[f.name] for f in dataclasses.fields(cls) if f.init})
+                 for cls in dataclass_types)
 
 
 def config_values(*arguments: Any) -> dict[str, Any]:
@@ -470,3 +541,58 @@ def save_config(path: str | Path, *arguments: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(config_values(*arguments), sort_keys=False))
     return path
+
+
+@dataclass
+class TrainingConfig:
+    """Everything a training run is set by: one group per dataclass (see the module docstring).
+
+    A shared setting (:data:`SHARED_SETTINGS`) must agree between its two groups, so that the
+    flat YAML of :meth:`save` describes the run exactly.
+    """
+
+    model: ModelArguments
+    data: DataArguments
+    augmentation: AugmentationArguments
+    nemo: NeMoSettings
+    run: TrainArguments
+
+    def __post_init__(self) -> None:
+        pairs = {"seed": (self.nemo.seed, self.run.seed), "cache_dir": (self.nemo.cache_dir, self.data.cache_dir)}
+        for name, (nemo_value, other) in pairs.items():
+            if nemo_value != other:
+                raise ValueError(f"{name} is one setting of the run and of NeMo (--{name}), but nemo.{name}="
+                                 f"{nemo_value!r} and the run's is {other!r}: set both to one value")
+
+    @classmethod
+    def parse(cls, argv: Sequence[str] | None = None, description: str | None = None) -> TrainingConfig:
+        """From command-line flags and an optional ``--config`` YAML file."""
+        return cls(*parse_arguments(argv, TRAIN_DATACLASSES, description=description))
+
+    def groups(self) -> tuple[Any, ...]:
+        """The dataclass instances, in :data:`TRAIN_DATACLASSES` order."""
+        return self.model, self.data, self.augmentation, self.nemo, self.run
+
+    def to_dict(self) -> dict[str, Any]:
+        """The flat mapping a saved config holds (secrets as None)."""
+        return config_values(*self.groups())
+
+    def save(self, path: str | Path) -> Path:
+        """Write the YAML config that ``--config`` reads back."""
+        return save_config(path, *self.groups())
+
+
+@dataclass
+class EvaluationConfig:
+    """Everything an evaluation run is set by: the model, the data, and where results go."""
+
+    model: ModelArguments
+    data: DataArguments
+    evaluation: EvaluateArguments
+
+    @classmethod
+    def parse(cls, argv: Sequence[str] | None = None, description: str | None = None) -> EvaluationConfig:
+        """From flags and an optional ``--config`` (a training config works: its training-only keys are ignored)."""
+        training_only = set(_field_names(TRAIN_DATACLASSES)) - set(_field_names(EVALUATE_DATACLASSES))
+        ignored = sorted(training_only | {"output_dir", "overwrite_output_dir"})
+        return cls(*parse_arguments(argv, EVALUATE_DATACLASSES, ignored_config_keys=ignored, description=description))

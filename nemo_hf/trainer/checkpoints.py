@@ -38,9 +38,12 @@ from typing import Any
 
 from accelerate import Accelerator
 
-__all__ = ["TRAINER_STATE", "find_checkpoint", "new_run", "read_trainer_state", "save_checkpoint", "starting_state"]
+from nemo_hf.hub.model_repos import TRAINER_STATE_FILE
 
-TRAINER_STATE = "trainer_state.json"
+__all__ = ["TRAINER_STATE", "adopt_checkpoint", "find_checkpoint", "new_run", "read_trainer_state", "save_checkpoint",
+           "starting_state"]
+
+TRAINER_STATE = TRAINER_STATE_FILE  # the Hub code refuses to push it outside last-checkpoint/
 _STEP_DIR = re.compile(r"step_(\d+)")
 
 
@@ -134,3 +137,18 @@ def read_trainer_state(checkpoint: Path) -> dict[str, Any]:
     except json.JSONDecodeError as error:
         raise ValueError(f"{path} is not valid JSON ({error}): remove that checkpoint or resume from another") from error
 
+
+
+def adopt_checkpoint(folder: Path, output_dir: Path) -> Path:
+    """Move a complete checkpoint (one downloaded from the Hub) to ``output_dir/checkpoints/step_<N>``; that path.
+
+    A checkpoint of the same step already there is replaced: the one adopted is the one asked for.
+    """
+    target = output_dir / "checkpoints" / f"step_{int(read_trainer_state(folder)['completed_steps'])}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(folder, target)
+    if folder.parent.name.startswith(".hub-download-"):
+        shutil.rmtree(folder.parent, ignore_errors=True)
+    return target
