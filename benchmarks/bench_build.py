@@ -6,8 +6,8 @@ straight into PNG rows, see ``nemo_hf.data.masks.MaskRuns``), so it can come in 
 floor. Each measurement runs in its own process, which reports its own peak RSS. The
 synthetic tree is generated once into ``benchmarks/.cache``.
 
-    python benchmarks/bench_build.py                       # ≈ 20k images, 50k refs; ~10 minutes
-    python benchmarks/bench_build.py --num-images 2000 --rounds 1    # quick look
+    python -m benchmarks.bench_build                       # ≈ 20k images, 50k refs; ~10 minutes
+    python -m benchmarks.bench_build --num-images 2000 --rounds 1    # quick look
 
 Prints a Markdown table for the "Build" section of BENCHMARKS.md: per tree and ``num_proc``,
 the median over rounds of each round's build/floor.
@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import _report  # benchmarks/_report.py: a script's own folder is searched first
+from benchmarks import report
 
 CACHE = Path(__file__).parent / ".cache"
 
@@ -39,7 +39,7 @@ def _peak_rss_mb() -> float:
 
 
 def tree_for(num_images: int) -> Path:
-    from nemo_hf.synthetic import make_refer_dataset
+    from nemo_hf.synthetic.tree import make_refer_dataset
 
     root = CACHE / f"refer_{num_images}"
     if not root.exists():
@@ -52,7 +52,7 @@ def tree_for(num_images: int) -> Path:
 def child_build(root: Path, num_proc: int | None) -> dict:
     import datasets
 
-    from nemo_hf import load_refcoco
+    from nemo_hf.data.load import load_refcoco
 
     datasets.disable_progress_bars()
     with tempfile.TemporaryDirectory() as cache:
@@ -88,9 +88,9 @@ def child_floor(root: Path) -> dict:
 
 
 def run_child(kind: str, root: Path, num_proc: int = 1) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", kind, "--root", str(root),
+    out = subprocess.run([sys.executable, "-m", "benchmarks.bench_build", "--child", kind, "--root", str(root),
                           "--num-proc", str(num_proc)],
-                         check=True, capture_output=True, text=True)
+                         check=True, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---|---|---|---|---|---|")
     print("\n".join(rows))
     print(f"\n{args.rounds} interleaved rounds; peak RSS large/small = {large['peak_rss_mb'] / small_rss:.2f}x "
-          f"for {large['refs'] / small_refs:.1f}x the refs; {_report.cpu_name()}, "
+          f"for {large['refs'] / small_refs:.1f}x the refs; {report.cpu_name()}, "
           f"{os.cpu_count()} cores, Python {platform.python_version()}")
 
 

@@ -15,9 +15,9 @@ take one step of each model in turn, so a busy machine slows all alike; the tabl
 the median step time, the samples per second it means, and the median of the per-round
 ratios to CLIPSeg's default. Writes the "CRIS vs CLIPSeg" section of BENCHMARKS.md.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_cris.py               # CPU: minutes
-    python benchmarks/bench_cris.py --device cuda --batch-size 32 --bf16 --no-write
-    python benchmarks/bench_cris.py --quick --no-write               # tiny towers: a smoke run
+    OMP_NUM_THREADS=1 python -m benchmarks.bench_cris               # CPU: minutes
+    python -m benchmarks.bench_cris --device cuda --batch-size 32 --bf16 --no-write
+    python -m benchmarks.bench_cris --quick --no-write               # tiny towers: a smoke run
 """
 
 from __future__ import annotations
@@ -36,15 +36,12 @@ from typing import Any
 import torch
 from transformers import CLIPConfig, CLIPSegConfig, CLIPSegForImageSegmentation
 
-import _report  # benchmarks/_report.py: a script's own folder is searched first
-from nemo_hf.modeling import (
-    CLIPSegReferringSegmenter,
-    CRISConfig,
-    CRISForReferringSegmentation,
-    CRISReferringSegmenter,
-    PartwiseSegmenter,
-    per_sample_bce,
-)
+from benchmarks import report
+from nemo_hf.modeling.clipseg import CLIPSegReferringSegmenter
+from nemo_hf.modeling.cris.configuration import CRISConfig
+from nemo_hf.modeling.cris.model import CRISForReferringSegmentation
+from nemo_hf.modeling.cris.segmenter import CRISReferringSegmenter
+from nemo_hf.modeling.parts import PartwiseSegmenter
 
 SECTION = "CRIS vs CLIPSeg"
 DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
@@ -125,13 +122,13 @@ def _sync(device: torch.device) -> None:
 
 def timed_step(segmenter: PartwiseSegmenter, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor],
                bf16: bool) -> float:
-    """Seconds of one training step (forward, BCE, backward, AdamW), the device drained before and after."""
+    """Seconds of one training step (forward with the model's own loss, backward, AdamW), the device drained."""
     device = batch["pixel_values"].device
     _sync(device)
     start = time.perf_counter()
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-        logits = segmenter(batch["pixel_values"], batch["input_ids"], batch["attention_mask"])
-    per_sample_bce(logits, batch["labels"]).mean().backward()
+        loss = segmenter(batch["pixel_values"], batch["input_ids"], batch["attention_mask"], labels=batch["labels"]).loss
+    loss.backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     _sync(device)
@@ -191,11 +188,11 @@ def render(args: argparse.Namespace, results: dict[str, dict[str, Any]], device:
         where = f"{torch.cuda.get_device_name(device)}{', bf16 autocast' if args.bf16 else ', float32'}"
     else:
         threads = os.environ.get("OMP_NUM_THREADS", "unset")
-        where = f"{_report.machine()}; {torch.get_num_threads()} torch thread(s) (OMP_NUM_THREADS={threads})"
+        where = f"{report.machine()}; {torch.get_num_threads()} torch thread(s) (OMP_NUM_THREADS={threads})"
     lines = [
         f"## {SECTION}",
         "",
-        ("`python benchmarks/bench_cris.py`: CRIS on CLIP ViT-B/16 (`openai/clip-vit-base-patch16`'s shapes) at "
+        ("`python -m benchmarks.bench_cris`: CRIS on CLIP ViT-B/16 (`openai/clip-vit-base-patch16`'s shapes) at "
          "CRIS's 416² input against CLIPSeg with `CIDAS/clipseg-rd64-refined`'s configuration at its 352², random "
          f"weights, {TEXT_LENGTH}-token expressions. Backbone = the CLIP towers and their projections; new = the "
          "layers each adds (CLIPSeg's decoder; CRIS's feature pyramid, neck, decoder and projector). A step = "
@@ -223,7 +220,7 @@ def render(args: argparse.Namespace, results: dict[str, dict[str, Any]], device:
 
 def write_section(path: Path, section: str) -> None:
     """Replace (or append) this benchmark's section of BENCHMARKS.md."""
-    _report.write_section(path, SECTION, section)
+    report.write_section(path, SECTION, section)
 
 
 if __name__ == "__main__":

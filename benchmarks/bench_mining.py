@@ -14,8 +14,8 @@ Each figure is the best of interleaved rounds (the machine is shared: other jobs
 add time); CPU-time ratios are shown beside the wall-time ones. Ratios are measured in
 one run and written to the "Mining" section of BENCHMARKS.md.
 
-    python benchmarks/bench_mining.py            # several minutes on 2 CPU cores
-    python benchmarks/bench_mining.py --quick    # smoke run, prints only
+    python -m benchmarks.bench_mining            # several minutes on 2 CPU cores
+    python -m benchmarks.bench_mining --quick    # smoke run, prints only
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from PIL import Image
 from transformers import CLIPConfig, CLIPModel, CLIPProcessor
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
-import _report  # benchmarks/_report.py: a script's own folder is searched first
+from benchmarks import report
 from nemo_hf.mining.embed import decode_image, embed_images
 from nemo_hf.mining.search import auto_chunk_size, faiss_available
 from nemo_hf.mining.selection import select_negatives
@@ -180,7 +180,8 @@ def _run_case(case: str, n: int, n_pool: int, top_k: int, settings: dict[str, An
 def _in_fresh_process(case: str, n: int, n_pool: int, top_k: int, settings: dict[str, Any]) -> tuple[float, float, int]:
     """:func:`_run_case` in a new interpreter running this file (``--child``), so the peak RSS is the case's own."""
     child = json.dumps({"case": case, "n": n, "n_pool": n_pool, "top_k": top_k, "settings": settings})
-    out = subprocess.run([sys.executable, __file__, "--child", child], check=True, stdout=subprocess.PIPE, text=True)
+    out = subprocess.run([sys.executable, "-m", "benchmarks.bench_mining", "--child", child], check=True, stdout=subprocess.PIPE, text=True,
+                         cwd=Path(__file__).resolve().parents[1])
     wall, cpu, rss = json.loads(out.stdout.strip().splitlines()[-1])
     return wall, cpu, rss
 
@@ -240,10 +241,10 @@ def render(embedding: dict[str, Any], selection: dict[str, Any]) -> str:
         for name, c in selection["cases"].items()
     )
     machine = _paragraph(
-        f"""Machine: 2-core CPU ({_report.cpu_name()}, {os.cpu_count()} logical cores), torch {torch.__version__}
+        f"""Machine: 2-core CPU ({report.cpu_name()}, {os.cpu_count()} logical cores), torch {torch.__version__}
         with {torch.get_num_threads()} threads, Python {platform.python_version()}. The machine is shared
         with other jobs, so each figure is the best of interleaved rounds (load from others only adds
-        time) and ratios still move by several percent between runs. `python benchmarks/bench_mining.py`;
+        time) and ratios still move by several percent between runs. `python -m benchmarks.bench_mining`;
         all ratios measured in one run."""
     )
     embedding_text = _paragraph(
@@ -291,7 +292,7 @@ def render(embedding: dict[str, Any], selection: dict[str, Any]) -> str:
 
 def write_section(path: Path, section: str) -> None:
     """Replace (or append) this benchmark's section of BENCHMARKS.md."""
-    _report.write_section(path, SECTION, section)
+    report.write_section(path, SECTION, section)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

@@ -8,8 +8,8 @@ the mosaic and its mask. Times are CPU times of this process over interleaved ro
 each round's time is divided by that round's floor and the median ratio is printed and
 written to the "Mosaic" section of BENCHMARKS.md.
 
-    python benchmarks/bench_mosaic.py              # under a minute
-    python benchmarks/bench_mosaic.py --no-write   # print only
+    python -m benchmarks.bench_mosaic              # under a minute
+    python -m benchmarks.bench_mosaic --no-write   # print only
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import numpy as np
 import PIL
 from PIL import Image, features
 
-import _report  # benchmarks/_report.py: a script's own folder is searched first
+from benchmarks import report
 from nemo_hf.mosaic import compose_mosaic, draft_decode, grid_layout
 from nemo_hf.mosaic.thumbnails import largest_cell, shrink_pool
 
@@ -151,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     context = (
         f"{args.samples} samples × {args.rounds} rounds, {args.images} JPEGs of {jpeg_kb:.0f} KB mean; "
         f"Pillow {PIL.__version__}, libjpeg-turbo {features.version('libjpeg_turbo')}, "
-        f"Python {platform.python_version()}, {_report.cpu_name()}; floor = {floor_time * 1e3:.1f} ms CPU/sample here"
+        f"Python {platform.python_version()}, {report.cpu_name()}; floor = {floor_time * 1e3:.1f} ms CPU/sample here"
     )
     print(f"2×2 mosaic at {CANVAS}², ratio to the floor (CPU time, median of {args.rounds} rounds)")
     for name, ratio in ratios.items():
@@ -167,7 +167,7 @@ def render_section(ratios: dict[str, float], context: str) -> str:
     rows = "\n".join(f"| {name} | {ratio:.2f}× |" for name, ratio in ratios.items())
     return f"""## {SECTION}
 
-`python benchmarks/bench_mosaic.py`: per-sample cost of a 2×2 mosaic at {CANVAS}² (with its
+`python -m benchmarks.bench_mosaic`: per-sample cost of a 2×2 mosaic at {CANVAS}² (with its
 target mask) from four 640×480 JPEGs stored as bytes in an Arrow `datasets.Dataset`, as a
 ratio to the floor of fetching the same four rows and fully decoding the JPEGs with PIL
 (process CPU time; median over interleaved rounds of each round's ratio). Goal: ≤ 1.0×.
@@ -191,7 +191,7 @@ size first (the `datasets` path) pays full-resolution resizes instead. Ratios mo
 
 def write_section(path: Path, section: str) -> None:
     """Replace (or append) this benchmark's section of BENCHMARKS.md."""
-    _report.write_section(path, SECTION, section)
+    report.write_section(path, SECTION, section)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ Rows come from a RefCOCO-built synthetic tree of 640×480 JPEGs (``bench_build``
 does without augmentation); "nemo" draws a 2×2 mosaic (random negatives, so no CLIP is
 needed; mined negatives cost the same to draw) for every sample via ``nemo.attach``.
 
-    python benchmarks/bench_nemo_loader.py --num-images 2500 --samples 400
+    python -m benchmarks.bench_nemo_loader --num-images 2500 --samples 400
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from bench_build import tree_for  # benchmarks/bench_build.py: a script's own folder is searched first
+from benchmarks.bench_build import tree_for
 
 SIZE = 480
 
@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> None:
 
     import datasets
 
-    from nemo_hf import NeMo, load_refcoco
+    from nemo_hf.data.load import load_refcoco
+    from nemo_hf.nemo.transform import NeMo
 
     datasets.disable_progress_bars()
     root = tree_for(args.num_images)

@@ -11,7 +11,7 @@ rounds (median of each round's ratios):
 - "map, default PNG level": the same with the mosaic saved at zlib's default level, as
   ``datasets`` encodes a plain PIL image (what NeMo did before).
 
-    python benchmarks/bench_nemo_map.py --rows 48 --rounds 3
+    python -m benchmarks.bench_nemo_map --rows 48 --rounds 3
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import _report  # benchmarks/_report.py and bench_build.py: a script's own folder is searched first
-from bench_build import tree_for
+from benchmarks import report
+from benchmarks.bench_build import tree_for
 
 SIZE = 480
 
@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> None:
 
     import datasets
 
-    from nemo_hf import NeMo, load_refcoco
+    from nemo_hf.data.load import load_refcoco
+    from nemo_hf.nemo.transform import NeMo
 
     datasets.disable_progress_bars()
     root = tree_for(args.num_images)
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"| {name} | {1e3 * statistics.median(values) / samples:.1f} | {ratio:.2f}× |")
     speedup = statistics.median(old / new for old, new in zip(times["map, default PNG level"], times["map"]))
     print(f"\n{samples} samples from {args.rows} refs, {args.rounds} interleaved rounds, output {SIZE}²; "
-          f"{_report.cpu_name()}. map at the default PNG level / as shipped = {speedup:.2f}×")
+          f"{report.cpu_name()}. map at the default PNG level / as shipped = {speedup:.2f}×")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
 """What NeMo on the fly costs a training step: time spent waiting for data, with and without mosaics.
 
-Runs the training step of ``training/train.py`` (forward, per-sample BCE, backward, AdamW)
-on the tiny config's model and data (``training/configs/tiny_synthetic.yaml``, with a
+Runs the training step of ``training/train.py`` — the same function,
+:func:`nemo_hf.trainer.segmenter_training.training_step`: forward with labels (the model's
+own loss), backward, AdamW — on the tiny config's model and data (``training/configs/tiny_synthetic.yaml``, with a
 larger synthetic tree so that an epoch is more than a few steps) in one process. Each
 augmentation gets its training set from the same glue the training script uses
-(``nemo_hf.training.data.build_train_dataset``) and the same DataLoader settings (batch size,
+(:func:`nemo_hf.trainer.data.build_train_dataset`) and the same DataLoader settings (batch size,
 persistent workers, collator). Rounds are interleaved (none, nemo, none, nemo, …) so a
 busy machine slows both alike; each round starts a fresh DataLoader iterator and discards
 its first steps. Per step it records the time spent in the DataLoader's
@@ -15,9 +16,9 @@ waiting, and the time per step relative to no augmentation (goal: NeMo ≤ 1.05�
 one-off mining and pool shrinking happen before the rounds and are not counted. Writes the "Training" section
 of BENCHMARKS.md.
 
-    python benchmarks/bench_train.py                  # a few minutes
-    python benchmarks/bench_train.py --no-write       # print only
-    python benchmarks/bench_train.py --workers 0      # data in the training process
+    python -m benchmarks.bench_train                  # a few minutes
+    python -m benchmarks.bench_train --no-write       # print only
+    python -m benchmarks.bench_train --workers 0      # data in the training process
 """
 
 from __future__ import annotations
@@ -33,10 +34,14 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-import _report  # benchmarks/_report.py: a script's own folder is searched first
-from nemo_hf.modeling import RISCollator, load_referring_segmenter, per_sample_bce
-from nemo_hf.training.args import TRAIN_DATACLASSES, parse_arguments
-from nemo_hf.training.data import build_train_dataset, load_splits
+from benchmarks import report
+from accelerate import Accelerator
+
+from nemo_hf.modeling.inputs import RISCollator
+from nemo_hf.modeling.loading import load_referring_segmenter
+from nemo_hf.trainer.args import TrainingConfig
+from nemo_hf.trainer.data import build_train_dataset, load_splits
+from nemo_hf.trainer.segmenter_training import training_step
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTION = "Training"
@@ -52,7 +57,8 @@ def _forever(loader: DataLoader, set_epoch) -> Iterator[dict]:
         epoch += 1
 
 
-def measure(loader: DataLoader, set_epoch, model, optimizer, warmup: int, steps: int) -> tuple[float, float]:
+def measure(loader: DataLoader, set_epoch, model, optimizer, scheduler, accelerator: Accelerator, warmup: int,
+            steps: int) -> tuple[float, float]:
     """``(seconds waiting for data, seconds in total)`` over ``steps`` training steps after ``warmup``."""
     batches = _forever(loader, set_epoch)
     waited = total = 0.0
@@ -61,10 +67,8 @@ def measure(loader: DataLoader, set_epoch, model, optimizer, warmup: int, steps:
         start = time.perf_counter()
         batch = next(batches)
         fetched = time.perf_counter()
-        logits = model(batch["pixel_values"], batch["input_ids"], batch["attention_mask"])
-        per_sample_bce(logits, batch["labels"]).mean().backward()
-        optimizer.step()
-        optimizer.zero_grad()
+        with accelerator.accumulate(model):
+            training_step(model, batch, optimizer, scheduler, accelerator, max_grad_norm=1.0)
         done = time.perf_counter()
         if step >= warmup:
             waited += fetched - start
@@ -90,18 +94,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    model_args, data_args, aug_args, train_args = parse_arguments(
-        ["--config", str(CONFIG), "--mosaic_prob", str(args.mosaic_prob),
-         "--synthetic_images", str(args.synthetic_images)], TRAIN_DATACLASSES
-    )
-    raw_train = load_splits(data_args, [data_args.train_split])[data_args.train_split]
-    model, processor = load_referring_segmenter(model_args.model_name_or_path, trainable=model_args.trainable)
+    config = TrainingConfig.parse(["--config", str(CONFIG), "--mosaic_prob", str(args.mosaic_prob),
+                                   "--synthetic_images", str(args.synthetic_images)])
+    raw_train = load_splits(config.data, [config.data.train_split])[config.data.train_split]
+    model, processor = load_referring_segmenter(config.model.model_name_or_path, trainable=config.model.trainable)
+    accelerator = Accelerator(cpu=True)
     optimizer = torch.optim.AdamW([p for ps in model.trainable_parameters().values() for p in ps], lr=1e-4)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    scheduler = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0)
 
     loaders = {}
     for augmentation in args.augmentations:
-        aug_args.augmentation = augmentation
-        train = build_train_dataset(raw_train, aug_args, seed=train_args.seed,
+        train = build_train_dataset(raw_train, augmentation, config.nemo, clip_model=config.augmentation.clip_model,
                                     input_size=int(processor.image_processor.size["height"]))
         loader = DataLoader(train.dataset, batch_size=args.batch_size, shuffle=True, drop_last=True,
                             collate_fn=RISCollator(processor), num_workers=args.workers,
@@ -112,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     load_before = os.getloadavg()[0]
     for r in range(args.rounds):
         for augmentation, (loader, set_epoch) in loaders.items():
-            waited, total = measure(loader, set_epoch, model, optimizer, args.warmup, args.steps)
+            waited, total = measure(loader, set_epoch, model, optimizer, scheduler, accelerator, args.warmup, args.steps)
             rounds[augmentation].append((waited, total))
             print(f"round {r + 1} {augmentation:>6}: {1e3 * total / args.steps:7.1f} ms/step, "
                   f"{1e3 * waited / args.steps:7.1f} ms waiting ({waited / total:.0%})")
@@ -137,8 +141,8 @@ def render(args: argparse.Namespace, rounds: dict[str, list[tuple[float, float]]
         f"## {SECTION}",
         "",
         (
-            "`python benchmarks/bench_train.py`: the training step of `training/train.py` (forward, BCE, "
-            "backward, AdamW) on the tiny config (`training/configs/tiny_synthetic.yaml`: a CLIPSeg on nemo-hf/synthetic-clip, "
+            "`python -m benchmarks.bench_train`: the training step of `training/train.py` (`training_step`: "
+            "forward with the model's own loss, backward, clipping, AdamW) on the tiny config (`training/configs/tiny_synthetic.yaml`: a CLIPSeg on nemo-hf/synthetic-clip, "
             f"64² input; a synthetic RefCOCO tree of {refs} training refs, 320×240 JPEGs), one process, "
             f"{args.threads} torch thread(s), batch {args.batch_size}, {args.workers} persistent DataLoader "
             f"workers (as `train.py` uses them) for every augmentation, mosaic probability "
@@ -160,7 +164,7 @@ def render(args: argparse.Namespace, rounds: dict[str, list[tuple[float, float]]
     lines += [
         "",
         (f"Medians of {args.rounds} interleaved rounds of {args.steps} steps (after {args.warmup} discarded "
-         f"each); torch {torch.__version__}, Python {platform.python_version()}, {_report.cpu_name()}, "
+         f"each); torch {torch.__version__}, Python {platform.python_version()}, {report.cpu_name()}, "
          f"{os.cpu_count()} CPU cores shared by the training process and the workers (and other jobs: load "
          f"average {load[0]:.1f} before, {load[1]:.1f} after)."),
     ]
@@ -194,7 +198,7 @@ def render(args: argparse.Namespace, rounds: dict[str, list[tuple[float, float]]
 
 def write_section(path: Path, section: str) -> None:
     """Replace (or append) this benchmark's section of BENCHMARKS.md."""
-    _report.write_section(path, SECTION, section)
+    report.write_section(path, SECTION, section)
 
 
 if __name__ == "__main__":

@@ -10,9 +10,9 @@ distractor group, and the wall time of each training run (the world is generated
 built once, before either). Writes the "CRIS vs CLIPSeg on the synthetic world" section
 of BENCHMARKS.md and ``results.json`` in ``--out``.
 
-    OMP_NUM_THREADS=1 python benchmarks/cris_synthetic.py           # about 10 minutes: 300 steps each
-    python benchmarks/cris_synthetic.py --steps 900                   # the experiment's full budget
-    python benchmarks/cris_synthetic.py --quick --no-write            # a smoke run: tiny world, few steps
+    OMP_NUM_THREADS=1 python -m benchmarks.cris_synthetic           # about 10 minutes: 300 steps each
+    python -m benchmarks.cris_synthetic --steps 900                   # the experiment's full budget
+    python -m benchmarks.cris_synthetic --quick --no-write            # a smoke run: tiny world, few steps
 """
 
 from __future__ import annotations
@@ -25,11 +25,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import _report  # benchmarks/_report.py: a script's own folder is searched first
-from nemo_hf import per_sentence
-from nemo_hf.data import load_refcoco
-from nemo_hf.experiment import HARD, ExperimentSettings, train_arm
-from nemo_hf.experiment.run import build_world, evaluate_arm
+from benchmarks import report
+from nemo_hf.data.load import load_refcoco, per_sentence
+from nemo_hf.experiment.arms import train_arm
+from nemo_hf.experiment.evaluation import HARD, evaluate_arm
+from nemo_hf.experiment.settings import ExperimentSettings
+from nemo_hf.experiment.world import build_world, image_dir
 
 SECTION = "CRIS vs CLIPSeg on the synthetic world"
 SEGMENTERS = ("clipseg", "cris")
@@ -51,8 +52,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         base = base.replace(num_images=40, max_train_steps=3, train_batch_size=8)
     started = time.perf_counter()
     root = build_world(args.out, base)
-    evaluation = per_sentence(load_refcoco(base.dataset, root, root / "images" / "train2014",
-                                           cache_dir=args.out / "cache")[base.eval_split])
+    built = load_refcoco(base.dataset, root, image_dir(root), cache_dir=args.out / "cache")
+    evaluation = per_sentence(built[base.eval_split])
     world_seconds = time.perf_counter() - started
     results: dict[str, Any] = {"settings": base.to_dict(), "eval_sentences": len(evaluation),
                                "world_seconds": round(world_seconds, 1), "segmenters": {}}
@@ -61,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         out.mkdir(parents=True, exist_ok=True)
         if not (out / "cache").exists():  # the world's dataset, built once above
             (out / "cache").symlink_to((args.out / "cache").resolve(), target_is_directory=True)
-        seconds = train_arm("none", out, root, base.replace(segmenter=segmenter))
+        _, seconds = train_arm("none", out, root, base.replace(segmenter=segmenter), built["train"])
         arm = evaluate_arm(out / "arms" / "none" / "final", evaluation)
         trained = json.loads((out / "arms" / "none" / "final" / "all_results.json").read_text())
         results["segmenters"][segmenter] = {"train_seconds": round(seconds, 1), "metrics": arm.metrics,
@@ -73,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     section = render(results, args.quick)
     print(section)
     if not args.no_write:
-        _report.write_section(args.output, SECTION, section)
+        report.write_section(args.output, SECTION, section)
         print(f"wrote the {SECTION} section of {args.output}")
     return results
 
@@ -98,7 +99,7 @@ def render(results: dict[str, Any], quick: bool = False) -> str:
     lines = [
         f"## {SECTION}",
         "",
-        ("`python benchmarks/cris_synthetic.py`: CLIPSeg and CRIS on the towers of `nemo-hf/synthetic-clip`, each "
+        ("`python -m benchmarks.cris_synthetic`: CLIPSeg and CRIS on the towers of `nemo-hf/synthetic-clip`, each "
          "trained whole by `training/train.py` as the synthetic experiment's `none` arm "
          f"(`training/configs/synthetic_experiment.yaml`): {settings['num_images']} scenes of "
          f"{settings['scene_size'][0]}×{settings['scene_size'][1]}, {settings['dataset']}, "
@@ -113,7 +114,7 @@ def render(results: dict[str, Any], quick: bool = False) -> str:
         "|---|---|---|---|" + "---|" * len(GROUPS) + "---|",
         *rows,
         "",
-        (f"One process, {os.environ.get('OMP_NUM_THREADS', 'unset')} OMP thread(s), {_report.machine()} (shared: "
+        (f"One process, {os.environ.get('OMP_NUM_THREADS', 'unset')} OMP thread(s), {report.machine()} (shared: "
          f"load average {results['load_average']:.1f} at the end). The world took {results['world_seconds']:.0f} s to "
          f"generate and build, the whole run {results['wall_seconds']:.0f} s; CRIS trained "
          f"{seconds['cris'] / seconds['clipseg']:.2f}× as long as CLIPSeg. The table compares what each learns per "

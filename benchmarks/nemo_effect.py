@@ -1,8 +1,8 @@
 """NeMo's effect, measured: the none / random / NeMo experiment over several seeds, and a sweep of NeMo's knobs.
 
-    python benchmarks/nemo_effect.py                        # 3 seeds × 3 arms, then the sweep
-    python benchmarks/nemo_effect.py --seeds 0 1 2 --steps 1200 --skip-sweep
-    python benchmarks/nemo_effect.py --quick                # a smoke run: tiny world, few steps
+    python -m benchmarks.nemo_effect                        # 3 seeds × 3 arms, then the sweep
+    python -m benchmarks.nemo_effect --seeds 0 1 2 --steps 1200 --skip-sweep
+    python -m benchmarks.nemo_effect --quick                # a smoke run: tiny world, few steps
 
 Each seed runs :func:`nemo_hf.experiment.run_experiment` (a finished run whose
 ``results.json`` holds the same settings is read back instead, so an interrupted benchmark
@@ -21,14 +21,17 @@ each value. Results go to ``--out`` as JSON; BENCHMARKS.md records the latest fi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
-from nemo_hf.experiment import ExperimentSettings, run_experiment
 from nemo_hf.experiment.report import GROUPS
+from nemo_hf.experiment.run import run_experiment
+from nemo_hf.experiment.settings import ExperimentSettings
+from nemo_hf.nemo.settings import NeMoSettings
 
 _SIZES = ("size=small", "size=medium", "size=large")
 SWEEP: dict[str, tuple[Any, ...]] = {
@@ -55,13 +58,21 @@ def run_or_reuse(out: Path, settings: ExperimentSettings, train: bool = True) ->
 
 
 def _saved_settings(results: dict[str, Any]) -> dict[str, Any] | None:
-    """A saved run's settings, with settings added since then at their defaults (which reproduce the old runs)."""
+    """A saved run's settings, with settings added since then at their defaults (which reproduce the old runs).
+
+    Runs saved before NeMo's knobs were a nested ``nemo`` entry held them at the top level.
+    """
     saved = results.get("settings")
     if not isinstance(saved, dict):
         return None
+    saved = dict(saved)
+    nemo_names = {f.name for f in dataclasses.fields(NeMoSettings)} - {f.name for f in dataclasses.fields(ExperimentSettings)}
+    flat = {name: saved.pop(name) for name in list(saved) if name in nemo_names}
+    nested = saved.pop("nemo", None)
     tuples = {key: tuple(value) for key, value in saved.items() if isinstance(value, list)}
     try:
-        return ExperimentSettings(**{**saved, **tuples}).to_dict()
+        nemo = NeMoSettings(**nested) if nested else dataclasses.replace(ExperimentSettings().nemo, **flat)
+        return ExperimentSettings(**{**saved, **tuples}, nemo=nemo).to_dict()
     except (TypeError, ValueError):
         return None
 
@@ -152,13 +163,13 @@ def plot_sweep(
     fig, axes = plt.subplots(1, len(sweep) + 1, figsize=(4 * (len(sweep) + 1), 3.6), sharey=True)
     everything = []
     for ax, (knob, points) in zip(axes, sweep.items()):
-        points = sorted([*points, {**default, "value": getattr(base, knob)}], key=lambda p: _order(p["value"]))
-        everything += [(knob, p) for p in points if p["value"] != getattr(base, knob)]
+        points = sorted([*points, {**default, "value": getattr(base.nemo, knob)}], key=lambda p: _order(p["value"]))
+        everything += [(knob, p) for p in points if p["value"] != getattr(base.nemo, knob)]
         xs = range(len(points))
         ax.errorbar(xs, [p["hard_oiou"][0] for p in points], yerr=[p["hard_oiou"][1] for p in points],
                     marker="o", capsize=3, color="tab:green", label="NeMo")
         ax.set_xticks(list(xs), ["off" if p["value"] is None else f"{p['value']:g}" for p in points])
-        ax.set_xlabel(f"{knob} (default {getattr(base, knob)})")
+        ax.set_xlabel(f"{knob} (default {getattr(base.nemo, knob)})")
     for ax in axes:
         for arm, color in (("none", "tab:gray"), ("random", "tab:orange")):
             if arm in summary:
@@ -218,7 +229,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.skip_sweep:
         for knob, values in (parse_sweep(args.sweep) if args.sweep else SWEEP).items():
             for value in values:
-                if getattr(base, knob) == value:
+                if getattr(base.nemo, knob) == value:
                     continue  # the main runs cover the default value
                 runs_at = [
                     run_or_reuse(args.out / f"{knob}={value}" / f"seed{seed}",

@@ -23,13 +23,13 @@ def demo(out: Path, settings: object) -> int:
     NeMo) with the same seed, data and budget, evaluation by distractor group, and
     ``report.md``, ``results.json`` and PNGs.
     """
-    from nemo_hf.data import load_refcoco, stats_table
-    from nemo_hf.experiment import run_experiment
-    from nemo_hf.experiment.run import build_world
+    from nemo_hf.data.load import load_refcoco, stats_table
+    from nemo_hf.experiment.run import run_experiment
+    from nemo_hf.experiment.world import build_world, image_dir
 
     root = build_world(out, settings)
     for name in DEMO_CONFIGS:
-        built = load_refcoco(name, root, root / "images" / "train2014", cache_dir=out / "cache")
+        built = load_refcoco(name, root, image_dir(root), cache_dir=out / "cache")
         print(f"\n## {name}\n\n{stats_table(built)}")
     run_experiment(out, settings)
     return 0
@@ -61,7 +61,7 @@ def predict(model: str, image: Path, text: str, output: Path, revision: str | No
 
 
 def main(argv: list[str] | None = None) -> int:
-    from nemo_hf.experiment import ExperimentSettings
+    from nemo_hf.experiment.settings import ExperimentSettings
 
     parser = argparse.ArgumentParser(prog="nemo-hf", description="NeMo on the Hugging Face stack")
     commands = parser.add_subparsers(dest="command", required=True)

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
+import importlib
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-from tests.scripts import BENCHMARKS, load_script
-
 
 @pytest.fixture
-def load(monkeypatch: pytest.MonkeyPatch):
-    # the scripts import _report by name, as their neighbour; loaded here by path instead
-    monkeypatch.setitem(sys.modules, "_report", load_script(BENCHMARKS / "_report.py"))
-    return lambda name: load_script(BENCHMARKS / f"{name}.py")
+def load():
+    return lambda name: importlib.import_module(f"benchmarks.{name}")
 
 
 def test_bench_cris_counts_every_part_and_times_each_model_against_clipseg(load, tmp_path: Path) -> None:

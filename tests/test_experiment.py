@@ -20,13 +20,14 @@ import torch
 
 from nemo_hf import NeMo, load_refcoco, per_sentence
 from nemo_hf.experiment import HARD, ExperimentSettings, run_experiment
-from nemo_hf.experiment.run import TRAINING_DIR, arm_command
+from nemo_hf.experiment.arms import arm_config
 from nemo_hf.mining.clip import load_clip
 from nemo_hf.mining.retrieval import text_to_image_retrieval
 from nemo_hf.modeling import RISCollator, load_referring_segmenter, per_sample_bce, per_sample_dice
 from nemo_hf.synthetic import make_refer_dataset
-from nemo_hf.training.args import TRAIN_DATACLASSES, AugmentationArguments, parse_arguments
-from nemo_hf.training.data import build_train_dataset
+from nemo_hf.nemo.settings import NeMoSettings
+from nemo_hf.trainer.args import TrainingConfig
+from nemo_hf.trainer.data import build_train_dataset
 
 CLIP = "nemo-hf/synthetic-clip"
 
@@ -76,14 +77,14 @@ def test_a_clipseg_on_the_shipped_clip_overfits_a_small_batch(fresh_world) -> No
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     model.train()
     for _ in range(300):
-        logits = model(batch["pixel_values"], batch["input_ids"], batch["attention_mask"])
+        logits = model(batch["pixel_values"], batch["input_ids"], batch["attention_mask"]).logits
         loss = (per_sample_bce(logits, batch["labels"]) + per_sample_dice(logits, batch["labels"])).mean()
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
     model.eval()
     with torch.no_grad():
-        predicted = model(batch["pixel_values"], batch["input_ids"], batch["attention_mask"]) > 0
+        predicted = model(batch["pixel_values"], batch["input_ids"], batch["attention_mask"]).logits > 0
     truth = batch["labels"] > 0.5
     iou = (predicted & truth).sum().item() / (predicted | truth).sum().item()
     assert iou > 0.9, iou
@@ -93,8 +94,8 @@ def test_the_arms_differ_only_in_the_picture(fresh_world) -> None:
     train = fresh_world["train"].select(range(24))
     drawn = {}
     for arm in ("none", "random", "nemo"):
-        augmentation = AugmentationArguments(augmentation=arm, clip_model=CLIP, top_k=5, mosaic_prob=1.0)
-        data = build_train_dataset(train, augmentation, seed=3, input_size=64)
+        data = build_train_dataset(train, arm, NeMoSettings(top_k=5, mosaic_prob=1.0, seed=3), clip_model=CLIP,
+                                   input_size=64)
         data.set_epoch(1)
         drawn[arm] = [data.dataset[i] for i in range(len(train))]
     for arm in ("random", "nemo"):
@@ -109,7 +110,7 @@ def test_the_arms_differ_only_in_the_picture(fresh_world) -> None:
 
 @pytest.mark.slow
 def test_the_experiment_runs_end_to_end_and_writes_its_report(tmp_path: Path) -> None:
-    settings = ExperimentSettings(num_images=40, max_train_steps=3, train_batch_size=8, top_k=5)
+    settings = ExperimentSettings(num_images=40, max_train_steps=3, train_batch_size=8).replace(top_k=5)
     results = run_experiment(tmp_path, settings)
     for name in ("results.json", "report.md", "oiou_by_group.png", "predictions_hard.png", "mosaics.png",
                  "mining_report.json", "mining_report.png"):
@@ -134,42 +135,34 @@ def test_the_experiment_runs_end_to_end_and_writes_its_report(tmp_path: Path) ->
     assert np.isfinite(saved["mining"]["chosen_text_quantiles"]["50%"])
 
 
-def test_the_segmenters_are_the_training_scripts_model_types() -> None:
-    from nemo_hf.experiment import SEGMENTER_TYPES
-    from nemo_hf.modeling import SEGMENTER_TYPES as MODEL_TYPES
+def test_the_segmenters_are_the_registrys() -> None:
+    from nemo_hf.modeling.registry import SEGMENTER_TYPES
 
-    assert SEGMENTER_TYPES == MODEL_TYPES
+    for segmenter in SEGMENTER_TYPES:
+        assert ExperimentSettings(segmenter=segmenter).segmenter == segmenter
     with pytest.raises(ValueError, match="segmenter must be one of"):
         ExperimentSettings(segmenter="lavt")
 
 
-def test_the_arm_config_holds_the_experiments_defaults() -> None:
-    import yaml
-
-    config = yaml.safe_load((Path(__file__).parents[1] / "training/configs/synthetic_experiment.yaml").read_text())
-    defaults = ExperimentSettings()
-    assert config["synthetic_images"] == defaults.num_images
-    assert tuple(config["synthetic_image_size"]) == defaults.scene_size
-    assert config["synthetic_object_scale"] == defaults.object_scale
-    assert tuple(config["synthetic_distractor_levels"]) == defaults.distractor_levels
-    assert (config["dataset_name"], config["image_size"], config["max_train_steps"]) == (
-        defaults.dataset, defaults.input_size, defaults.max_train_steps)
-    assert (config["train_batch_size"], config["learning_rate"], config["text_encoder_learning_rate"]) == (
-        defaults.train_batch_size, defaults.learning_rate, defaults.encoder_learning_rate)
-    assert (config["mosaic_prob"], config["top_k"], config["tau_image"], config["tau_text"], config["tau_own"]) == (
-        defaults.mosaic_prob, defaults.top_k, defaults.tau_image, defaults.tau_text, defaults.tau_own)
-    assert config["model_name_or_path"] == config["clip_model"] == defaults.clip
-
-
 @pytest.mark.parametrize("changes", [{}, {"tau_image": None, "tau_own": 0.0, "max_train_samples": 50},
-                                     {"tau_text": 0.3, "top_k": 5, "mosaic_prob": 0.25, "seed": 3}])
-def test_every_setting_reaches_the_arms_training(tmp_path: Path, changes) -> None:
-    """train.py's own defaults never stand in for the experiment's (tau_image None is off, not 0.9)."""
-    settings = ExperimentSettings(**changes)
-    command = arm_command("nemo", tmp_path, tmp_path / "refer", settings, TRAINING_DIR)
-    model, data, aug, train = parse_arguments(command[2:], TRAIN_DATACLASSES)
-    assert (aug.augmentation, aug.tau_image, aug.tau_text, aug.tau_own, aug.top_k, aug.mosaic_prob) == (
-        "nemo", settings.tau_image, settings.tau_text, settings.tau_own, settings.top_k, settings.mosaic_prob)
-    assert (data.max_train_samples, train.seed, train.max_train_steps) == (
+                                     {"tau_text": 0.3, "top_k": 10, "mosaic_prob": 0.25, "seed": 3,
+                                      "warmup_epochs": 2, "size": 96, "grid": 3, "thumbnail_cells": False}])
+def test_every_setting_reaches_the_arms_training_whole(tmp_path: Path, changes) -> None:
+    """NeMo's settings travel whole (train.py's defaults never stand in: tau_image None is off, not 0.9), and the
+    arm's saved config, read back by train.py's parser, is the same configuration."""
+    settings = ExperimentSettings().replace(**changes)
+    config = arm_config("nemo", tmp_path, tmp_path / "refer", settings)
+    expected_nemo = {**settings.nemo.to_dict(), "seed": settings.seed, "cache_dir": str(tmp_path / "cache")}
+    assert config.nemo.to_dict() == expected_nemo
+    assert (config.augmentation.augmentation, config.augmentation.clip_model) == ("nemo", settings.clip)
+    assert (config.data.max_train_samples, config.run.seed, config.run.max_train_steps) == (
         settings.max_train_samples, settings.seed, settings.max_train_steps)
-    assert (model.model_name_or_path, aug.clip_model, model.image_size) == (settings.clip, settings.clip, settings.input_size)
+    assert (config.model.model_name_or_path, config.model.image_size) == (settings.clip, settings.input_size)
+    assert TrainingConfig.parse(["--config", str(config.save(tmp_path / "arm.yaml"))]) == config
+
+
+def test_the_arms_configs_differ_only_in_the_augmentation(tmp_path: Path) -> None:
+    configs = {arm: arm_config(arm, tmp_path, tmp_path / "refer", ExperimentSettings()).to_dict()
+               for arm in ("none", "random", "nemo")}
+    differing = {key for arm in configs for key in configs[arm] if configs[arm][key] != configs["none"][key]}
+    assert differing == {"augmentation", "output_dir"}

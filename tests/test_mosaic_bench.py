@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import sys
+import importlib
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-from tests.scripts import BENCHMARKS, load_script
-
-
-
-def _load(name: str) -> ModuleType:
-    return load_script(BENCHMARKS / f"{name}.py")
-
 
 @pytest.fixture
-def bench(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    # the script imports _report by name, as its neighbour; loaded here by path instead
-    monkeypatch.setitem(sys.modules, "_report", _load("_report"))
-    return _load("bench_mosaic")
+def bench() -> ModuleType:
+    return importlib.import_module("benchmarks.bench_mosaic")
 
 
 def test_benchmark_runs_and_keeps_other_sections(bench: ModuleType, tmp_path: Path) -> None:

@@ -14,9 +14,8 @@ import pytest
 from PIL import Image
 
 from nemo_hf.experiment import ExperimentSettings
-from tests.scripts import BENCHMARKS, load_script
+from benchmarks import nemo_effect as bench
 
-bench = load_script(BENCHMARKS / "nemo_effect.py")
 STEPS = 7
 
 
@@ -70,9 +69,12 @@ def test_finished_runs_are_summarised_and_the_sweep_drawn(finished: Path, capsys
 
 
 def test_runs_saved_before_a_setting_existed_are_reused(finished: Path) -> None:
-    """A run saved without ``tau_own`` (added later, off by default) is the same run."""
+    """A run saved with NeMo's knobs at the top level and without ``tau_own`` (added later, off by default) or
+    ``max_train_samples`` is the same run."""
     saved = json.loads((finished / "seed0" / "results.json").read_text())
-    del saved["settings"]["tau_own"], saved["settings"]["max_train_samples"]
+    nemo = saved["settings"].pop("nemo")
+    saved["settings"].update({k: nemo[k] for k in ("mosaic_prob", "top_k", "tau_image", "tau_text")})
+    del saved["settings"]["max_train_samples"]
     (finished / "seed0" / "results.json").write_text(json.dumps(saved))
     settings = ExperimentSettings(max_train_steps=STEPS, seed=0)
     assert bench.run_or_reuse(finished / "seed0", settings)["arms"]["nemo"]["metrics"]["overall_iou"] == 0.64

@@ -18,17 +18,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from nemo_hf.experiment.run import HARD, ArmPredictions, main_table
+from nemo_hf.experiment.evaluation import HARD, ArmPredictions
+from nemo_hf.modeling.inputs import target_mask
+from nemo_hf.modeling.registry import architecture
 from nemo_hf.viz import caption_tile, save_tile_sheet
 
-__all__ = ["GROUPS", "write_report"]
+__all__ = ["GROUPS", "main_table", "write_report"]
 
 GROUPS = ("distractors=0", "distractors=1", "distractors=2", "distractors=3+", HARD)
-_SEGMENTER_NAMES = {"clipseg": "CLIPSeg", "cris": "CRIS"}
 _PAPER = (
     "Paper (CRIS on G-Ref umd val, oIoU): no augmentation 55.91, random 4-image mosaics 56.22, NeMo 58.47; "
     "the gain grows with the number of distractors."
@@ -77,8 +79,6 @@ def _hard_examples(evaluation: Any, count: int, seed: int) -> list[int]:
 
 
 def _save_predictions(evaluation: Any, predictions: dict[str, ArmPredictions], path: Path, seed: int) -> Path | None:
-    from nemo_hf.modeling import target_mask
-
     picked = _hard_examples(evaluation, 6, seed)
     if not picked:
         return None
@@ -130,12 +130,12 @@ def write_report(
         "",
         f"{settings['dataset']} ({settings['eval_split']}, {results['eval_sentences']} sentences) from "
         f"{settings['num_images']} synthetic scenes, distractor levels {settings['distractor_levels']}, seed "
-        f"{settings['seed']}. Each arm: a {_SEGMENTER_NAMES[settings.get('segmenter', 'clipseg')]} on the towers of "
+        f"{settings['seed']}. Each arm: a {architecture(settings['segmenter']).display_name} on the towers of "
         f"`{settings['clip']}`, trained whole for "
         f"{settings['max_train_steps']} steps of {settings['train_batch_size']} at {settings['input_size']} px, same "
         "initial weights and data order; only the augmentation differs (mosaic probability "
-        f"{settings['mosaic_prob']}, top_k {settings['top_k']}, tau_image {settings['tau_image']}, "
-        f"tau_text {settings['tau_text']}, tau_own {settings.get('tau_own')}).",
+        f"{settings['nemo']['mosaic_prob']}, top_k {settings['nemo']['top_k']}, tau_image {settings['nemo']['tau_image']}, "
+        f"tau_text {settings['nemo']['tau_text']}, tau_own {settings['nemo']['tau_own']}).",
         "",
         main_table(results),
         "",
@@ -162,3 +162,21 @@ def write_report(
                  + ", ".join(f"{arm} {entry['train_seconds']:.0f} s" for arm, entry in results["arms"].items()) + ".")
     (out / "report.md").write_text("\n".join(lines) + "\n")
     print("\n" + main_table(results) + "\n\n" + results["verdict"] + f"\n\nsaved {out / 'report.md'}, {out / 'results.json'}")
+
+
+def main_table(results: dict[str, Any], groups: Sequence[str] = ("distractors=0", "distractors=1", HARD)) -> str:
+    """The console table: oIoU overall and per group, one row per arm.
+
+    >>> fake = {"arms": {"none": {"metrics": {"overall_iou": 0.5, "mean_iou": 0.4, "groups": {HARD: {"overall_iou": 0.3}}}}}}
+    >>> print(main_table(fake, groups=(HARD,)))
+    | arm | oIoU | mIoU | oIoU distractors>=2 |
+    |---|---|---|---|
+    | none | 0.5000 | 0.4000 | 0.3000 |
+    """
+    header = "| arm | oIoU | mIoU | " + " | ".join(f"oIoU {g}" for g in groups) + " |"
+    lines = [header, "|" + "---|" * (3 + len(groups))]
+    for arm, entry in results["arms"].items():
+        metrics = entry["metrics"]
+        cells = [f"{metrics['groups'].get(g, {}).get('overall_iou', float('nan')):.4f}" for g in groups]
+        lines.append(f"| {arm} | {metrics['overall_iou']:.4f} | {metrics['mean_iou']:.4f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
