@@ -42,14 +42,14 @@ DEFAULT_OUTPUT = ROOT.parent / "BENCHMARKS.md"
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=300, help="training steps of each segmenter")
-    parser.add_argument("--quick", action="store_true", help="40 scenes, 3 steps: checks the script")
+    parser.add_argument("--quick", action="store_true", help="the toy budget of ExperimentSettings.quick: checks the script")
     parser.add_argument("--out", type=Path, default=ROOT / ".cache" / "cris_synthetic")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
     base = ExperimentSettings(arms=("none",), max_train_steps=args.steps)
     if args.quick:
-        base = base.replace(num_images=40, max_train_steps=3, train_batch_size=8)
+        base = base.quick()
     started = time.perf_counter()
     root = build_world(args.out, base)
     built = load_refcoco(base.dataset, root, image_dir(root), cache_dir=args.out / "cache")

@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> None:
     base = ExperimentSettings(num_images=args.num_images, max_train_steps=args.steps,
                               max_train_samples=args.max_train_samples)
     if args.quick:
-        base = base.replace(num_images=60, max_train_steps=3, train_batch_size=8, top_k=5)
+        base = base.quick()
     started = time.perf_counter()
     train = not args.finished_only
     runs = [run_or_reuse(args.out / f"seed{seed}", base.replace(seed=seed), train) for seed in args.seeds]

@@ -74,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     run_demo.add_argument("--seed", type=int, default=defaults.seed, help="the world's and the training's seed")
     run_demo.add_argument("--num-images", type=int, default=defaults.num_images, help="synthetic scenes")
     run_demo.add_argument("--steps", type=int, default=defaults.max_train_steps, help="training steps per arm")
-    run_demo.add_argument("--quick", action="store_true", help="a toy budget (60 scenes, 5 steps): checks the pipeline")
+    run_demo.add_argument("--quick", action="store_true",
+                          help="a toy budget (ExperimentSettings.quick: 60 scenes, 5 steps): checks the pipeline; "
+                               "its numbers mean nothing")
     run_predict = commands.add_parser(
         "predict", help="segment the object an expression refers to, with a model from the Hub or a folder",
         description=predict.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -90,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         return predict(args.model, args.image, args.text, args.output, args.revision, args.threshold)
     settings = defaults.replace(seed=args.seed, num_images=args.num_images, max_train_steps=args.steps)
     if args.quick:
-        settings = settings.replace(num_images=60, max_train_steps=5, train_batch_size=8, top_k=5)
+        settings = settings.quick()
     return demo(args.out, settings)
 
 

@@ -85,6 +85,13 @@ class ExperimentSettings:
         return {key: list(value) if isinstance(value, tuple) else value
                 for key, value in dataclasses.asdict(self).items()}
 
+    def quick(self) -> ExperimentSettings:
+        """The toy budget every ``--quick`` uses (demo, benchmarks): the whole pipeline in about a minute.
+
+        Its numbers mean nothing; reports made with it say so.
+        """
+        return self.replace(num_images=60, max_train_steps=5, train_batch_size=8, top_k=5)
+
     def replace(self, **changes: Any) -> ExperimentSettings:
         """A copy with some settings changed (validated again); NeMo's by name too: ``replace(top_k=5)``."""
         own = {f.name for f in dataclasses.fields(self)}
