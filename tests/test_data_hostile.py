@@ -256,6 +256,22 @@ def test_duplicate_ref_ids_are_refused_and_named(refer_copy, tmp_path):
         refer_copy.load(tmp_path / "cache")
 
 
+@pytest.mark.parametrize("part, word", [("annotations", "annotation"), ("images", "image"), ("categories", "category")])
+def test_duplicate_instances_ids_are_refused_and_named(refer_copy, tmp_path, part, word):
+    """Indexed by id, the last of two entries won: a val ref's mask silently became another object's (or
+    0 pixels), an image took another's size. Each id must name one entry, as each ref_id names one ref."""
+    instances = refer_copy.instances()
+    entries = instances[part]
+    entries[3]["id"] = entries[1]["id"]
+    entries[4]["id"] = entries[0]["id"]
+    refer_copy.save_instances(instances)
+    first, second = sorted([entries[0]["id"], entries[1]["id"]])
+    with pytest.raises(ReferFileError, match=rf"instances.json: 2 {word} id\(s\) used by more than one entry: "
+                                             rf"{first}, {second};"):
+        refer_copy.load(tmp_path / "cache")
+    assert _no_dataset_files(tmp_path / "cache")
+
+
 @pytest.mark.parametrize("invisible", ["\u200b", "\x00", " \u200b\u200c\u2060\ufeff ", "\t\x1f\x7f", "\u3000\u00a0", "\u2028\u202e"])
 def test_expressions_of_invisible_characters_count_as_empty(refer_copy, tmp_path, invisible):
     refs = refer_copy.refs()

@@ -187,13 +187,17 @@ def _text_problem(text: str) -> str | None:
 def _check_unique_ids(path: Path, refs: list[dict[str, Any]]) -> None:
     """``ReferFileError`` naming the ``ref_id`` s used by more than one ref."""
     ids = [ref["ref_id"] for ref in refs]
-    if len(set(ids)) == len(ids):
-        return
-    repeated = sorted(ref_id for ref_id, n in Counter(ids).items() if n > 1)
+    if len(set(ids)) < len(ids):
+        _raise_repeated_ids(path, "ref_id", "ref", ids, "each row of the dataset is one ref, so ")
+
+
+def _raise_repeated_ids(path: Path, what: str, holder: str, ids: list[int], why: str = "") -> None:
+    """``ReferFileError`` naming (the first ten of) the values of ``ids`` used more than once."""
+    repeated = sorted(value for value, n in Counter(ids).items() if n > 1)
     shown = ", ".join(map(str, repeated[:10])) + (" …" if len(repeated) > 10 else "")
     raise ReferFileError(
-        f"{path}: {len(repeated)} ref_id(s) used by more than one ref: {shown}; each row of the "
-        "dataset is one ref, so the file is corrupt — download it again"
+        f"{path}: {len(repeated)} {what}(s) used by more than one {holder}: {shown}; {why}the file is "
+        "corrupt — download it again"
     )
 
 
@@ -223,8 +227,9 @@ class InstancesIndex:
 def load_instances(path: Path) -> InstancesIndex:
     """Parse and index a COCO-style ``instances.json``.
 
-    Images, annotations and categories need integer ids (annotations also an integer
-    ``image_id`` and ``category_id``) and categories a string ``name``. Segmentations, boxes
+    Images, annotations and categories need integer ids, no two entries of a part the same
+    (annotations also an integer ``image_id`` and ``category_id``), and categories a string
+    ``name``. Segmentations, boxes
     and image sizes are checked where they are used.
     """
     path = Path(path)
@@ -261,11 +266,17 @@ def _by_id(path: Path, entries: list, part: str, id_fields: tuple[str, ...] = ()
     fields = ("id", *id_fields)
     try:  # a field over all entries at once, then (rarely) the entry at fault
         if all(_all_int64([entry[f] for entry in entries]) for f in fields):
-            return {entry["id"]: entry for entry in entries}
+            by_id = {entry["id"]: entry for entry in entries}
+            if len(by_id) < len(entries):  # the last entry of an id would silently win
+                _raise_repeated_ids(path, f"{_SINGULAR[part]} id", "entry", [entry["id"] for entry in entries])
+            return by_id
     except (KeyError, TypeError):
         pass
     position, problem = next((i, p) for i, e in enumerate(entries) if (p := _entry_problem(e, fields)))
     raise ReferFileError(f"{path}: {part} #{position}: {problem}; the file is corrupt — download it again")
+
+
+_SINGULAR = {"images": "image", "annotations": "annotation", "categories": "category"}
 
 
 def _entry_problem(entry: Any, fields: tuple[str, ...]) -> str | None:
