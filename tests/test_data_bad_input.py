@@ -196,20 +196,35 @@ XMP_ROTATED = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://
                b'<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>')
 
 
-@pytest.mark.parametrize("carrier", ["exif", "xmp"])
-def test_rotated_image_keeps_its_stored_pixels(refer_copy, tmp_path, carrier):
-    """datasets applies EXIF (or XMP) orientation on decode; COCO masks follow the stored pixels."""
+def _orientation_options(image_format: str, carrier: str) -> dict:
+    from PIL import ExifTags, Image, PngImagePlugin
+
+    if carrier == "exif":
+        exif = Image.Exif()
+        exif[ExifTags.Base.Orientation] = 6  # "rotate 90° clockwise to display"
+        return {"exif": exif}
+    if image_format == "PNG":  # Pillow writes no XMP into a PNG itself; an iTXt chunk is where it reads it
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt("XML:com.adobe.xmp", XMP_ROTATED.decode())
+        return {"pnginfo": info}
+    return {"xmp": XMP_ROTATED}
+
+
+@pytest.mark.parametrize("image_format, carrier", [
+    ("JPEG", "exif"), ("JPEG", "xmp"), ("PNG", "exif"), ("PNG", "xmp"), ("WEBP", "exif"), ("WEBP", "xmp")])
+def test_rotated_image_keeps_its_stored_pixels(refer_copy, tmp_path, image_format, carrier):
+    """datasets applies an EXIF (or XMP) orientation on decode, whatever the format; COCO masks follow the
+    stored pixels. (The PNG and WebP cases came out rotated, 285x328 beside a 328x285 mask.)"""
     import numpy as np
     from PIL import ExifTags, Image
 
     ref, path = _first_train_image(refer_copy)
-    stored = Image.open(path)
-    exif = Image.Exif()
-    exif[ExifTags.Base.Orientation] = 6  # "rotate 90° clockwise to display"
-    options = {"exif": exif} if carrier == "exif" else {"xmp": XMP_ROTATED}
-    stored.save(path, "JPEG", quality=95, **options)
+    stored = Image.open(path).convert("RGB")
+    quality = {"quality": 95} if image_format == "JPEG" else {"lossless": True} if image_format == "WEBP" else {}
+    stored.save(path, image_format, **quality, **_orientation_options(image_format, carrier))  # under its .jpg name
+    assert Image.open(path).format == image_format
     assert Image.open(path).getexif().get(ExifTags.Base.Orientation) == 6  # PIL would rotate it
-    pixels = np.asarray(Image.open(path).convert("RGB"))  # what the JPEG now stores
+    pixels = np.asarray(Image.open(path).convert("RGB"))  # what the file now stores
     ds = refer_copy.load(tmp_path / "cache", split="train")
     row = ds[list(ds["ref_id"]).index(ref["ref_id"])]
     assert row["image"].size == row["mask"].size == (row["width"], row["height"])
