@@ -26,7 +26,7 @@ from nemo_hf.data.image_values import open_image
 from nemo_hf.mining.clip import ClipSource
 from nemo_hf.mining.mine import mine_negatives, require_split
 from nemo_hf.mining.report import DifficultyReport
-from nemo_hf.mosaic import compose_mosaic, grid_layout, single_image
+from nemo_hf.mosaic import check_mask_fits, compose_mosaic, grid_layout, single_image
 from nemo_hf.mosaic.thumbnails import largest_cell
 from nemo_hf.nemo.plan import example_rng, pick_sentence, plan_sample
 from nemo_hf.nemo.pool import PoolImages
@@ -223,6 +223,7 @@ class NeMo:
         image, mask = batch["image"][row], batch["mask"][row]
         if isinstance(mask, Mapping):  # undecoded (attach): compose_mosaic takes a PIL image or an array
             mask = open_image(mask)
+        check_mask_fits(mask, image, f"ref {ref_id} (sent_id {sent_id})")  # the mosaic draws a stand-in image
         plan = plan_sample(
             example_rng(s.seed, self._epoch, ref_id, sent_id), sentence=sentence,
             own_image_id=image_id, mined_ids=mined, pool_ids=pool.ids, grid=s.grid,
