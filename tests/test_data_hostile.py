@@ -177,6 +177,12 @@ def test_absurd_image_size_claims_are_named_without_verifying_images(refer_copy,
      r"ref {ref_id}: sentence 1: sent_id 'y' is not an integer"),
     (lambda ref: ref["sentences"][0].update(raw="a \ud800 b"), r"ref {ref_id}: sentence 0: text .* lone surrogate '\\ud800'"),
     (lambda ref: ref["sentences"].append("\udfff!"), r"ref {ref_id}: sentence \d+: text .* lone surrogate"),
+    # beyond Python's 4300-digit limit, showing the value itself raised a bare ValueError from the error path
+    (lambda ref: ref.update(ref_id=10**5000), r"ref #\d+: ref_id <an integer of 16610 bits> is not an integer of 64 bits"),
+    (lambda ref: ref.update(image_id=-(10**5000)), r"ref {ref_id}: image_id <an integer of 16610 bits> is not an integer"),
+    (lambda ref: ref.update(ann_id=[1, 10**5000]), r"ref {ref_id}: ann_id \[1, <an integer of 16610 bits>\] is neither"),
+    (lambda ref: ref["sentences"][0].update(sent_id=10**5000),
+     r"ref {ref_id}: sentence 0: sent_id <an integer of 16610 bits> is not an integer of 64 bits"),
 ])
 def test_wrong_typed_fields_are_named_with_the_file_and_the_ref(refer_copy, tmp_path, damage, message):
     refs = refer_copy.refs()

@@ -141,18 +141,47 @@ def _ref_problem(ref: Any) -> str | None:
         return f"lacks {', '.join(missing)}"
     for key in ("ref_id", "image_id"):
         if not _is_int64(ref[key]):
-            return f"{key} {reprlib.repr(ref[key])} is not an integer"
+            return _not_int64(key, ref[key])
     ann_id = ref["ann_id"]
     if not (_is_int64(ann_id) or type(ann_id) is list and all(map(_is_int64, ann_id))):
-        return f"ann_id {reprlib.repr(ann_id)} is neither an integer nor a list of integers"
+        return f"ann_id {_shown(ann_id)} is neither an integer nor a list of integers of 64 bits"
     if type(ref["split"]) is not str:
-        return f"split {reprlib.repr(ref['split'])} is not a string"
+        return f"split {_shown(ref['split'])} is not a string"
     if type(ref["sentences"]) is not list:
-        return f"sentences {reprlib.repr(ref['sentences'])} is not a list"
+        return f"sentences {_shown(ref['sentences'])} is not a list"
     sent_ids = ref.get("sent_ids")
     if sent_ids is not None and type(sent_ids) is not list:
-        return f"sent_ids {reprlib.repr(sent_ids)} is not a list"
+        return f"sent_ids {_shown(sent_ids)} is not a list"
     return None
+
+
+def _not_int64(key: str, value: Any) -> str:
+    if type(value) is int:  # too large: say so rather than that it is no integer
+        return f"{key} {_shown(value)} is not an integer of 64 bits"
+    return f"{key} {_shown(value)} is not an integer"
+
+
+class _ShortRepr(reprlib.Repr):
+    """``reprlib``'s abbreviated repr, except that an integer of more than 256 bits is shown by its
+    size: writing it out in decimal is slow, and Python refuses beyond 4300 digits
+    (``sys.int_max_str_digits``), which made the error about it fail in turn."""
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 256:
+            return f"<an integer of {x.bit_length()} bits>"
+        return super().repr_int(x, level)
+
+
+def _shown(value: Any) -> str:
+    """A short repr of a value read from an untrusted file, for an error message.
+
+    >>> _shown(["left", 10**5000]), _shown("x" * 50)
+    ("['left', <an integer of 16610 bits>]", "'xxxxxxxxxxxx...xxxxxxxxxxxxx'")
+    """
+    return _SHORT_REPR.repr(value)
+
+
+_SHORT_REPR = _ShortRepr()
 
 
 def sentence_problem(text: str, sent_id: Any) -> str | None:
@@ -169,7 +198,7 @@ def sentence_problem(text: str, sent_id: Any) -> str | None:
     if problem:
         return f"text {problem}"
     if sent_id is not None and not _is_int64(sent_id):
-        return f"sent_id {reprlib.repr(sent_id)} is not an integer"
+        return _not_int64("sent_id", sent_id)
     return None
 
 
@@ -180,7 +209,7 @@ def _text_problem(text: str) -> str | None:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as err:
-        return f"{reprlib.repr(text)} holds a lone surrogate {text[err.start]!r} (not text)"
+        return f"{_shown(text)} holds a lone surrogate {text[err.start]!r} (not text)"
     return None
 
 
@@ -283,7 +312,7 @@ def _entry_problem(entry: Any, fields: tuple[str, ...]) -> str | None:
     if not isinstance(entry, dict):
         return "is not an object"
     bad = next((f for f in fields if not _is_int64(entry.get(f))), None)
-    return None if bad is None else f"{bad} {reprlib.repr(entry.get(bad))} is not an integer"
+    return None if bad is None else _not_int64(bad, entry.get(bad))
 
 
 class ImageLocator:
