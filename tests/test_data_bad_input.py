@@ -87,6 +87,42 @@ def test_image_of_another_size_is_named(refer_copy, tmp_path):
         refer_copy.load(tmp_path / "cache")
 
 
+def _png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width`` x ``height`` 1-bit pixels, with one row of data."""
+    import struct
+    import zlib
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    row = zlib.compress(b"\x00" * (1 + (width + 7) // 8))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", row) + chunk(b"IEND", b"")
+
+
+def _jpeg_claiming(path, width: int, height: int) -> bytes:
+    """The JPEG at ``path`` with its frame header claiming ``width`` x ``height``."""
+    import struct
+
+    data = bytearray(path.read_bytes())
+    frame = data.index(b"\xff\xc0")  # baseline start-of-frame: length, precision, height, width
+    struct.pack_into(">HH", data, frame + 5, height, width)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("image_format", ["PNG", "JPEG"])
+def test_decompression_bomb_is_named(refer_copy, tmp_path, image_format):
+    """An image over PIL's pixel limit escaped as DecompressionBombError inside datasets' DatasetGenerationError."""
+    _, image = _first_train_image(refer_copy)
+    claimed = 60000, 60000  # 3.6 gigapixels: over twice PIL's default limit, which PIL refuses to open
+    image.write_bytes(_png_claiming(*claimed) if image_format == "PNG" else _jpeg_claiming(image, *claimed))
+    with pytest.raises(ReferFileError, match=rf"{image.name}: too large to open \(Image size \(3600000000 pixels\) "
+                                             r"exceeds limit .*\); if the image is genuine, raise "
+                                             r"PIL.Image.MAX_IMAGE_PIXELS before the build, else download it again"):
+        refer_copy.load(tmp_path / "cache")
+    assert _no_cache_left(tmp_path / "cache")
+
+
 @pytest.mark.parametrize("counts", ["~~", "0", 17])
 def test_corrupt_rle_segmentation_is_named(refer_copy, tmp_path, counts):
     """A corrupt RLE is refused before pycocotools, whose C code trusts the runs, reads it."""

@@ -187,6 +187,11 @@ def _pil_header(path: Path) -> tuple[str | None, tuple[int, int], int | None]:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 return image.format, image.size, image.getexif().get(ExifTags.Base.Orientation, 1)
+    except Image.DecompressionBombError as err:  # its own class, not an OSError
+        raise ReferFileError(
+            f"{path}: too large to open ({err}); if the image is genuine, raise PIL.Image.MAX_IMAGE_PIXELS "
+            "before the build, else download it again"
+        ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise ReferFileError(f"{path}: not a readable image ({err}); download it again") from None
 
