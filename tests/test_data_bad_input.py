@@ -228,6 +228,38 @@ def test_split_names_outside_the_scheme_are_refused(refer_copy, tmp_path):
         refer_copy.load(tmp_path / "cache")
 
 
+@pytest.mark.parametrize("split", [None, "train"])
+def test_refs_without_a_split_of_the_scheme_are_named(refer_copy, tmp_path, split):
+    """datasets answered 'Instruction "val" corresponds to no data!', naming no file."""
+    refs = refer_copy.refs()
+    kept = [r for r in refs if r["split"] != "val"]
+    refer_copy.save_refs(kept)
+    counts = {name: sum(r["split"] == name for r in kept) for name in ("train", "testA", "testB")}
+    found = ", ".join(f"{name}: {n}" for name, n in counts.items())
+    with pytest.raises(ReferFileError, match=rf"refs\(unc\)\.p: no ref of split 'val' \(the file holds {found}\); "
+                                             r"refcoco_unc's splits are train, val, testA, testB"):
+        refer_copy.load(tmp_path / "cache", split=split)
+
+
+def test_empty_refs_are_named(refer_copy, tmp_path):
+    refer_copy.save_refs([])
+    with pytest.raises(ReferFileError, match=r"refs\(unc\)\.p: holds no refs; the file is truncated or corrupt"):
+        refer_copy.load(tmp_path / "cache")
+
+
+def test_a_split_whose_refs_are_all_skipped_is_named(refer_copy, tmp_path):
+    """Every val ref lost its image in instances.json: counted skips, and then nothing left to build."""
+    refs, instances = refer_copy.refs(), refer_copy.instances()
+    val = [r for r in refs if r["split"] == "val"]
+    lost = {r["image_id"] for r in val}
+    instances["images"] = [i for i in instances["images"] if i["id"] not in lost]
+    refer_copy.save_instances(instances)
+    with pytest.warns(ReferDataWarning), pytest.raises(
+            ReferFileError, match=rf"refs\(unc\)\.p \[val\]: none of its {len(val)} refs could be built"):
+        refer_copy.load(tmp_path / "cache")
+    assert _no_cache_left(tmp_path / "cache")
+
+
 XMP_ROTATED = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
                b'<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>')
 

@@ -236,6 +236,10 @@ class RefCOCO(datasets.ArrowBasedBuilder):
             # num_proc workers (and datasets' manager process) must not outlive a killed build
             with forks_exit_with_this_process():
                 super()._download_and_prepare(dl_manager, verification_mode, **prepare_split_kwargs)
+            # an empty split is refused by datasets when read, naming nothing: name it while the
+            # build can still fail (nothing of it is kept)
+            refs_path, refs, _, _ = self._load()
+            _check_no_split_empty(refs_path, refs, self.info.splits)
         finally:
             self._build_pid = None
             _SHARED_INPUTS.pop(key, None)
@@ -251,6 +255,7 @@ class RefCOCO(datasets.ArrowBasedBuilder):
                 f"{refs_path}: split names {sorted(unknown)} are not splits of "
                 f"{self.config.name} ({', '.join(self.config.variant.splits)})"
             )
+        _check_every_split_present(refs_path, present, self.config.name, self.config.variant.splits)
         generators = []
         for split in self.config.variant.splits:
             # contiguous ranges of the ref_id-sorted split; datasets hands each worker a run
@@ -294,6 +299,31 @@ class RefCOCO(datasets.ArrowBasedBuilder):
             if batch:
                 yield int(batch[0][0]["ref_id"]), _with_masks(batch, schema)
         counts.report(refs_path, split)
+
+
+def _check_every_split_present(refs_path: Path, present: Counter, name: str, splits: tuple[str, ...]) -> None:
+    """``ReferFileError`` unless the refs hold every split of the scheme (datasets cannot read an empty one)."""
+    if not present:
+        raise ReferFileError(f"{refs_path}: holds no refs; the file is truncated or corrupt — download it again")
+    missing = [split for split in splits if not present.get(split)]
+    if missing:
+        found = ", ".join(f"{split}: {present[split]}" for split in splits if present.get(split))
+        raise ReferFileError(
+            f"{refs_path}: no ref of split {', '.join(map(repr, missing))} (the file holds {found}); {name}'s "
+            f"splits are {', '.join(splits)}, so the file is incomplete or of another split scheme — "
+            "download it again"
+        )
+
+
+def _check_no_split_empty(refs_path: Path, refs: list[dict], splits: datasets.SplitDict) -> None:
+    """``ReferFileError`` naming a split whose refs were all skipped (counted in its warning)."""
+    for split, info in splits.items():
+        if info.num_examples == 0:
+            count = sum(1 for ref in refs if ref["split"] == split)
+            raise ReferFileError(
+                f"{refs_path} [{split}]: none of its {count} refs could be built (the warning above counts "
+                "why each was skipped); check that instances.json and the images are those of this refs file"
+            )
 
 
 def _with_masks(batch: list[tuple[dict[str, Any], list[dict]]], schema: pa.Schema) -> pa.Table:
