@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .pickle_bounds import OversizedPickleError
 from .safe_pickle import UnsafePickleError, load_plain_pickle_bytes
 
 
@@ -77,7 +78,7 @@ def load_refs(path: Path) -> list[dict[str, Any]]:
     try:
         with gc_paused():
             refs = json.loads(data) if path.suffix == ".json" else load_plain_pickle_bytes(data)
-    except UnsafePickleError as err:
+    except (UnsafePickleError, OversizedPickleError) as err:  # their messages say what to do
         raise ReferFileError(f"{path}: {err}") from None
     except MemoryError:
         raise ReferFileError(
