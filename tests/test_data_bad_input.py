@@ -149,6 +149,62 @@ def test_image_without_a_usable_size_is_named(refer_copy, tmp_path, height):
     assert _no_cache_left(tmp_path / "cache")
 
 
+@pytest.mark.parametrize("verify_images", [True, False])
+@pytest.mark.parametrize("field", ["height", "width"])
+def test_image_size_of_another_type_is_named(refer_copy, tmp_path, field, verify_images):
+    """A size stored as a string gave 'image is 328x285 but instances.json says 328x285' (or, unverified,
+    was read as a number)."""
+    instances = refer_copy.instances()
+    ref = next(r for r in refer_copy.refs() if r["split"] == "val")
+    image = next(i for i in instances["images"] if i["id"] == ref["image_id"])
+    stored = image[field]
+    image[field] = str(stored)
+    refer_copy.save_instances(instances)
+    first = min(r["ref_id"] for r in refer_copy.refs() if r["image_id"] == ref["image_id"] and r["split"] == "val")
+    with pytest.raises(ReferFileError, match=rf"instances.json: image {ref['image_id']} \(ref {first}\) has no usable "
+                                             rf"size \({field} '{stored}' is not an integer\)"):
+        refer_copy.load(tmp_path / "cache", split="val", verify_images=verify_images)
+
+
+def test_bool_polygons_are_dropped_and_bool_rle_counts_refused(refer_copy, tmp_path):
+    """JSON true/false are not coordinates nor run lengths, though Python counts them as 1 and 0."""
+    instances = refer_copy.instances()
+    refs = [r for r in refer_copy.refs() if r["split"] == "val"]
+    by_id = {a["id"]: a for a in instances["annotations"]}
+    by_id[refs[0]["ann_id"]]["segmentation"] = [[False, False, True, False, True, True, False, True] * 2]
+    refer_copy.save_instances(instances)
+    users = [r["ref_id"] for r in refs if r["ann_id"] == refs[0]["ann_id"]]
+    with pytest.warns(ReferDataWarning, match=rf"\[val\]: skipped or repaired {len(users)} dropped polygons, "
+                                              rf"{len(users)} empty masks"):
+        refer_copy.load(tmp_path / "cache", split="val")
+
+    image = next(i for i in instances["images"] if i["id"] == refs[0]["image_id"])
+    by_id[refs[0]["ann_id"]]["segmentation"] = {"size": [image["height"], image["width"]],
+                                                "counts": [True, image["height"] * image["width"] - 1]}
+    refer_copy.save_instances(instances)
+    with pytest.raises(ReferFileError, match=rf"annotation {refs[0]['ann_id']} \(ref {users[0]}\) has an unreadable "
+                                             r"segmentation: RLE 'counts' must be integers, got bool"):
+        refer_copy.load(tmp_path / "cache2", split="val")
+
+
+def test_a_dangling_category_id_is_a_counted_repair_naming_the_ref(refer_copy, tmp_path):
+    """It gave category "" without a word. Like the refs' other dangling references (annotations, images:
+    counted skips), it is counted; the row keeps its mask and sentences, with category "", and the first
+    such ref is named."""
+    instances = refer_copy.instances()
+    refs = sorted((r for r in refer_copy.refs() if r["split"] == "train"), key=lambda r: r["ref_id"])
+    annotation = next(a for a in instances["annotations"] if a["id"] == refs[0]["ann_id"])
+    annotation["category_id"] = 999
+    refer_copy.save_instances(instances)
+    users = [r["ref_id"] for r in refs if r["ann_id"] == annotation["id"]]
+    with pytest.warns(ReferDataWarning, match=rf"\[train\]: skipped or repaired .*{len(users)} refs with unknown "
+                                              rf"category \(first: ref {users[0]}, category_id 999 of annotation "
+                                              rf"{annotation['id']}\)"):
+        ds = refer_copy.load(tmp_path / "cache", split="train")
+    rows = {row["ref_id"]: row for row in ds.select_columns(["ref_id", "category_id", "category"])}
+    assert all(rows[r]["category_id"] == 999 and rows[r]["category"] == "" for r in users)
+
+
 def test_image_file_absent_from_folder(refer_copy, tmp_path):
     ref, image = _first_train_image(refer_copy)
     image.unlink()

@@ -26,7 +26,7 @@ import hashlib
 import os
 import warnings
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -105,9 +105,12 @@ class _SplitCounts:
     dropped_polygons: int = 0
     empty_masks: int = 0  # refs whose targets' segmentations have nothing to draw (rows kept)
     boxes_replaced_by_mask_boxes: int = 0  # missing, malformed or outside the image
+    refs_with_unknown_category: int = 0  # category_id not among instances.json's categories (category "")
+    first: dict[str, str] = field(default_factory=dict)  # a count's first case, where the report names it
 
     def report(self, source: Path, split: str) -> None:
-        parts = [f"{n} {name.replace('_', ' ')}" for name, n in vars(self).items() if n]
+        parts = [f"{n} {name.replace('_', ' ')}" + (f" (first: {self.first[name]})" if name in self.first else "")
+                 for name, n in vars(self).items() if n and type(n) is int]
         if parts:
             warnings.warn(f"{source} [{split}]: skipped or repaired " + ", ".join(parts),
                           ReferDataWarning, stacklevel=2)
@@ -283,9 +286,8 @@ class RefCOCO(datasets.ArrowBasedBuilder):
             for ref in in_split[start:stop]:
                 image_id = int(ref["image_id"])
                 if self.config.verify_images and image_id in image_paths and image_id not in checked:
-                    info = index.images[image_id]
-                    checked[image_id] = check_image_file(
-                        image_paths[image_id], expected_size=(info.get("width"), info.get("height")))
+                    height, width = _image_size(index.images[image_id], index, ref["ref_id"])  # checked first
+                    checked[image_id] = check_image_file(image_paths[image_id], expected_size=(width, height))
                 pending = _ref_to_row(ref, refs_path, index, image_paths, generalized, counts)
                 if pending is not None:
                     if checked.get(image_id):
@@ -394,6 +396,10 @@ def _ref_to_row(
         counts.empty_masks += 1
     first = index.annotations[ann_ids[0]] if ann_ids else None
     category_id = first["category_id"] if first else -1
+    if first and category_id not in index.categories:  # a dangling reference: counted, as the refs' are
+        counts.refs_with_unknown_category += 1
+        counts.first.setdefault("refs_with_unknown_category",
+                                f"ref {ref['ref_id']}, category_id {category_id} of annotation {ann_ids[0]}")
     box = _box_in_image(first.get("bbox"), width, height) if len(ann_ids) == 1 else None
     if len(ann_ids) == 1 and box is None:
         counts.boxes_replaced_by_mask_boxes += 1
@@ -421,13 +427,17 @@ def _image_size(image: dict, index: InstancesIndex, ref_id: int) -> tuple[int, i
     """``(height, width)`` of an ``instances.json`` image entry; ``ReferFileError`` unless
     masks of that size may be drawn (:func:`~nemo_hf.data.masks.check_mask_size`)."""
     try:
-        height, width = int(image["height"]), int(image["width"])
+        for key in ("height", "width"):  # int() would read "285" or 285.7 as a size
+            if key not in image:
+                raise ValueError(f"it has no {key}")
+            if type(image[key]) is not int:
+                raise ValueError(f"{key} {image[key]!r} is not an integer")
+        height, width = image["height"], image["width"]
         check_mask_size(height, width)
     except (KeyError, TypeError, ValueError, OverflowError) as err:
         raise ReferFileError(
-            f"{index.path}: image {image.get('id')} (ref {ref_id}) has no usable size (width "
-            f"{image.get('width')!r}, height {image.get('height')!r}: {err}); the file is corrupt — "
-            "download it again"
+            f"{index.path}: image {image.get('id')} (ref {ref_id}) has no usable size ({err}); the file is "
+            "corrupt — download it again"
         ) from None
     return height, width
 
@@ -439,7 +449,7 @@ def _box_in_image(box: Any, width: int, height: int) -> list[float] | None:
     >>> _box_in_image([10, 20, 30, 40.5], 640, 480), _box_in_image([0, 0, 1e30, 5], 640, 480)
     ([10.0, 20.0, 30.0, 40.5], None)
     """
-    if not isinstance(box, (list, tuple)) or len(box) != 4:
+    if not isinstance(box, (list, tuple)) or len(box) != 4 or bool in map(type, box):
         return None
     try:
         x, y, w, h = map(float, box)
