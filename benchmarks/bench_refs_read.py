@@ -60,11 +60,11 @@ def refcoco_sized_refs(num_refs: int = 50653, seed: int = 0) -> list[dict]:
     return refs
 
 
-def refs_file(protocol: int) -> Path:
-    path = CACHE / f"refs_refcoco_sized_p{protocol}.p"
+def refs_file(protocol: int, num_refs: int) -> Path:
+    path = CACHE / f"refs_{num_refs}_p{protocol}.p"
     if not path.exists():
         CACHE.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(pickle.dumps(refcoco_sized_refs(), protocol=protocol))
+        path.write_bytes(pickle.dumps(refcoco_sized_refs(num_refs), protocol=protocol))
     return path
 
 
@@ -99,23 +99,26 @@ def child_build(root: Path, checked: bool) -> dict:
         return {"seconds": time.perf_counter() - start}
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    """Print the table (and the build's line); return each measured after/before (median of rounds)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--num-refs", type=int, default=50653, help="refs in the pickles (RefCOCO unc: 50,653)")
     parser.add_argument("--build-images", type=int, default=0, help="also time builds of this synthetic tree")
     parser.add_argument("--child-build", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--unchecked", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child_build:
         print(json.dumps(child_build(args.child_build, checked=not args.unchecked)))
-        return
+        return {}
 
     from nemo_hf.data.pickle_bounds import check_pickle_bounds
 
+    ratios_by_case: dict[str, float] = {}
     print("| refs pickle | size | load_refs before | after | check alone | after / before: median (range) |")
     print("|---|---|---|---|---|---|")
     for protocol in (0, 2):
-        path = refs_file(protocol)
+        path = refs_file(protocol, args.num_refs)
         data = path.read_bytes()
         pairs = []
         for _ in range(args.rounds):  # interleaved: a busy spell slows both alike
@@ -124,6 +127,7 @@ def main(argv: list[str] | None = None) -> None:
         ratios = sorted(after / before for before, after in pairs)
         before = statistics.median(b for b, _ in pairs)
         after = statistics.median(a for _, a in pairs)
+        ratios_by_case[f"protocol {protocol}"] = statistics.median(ratios)
         print(f"| protocol {protocol} | {len(data) / 1e6:.1f} MB | {before:.2f} s | {after:.2f} s | {alone:.2f} s | "
               f"**{statistics.median(ratios):.2f}×** ({ratios[0]:.2f}–{ratios[-1]:.2f}) |", flush=True)
 
@@ -136,11 +140,13 @@ def main(argv: list[str] | None = None) -> None:
         for _ in range(args.rounds):
             pairs.append(tuple(_child_build(root, checked) for checked in (False, True)))
         ratios = sorted(after / before for before, after in pairs)
+        ratios_by_case["build"] = statistics.median(ratios)
         print(f"\nbuild of refcoco_unc ({args.build_images:,} images): before {statistics.median(b for b, _ in pairs):.2f} s, "
               f"after {statistics.median(a for _, a in pairs):.2f} s; after / before: median "
               f"**{statistics.median(ratios):.3f}×** ({ratios[0]:.3f}–{ratios[-1]:.3f})")
     print(f"\n{args.rounds} interleaved rounds; {_report.cpu_name()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}")
+    return ratios_by_case
 
 
 def _timed(function, *args) -> float:
