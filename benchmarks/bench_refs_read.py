@@ -141,8 +141,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             pairs.append(tuple(_child_build(root, checked) for checked in (False, True)))
         ratios = sorted(after / before for before, after in pairs)
         ratios_by_case["build"] = statistics.median(ratios)
-        print(f"\nbuild of refcoco_unc ({args.build_images:,} images): before {statistics.median(b for b, _ in pairs):.2f} s, "
-              f"after {statistics.median(a for _, a in pairs):.2f} s; after / before: median "
+        before, after = statistics.median(b for b, _ in pairs), statistics.median(a for _, a in pairs)
+        print(f"\nbuild of refcoco_unc ({args.build_images:,} images): before {before:.2f} s, after {after:.2f} s; "
+              "after / before: median "
               f"**{statistics.median(ratios):.3f}×** ({ratios[0]:.3f}–{ratios[-1]:.3f})")
     print(f"\n{args.rounds} interleaved rounds; {_report.cpu_name()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}")

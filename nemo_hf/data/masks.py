@@ -89,13 +89,14 @@ def drawable_polygons(segmentation: list, height: int, width: int) -> tuple[list
     """The polygons of ``segmentation`` pycocotools may draw on a ``height`` x ``width`` image,
     and how many were dropped.
 
-    Malformed polygons (``true``/``false`` among the coordinates included) are dropped. Twice the sum of a polygon's absolute coordinates bounds
-    the outline pycocotools walks (and every coordinate): a polygon within
-    :data:`MAX_OUTLINE` of it goes as it is, a larger one is first clipped to a margin of the
-    image's own size around the image (the same shape inside the image, up to pycocotools'
-    rounding of the new vertices) and then measured exactly. When the polygons outline more than
-    :data:`MAX_OUTLINE` pixels together, all are dropped: no real object's are that long,
-    and drawing them would cost memory in proportion.
+    Malformed polygons (``true``/``false`` among the coordinates included) are dropped.
+    Twice the sum of a polygon's absolute coordinates bounds the outline pycocotools walks
+    (and every coordinate): a polygon within :data:`MAX_OUTLINE` of it goes as it is, a
+    larger one is first clipped to a margin of the image's own size around the image (the
+    same shape inside the image, up to pycocotools' rounding of the new vertices) and then
+    measured exactly. When the polygons outline more than :data:`MAX_OUTLINE` pixels
+    together, all are dropped: no real object's are that long, and drawing them would cost
+    memory in proportion.
 
     >>> drawable_polygons([[0, 0, 4, 0, 4, 4], [1, 2, 3], [-1e12, 1, 1e12, 1, 1e12, 3, -1e12, 3]], 6, 6)
     ([[0, 0, 4, 0, 4, 4], [-6.0, 1.0, 12.0, 1.0, 12.0, 3.0, -6.0, 3.0]], 1)

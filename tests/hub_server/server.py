@@ -182,7 +182,8 @@ class _HubHandler(BaseHTTPRequestHandler):
             raise HubError(400, f"Malformed Content-Length {text[:40]!r}: it must be a number of bytes")
         length = int(text)
         if length > MAX_BODY_BYTES:
-            raise HubError(413, f"Request body of {length} bytes is over {MAX_BODY_BYTES}; the local test Hub reads no more")
+            raise HubError(
+                413, f"Request body of {length} bytes is over {MAX_BODY_BYTES}; the local test Hub reads no more")
         body = self.rfile.read(length) if length else b""
         if len(body) < length:
             raise HubError(400, f"Request body ended after {len(body)} of its {length} bytes")
@@ -475,7 +476,8 @@ class _HubHandler(BaseHTTPRequestHandler):
         if key == "file":
             encoded = value["content"]
             # validate: without it, characters outside base64 are skipped ("!!" would commit an empty file)
-            content = base64.b64decode(encoded, validate=True) if value.get("encoding") == "base64" else encoded.encode()
+            base64_encoded = value.get("encoding") == "base64"
+            content = base64.b64decode(encoded, validate=True) if base64_encoded else encoded.encode()
             # The Hub rejects big or binary files outside git-lfs; catching it here keeps
             # clients that skip the preupload classification honest.
             if content and (len(content) > REGULAR_FILE_MAX_BYTES or is_binary(content[:8000])):
