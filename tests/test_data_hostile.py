@@ -177,6 +177,12 @@ def test_absurd_image_size_claims_are_named_without_verifying_images(refer_copy,
      r"ref {ref_id}: sentence 1: sent_id 'y' is not an integer"),
     (lambda ref: ref["sentences"][0].update(raw="a \ud800 b"), r"ref {ref_id}: sentence 0: text .* lone surrogate '\\ud800'"),
     (lambda ref: ref["sentences"].append("\udfff!"), r"ref {ref_id}: sentence \d+: text .* lone surrogate"),
+    # beyond Python's 4300-digit limit, showing the value itself raised a bare ValueError from the error path
+    (lambda ref: ref.update(ref_id=10**5000), r"ref #\d+: ref_id <an integer of 16610 bits> is not an integer of 64 bits"),
+    (lambda ref: ref.update(image_id=-(10**5000)), r"ref {ref_id}: image_id <an integer of 16610 bits> is not an integer"),
+    (lambda ref: ref.update(ann_id=[1, 10**5000]), r"ref {ref_id}: ann_id \[1, <an integer of 16610 bits>\] is neither"),
+    (lambda ref: ref["sentences"][0].update(sent_id=10**5000),
+     r"ref {ref_id}: sentence 0: sent_id <an integer of 16610 bits> is not an integer of 64 bits"),
 ])
 def test_wrong_typed_fields_are_named_with_the_file_and_the_ref(refer_copy, tmp_path, damage, message):
     refs = refer_copy.refs()
@@ -222,12 +228,17 @@ def test_wrong_typed_instances_entries_are_named(refer_copy, tmp_path, damage, m
 
 
 @pytest.mark.parametrize("payload, message", [
-    # PROTO 4, BINUNICODE8 (then BINBYTES8) claiming 1 TiB, then 3 bytes
-    # (where the kernel grants any allocation, reading then finds the file too short)
-    (b"\x80\x04\x8d" + (2**40).to_bytes(8, "little") + b"abc", "(claims more memory than this machine has|cannot be read)"),
-    (b"\x80\x04\x8e" + (2**40).to_bytes(8, "little") + b"abc", "(claims more memory than this machine has|cannot be read)"),
-    (b"\x80\x04\x8e" + (2**64 - 1).to_bytes(8, "little"), r"cannot be read \(OverflowError"),  # BINBYTES8 past ssize_t
-    (b"\x80\x04\x95" + (2**64 - 1).to_bytes(8, "little"), r"cannot be read \(OverflowError"),  # FRAME past ssize_t
+    # PROTO 4, BINUNICODE8 (then BINBYTES8) claiming 1 TiB, then 3 bytes: refused before the unpickler
+    # allocates (it gave MemoryError, or where the kernel granted it, found the file too short)
+    (b"\x80\x04\x8d" + (2**40).to_bytes(8, "little") + b"abc", r"cannot be read \(the opcode at byte 2 announces "
+                                                              r"1099511627776 bytes, but the file has 3 left\)"),
+    (b"\x80\x04\x8e" + (2**40).to_bytes(8, "little") + b"abc", r"cannot be read \(the opcode at byte 2 announces "
+                                                              r"1099511627776 bytes, but the file has 3 left\)"),
+    # lengths past ssize_t (the unpickler's OverflowError)
+    (b"\x80\x04\x8e" + (2**64 - 1).to_bytes(8, "little"), r"cannot be read \(the opcode at byte 2 announces "
+                                                            r"18446744073709551615 bytes, but the file has 0 left\)"),
+    (b"\x80\x04\x95" + (2**64 - 1).to_bytes(8, "little"), r"cannot be read \(the opcode at byte 2 announces "
+                                                            r"18446744073709551615 bytes, but the file has 0 left\)"),
     (b"\x80\x02}}b.", r"cannot be read \(AttributeError"),  # BUILD on a dict
     (b"\x80\x02K\x01K\x02a.", r"cannot be read \(AttributeError"),  # APPEND to an int
 ])
@@ -254,6 +265,22 @@ def test_duplicate_ref_ids_are_refused_and_named(refer_copy, tmp_path):
     first, second = sorted([refs[2]["ref_id"], refs[7]["ref_id"]])
     with pytest.raises(ReferFileError, match=rf"refs\(unc\)\.p: 2 ref_id\(s\) used by more than one ref: {first}, {second};"):
         refer_copy.load(tmp_path / "cache")
+
+
+@pytest.mark.parametrize("part, word", [("annotations", "annotation"), ("images", "image"), ("categories", "category")])
+def test_duplicate_instances_ids_are_refused_and_named(refer_copy, tmp_path, part, word):
+    """Indexed by id, the last of two entries won: a val ref's mask silently became another object's (or
+    0 pixels), an image took another's size. Each id must name one entry, as each ref_id names one ref."""
+    instances = refer_copy.instances()
+    entries = instances[part]
+    entries[3]["id"] = entries[1]["id"]
+    entries[4]["id"] = entries[0]["id"]
+    refer_copy.save_instances(instances)
+    first, second = sorted([entries[0]["id"], entries[1]["id"]])
+    with pytest.raises(ReferFileError, match=rf"instances.json: 2 {word} id\(s\) used by more than one entry: "
+                                             rf"{first}, {second};"):
+        refer_copy.load(tmp_path / "cache")
+    assert _no_dataset_files(tmp_path / "cache")
 
 
 @pytest.mark.parametrize("invisible", ["\u200b", "\x00", " \u200b\u200c\u2060\ufeff ", "\t\x1f\x7f", "\u3000\u00a0", "\u2028\u202e"])

@@ -234,6 +234,11 @@ def _failing_commits(stored_oid: str) -> dict[str, tuple[dict[str, Any] | bytes,
         "file where a folder is needed": (_file("new.txt"), _file("new.txt/inside.txt")),
         "delete a missing file": (_file("new.txt"), {"key": "deletedFile", "value": {"path": "missing.txt"}}),
         "path outside the repository": (_file("new.txt"), _file("../../escape.txt")),
+        # b64decode without validation read "!!not base64" as b"": an empty file was committed
+        "invalid base64": (_file("new.txt"), {"key": "file", "value": {"path": "bad.txt", "content": "!!not base64",
+                                                                      "encoding": "base64"}}),
+        "content that is not text": (_file("new.txt"), {"key": "file", "value": {"path": "bad.txt", "content": 7}}),
+        "a line nested 100,000 deep": (_file("new.txt"), b"[" * 100_000 + b"]" * 100_000),  # was a 500
     }
 
 
@@ -475,3 +480,101 @@ def test_file_paths_that_leave_the_repository_are_not_served(
         # Refused, or (once decoded, a literal name with "%" in it) not found.
         assert status in (400, 404) or (method, status, answer) == ("POST", 200, b"[]"), (method, url, status)
         assert b"branches" not in answer and _SECRET not in answer, (method, url)
+
+
+# --- malformed and oversized requests -----------------------------------------------------
+
+
+def _raw(hub: LocalHub, request: bytes, timeout: float = 10) -> tuple[int, dict[str, str], bytes]:
+    """Send ``request`` as it is over a new connection; ``(status, headers, body)`` of the answer.
+
+    The socket times out after ``timeout`` seconds, so a server that waits for a body that never
+    comes fails the test instead of hanging it; a dropped connection is status 0.
+    """
+    import socket
+
+    url = urlsplit(hub.url)
+    with socket.create_connection((url.hostname, url.port), timeout=timeout) as connection:
+        connection.sendall(request)
+        received = b""
+        try:
+            while b"\r\n\r\n" not in received:
+                chunk = connection.recv(65536)
+                if not chunk:
+                    return 0, {}, received
+                received += chunk
+            head, _, body = received.partition(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            headers = dict(line.split(": ", 1) for line in lines[1:])
+            while len(body) < int(headers.get("Content-Length", 0)):
+                chunk = connection.recv(65536)
+                if not chunk:
+                    break
+                body += chunk
+        except ConnectionResetError:
+            return 0, {}, received
+    return int(lines[0].split()[1]), headers, body
+
+
+def _post(path: str, headers: str, body: bytes = b"") -> bytes:
+    return f"POST {path} HTTP/1.1\r\nHost: x\r\n{headers}\r\n".encode() + body
+
+
+@pytest.mark.parametrize(
+    "headers, body, status",
+    [
+        ("Content-Length: abc\r\n", b"{}", 400),
+        ("Content-Length: -1\r\n", b"{}", 400),
+        ("Content-Length: 6000000000\r\n", b"{}", 413),
+        ("Transfer-Encoding: chunked\r\n", b"zz\r\n{}\r\n0\r\n\r\n", 400),
+        ("Transfer-Encoding: chunked\r\n", b"%x\r\n{}\r\n0\r\n\r\n" % 2**40, 413),
+    ],
+    ids=["length abc", "length -1", "length 6e9", "chunk size zz", "chunk size 2**40"],
+)
+def test_a_malformed_or_oversized_body_gets_a_json_4xx(local_hub: LocalHub, headers: str, body: bytes, status: int) -> None:
+    """The connection was dropped (or, for -1 and 6e9, the handler waited for the body for ever): the clients
+    retry a dropped connection with back-off for about 20 s, which looks like a hang."""
+    answered, response_headers, answer = _raw(local_hub, _post("/api/validate-yaml", headers, body))
+    assert answered == status and json.loads(answer)["error"], (answered, answer)
+    assert response_headers.get("Connection") == "close"  # where the next request starts is unknown
+    assert _request(local_hub, "GET", "/api/whoami-v2", headers=_OWNER)[0] == 200  # the server goes on
+
+
+@pytest.mark.parametrize("length", ["-1", "6000000000"])
+def test_an_anonymous_write_is_refused_before_its_body_is_read(local_hub: LocalHub, hub_repo_id: str,
+                                                               length: str) -> None:
+    """The body was read before the token was looked at: an anonymous client announcing -1 or 6e9 bytes held a
+    handler thread waiting for them."""
+    from huggingface_hub import HfApi
+
+    HfApi().create_repo(hub_repo_id)
+    for path in (f"/api/models/{hub_repo_id}/commit/main", "/api/repos/create", f"/{hub_repo_id}.git/info/lfs/objects/batch"):
+        status, headers, answer = _raw(local_hub, _post(path, f"Content-Length: {length}\r\n"))
+        assert status == 401 and "needs a token" in json.loads(answer)["error"], (path, status, answer)
+        assert headers.get("Connection") == "close"
+    # an upload link is checked the same way: its signature, before its bytes
+    oid = hashlib.sha256(b"never sent").hexdigest()
+    put = f"PUT /_lfs/models/{hub_repo_id}/{oid}?sig=forged HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n"
+    status, _, answer = _raw(local_hub, put.encode())
+    assert status == 401 and "not signed" in json.loads(answer)["error"]
+
+
+def test_a_deeply_nested_json_body_is_a_400(local_hub: LocalHub) -> None:
+    """json.loads raised RecursionError, which the server answered with a 500 (a server bug)."""
+    status, _, answer = _request(local_hub, "POST", "/api/repos/create", b"[" * 100_000 + b"]" * 100_000, _OWNER)
+    assert status == 400 and "not valid JSON" in json.loads(answer)["error"]
+
+
+@pytest.mark.parametrize("path", ["main//notes.txt", "main/notes.txt/", "main/./notes.txt"])
+def test_empty_path_parts_are_refused_by_resolve(local_hub: LocalHub, hub_repo_id: str, path: str) -> None:
+    """``resolve/main//x`` was served as ``x``: the path was stripped of slashes before it was checked."""
+    from huggingface_hub import HfApi
+
+    HfApi().create_repo(hub_repo_id)
+    HfApi().upload_file(path_or_fileobj=b"notes\n", path_in_repo="notes.txt", repo_id=hub_repo_id)
+    for method in ("GET", "HEAD"):
+        status, _, answer = _request(local_hub, method, f"/{hub_repo_id}/resolve/{path}", headers=_OWNER)
+        assert status == 400, (method, status, answer)
+    status, _, answer = _request(local_hub, "GET", f"/api/models/{hub_repo_id}/tree/main//x", headers=_OWNER)
+    assert status == 400 and "Invalid path" in json.loads(answer)["error"]
+    assert _request(local_hub, "GET", f"/{hub_repo_id}/resolve/main/notes.txt", headers=_OWNER)[2] == b"notes\n"

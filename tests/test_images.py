@@ -238,3 +238,26 @@ def test_png_goes_to_pil(tmp_path, cut):
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(ReferFileError, match=r"absent.jpg: not a readable image"):
         check_image_file(tmp_path / "absent.jpg")
+
+
+@pytest.mark.parametrize("mode, image_format", [
+    ("RGB", "PNG"), ("RGBA", "PNG"), ("L", "PNG"), ("LA", "PNG"), ("I;16", "PNG"), ("P", "PNG"), ("1", "PNG"),
+    ("RGB", "WEBP"), ("RGBA", "WEBP"), ("CMYK", "JPEG")])
+def test_without_exif_keeps_the_decoded_pixels_of_every_mode_and_drops_the_orientation(tmp_path, mode, image_format):
+    """Any image ``datasets`` would rotate comes back as the pixels it stores, with no orientation left."""
+    rng = np.random.default_rng(0)
+    pixels = Image.fromarray(rng.integers(0, 256, (5, 7, 4), dtype=np.uint8), "RGBA")
+    stored = pixels.convert("P") if mode == "P" else pixels.convert(mode)
+    if mode == "P":
+        stored.info["transparency"] = 3
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 8
+    path = tmp_path / f"rotated.{image_format.lower()}"
+    options = {"lossless": True} if image_format == "WEBP" else {}
+    stored.save(path, image_format, exif=exif, **options)
+    assert check_image_file(path, (7, 5))  # the orientation is seen
+    decoded = Image.open(path)
+    plain = Image.open(io.BytesIO(images.without_exif(path)))
+    assert plain.getexif().get(ExifTags.Base.Orientation) is None and plain.size == decoded.size == (7, 5)
+    assert plain.info.get("transparency") == decoded.info.get("transparency")
+    np.testing.assert_array_equal(np.asarray(plain.convert("RGBA")), np.asarray(decoded.convert("RGBA")))

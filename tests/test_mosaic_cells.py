@@ -296,3 +296,24 @@ def test_blur_softens_the_image_but_not_the_padding(coco_jpeg: bytes) -> None:
     assert abs(sharp[y : y + h].mean() - blurred[y : y + h].mean()) < 3  # blur keeps the colours
     no_blur = decode_to_cell(coco_jpeg, (200, 200), "letterbox", blur_radius=0)
     assert no_blur.tobytes() == sharp.astype(np.uint8).tobytes()
+
+
+@pytest.mark.parametrize("image_format", ["JPEG", "PNG"])
+@pytest.mark.parametrize("given_as", ["pil", "bytes", "path", "value with bytes", "value with path"])
+def test_a_mask_is_checked_against_its_image_however_the_image_is_held(tmp_path, image_format, given_as) -> None:
+    import io
+
+    from nemo_hf.mosaic import check_mask_fits
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (53, 37), "teal").save(buffer, image_format)
+    path = tmp_path / f"image.{image_format.lower()}"
+    path.write_bytes(buffer.getvalue())
+    image = {"pil": Image.open(path), "bytes": buffer.getvalue(), "path": str(path),
+             "value with bytes": {"bytes": buffer.getvalue(), "path": "elsewhere.jpg"},
+             "value with path": {"bytes": None, "path": str(path)}}[given_as]
+    for mask in (np.zeros((37, 53), bool), Image.new("L", (53, 37))):
+        check_mask_fits(mask, image, "ref 1")
+    for mask in (np.zeros((53, 37), bool), Image.new("1", (37, 53))):
+        with pytest.raises(ValueError, match=r"^ref 1 \(sent_id 4\): its mask is 37x53 but its image is 53x37"):
+            check_mask_fits(mask, image, "ref 1 (sent_id 4)")

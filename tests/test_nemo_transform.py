@@ -77,6 +77,33 @@ def test_mosaic_prob_zero_gives_the_single_image(mined, train):
         assert a["source_image_ids"] == [b["image_id"]]
 
 
+def _rows_with_a_turned_mask():
+    """Four 40x30 images; row 2's mask is 30x40 (turned: its image's width and height swapped)."""
+    import datasets
+
+    masks = [np.ones((30, 40), bool)] * 4
+    masks[2] = np.ones((40, 30), bool)
+    return datasets.Dataset.from_dict({
+        "image": [PILImage.new("RGB", (40, 30), c) for c in ("red", "green", "blue", "gray")],
+        "mask": [PILImage.fromarray(m) for m in masks], "sentences": [["the left one"]] * 4,
+        "sent_ids": [[10], [11], [12], [13]], "ref_id": [0, 1, 2, 3], "image_id": [20, 21, 22, 23]})
+
+
+@pytest.mark.parametrize("mosaic_prob", [0.0, 1.0], ids=["single", "mosaic"])
+@pytest.mark.parametrize("access", ["map", "attach"])
+def test_a_mask_of_another_size_than_its_image_is_refused_naming_the_row(mosaic_prob, access):
+    """The single-image path refused it without naming the row; the mosaic path, drawing the target from
+    the pool's shrunk copy, stretched the mask into the cell without a word."""
+    rows = _rows_with_a_turned_mask()
+    nemo = NeMo(rows, size=64, mosaic_prob=mosaic_prob, random_share=1.0, top_k=3)
+    message = r"ref 2 \(sent_id 12\): its mask is 30x40 but its image is 40x30 \(width x height\)"
+    with pytest.raises(ValueError, match=message):
+        if access == "map":
+            rows.map(nemo, batched=True, remove_columns=rows.column_names)
+        else:
+            nemo.attach(rows)[2]
+
+
 def test_mask_lives_in_the_target_cell_and_negatives_never_repeat(mined, train):
     out = _map(mined, _nemo(train, grid=3, top_k=9, random_share=1.0))
     boxes = grid_layout(3, 96)

@@ -145,3 +145,82 @@ def test_nemo_hf_predict_writes_the_mask_and_an_overlay(tmp_path, tiny_clipseg_d
     assert f"score {expected['score']:.4f}" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="is not a file"):
         main(["predict", "--model", str(tiny_clipseg_dir), "--image", str(tmp_path / "nope.jpg"), "--text", "a"])
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\u200b\t\n"])
+def test_an_empty_expression_is_refused_as_the_builder_and_mining_refuse_it(segmenter, text) -> None:
+    """It gave a mask (score 0.52) for no words at all."""
+    with pytest.raises(ValueError, match=r"expression 1 is empty \(.*\): a mask needs words that refer to an "
+                                         r"object, e.g. segmenter\(image, 'the man on the left'\)"):
+        segmenter(_pictures()[0], ["the red circle", text])
+    with pytest.raises(TypeError, match=r"expression 0 is a int, not text"):
+        segmenter(_pictures()[0], [3])
+
+
+def test_a_misspelled_keyword_is_refused_naming_the_valid_ones(segmenter, tiny_clipseg_dir) -> None:
+    """``thresold=0.9`` was silently ignored: the masks came out at the default threshold."""
+    import transformers
+
+    message = (r"unknown keyword argument\(s\) 'thresold' for the referring-image-segmentation pipeline \(did you "
+               r"mean 'threshold'\?\); valid ones: allow_urls, batch_size, num_workers, threshold")
+    with pytest.raises(TypeError, match=message):
+        segmenter(_pictures()[0], "the red circle", thresold=0.9)
+    with pytest.raises(TypeError, match=message):
+        transformers.pipeline("referring-image-segmentation", model=str(tiny_clipseg_dir), device="cpu", thresold=0.9)
+
+
+def test_no_pairs_give_no_results(segmenter) -> None:
+    """``seg([], [])`` raised IndexError from inside transformers."""
+    image = _pictures()[0]
+    assert segmenter([], []) == [] and segmenter(image, []) == [] and segmenter([], "the red circle") == []
+    with pytest.raises(ValueError, match="got 0 images but 2 sentences"):
+        segmenter([], ["a", "b"])
+
+
+@pytest.fixture
+def image_server(tmp_path):
+    """A PNG served on 127.0.0.1: ``(url, requests)``, the list of paths requested so far."""
+    import http.server
+    import threading
+
+    picture = tmp_path / "served.png"
+    _pictures()[0].save(picture)
+    requests: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            requests.append(self.path)
+            body = picture.read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/served.png", requests
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_urls_are_fetched_only_when_the_caller_allows_it(segmenter, tiny_clipseg_dir, image_server, monkeypatch) -> None:
+    """An ``http://`` string was fetched: the project reaches no network unless asked."""
+    import transformers
+
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    url, requests = image_server
+    with pytest.raises(ValueError, match=r"image 1 is a URL \('http://127.0.0.1:\d+/served.png'\): this pipeline "
+                                         r"fetches nothing unless asked; pass allow_urls=True to fetch it"):
+        segmenter([_pictures()[0], url], "the red circle")
+    assert requests == []
+    assert segmenter(url, "the red circle", allow_urls=True)["mask"].size == (50, 30)
+    allowing = transformers.pipeline("referring-image-segmentation", model=str(tiny_clipseg_dir), device="cpu",
+                                     allow_urls=True)
+    assert allowing(url, "the red circle")["mask"].size == (50, 30)
+    assert requests == ["/served.png"] * 2

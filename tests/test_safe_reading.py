@@ -5,8 +5,10 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import re
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -323,3 +325,174 @@ def test_negative_deltas_decode_like_pycocotools():
         mask[: 40 - 3 * column, column] = True
     rle = _rle(mask)
     np.testing.assert_array_equal(MaskRuns.from_rles([[rle]], [(40, 12)]).arrays()[0], mask_utils.decode(rle).astype(bool))
+
+
+# -- the memo: memory bounded by the file's size -----------------------------------------------------
+
+_LOAD_UNDER_A_MEMORY_LIMIT = """
+import json, resource, sys
+from pathlib import Path
+from nemo_hf.data.refer_files import ReferFileError, load_refs
+
+def address_space():
+    status = Path("/proc/self/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmSize:"))) * 1024
+
+# a regression must fail here, not take the machine down: 1 GB more than the interpreter holds
+resource.setrlimit(resource.RLIMIT_AS, (address_space() + (1 << 30), resource.getrlimit(resource.RLIMIT_AS)[1]))
+results = []
+for path in sys.argv[1:]:
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    try:
+        outcome = repr(load_refs(Path(path)))[:80]
+    except ReferFileError as err:
+        outcome = str(err)
+    results.append({"outcome": outcome, "grew_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024})
+print(json.dumps(results))
+"""
+
+
+def _load_refs_under_a_memory_limit(paths: list) -> list[dict]:
+    """``load_refs`` of each file in a fresh interpreter limited to 1 GB more address space than it starts
+    with: the error message (or the refs' repr) and how much its peak RSS grew, per file."""
+    import json
+    import subprocess
+
+    from nemo_hf.data import refer_files
+
+    repo = str(Path(refer_files.__file__).resolve().parents[2])
+    done = subprocess.run([sys.executable, "-c", _LOAD_UNDER_A_MEMORY_LIMIT, *map(str, paths)], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "PYTHONPATH": repo, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _long_binput(index: int) -> bytes:
+    return b"r" + index.to_bytes(4, "little")
+
+
+_MEMO_ATTACKS = {
+    # 9 bytes that made the C unpickler zero a 2.1 GB memo and load []: no error
+    "LONG_BINPUT 2**27": (b"\x80\x02]" + _long_binput(2**27) + b".", 134217728, 3),
+    "LONG_BINPUT 2**24, loaded quietly in 256 MB": (b"\x80\x02]" + _long_binput(2**24) + b".", 16777216, 3),
+    "LONG_BINPUT 2**32 - 1 (64 GB)": (b"\x80\x02]" + _long_binput(2**32 - 1) + b".", 4294967295, 3),
+    "protocol-0 PUT": (b"(lp134217728\n.", 134217728, 2),
+    "PUT past Python's 4300 digits": (b"(lp" + b"9" * 5000 + b"\n.", None, 2),
+    "after a string of 300 bytes": (b"\x80\x02X" + (300).to_bytes(4, "little") + b"r" * 300 + b"0]"
+                                    + _long_binput(2**27) + b".", 134217728, 309),
+    "after 5000 opcodes": (b"\x80\x02" + b"N0" * 5000 + b"]" + _long_binput(2**27) + b".", 134217728, 10003),
+}
+
+
+def test_memo_indices_beyond_the_file_are_refused_before_memory_is_taken(tmp_path):
+    """The C unpickler grows its memo to twice the largest index stored, 16 bytes per unit of index,
+    before any error. Run under a memory limit: the old code reached it (MemoryError) or took 256 MB."""
+    paths = []
+    for number, (data, _, _) in enumerate(_MEMO_ATTACKS.values()):
+        paths.append(tmp_path / f"{number}" / "refs(unc).p")
+        paths[-1].parent.mkdir()
+        paths[-1].write_bytes(data)
+    for (what, (data, index, position)), result in zip(_MEMO_ATTACKS.items(), _load_refs_under_a_memory_limit(paths)):
+        if index is None:
+            expected = (r"refs\(unc\)\.p: cannot be read: it stores an object under a memo index of 5000 digits "
+                        rf"\(at byte 2\), beyond any a pickle of {len(data)} bytes can fill")
+        else:
+            expected = (rf"refs\(unc\)\.p: cannot be read: it stores an object under memo index {index} \(at byte "
+                        rf"{position}\), beyond any a pickle of {len(data)} bytes can fill, for which the unpickler "
+                        rf"would reserve [\d.]+ GB; the file is corrupt or crafted — download it again")
+        assert re.search(expected, result["outcome"]), (what, result["outcome"])
+        assert result["grew_mb"] < 64, (what, result)
+
+
+def test_bytes_that_look_like_a_memo_index_inside_a_string_are_text():
+    text = _long_binput(0x7F7F7F7F)  # index 2**31 - 1 - ..., in bytes that are also text
+    for data in (b"\x80\x02X\x05\x00\x00\x00" + text + b".", b"\x80\x04\x8c\x05" + text + b".",
+                 b"\x80\x03C\x05" + _long_binput(2**32 - 1) + b".", b"VrABCD\n.", b"(lp0\nVrABCD\np1\na."):
+        assert load_plain_pickle_bytes(data) == pickle.loads(data)
+
+
+@pytest.mark.parametrize("pre_311", [False, True], ids=["possessive run", "runs of 4096 opcodes"])
+@pytest.mark.parametrize("protocol", [0, 2, 4])
+def test_large_pickles_with_long_strings_and_big_memos_round_trip(monkeypatch, pre_311, protocol):
+    """Memo indices up to the file's size, strings past the 255 bytes a pattern can skip, big integers."""
+    from nemo_hf.data import pickle_bounds
+
+    monkeypatch.setattr(pickle_bounds, "_PRE_311", pre_311)
+    pickle_bounds._run_of_opcodes.cache_clear()
+    try:
+        value = [{"raw": f"man {n}", "tokens": [str(n), "x" * (n % 700)], "sent_id": n * 7919, "big": 10**40 + n,
+                  "float": n / 3, "ids": {n, n + 1}} for n in range(3000)]
+        if protocol >= 3:  # earlier protocols pickle bytes through a global, which is refused
+            value.append({"blob": [bytes([n % 256]) * n for n in range(0, 600, 7)]})
+        data = pickle.dumps(value, protocol=protocol)
+        assert load_plain_pickle_bytes(data) == value
+        # an index in [2**floor(log2(size)), size): the run stops there and Python reads it exactly
+        padded = b"\x80\x02]" + _long_binput(200) + b"." + b"\x00" * 200
+        assert 128 <= 200 < len(padded) < 256 and load_plain_pickle_bytes(padded) == []
+        with pytest.raises(pickle_bounds.OversizedPickleError, match="memo index 134217728 \\(at byte 10003\\)"):
+            pickle_bounds.check_pickle_bounds(_MEMO_ATTACKS["after 5000 opcodes"][0])
+    finally:
+        pickle_bounds._run_of_opcodes.cache_clear()
+
+
+_FUZZ_UNDER_A_MEMORY_LIMIT = """
+import io, pickle, resource, struct, sys
+from pathlib import Path
+from hypothesis import given, settings, HealthCheck
+from hypothesis import strategies as st
+from nemo_hf.data.pickle_bounds import OversizedPickleError, check_pickle_bounds
+from nemo_hf.data.safe_pickle import _PlainDataUnpickler, _peekable
+
+status = Path("/proc/self/status").read_text()
+vm = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmSize:"))) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (vm + (1 << 30), resource.getrlimit(resource.RLIMIT_AS)[1]))
+
+index = st.one_of(st.integers(0, 300), st.integers(0, 2**32 - 1))
+text = st.binary(max_size=300)
+def counted(op, width):
+    return text.map(lambda t: op + len(t).to_bytes(width, "little") + t)
+opcode = st.one_of(
+    st.sampled_from([b"(", b")", b"]", b"}", b"N", b"0", b"1", b"2", b"a", b"e", b"u", b"s", b"l", b"d", b"t",
+                     b"\\x85", b"\\x86", b"\\x88", b"\\x8f", b"\\x90", b"\\x94", b".", b"\\x80\\x02", b"\\x80\\x04"]),
+    index.map(lambda i: b"r" + i.to_bytes(4, "little")), st.integers(0, 255).map(lambda i: b"q" + bytes([i])),
+    st.integers(0, 255).map(lambda i: b"h" + bytes([i])), index.map(lambda i: b"j" + i.to_bytes(4, "little")),
+    index.map(lambda i: b"p%d\\n" % i), index.map(lambda i: b"g%d\\n" % i), st.integers(-5, 5).map(lambda i: b"I%d\\n" % i),
+    counted(b"X", 4), counted(b"B", 4), counted(b"T", 4), counted(b"\\x8c", 1), counted(b"U", 1), counted(b"C", 1),
+    counted(b"\\x8a", 1), counted(b"\\x8b", 4), counted(b"\\x8d", 8), counted(b"\\x95", 8).map(lambda b: b[:9]),
+    text.map(lambda t: b"V" + t.replace(b"\\n", b"") + b"\\n"), st.binary(min_size=1, max_size=6),
+)
+
+@settings(max_examples=3000, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@given(st.lists(opcode, max_size=40).map(b"".join))
+def memo_stays_below_the_files_size(data):
+    try:
+        check_pickle_bounds(data)
+    except OversizedPickleError:
+        return
+    unpickler = _PlainDataUnpickler(_peekable(data), encoding="latin1")
+    try:
+        unpickler.load()
+    except MemoryError:  # the limit is 1 GB above the interpreter: far more than these bytes may claim
+        raise AssertionError(f"accepted, and the unpickler ran out of memory: {data!r}")
+    except Exception:
+        pass
+    stored = unpickler.memo.copy()
+    assert all(i < max(len(data), 256) for i in stored), (data, max(stored))
+
+memo_stays_below_the_files_size()
+print("ok")
+"""
+
+
+def test_every_pickle_the_check_accepts_keeps_its_memo_below_its_size():
+    """Random opcode sequences, memo indices anywhere in 4 bytes, lengths that run past the data: whatever
+    the check lets through, the C unpickler stores nothing at an index of the file's size or more. In a
+    subprocess under a memory limit, so a miss fails the test instead of exhausting the machine."""
+    import subprocess
+
+    from nemo_hf.data import refer_files
+
+    repo = str(Path(refer_files.__file__).resolve().parents[2])
+    done = subprocess.run([sys.executable, "-c", _FUZZ_UNDER_A_MEMORY_LIMIT], capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "PYTHONPATH": repo, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]

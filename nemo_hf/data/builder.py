@@ -26,7 +26,7 @@ import hashlib
 import os
 import warnings
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -105,9 +105,12 @@ class _SplitCounts:
     dropped_polygons: int = 0
     empty_masks: int = 0  # refs whose targets' segmentations have nothing to draw (rows kept)
     boxes_replaced_by_mask_boxes: int = 0  # missing, malformed or outside the image
+    refs_with_unknown_category: int = 0  # category_id not among instances.json's categories (category "")
+    first: dict[str, str] = field(default_factory=dict)  # a count's first case, where the report names it
 
     def report(self, source: Path, split: str) -> None:
-        parts = [f"{n} {name.replace('_', ' ')}" for name, n in vars(self).items() if n]
+        parts = [f"{n} {name.replace('_', ' ')}" + (f" (first: {self.first[name]})" if name in self.first else "")
+                 for name, n in vars(self).items() if n and type(n) is int]
         if parts:
             warnings.warn(f"{source} [{split}]: skipped or repaired " + ", ".join(parts),
                           ReferDataWarning, stacklevel=2)
@@ -236,6 +239,10 @@ class RefCOCO(datasets.ArrowBasedBuilder):
             # num_proc workers (and datasets' manager process) must not outlive a killed build
             with forks_exit_with_this_process():
                 super()._download_and_prepare(dl_manager, verification_mode, **prepare_split_kwargs)
+            # an empty split is refused by datasets when read, naming nothing: name it while the
+            # build can still fail (nothing of it is kept)
+            refs_path, refs, _, _ = self._load()
+            _check_no_split_empty(refs_path, refs, self.info.splits)
         finally:
             self._build_pid = None
             _SHARED_INPUTS.pop(key, None)
@@ -251,6 +258,7 @@ class RefCOCO(datasets.ArrowBasedBuilder):
                 f"{refs_path}: split names {sorted(unknown)} are not splits of "
                 f"{self.config.name} ({', '.join(self.config.variant.splits)})"
             )
+        _check_every_split_present(refs_path, present, self.config.name, self.config.variant.splits)
         generators = []
         for split in self.config.variant.splits:
             # contiguous ranges of the ref_id-sorted split; datasets hands each worker a run
@@ -278,9 +286,8 @@ class RefCOCO(datasets.ArrowBasedBuilder):
             for ref in in_split[start:stop]:
                 image_id = int(ref["image_id"])
                 if self.config.verify_images and image_id in image_paths and image_id not in checked:
-                    info = index.images[image_id]
-                    checked[image_id] = check_image_file(
-                        image_paths[image_id], expected_size=(info.get("width"), info.get("height")))
+                    height, width = _image_size(index.images[image_id], index, ref["ref_id"])  # checked first
+                    checked[image_id] = check_image_file(image_paths[image_id], expected_size=(width, height))
                 pending = _ref_to_row(ref, refs_path, index, image_paths, generalized, counts)
                 if pending is not None:
                     if checked.get(image_id):
@@ -294,6 +301,31 @@ class RefCOCO(datasets.ArrowBasedBuilder):
             if batch:
                 yield int(batch[0][0]["ref_id"]), _with_masks(batch, schema)
         counts.report(refs_path, split)
+
+
+def _check_every_split_present(refs_path: Path, present: Counter, name: str, splits: tuple[str, ...]) -> None:
+    """``ReferFileError`` unless the refs hold every split of the scheme (datasets cannot read an empty one)."""
+    if not present:
+        raise ReferFileError(f"{refs_path}: holds no refs; the file is truncated or corrupt — download it again")
+    missing = [split for split in splits if not present.get(split)]
+    if missing:
+        found = ", ".join(f"{split}: {present[split]}" for split in splits if present.get(split))
+        raise ReferFileError(
+            f"{refs_path}: no ref of split {', '.join(map(repr, missing))} (the file holds {found}); {name}'s "
+            f"splits are {', '.join(splits)}, so the file is incomplete or of another split scheme — "
+            "download it again"
+        )
+
+
+def _check_no_split_empty(refs_path: Path, refs: list[dict], splits: datasets.SplitDict) -> None:
+    """``ReferFileError`` naming a split whose refs were all skipped (counted in its warning)."""
+    for split, info in splits.items():
+        if info.num_examples == 0:
+            count = sum(1 for ref in refs if ref["split"] == split)
+            raise ReferFileError(
+                f"{refs_path} [{split}]: none of its {count} refs could be built (the warning above counts "
+                "why each was skipped); check that instances.json and the images are those of this refs file"
+            )
 
 
 def _with_masks(batch: list[tuple[dict[str, Any], list[dict]]], schema: pa.Schema) -> pa.Table:
@@ -364,6 +396,10 @@ def _ref_to_row(
         counts.empty_masks += 1
     first = index.annotations[ann_ids[0]] if ann_ids else None
     category_id = first["category_id"] if first else -1
+    if first and category_id not in index.categories:  # a dangling reference: counted, as the refs' are
+        counts.refs_with_unknown_category += 1
+        counts.first.setdefault("refs_with_unknown_category",
+                                f"ref {ref['ref_id']}, category_id {category_id} of annotation {ann_ids[0]}")
     box = _box_in_image(first.get("bbox"), width, height) if len(ann_ids) == 1 else None
     if len(ann_ids) == 1 and box is None:
         counts.boxes_replaced_by_mask_boxes += 1
@@ -391,13 +427,17 @@ def _image_size(image: dict, index: InstancesIndex, ref_id: int) -> tuple[int, i
     """``(height, width)`` of an ``instances.json`` image entry; ``ReferFileError`` unless
     masks of that size may be drawn (:func:`~nemo_hf.data.masks.check_mask_size`)."""
     try:
-        height, width = int(image["height"]), int(image["width"])
+        for key in ("height", "width"):  # int() would read "285" or 285.7 as a size
+            if key not in image:
+                raise ValueError(f"it has no {key}")
+            if type(image[key]) is not int:
+                raise ValueError(f"{key} {image[key]!r} is not an integer")
+        height, width = image["height"], image["width"]
         check_mask_size(height, width)
     except (KeyError, TypeError, ValueError, OverflowError) as err:
         raise ReferFileError(
-            f"{index.path}: image {image.get('id')} (ref {ref_id}) has no usable size (width "
-            f"{image.get('width')!r}, height {image.get('height')!r}: {err}); the file is corrupt — "
-            "download it again"
+            f"{index.path}: image {image.get('id')} (ref {ref_id}) has no usable size ({err}); the file is "
+            "corrupt — download it again"
         ) from None
     return height, width
 
@@ -409,7 +449,7 @@ def _box_in_image(box: Any, width: int, height: int) -> list[float] | None:
     >>> _box_in_image([10, 20, 30, 40.5], 640, 480), _box_in_image([0, 0, 1e30, 5], 640, 480)
     ([10.0, 20.0, 30.0, 40.5], None)
     """
-    if not isinstance(box, (list, tuple)) or len(box) != 4:
+    if not isinstance(box, (list, tuple)) or len(box) != 4 or bool in map(type, box):
         return None
     try:
         x, y, w, h = map(float, box)

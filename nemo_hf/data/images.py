@@ -11,11 +11,11 @@ segments directly (:func:`read_jpeg_header`), so that is done first. The walk on
 damaged or truncated header, an odd EXIF block — goes to PIL, so the checks reject
 exactly what PIL rejects, with PIL's message.
 
-COCO's annotations are drawn on the pixels *as stored*, but ``datasets.Image`` applies a
-JPEG's EXIF orientation tag (or an XMP one) when it decodes, which would turn such an image
-against its mask. :func:`check_image_file` reports the tag, and :func:`without_exif` gives
-the file's bytes with the EXIF and XMP segments removed (the pixels are untouched), for the
-builder to embed.
+COCO's annotations are drawn on the pixels *as stored*, but ``datasets.Image`` applies an
+EXIF orientation tag (or an XMP one) when it decodes, in whatever format the image is,
+which would turn such an image against its mask. :func:`check_image_file` reports the tag,
+and :func:`without_exif` gives bytes of the same pixels that carry none, for the builder to
+embed: a JPEG's own bytes less its EXIF and XMP segments, any other image re-encoded as PNG.
 
 >>> import tempfile, pathlib
 >>> bad = pathlib.Path(tempfile.mkdtemp()) / "COCO_train2014_000000000001.jpg"
@@ -28,6 +28,7 @@ nemo_hf.data.refer_files.ReferFileError: ...COCO_train2014_000000000001.jpg: not
 
 from __future__ import annotations
 
+import io
 import struct
 import warnings
 from pathlib import Path
@@ -186,6 +187,11 @@ def _pil_header(path: Path) -> tuple[str | None, tuple[int, int], int | None]:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 return image.format, image.size, image.getexif().get(ExifTags.Base.Orientation, 1)
+    except Image.DecompressionBombError as err:  # its own class, not an OSError
+        raise ReferFileError(
+            f"{path}: too large to open ({err}); if the image is genuine, raise PIL.Image.MAX_IMAGE_PIXELS "
+            "before the build, else download it again"
+        ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise ReferFileError(f"{path}: not a readable image ({err}); download it again") from None
 
@@ -219,10 +225,13 @@ def check_image_file(path: Path, expected_size: tuple[int | None, int | None] | 
 
 
 def without_exif(path: Path) -> bytes:
-    """The JPEG's bytes with its APP1 segments (EXIF and XMP) removed; other files unchanged.
+    """The image's stored pixels, as bytes that carry no orientation for a decoder to apply.
 
-    Both can carry an orientation that PIL's ``exif_transpose``, and so ``datasets``'
-    decoding, applies; COCO's masks follow the stored pixels.
+    A JPEG keeps its bytes less its APP1 segments (EXIF and XMP), so its pixels are untouched.
+    Any other format (PNG, WebP, ... also hold EXIF and XMP, in chunks of their own), or a
+    JPEG that still carries an orientation after that, is decoded without applying it and
+    written again as PNG: lossless, so the pixels are the ones the file decodes to.
+    ``datasets`` decodes either as it is, and COCO's masks follow the stored pixels.
 
     >>> import io, tempfile, pathlib
     >>> exif = Image.Exif(); exif[ExifTags.Base.Orientation] = 6
@@ -230,10 +239,21 @@ def without_exif(path: Path) -> bytes:
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "rotated.jpg"; _ = path.write_bytes(buffer.getvalue())
     >>> check_image_file(path), Image.open(io.BytesIO(without_exif(path))).getexif().get(274)
     (True, None)
+    >>> _ = Image.new("RGB", (4, 2)).save(path.with_suffix(".webp"), "WEBP", exif=exif)
+    >>> plain = Image.open(io.BytesIO(without_exif(path.with_suffix(".webp"))))
+    >>> plain.format, plain.size, plain.getexif().get(274)
+    ('PNG', (4, 2), None)
     """
     data = Path(path).read_bytes()
-    if not data.startswith(b"\xff\xd8"):
-        return data
+    if data.startswith(b"\xff\xd8"):
+        stripped = _jpeg_without_app1(data)
+        if _orientation_of(stripped) in (None, 1):
+            return stripped
+    return _plain_png(data)
+
+
+def _jpeg_without_app1(data: bytes) -> bytes:
+    """A JPEG's bytes less its APP1 segments that hold EXIF or XMP (both may carry an orientation)."""
     kept, position = [data[:2]], 2
     while position + 4 <= len(data) and data[position] == 0xFF:
         marker = data[position + 1]
@@ -246,3 +266,28 @@ def without_exif(path: Path) -> bytes:
         position += 2 + length
     kept.append(data[position:])
     return b"".join(kept)
+
+
+def _orientation_of(data: bytes) -> int | None:
+    """The orientation PIL (and so ``datasets``) would apply to an image's bytes, if any."""
+    with Image.open(io.BytesIO(data)) as image:
+        return image.getexif().get(ExifTags.Base.Orientation)
+
+
+# Modes a PNG stores as they are; anything else (CMYK, YCbCr, ...) is written as RGB.
+_PNG_MODES = {"1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA"}
+
+
+def _plain_png(data: bytes) -> bytes:
+    """The pixels ``data`` decodes to (first frame, orientation not applied), as a PNG that
+    keeps only the colour profile and transparency of the file's metadata."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # check_image_file has decided
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            plain = image.copy() if image.mode in _PNG_MODES else image.convert("RGB")
+    # the PNG writer takes some metadata from ``info``: keep only what changes how pixels look
+    plain.info = {key: image.info[key] for key in ("icc_profile", "transparency") if key in image.info}
+    buffer = io.BytesIO()
+    plain.save(buffer, "PNG")
+    return buffer.getvalue()

@@ -5,7 +5,8 @@ the decoded parts, so pixels where parts overlap get value 2, which some code ba
 read as background. Here the parts are merged as a **union** (pycocotools ``merge`` with
 ``intersect=False``). Compressed RLE (``counts`` a string, as JSON stores it) and
 uncompressed RLE (``counts`` a list) are accepted too. Malformed polygons — odd length,
-fewer than 3 points, non-finite numbers — are dropped and counted by the caller.
+fewer than 3 points, non-finite numbers, JSON ``true``/``false`` — are dropped and counted
+by the caller; an RLE whose size or counts hold anything but integers is refused.
 
 pycocotools' C code trusts what it is given, so everything is checked before it runs, and
 what it may allocate is bounded whatever the file says: an RLE must cover exactly its
@@ -88,13 +89,14 @@ def drawable_polygons(segmentation: list, height: int, width: int) -> tuple[list
     """The polygons of ``segmentation`` pycocotools may draw on a ``height`` x ``width`` image,
     and how many were dropped.
 
-    Malformed polygons are dropped. Twice the sum of a polygon's absolute coordinates bounds
-    the outline pycocotools walks (and every coordinate): a polygon within
-    :data:`MAX_OUTLINE` of it goes as it is, a larger one is first clipped to a margin of the
-    image's own size around the image (the same shape inside the image, up to pycocotools'
-    rounding of the new vertices) and then measured exactly. When the polygons outline more than
-    :data:`MAX_OUTLINE` pixels together, all are dropped: no real object's are that long,
-    and drawing them would cost memory in proportion.
+    Malformed polygons (``true``/``false`` among the coordinates included) are dropped.
+    Twice the sum of a polygon's absolute coordinates bounds the outline pycocotools walks
+    (and every coordinate): a polygon within :data:`MAX_OUTLINE` of it goes as it is, a
+    larger one is first clipped to a margin of the image's own size around the image (the
+    same shape inside the image, up to pycocotools' rounding of the new vertices) and then
+    measured exactly. When the polygons outline more than :data:`MAX_OUTLINE` pixels
+    together, all are dropped: no real object's are that long, and drawing them would cost
+    memory in proportion.
 
     >>> drawable_polygons([[0, 0, 4, 0, 4, 4], [1, 2, 3], [-1e12, 1, 1e12, 1, 1e12, 3, -1e12, 3]], 6, 6)
     ([[0, 0, 4, 0, 4, 4], [-6.0, 1.0, 12.0, 1.0, 12.0, 3.0, -6.0, 3.0]], 1)
@@ -103,6 +105,8 @@ def drawable_polygons(segmentation: list, height: int, width: int) -> tuple[list
     lengths: list[float] = []  # each kept polygon's outline, or a bound of it
     for polygon in segmentation:
         if not isinstance(polygon, (list, tuple)) or len(polygon) < 6 or len(polygon) % 2:
+            continue
+        if bool in map(type, polygon):  # JSON true/false: Python would draw them as 1 and 0
             continue
         try:  # in C: a non-number raises, a NaN or an infinity makes the sum non-finite
             length = 2 * sum(map(abs, polygon))
@@ -156,9 +160,12 @@ def segmentation_to_rle(segmentation: Any, height: int, width: int) -> tuple[dic
 def _compressed_rle(segmentation: dict, height: int, width: int) -> dict:
     counts = segmentation.get("counts")
     size = segmentation.get("size", [height, width])
-    if not isinstance(size, (list, tuple)) or list(size) != [height, width]:
+    if not isinstance(size, (list, tuple)) or list(size) != [height, width] or bool in map(type, size):
         raise ValueError(f"RLE size {_size_text(size)} differs from the image's {height}x{width}")
     if isinstance(counts, list):
+        kinds = set(map(type, counts))
+        if not kinds <= {int}:  # numpy would take true as 1, and cut 1.5 down to 1
+            raise ValueError(f"RLE 'counts' must be integers, got {min(k.__name__ for k in kinds - {int})}")
         try:
             return mask_utils.frPyObjects(segmentation, height, width)
         except OverflowError:  # numpy refuses a negative or huge run as uint32

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .pickle_bounds import OversizedPickleError
 from .safe_pickle import UnsafePickleError, load_plain_pickle_bytes
 
 
@@ -77,7 +78,7 @@ def load_refs(path: Path) -> list[dict[str, Any]]:
     try:
         with gc_paused():
             refs = json.loads(data) if path.suffix == ".json" else load_plain_pickle_bytes(data)
-    except UnsafePickleError as err:
+    except (UnsafePickleError, OversizedPickleError) as err:  # their messages say what to do
         raise ReferFileError(f"{path}: {err}") from None
     except MemoryError:
         raise ReferFileError(
@@ -141,18 +142,47 @@ def _ref_problem(ref: Any) -> str | None:
         return f"lacks {', '.join(missing)}"
     for key in ("ref_id", "image_id"):
         if not _is_int64(ref[key]):
-            return f"{key} {reprlib.repr(ref[key])} is not an integer"
+            return _not_int64(key, ref[key])
     ann_id = ref["ann_id"]
     if not (_is_int64(ann_id) or type(ann_id) is list and all(map(_is_int64, ann_id))):
-        return f"ann_id {reprlib.repr(ann_id)} is neither an integer nor a list of integers"
+        return f"ann_id {_shown(ann_id)} is neither an integer nor a list of integers of 64 bits"
     if type(ref["split"]) is not str:
-        return f"split {reprlib.repr(ref['split'])} is not a string"
+        return f"split {_shown(ref['split'])} is not a string"
     if type(ref["sentences"]) is not list:
-        return f"sentences {reprlib.repr(ref['sentences'])} is not a list"
+        return f"sentences {_shown(ref['sentences'])} is not a list"
     sent_ids = ref.get("sent_ids")
     if sent_ids is not None and type(sent_ids) is not list:
-        return f"sent_ids {reprlib.repr(sent_ids)} is not a list"
+        return f"sent_ids {_shown(sent_ids)} is not a list"
     return None
+
+
+def _not_int64(key: str, value: Any) -> str:
+    if type(value) is int:  # too large: say so rather than that it is no integer
+        return f"{key} {_shown(value)} is not an integer of 64 bits"
+    return f"{key} {_shown(value)} is not an integer"
+
+
+class _ShortRepr(reprlib.Repr):
+    """``reprlib``'s abbreviated repr, except that an integer of more than 256 bits is shown by its
+    size: writing it out in decimal is slow, and Python refuses beyond 4300 digits
+    (``sys.int_max_str_digits``), which made the error about it fail in turn."""
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 256:
+            return f"<an integer of {x.bit_length()} bits>"
+        return super().repr_int(x, level)
+
+
+def _shown(value: Any) -> str:
+    """A short repr of a value read from an untrusted file, for an error message.
+
+    >>> _shown(["left", 10**5000]), _shown("x" * 50)
+    ("['left', <an integer of 16610 bits>]", "'xxxxxxxxxxxx...xxxxxxxxxxxxx'")
+    """
+    return _SHORT_REPR.repr(value)
+
+
+_SHORT_REPR = _ShortRepr()
 
 
 def sentence_problem(text: str, sent_id: Any) -> str | None:
@@ -169,7 +199,7 @@ def sentence_problem(text: str, sent_id: Any) -> str | None:
     if problem:
         return f"text {problem}"
     if sent_id is not None and not _is_int64(sent_id):
-        return f"sent_id {reprlib.repr(sent_id)} is not an integer"
+        return _not_int64("sent_id", sent_id)
     return None
 
 
@@ -180,20 +210,24 @@ def _text_problem(text: str) -> str | None:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as err:
-        return f"{reprlib.repr(text)} holds a lone surrogate {text[err.start]!r} (not text)"
+        return f"{_shown(text)} holds a lone surrogate {text[err.start]!r} (not text)"
     return None
 
 
 def _check_unique_ids(path: Path, refs: list[dict[str, Any]]) -> None:
     """``ReferFileError`` naming the ``ref_id`` s used by more than one ref."""
     ids = [ref["ref_id"] for ref in refs]
-    if len(set(ids)) == len(ids):
-        return
-    repeated = sorted(ref_id for ref_id, n in Counter(ids).items() if n > 1)
+    if len(set(ids)) < len(ids):
+        _raise_repeated_ids(path, "ref_id", "ref", ids, "each row of the dataset is one ref, so ")
+
+
+def _raise_repeated_ids(path: Path, what: str, holder: str, ids: list[int], why: str = "") -> None:
+    """``ReferFileError`` naming (the first ten of) the values of ``ids`` used more than once."""
+    repeated = sorted(value for value, n in Counter(ids).items() if n > 1)
     shown = ", ".join(map(str, repeated[:10])) + (" …" if len(repeated) > 10 else "")
     raise ReferFileError(
-        f"{path}: {len(repeated)} ref_id(s) used by more than one ref: {shown}; each row of the "
-        "dataset is one ref, so the file is corrupt — download it again"
+        f"{path}: {len(repeated)} {what}(s) used by more than one {holder}: {shown}; {why}the file is "
+        "corrupt — download it again"
     )
 
 
@@ -223,8 +257,9 @@ class InstancesIndex:
 def load_instances(path: Path) -> InstancesIndex:
     """Parse and index a COCO-style ``instances.json``.
 
-    Images, annotations and categories need integer ids (annotations also an integer
-    ``image_id`` and ``category_id``) and categories a string ``name``. Segmentations, boxes
+    Images, annotations and categories need integer ids, no two entries of a part the same
+    (annotations also an integer ``image_id`` and ``category_id``), and categories a string
+    ``name``. Segmentations, boxes
     and image sizes are checked where they are used.
     """
     path = Path(path)
@@ -261,18 +296,24 @@ def _by_id(path: Path, entries: list, part: str, id_fields: tuple[str, ...] = ()
     fields = ("id", *id_fields)
     try:  # a field over all entries at once, then (rarely) the entry at fault
         if all(_all_int64([entry[f] for entry in entries]) for f in fields):
-            return {entry["id"]: entry for entry in entries}
+            by_id = {entry["id"]: entry for entry in entries}
+            if len(by_id) < len(entries):  # the last entry of an id would silently win
+                _raise_repeated_ids(path, f"{_SINGULAR[part]} id", "entry", [entry["id"] for entry in entries])
+            return by_id
     except (KeyError, TypeError):
         pass
     position, problem = next((i, p) for i, e in enumerate(entries) if (p := _entry_problem(e, fields)))
     raise ReferFileError(f"{path}: {part} #{position}: {problem}; the file is corrupt — download it again")
 
 
+_SINGULAR = {"images": "image", "annotations": "annotation", "categories": "category"}
+
+
 def _entry_problem(entry: Any, fields: tuple[str, ...]) -> str | None:
     if not isinstance(entry, dict):
         return "is not an object"
     bad = next((f for f in fields if not _is_int64(entry.get(f))), None)
-    return None if bad is None else f"{bad} {reprlib.repr(entry.get(bad))} is not an integer"
+    return None if bad is None else _not_int64(bad, entry.get(bad))
 
 
 class ImageLocator:

@@ -10,6 +10,11 @@ calls something (``REDUCE``, ``BUILD``, ``INST``, ``OBJ``, ``NEWOBJ``, ``NEWOBJ_
 they call can only come from an import. Persistent ids are refused too, and so are
 ``copyreg`` extension codes, which name an import.
 
+Running no code is not enough for untrusted input: a memo index or a length of a few bytes
+can make the C unpickler reserve gigabytes.
+:func:`~nemo_hf.data.pickle_bounds.check_pickle_bounds` refuses such a file first, so the
+memory an unpickling takes grows with the file's size only.
+
 Example::
 
     >>> import io, pickle
@@ -23,6 +28,8 @@ import copyreg
 import io
 import pickle
 from typing import Any, BinaryIO
+
+from .pickle_bounds import check_pickle_bounds
 
 # Constructors a plain-data pickle may legitimately name. Protocol-2 pickles of sets go
 # through a global; protocols < 3 name the module ``__builtin__`` (Python 2's name).
@@ -48,16 +55,16 @@ class _PlainDataUnpickler(pickle.Unpickler):
 
 
 def load_plain_pickle(file: BinaryIO, encoding: str = "ASCII") -> Any:
-    """Unpickle plain data from ``file``; raise :class:`UnsafePickleError` for anything else.
+    """Unpickle plain data from ``file`` (read whole); raise :class:`UnsafePickleError` for anything
+    else, and :class:`~nemo_hf.data.pickle_bounds.OversizedPickleError` for a memo index or a
+    length that no pickle of its size needs.
 
     ``encoding`` decodes Python-2 ``str`` objects; callers retry with ``"latin1"`` when the
     default fails on non-ASCII bytes.
     """
-    # The C unpickler resolves an extension code from copyreg's process-wide cache, without
-    # asking find_class, once any unpickler has resolved it: emptied, the code goes through
-    # find_class (and is refused). It is only a cache; other unpicklers refill it.
-    copyreg._extension_cache.clear()  # type: ignore[attr-defined]
-    return _PlainDataUnpickler(file, encoding=encoding).load()
+    data = file.read()
+    check_pickle_bounds(data)
+    return _unpickle(data, encoding)
 
 
 def load_plain_pickle_bytes(data: bytes) -> Any:
@@ -66,10 +73,19 @@ def load_plain_pickle_bytes(data: bytes) -> Any:
     >>> load_plain_pickle_bytes(pickle.dumps({"a": (1, 2.5, None)}, protocol=2))
     {'a': (1, 2.5, None)}
     """
+    check_pickle_bounds(data)
     try:
-        return load_plain_pickle(_peekable(data))
+        return _unpickle(data, "ASCII")
     except UnicodeDecodeError:
-        return load_plain_pickle(_peekable(data), encoding="latin1")
+        return _unpickle(data, "latin1")
+
+
+def _unpickle(data: bytes, encoding: str) -> Any:
+    # The C unpickler resolves an extension code from copyreg's process-wide cache, without
+    # asking find_class, once any unpickler has resolved it: emptied, the code goes through
+    # find_class (and is refused). It is only a cache; other unpicklers refill it.
+    copyreg._extension_cache.clear()  # type: ignore[attr-defined]
+    return _PlainDataUnpickler(_peekable(data), encoding=encoding).load()
 
 
 def _peekable(data: bytes) -> BinaryIO:

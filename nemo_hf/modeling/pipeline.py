@@ -16,7 +16,17 @@ the mask as a PIL image (mode ``"L"``, 255 on the object) at the input image's s
 as evaluation makes it (logits upsampled bilinearly, ``sigmoid > threshold``), and the
 score, the mean probability over the pixels the model marks at its output resolution (0
 when it marks none). Lists of images and sentences give one result per pair; one image
-with several sentences (or the reverse) pairs it with each.
+with several sentences (or the reverse) pairs it with each; no pairs give ``[]``.
+
+What it refuses, rather than answer something: an expression with no visible words (as the
+builder and mining do: there is nothing to refer to), a keyword it does not know (naming
+the valid ones: a misspelled ``thresold=0.9`` would otherwise be ignored), and an image given
+as an ``http://`` or ``https://`` string unless the caller passes ``allow_urls=True`` (when
+building the pipeline or per call). This project reaches no network unless asked: building,
+training and evaluation run offline, and a pipeline that fetched any string it is handed
+would let data (a dataset row, a form field) make it fetch from any host. With
+``allow_urls=True`` transformers' ``load_image`` fetches them, with a
+:data:`URL_TIMEOUT_S`-second timeout.
 
     >>> from PIL import Image
     >>> segmenter = pipeline(model="nemo-hf/synthetic-clip", device="cpu")  # a CLIPSeg with an untrained decoder
@@ -29,6 +39,7 @@ with several sentences (or the reverse) pairs it with each.
 
 from __future__ import annotations
 
+import difflib
 import os
 import weakref
 from collections.abc import Sequence
@@ -41,6 +52,7 @@ from transformers import Pipeline, ProcessorMixin
 from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.image_utils import load_image
 
+from nemo_hf.data.refer_files import sentence_text
 from nemo_hf.metrics.protocol import logits_to_masks
 from nemo_hf.modeling.clipseg import CLIPSegReferringSegmenter
 from nemo_hf.modeling.inputs import text_length
@@ -48,9 +60,13 @@ from nemo_hf.modeling.interface import ReferringSegmenter
 from nemo_hf.modeling.loading import load_referring_segmenter
 from nemo_hf.pretrained import resolve_pretrained
 
-__all__ = ["TASK", "ReferringSegmentationPipeline", "ReferringSegmenterByName", "pipeline"]
+__all__ = ["TASK", "URL_TIMEOUT_S", "ReferringSegmentationPipeline", "ReferringSegmenterByName", "pipeline"]
 
 TASK = "referring-image-segmentation"
+URL_TIMEOUT_S = 30.0
+"""Seconds to wait for an image URL, when the caller allows fetching them (``allow_urls=True``)."""
+# the keywords of a call or of the pipeline's construction; transformers' base class takes the last two
+_KEYWORDS = ("allow_urls", "threshold", "batch_size", "num_workers")
 
 # load_referring_segmenter gives a model and its processor; transformers' factory keeps only the
 # model, so the processor waits here for the pipeline built around that model
@@ -118,31 +134,45 @@ class ReferringSegmentationPipeline(Pipeline):
     def __call__(self, image: Any, text: str | Sequence[str] | None = None, **kwargs: Any) -> Any:
         """One ``{"mask", "score"}`` per (image, sentence) pair; a single dict for a single pair.
 
-        ``threshold`` (default 0.5) is the probability above which a pixel is the object.
+        ``threshold`` (default 0.5) is the probability above which a pixel is the object;
+        ``allow_urls=True`` lets images be ``http(s)://`` strings, fetched (module docstring).
         """
         if text is None:
             raise TypeError("give the expression too: segmenter(image, 'the man on the left')")
         images, one_image = _as_list(image)
         sentences, one_sentence = _as_list(text)
-        if len(images) == 1 < len(sentences):
+        if len(images) == 1:  # one image for every sentence (none for none)
             images = images * len(sentences)
-        elif len(sentences) == 1 < len(images):
+        elif len(sentences) == 1:
             sentences = sentences * len(images)
         if len(images) != len(sentences):
             raise ValueError(f"got {len(images)} images but {len(sentences)} sentences: give one of each per pair, "
                              "or one image (or one sentence) for all")
+        # all checked before any is drawn, and with the keywords' own check first
+        self._sanitize_parameters(**{k: v for k, v in kwargs.items() if k not in ("batch_size", "num_workers")})
+        _check_sentences(sentences)
+        _check_images(images, kwargs.get("allow_urls", self._preprocess_params.get("allow_urls", False)))
+        if not images:
+            return []  # transformers' base class would index the first input
         pairs = [{"image": i, "text": t} for i, t in zip(images, sentences)]
         results = super().__call__(pairs, **kwargs)
         return results[0] if one_image and one_sentence else results
 
-    def _sanitize_parameters(self, threshold: float | None = None, **_: Any) -> tuple[dict, dict, dict]:
+    def _sanitize_parameters(
+        self, threshold: float | None = None, allow_urls: bool | None = None, **unknown: Any
+    ) -> tuple[dict, dict, dict]:
+        if unknown:
+            raise TypeError(_unknown_keywords_message(unknown))
         if threshold is not None and not 0.0 < threshold < 1.0:
             raise ValueError(f"threshold is a probability in (0, 1), got {threshold}")
-        return {}, {}, {"threshold": 0.5 if threshold is None else threshold}
+        preprocess = {} if allow_urls is None else {"allow_urls": bool(allow_urls)}
+        return preprocess, {}, {"threshold": 0.5 if threshold is None else threshold}
 
-    def preprocess(self, pair: dict[str, Any]) -> dict[str, torch.Tensor]:
+    def preprocess(self, pair: dict[str, Any], allow_urls: bool = False) -> dict[str, torch.Tensor]:
         image = pair["image"]
-        image = load_image(os.fspath(image) if isinstance(image, os.PathLike) else image)
+        _check_images([image], allow_urls)  # a caller of preprocess alone is held to the same rule
+        timeout = URL_TIMEOUT_S if isinstance(image, str) else None
+        image = load_image(os.fspath(image) if isinstance(image, os.PathLike) else image, timeout=timeout)
         batch = self.processor(
             text=[pair["text"]], images=[image], padding=True, truncation=True,
             max_length=text_length(self.processor.tokenizer), return_tensors="pt",
@@ -163,6 +193,38 @@ class ReferringSegmentationPipeline(Pipeline):
         marked = probabilities[probabilities > threshold]
         score = float(marked.mean()) if marked.numel() else 0.0
         return {"mask": Image.fromarray(mask.numpy().astype(np.uint8) * 255), "score": score}
+
+
+def _check_sentences(sentences: list[Any]) -> None:
+    """``TypeError`` / ``ValueError`` naming the first expression that is not text, or has no visible words."""
+    for position, text in enumerate(sentences):
+        if not isinstance(text, str):
+            raise TypeError(f"expression {position} is a {type(text).__name__}, not text")
+        if not sentence_text(text):  # the builder's and mining's notion of empty: nothing visible
+            raise ValueError(
+                f"expression {position} is empty ({text!r}: no visible characters): a mask needs words that refer "
+                "to an object, e.g. segmenter(image, 'the man on the left')"
+            )
+
+
+def _check_images(images: list[Any], allow_urls: bool) -> None:
+    """``ValueError`` naming the first image given as a URL, unless fetching them is allowed."""
+    if allow_urls:
+        return
+    for position, image in enumerate(images):
+        if isinstance(image, str) and image.lstrip()[:8].lower().startswith(("http://", "https://")):
+            raise ValueError(
+                f"image {position} is a URL ({image[:200]!r}): this pipeline fetches nothing unless asked; pass "
+                "allow_urls=True to fetch it, or download it and pass the file's path or a PIL image"
+            )
+
+
+def _unknown_keywords_message(unknown: dict[str, Any]) -> str:
+    names = ", ".join(map(repr, sorted(unknown)))
+    guesses = {name: difflib.get_close_matches(name, _KEYWORDS, n=1) for name in sorted(unknown)}
+    hint = "; ".join(f"did you mean {close[0]!r}?" for close in guesses.values() if close)
+    return (f"unknown keyword argument(s) {names} for the {TASK} pipeline{f' ({hint})' if hint else ''}; "
+            f"valid ones: {', '.join(sorted(_KEYWORDS))}")
 
 
 def pipeline(

@@ -38,7 +38,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageFilter
 
-from nemo_hf.data.image_values import ImageSource, open_image
+from nemo_hf.data.image_values import ImageSource, image_size, open_image
 
 Resize: TypeAlias = Literal["stretch", "letterbox"]
 MaskLike: TypeAlias = npt.NDArray[Any] | Image.Image
@@ -205,6 +205,32 @@ def _mask_image(mask: MaskLike) -> Image.Image:
     elif array.dtype != np.uint8:
         array = (array != 0).view(np.uint8)
     return Image.fromarray(np.ascontiguousarray(array))  # 2-D uint8 → mode L
+
+
+def check_mask_fits(mask: MaskLike, image: ImageSource, row: str) -> None:
+    """``ValueError`` naming ``row`` unless ``mask`` has the size of ``image`` as stored.
+
+    Only the image's header is read. Drawing checks this itself when it draws the image it
+    is given; a caller that draws a stand-in for the image (a shrunk pool copy, laid out with
+    ``target_size``) checks the row here, or a mask of the wrong size is stretched into the
+    cell without a word.
+
+    Example:
+        >>> import numpy as np
+        >>> from PIL import Image
+        >>> check_mask_fits(np.ones((30, 40), bool), Image.new("RGB", (40, 30)), "ref 7")
+        >>> check_mask_fits(np.ones((40, 30), bool), Image.new("RGB", (40, 30)), "ref 7 (sent_id 3)")
+        Traceback (most recent call last):
+        ...
+        ValueError: ref 7 (sent_id 3): its mask is 30x40 but its image is 40x30 (width x height); a mask must cover its image pixel for pixel: rebuild the row's mask at its image's size
+    """
+    mask_size = mask.size if isinstance(mask, Image.Image) else tuple(np.shape(mask)[1::-1])
+    size = image_size(image)
+    if tuple(mask_size) != tuple(size):
+        raise ValueError(
+            f"{row}: its mask is {mask_size[0]}x{mask_size[1]} but its image is {size[0]}x{size[1]} (width x "
+            "height); a mask must cover its image pixel for pixel: rebuild the row's mask at its image's size"
+        )
 
 
 def mask_to_cell(

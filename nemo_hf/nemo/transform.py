@@ -26,6 +26,7 @@ from nemo_hf.data.image_values import open_image
 from nemo_hf.mining.clip import ClipSource
 from nemo_hf.mining.mine import mine_negatives, require_split
 from nemo_hf.mining.report import DifficultyReport
+from nemo_hf.mosaic.cells import check_mask_fits
 from nemo_hf.mosaic.compose import compose_mosaic, single_image
 from nemo_hf.mosaic.layout import grid_layout
 from nemo_hf.mosaic.thumbnails import largest_cell
@@ -226,6 +227,7 @@ class NeMo:
         image, mask = batch["image"][row], batch["mask"][row]
         if isinstance(mask, Mapping):  # undecoded (attach): compose_mosaic takes a PIL image or an array
             mask = open_image(mask)
+        check_mask_fits(mask, image, f"ref {ref_id} (sent_id {sent_id})")  # the mosaic draws a stand-in image
         plan = plan_sample(
             example_rng(s.seed, self._epoch, ref_id, sent_id), sentence=sentence,
             own_image_id=image_id, mined_ids=mined, pool_ids=pool.ids, grid=s.grid,

@@ -63,6 +63,8 @@ DEFAULT_USERS = {LOCAL_HUB_USER: LOCAL_HUB_TOKEN, LOCAL_HUB_OTHER_USER: LOCAL_HU
 
 HOST = "127.0.0.1"
 """The only interface the server listens on: it is for tests on this machine."""
+MAX_BODY_BYTES = 512 << 20
+"""The largest request body read (413 beyond): bodies are read into memory, and tests push small files."""
 _JSON = "application/json"
 
 _Json = dict[str, Any] | list[Any]
@@ -95,8 +97,8 @@ def _split_revision(raw: str) -> tuple[str, str]:
     segments = raw.split("/")
     take = 3 if unquote(segments[0]) == "refs" and len(segments) >= 3 else 1
     revision = "/".join(unquote(s) for s in segments[:take])
-    path = "/".join(unquote(s) for s in segments[take:])
-    return revision, path.strip("/")
+    # not stripped: "main//x" must reach check_path as "/x" (an empty part), not be served as "x"
+    return revision, "/".join(unquote(s) for s in segments[take:])
 
 
 def _flag(values: list[str] | None) -> bool:
@@ -116,6 +118,7 @@ class _HubHandler(BaseHTTPRequestHandler):
     """Routes each request to one ``_api_*`` method; every error becomes a JSON 4xx/5xx."""
 
     protocol_version = "HTTP/1.1"  # keep-alive: the httpx-based clients reuse connections
+    timeout = 60  # seconds a client may stall mid-request before its thread gives up on it
     server: _HubServer
     _user: str | None  # who sent the request being handled (None: no token)
 
@@ -146,26 +149,62 @@ class _HubHandler(BaseHTTPRequestHandler):
     def _access(self) -> Access:
         return self.server.access
 
+    def _declares_body(self) -> bool:
+        return "chunked" in self.headers.get("Transfer-Encoding", "").lower() or (
+            self.headers.get("Content-Length") or "0").strip() != "0"
+
     def _read_body(self) -> bytes:
-        """The whole request body; read before anything else so the connection stays usable."""
+        """The whole request body, at most :data:`MAX_BODY_BYTES`; 400 when its framing is malformed.
+
+        Read only once the request may be handled (see :meth:`_dispatch`); a connection whose
+        body is left unread, or unreadable, is closed after the answer.
+        """
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks = []
-            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+            chunks, total = [], 0
+            while True:
+                line = self.rfile.readline(1024).split(b";")[0].strip()
+                if not re.fullmatch(rb"[0-9A-Fa-f]{1,16}", line):
+                    raise HubError(400, f"Malformed chunked body: chunk size {line[:40]!r} is not a hex number")
+                size = int(line, 16)
+                total += size
+                if total > MAX_BODY_BYTES:
+                    raise HubError(413, f"Request body over {MAX_BODY_BYTES} bytes; the local test Hub reads no more")
+                if size == 0:
+                    break
                 chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            while self.rfile.readline().strip():
+                if len(chunks[-1]) < size or self.rfile.readline(1024) != b"\r\n":
+                    raise HubError(400, "Malformed chunked body: a chunk is shorter than its size says")
+            while self.rfile.readline(1024).strip():
                 pass  # trailers
             return b"".join(chunks)
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
+        text = (self.headers.get("Content-Length") or "0").strip()
+        if not re.fullmatch(r"[0-9]{1,20}", text):
+            raise HubError(400, f"Malformed Content-Length {text[:40]!r}: it must be a number of bytes")
+        length = int(text)
+        if length > MAX_BODY_BYTES:
+            raise HubError(
+                413, f"Request body of {length} bytes is over {MAX_BODY_BYTES}; the local test Hub reads no more")
+        body = self.rfile.read(length) if length else b""
+        if len(body) < length:
+            raise HubError(400, f"Request body ended after {len(body)} of its {length} bytes")
+        return body
 
     def _dispatch(self, method: str) -> None:
-        body = self._read_body()
         url = urlsplit(self.path)
         query = parse_qs(url.query)
+        body_read = False
         try:
+            # Who asks, and whether they may, is settled before the body is read: an anonymous
+            # client announcing gigabytes must not hold a thread while it (never) sends them.
             self._user = self._access.authenticate(self.headers.get("Authorization"))
-            response = self._route(method, url.path, query, body)
+            handler, match = self._route(method, url.path)
+            if handler in _WRITES:
+                self._access.writer(self._user)
+            elif handler is _HubHandler._api_lfs_upload:
+                self._access.check_upload(*self._repo_key(match), match["oid"], (query.get("sig") or [None])[-1])
+            body = self._read_body()
+            body_read = True
+            response = handler(self, match, query, body)
         except HubError as e:
             response = _json({"error": e.message}, e.status)
             if e.code:
@@ -174,6 +213,8 @@ class _HubHandler(BaseHTTPRequestHandler):
         except Exception:  # a server bug must still answer, or the client retries for ~20 s
             self.log_error("%s", traceback.format_exc())
             response = _json({"error": f"local test Hub failed on {method} {url.path}; see its log"}, 500)
+        if not body_read and self._declares_body():
+            response.headers["Connection"] = "close"  # the unread body is not the next request
         self._send(response, head_only=method == "HEAD")
 
     def _send(self, response: _Response, *, head_only: bool) -> None:
@@ -196,11 +237,12 @@ class _HubHandler(BaseHTTPRequestHandler):
                 self.wfile.write(chunk)
                 length -= len(chunk)
 
-    def _route(self, method: str, path: str, query: dict[str, list[str]], body: bytes) -> _Response:
+    @staticmethod
+    def _route(method: str, path: str) -> tuple[_Handler, re.Match[str]]:
         for methods, pattern, handler in _ROUTES:
             match = pattern.fullmatch(path)
             if match and method in methods:
-                return handler(self, match, query, body)
+                return handler, match
         raise HubError(404, f"The local test Hub does not implement {method} {path}")
 
     @staticmethod
@@ -224,6 +266,8 @@ class _HubHandler(BaseHTTPRequestHandler):
             return json.loads(body or b"{}")
         except ValueError as e:
             raise HubError(400, f"Request body is not valid JSON: {e}") from e
+        except RecursionError:  # a client's error, not the server's
+            raise HubError(400, "Request body is not valid JSON: nested too deeply") from None
 
     # --- repositories and users -------------------------------------------------------
 
@@ -303,6 +347,7 @@ class _HubHandler(BaseHTTPRequestHandler):
     def _api_tree(self, match: re.Match[str], query: dict[str, list[str]], body: bytes) -> _Response:
         repo = self._readable_repo(match)
         revision, folder = _split_revision(match["rest"])
+        folder = folder.removesuffix("/")  # "tree/main/" lists the root, as on the Hub
         if folder:
             check_path(folder)
         snapshot = repo.snapshot(revision)
@@ -374,7 +419,7 @@ class _HubHandler(BaseHTTPRequestHandler):
         answers = []
         for item in self._body_json(body).get("files", []):
             try:
-                sample = base64.b64decode(item["sample"])
+                sample = base64.b64decode(item["sample"], validate=True)
                 path, size = check_path(item["path"]), int(item["size"])
             except (KeyError, TypeError, ValueError, binascii.Error) as e:
                 raise HubError(400, f"Malformed preupload entry {item!r}: {e}") from e
@@ -409,9 +454,9 @@ class _HubHandler(BaseHTTPRequestHandler):
         return _Response(200, json.dumps(result).encode(), "application/vnd.git-lfs+json")
 
     def _api_lfs_upload(self, match: re.Match[str], query: dict[str, list[str]], body: bytes) -> _Response:
-        # No token comes here (on the Hub this is a presigned storage URL): the signature is the credential.
+        # No token comes here (on the Hub this is a presigned storage URL): the signature is the
+        # credential, checked by _dispatch before the body is read.
         repo_type, repo_id = self._repo_key(match)
-        self._access.check_upload(repo_type, repo_id, match["oid"], (query.get("sig") or [None])[-1])
         self._store.repo(repo_type, repo_id)
         self._store.put_blob(body, expected_sha256=match["oid"])
         return _Response(200)
@@ -430,7 +475,9 @@ class _HubHandler(BaseHTTPRequestHandler):
         path = value["path"]
         if key == "file":
             encoded = value["content"]
-            content = base64.b64decode(encoded) if value.get("encoding") == "base64" else encoded.encode()
+            # validate: without it, characters outside base64 are skipped ("!!" would commit an empty file)
+            base64_encoded = value.get("encoding") == "base64"
+            content = base64.b64decode(encoded, validate=True) if base64_encoded else encoded.encode()
             # The Hub rejects big or binary files outside git-lfs; catching it here keeps
             # clients that skip the preupload classification honest.
             if content and (len(content) > REGULAR_FILE_MAX_BYTES or is_binary(content[:8000])):
@@ -461,6 +508,8 @@ class _HubHandler(BaseHTTPRequestHandler):
             operations = [self._commit_operation(line["key"], line["value"]) for line in lines[1:]]
         except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as e:
             raise HubError(400, f"Malformed commit payload: {e!r}") from e
+        except RecursionError:
+            raise HubError(400, "Malformed commit payload: a line is nested too deeply") from None
         result = repo.commit(
             unquote(match["rev"]),
             operations,
@@ -554,6 +603,12 @@ _ROUTES: list[tuple[tuple[str, ...], re.Pattern[str], _Handler]] = [
     (("POST",), re.compile(rf"/_lfs/{_REPO}/(?P<oid>[0-9a-f]{{64}})/verify"), _HubHandler._api_lfs_verify),
     (("GET", "HEAD"), re.compile(rf"/{_GIT_REPO}/resolve/(?P<rest>.+)"), _HubHandler._api_resolve),
 ]
+# Requests refused (401) without a token before their body is read; upload links are checked
+# for their signature at the same point.
+_WRITES = {
+    _HubHandler._api_create_repo, _HubHandler._api_preupload, _HubHandler._api_commit, _HubHandler._api_create_branch,
+    _HubHandler._api_delete_branch, _HubHandler._api_lfs_batch, _HubHandler._api_lfs_verify,
+}
 
 
 def serve(
