@@ -14,9 +14,10 @@ import numbers
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,23 @@ from .writers import FIRST_ANN_ID, Counter, Sink, Spool, annotation, encoding_of
 
 DATASETS = ("refcoco", "refcoco+", "refcocog", "grefcoco")
 EQUAL_LEVELS = (0.25, 0.25, 0.25, 0.25)
+
+FAIR_WORLD: Mapping[str, Any] = MappingProxyType({
+    "objects_per_image": (2, 4),
+    "same_colour_prob": 0.9,
+    "separated_sizes": True,
+    "distractor_levels": (0.1, 0.4, 0.3, 0.2),
+})  # fmt: skip
+"""Keyword arguments of :func:`make_refer_dataset` for a world where category and colour
+rarely suffice: few shapes per image, most images with 1–5 copies of one category, copies
+sharing a colour 90% of the time and size classes that can be told apart. A tenth of the
+images have a lone primary shape, and their other shapes are referred to as well: an easy
+stratum beside the hard one. About 70% of RefCOCO sentences then need size, position or
+a relation (3% in the default world); ~4,500 images give 1,500 such sentences in unc val.
+
+>>> FAIR_WORLD["same_colour_prob"]
+0.9
+"""
 
 
 @dataclass(frozen=True)
