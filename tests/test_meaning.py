@@ -203,6 +203,9 @@ def test_thirds_are_strict_at_their_boundaries() -> None:
     assert fits(make_meaning(column="left"), [ring], (90, 90)) == []
     assert fits(make_meaning(column="middle", row="middle"), [ring], (90, 90)) == [0]
     assert fits(make_meaning(column="left"), [ring._replace(x=29.99)], (90, 90)) == [0]
+    batch = SceneBatch.from_frames([1, 2], [([ring], (90, 90)), ([ring._replace(x=29.99, y=60.01)], (90, 90))])
+    assert match_scores(make_meaning(column="left"), batch).exact[:, 0].tolist() == [False, True]
+    assert match_scores(make_meaning(row="bottom"), batch).exact[:, 0].tolist() == [False, True]
     # an object is never its own landmark
     assert fits(make_meaning(relation={"direction": "left", "landmark": make_landmark(colour="red")}), [ring],
                 (100, 100)) == []  # fmt: skip
