@@ -60,7 +60,8 @@ def _load(root: Path, name: str, cache: Path, split: str | None = "train"):
 def test_columns_hold_what_the_files_hold(tree: SyntheticRefer, tmp_path: Path, name: str, folder: str, file: str):
     ds = _load(tree.root, name, tmp_path)
     path = tree.data_dir(folder) / file
-    refs = {r["ref_id"]: r for r in (json.loads(path.read_text()) if file.endswith("json") else pickle.loads(path.read_bytes()))}
+    listed = json.loads(path.read_text()) if file.endswith("json") else pickle.loads(path.read_bytes())
+    refs = {r["ref_id"]: r for r in listed}
     instances = json.loads((tree.data_dir(folder) / "instances.json").read_text())
     anns = {a["id"]: a for a in instances["annotations"]}
     names = {c["id"]: c["name"] for c in instances["categories"]}

@@ -136,11 +136,14 @@ def _maybe(values):
 
 
 landmark_st = st.builds(
-    lambda c, k, s: make_landmark(category=c, colour=k, size=s), _maybe(CATEGORIES), _maybe(COLOURS), _maybe(SIZE_CLASSES)
-)
+    lambda c, k, s: make_landmark(category=c, colour=k, size=s),
+    _maybe(CATEGORIES), _maybe(COLOURS), _maybe(SIZE_CLASSES),
+)  # fmt: skip
 relation_st = st.one_of(
-    st.none(), st.builds(lambda d, lm: {"direction": d, "landmark": lm}, st.sampled_from(("left", "right", "above", "below")), landmark_st)
-)
+    st.none(),
+    st.builds(lambda d, lm: {"direction": d, "landmark": lm}, st.sampled_from(("left", "right", "above", "below")),
+              landmark_st),
+)  # fmt: skip
 meaning_st = st.builds(
     lambda c, k, s, col, row, ext, rel: make_meaning(category=c, colour=k, size=s, column=col, row=row, extreme=ext,
                                                      relation=rel),

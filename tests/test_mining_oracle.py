@@ -160,3 +160,22 @@ def test_reachable_thirds_of_a_two_by_two_stretch() -> None:
     columns, _ = reachable_positions(batch, MosaicCells(size=240))
     # left third of its image: left (left cells) or middle (right cells); right third: middle or right
     assert columns[0].tolist() == [0b011, 0b101, 0b110]
+
+
+def test_the_miners_and_the_audit_stay_above_the_synthetic_world() -> None:
+    """They read the ground truth from dataset columns only, so a Hub copy serves them too."""
+    import ast
+    from pathlib import Path
+
+    import nemo_hf
+
+    root = Path(nemo_hf.__file__).parent
+    for path in [*(root / "mining").glob("*.py"), root / "nemo" / "audit.py", *(root / "data").glob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or "", *(a.name for a in node.names)]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            assert not [n for n in names if "synthetic" in n], (path, names)

@@ -60,7 +60,8 @@ def test_columns_are_read_across_the_canvas(negative: SceneObject, cell: int, fa
 
 
 def test_a_landmark_in_another_cell_makes_a_relation_hold() -> None:
-    left_of_star = make_meaning(category="ring", relation={"direction": "left", "landmark": make_landmark(category="star")})
+    star = make_landmark(category="star")
+    left_of_star = make_meaning(category="ring", relation={"direction": "left", "landmark": star})
     target_image = [ring("red", 20), SceneObject("star", "green", "small", 80, 50)]
     images = {10: target_image, 11: [ring("red", 50)], EMPTY: []}
     # the negative's ring (50, 50) is left of the target's star (180, 50), one cell over
@@ -142,4 +143,5 @@ def test_target_sizes_in_cells_and_patches() -> None:
     sizes = target_sizes(rows, gt, size=200, patch_size=32)
     assert (sizes.count, sizes.median_px, sizes.below_patch) == (3, 40.0, pytest.approx(1 / 3))
     # letterboxed, the 200×100 image fills the 200 px canvas across: 40 px stays 40 px
-    assert target_sizes({k: v[:1] for k, v in rows.items()}, gt, size=200, patch_size=32, resize="letterbox").median_px == 40.0
+    first = {k: v[:1] for k, v in rows.items()}
+    assert target_sizes(first, gt, size=200, patch_size=32, resize="letterbox").median_px == 40.0

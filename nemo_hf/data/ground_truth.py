@@ -172,6 +172,13 @@ def scene_frames(ds: datasets.Dataset, what: str = "dataset") -> SceneBatch:
 
     Reads ``image_id``, ``width``, ``height`` and ``scene_objects``; a ``ValueError`` names
     the first image without ground truth (real data has none).
+
+    >>> ring = {"ann_id": [1], "category": ["ring"], "colour": ["red"], "size": ["small"], "x": [5.0], "y": [2.0]}
+    >>> rows = datasets.Dataset.from_dict({"image_id": [7, 7], "width": [10, 10], "height": [10, 10],
+    ...                                    "scene_objects": [ring, ring]})
+    >>> frames = scene_frames(rows)
+    >>> frames.image_ids.tolist(), frames.x.tolist()
+    ([7], [[5.0]])
     """
     _require(ds, ("image_id", "width", "height", "scene_objects"), what)
     table = ds.select_columns(["image_id", "width", "height", "scene_objects"]).with_format("arrow")[:]
@@ -194,7 +201,13 @@ def scene_frames(ds: datasets.Dataset, what: str = "dataset") -> SceneBatch:
 
 
 def sentence_meanings(ds: datasets.Dataset, what: str = "dataset") -> list[dict[str, Any]]:
-    """The meaning of every sentence of ``ds`` in row order (rows per object or per sentence)."""
+    """The meaning of every sentence of ``ds`` in row order (rows per object or per sentence).
+
+    >>> rows = datasets.Dataset.from_dict({"sentences": [["red one", "the red ring"]],
+    ...                                    "meaning": [['{"colour": "red"}', '{"category": "ring"}']]})
+    >>> sentence_meanings(rows)
+    [{'colour': 'red'}, {'category': 'ring'}]
+    """
     _require(ds, ("meaning",), what)
     column = ds.select_columns(["meaning"]).with_format("arrow")[:].column("meaning").to_pylist()
     flat = [m for row in column for m in row] if "sentences" in ds.column_names else column

@@ -152,7 +152,9 @@ def check_meaning(meaning: Any) -> dict[str, Any]:
         if not isinstance(relation, Mapping) or set(relation) != {"direction", "landmark"}:
             raise ValueError(f"meaning field relation must be {{'direction', 'landmark'}} or None, got {relation!r}")
         if relation["direction"] not in DIRECTIONS:
-            raise ValueError(f"relation direction must be one of {', '.join(DIRECTIONS)}, got {relation['direction']!r}")
+            raise ValueError(
+                f"relation direction must be one of {', '.join(DIRECTIONS)}, got {relation['direction']!r}"
+            )
         landmark = relation["landmark"]
         if not isinstance(landmark, Mapping) or set(landmark) != set(APPEARANCE):
             raise ValueError(f"a relation's landmark is a dict of {', '.join(APPEARANCE)}; got {landmark!r}")

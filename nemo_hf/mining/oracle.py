@@ -53,9 +53,9 @@ from datasets import Dataset, Features, concatenate_datasets
 from nemo_hf.data.ground_truth import scene_frames, sentence_meanings
 from nemo_hf.data.meaning import COLUMNS, ROWS, column_of, row_of
 from nemo_hf.data.scene_batch import SceneBatch, could_fit, match_scores
-from nemo_hf.mosaic import Resize, cell_geometry, check_grid, grid_layout
 from nemo_hf.mining.mine import NEGATIVE_COLUMNS, NEGATIVE_FEATURES, _negative_columns, require_split
 from nemo_hf.mining.selection import require_candidates, require_pool_candidates
+from nemo_hf.mosaic import Resize, cell_geometry, check_grid, grid_layout
 
 __all__ = ["NOISE_SWEEP", "MosaicCells", "OracleRanking", "oracle_negatives", "oracle_rankings", "reachable_positions"]
 

@@ -85,7 +85,8 @@ class GroundTruth:
                 frame = (float(row["width"]), float(row["height"]))
                 if row.get("bbox") is not None:
                     colour = (row.get("target_attributes") or {}).get("colour")
-                    targets[int(row["ref_id"])] = TargetTruth(row.get("category", ""), colour, tuple(row["bbox"]), frame)
+                    box = tuple(row["bbox"])
+                    targets[int(row["ref_id"])] = TargetTruth(row.get("category", ""), colour, box, frame)
                 objects = row.get("scene_objects")
                 if objects is not None:
                     fields = ("category", "colour", "size", "x", "y")
