@@ -447,8 +447,8 @@ def _box_in_image(box: Any, width: int, height: int) -> list[float] | None:
 
 
 def _cache_hash(kwargs: dict[str, Any]) -> str:
-    """Package version + size and mtime of the variant's input files."""
-    # the columns are part of the key: a cache written before a column existed must not be reused
+    """Package version, the schema, and size and mtime of the variant's input files."""
+    # the schema is part of the key: a cache written before a column existed must not be reused
     digest = hashlib.sha256(f"nemo_hf={__version__};features={_features(True)!r}".encode())
     name, data_dir = kwargs.get("config_name"), kwargs.get("data_dir")
     if name in VARIANTS and data_dir:
