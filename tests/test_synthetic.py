@@ -76,7 +76,8 @@ LOCATION_WORDS = {
 }
 REF_KEYS = {"ref_id", "ann_id", "image_id", "split", "category_id", "sent_ids", "sentences", "file_name"}
 GREF_KEYS = REF_KEYS | {"no_target"}
-SENTENCE_KEYS = {"tokens", "raw", "sent_id", "sent"}
+# the refer fields, then the synthetic ground truth (readers ignore keys they do not know)
+SENTENCE_KEYS = {"tokens", "raw", "sent_id", "sent", "needs", "meaning"}
 
 
 class _PlainOnly(pickle.Unpickler):

@@ -35,6 +35,13 @@ import pyarrow as pa
 
 from nemo_hf.version import __version__
 from .configs import CITATIONS, HOMEPAGE, LICENSE_NOTE, VARIANTS, Variant, get_variant, published_table
+from .ground_truth import (
+    GROUND_TRUTH_FEATURES,
+    GroundTruthError,
+    objects_of,
+    sentence_ground_truth,
+    target_attributes,
+)
 from .images import check_image_file, without_exif
 from .masks import MaskRuns, check_mask_size, segmentation_to_rle
 from .orphans import exit_with_parent, forks_exit_with_this_process
@@ -75,6 +82,7 @@ def _features(generalized: bool) -> datasets.Features:
     }
     if generalized:
         columns["ann_ids"] = datasets.List(datasets.Value("int64"))
+    columns.update(GROUND_TRUTH_FEATURES)  # None for real data: one schema for all
     return datasets.Features(columns)
 
 
@@ -359,7 +367,7 @@ def _ref_to_row(
         counts.refs_missing_annotation += 1
         return None
 
-    sentences, sent_ids = [], []
+    sentences, sent_ids, kept = [], [], []
     listed_ids = ref.get("sent_ids") or []
     for position, sentence in enumerate(ref["sentences"]):
         text = sentence_text(sentence)
@@ -375,6 +383,7 @@ def _ref_to_row(
                                  "is corrupt — download it again")
         sentences.append(text)
         sent_ids.append(-1 if sent_id is None else sent_id)
+        kept.append(sentence)
     if not sentences:
         counts.refs_without_sentences += 1
         return None
@@ -420,7 +429,25 @@ def _ref_to_row(
     }
     if generalized:
         row["ann_ids"] = ann_ids
+    row.update(_ground_truth(ref, kept, ann_ids, index, refs_path))
     return row, rles
+
+
+def _ground_truth(
+    ref: dict, sentences: list[Any], ann_ids: list[int], index: InstancesIndex, refs_path: Path
+) -> dict[str, Any]:
+    """The ground-truth columns of one row (:mod:`~nemo_hf.data.ground_truth`); ``None`` where the files have none."""
+    try:
+        truths = [sentence_ground_truth(sentence) for sentence in sentences]
+        image_anns = [index.annotations[a] for a in index.anns_by_image.get(int(ref["image_id"]), ())]
+        return {
+            "target_attributes": target_attributes([index.annotations[a] for a in ann_ids]),
+            "needs": [needs for needs, _ in truths],
+            "meaning": [meaning for _, meaning in truths],
+            "scene_objects": objects_of(image_anns, index.categories),
+        }
+    except GroundTruthError as err:
+        raise ReferFileError(f"{refs_path} / {index.path}: ref {ref['ref_id']}: {err}; the file is corrupt") from None
 
 
 def _image_size(image: dict, index: InstancesIndex, ref_id: int) -> tuple[int, int]:
@@ -460,8 +487,9 @@ def _box_in_image(box: Any, width: int, height: int) -> list[float] | None:
 
 
 def _cache_hash(kwargs: dict[str, Any]) -> str:
-    """Package version + size and mtime of the variant's input files."""
-    digest = hashlib.sha256(f"nemo_hf={__version__}".encode())
+    """Package version, the schema, and size and mtime of the variant's input files."""
+    # the schema is part of the key: a cache written before a column existed must not be reused
+    digest = hashlib.sha256(f"nemo_hf={__version__};features={_features(True)!r}".encode())
     name, data_dir = kwargs.get("config_name"), kwargs.get("data_dir")
     if name in VARIANTS and data_dir:
         variant = VARIANTS[name]

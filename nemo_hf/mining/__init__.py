@@ -8,7 +8,9 @@ The pieces, each usable alone:
 - :mod:`~nemo_hf.mining.search` — exact chunked top-k (torch or FAISS);
 - :mod:`~nemo_hf.mining.selection` — the τ/top-K rule with its fallback;
 - :mod:`~nemo_hf.mining.report` — the difficulty report;
-- :mod:`~nemo_hf.mining.mine` — all of it over a ``datasets.Dataset``, cached.
+- :mod:`~nemo_hf.mining.mine` — all of it over a ``datasets.Dataset``, cached;
+- :mod:`~nemo_hf.mining.oracle` — on synthetic data, miners that read the ground truth
+  instead of CLIP (the oracle and its noisy versions), same output columns.
 
     >>> from nemo_hf.mining import mine_negatives, select_negatives
     >>> callable(mine_negatives) and callable(select_negatives)
@@ -20,6 +22,7 @@ from nemo_hf.mining.clip import DEFAULT_CLIP, ClipSource, check_clip, load_clip
 from nemo_hf.mining.device import process_state, resolve_device
 from nemo_hf.mining.embed import ImageDecodeError, decode_image, embed_images, embed_texts
 from nemo_hf.mining.mine import MINING_VERSION, NEGATIVE_COLUMNS, MiningResult, mine_negatives
+from nemo_hf.mining.oracle import MosaicCells, oracle_negatives
 from nemo_hf.mining.report import DifficultyReport
 from nemo_hf.mining.search import ChunkedSearch, SearchBlock, faiss_available, ranked_topk, resolve_backend
 from nemo_hf.mining.selection import (
@@ -40,6 +43,7 @@ __all__ = [
     "DifficultyReport",
     "ImageDecodeError",
     "MiningResult",
+    "MosaicCells",
     "SearchBlock",
     "Selection",
     "SelectionStats",
@@ -52,6 +56,7 @@ __all__ = [
     "faiss_available",
     "load_clip",
     "mine_negatives",
+    "oracle_negatives",
     "process_state",
     "ranked_topk",
     "require_candidates",

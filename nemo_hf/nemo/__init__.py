@@ -9,7 +9,9 @@ project's (``docs/method.md`` keeps the two apart). The parts, one job each:
 - :mod:`~nemo_hf.nemo.plan` — each sample's random choices, seeded per expression;
 - :mod:`~nemo_hf.nemo.pool` — the pool's images (or their shrunk copies) by image_id;
 - :mod:`~nemo_hf.nemo.rows` — the row shapes read and written;
-- :mod:`~nemo_hf.nemo.transform` — :class:`NeMo`: mining, ``.map``, training transform, epochs.
+- :mod:`~nemo_hf.nemo.transform` — :class:`NeMo`: mining, ``.map``, training transform, epochs;
+- :mod:`~nemo_hf.nemo.audit` — drawn mosaics checked against a synthetic world's ground
+  truth (wrong labels, look-alikes in negative cells, target sizes).
 
     >>> from datasets import Dataset, Features, Image, List, Value
     >>> from PIL import Image as PILImage

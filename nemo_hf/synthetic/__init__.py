@@ -34,6 +34,17 @@ What the files hold, and how it is controlled:
   can (then the most specific description is used). RefCOCO+ uses appearance words only,
   RefCOCOg longer sentences (~8 words). ``raw`` may start with a capital and end with
   punctuation; ``sent`` and ``tokens`` are the lowercased words.
+* **Ground truth** rides along in keys the refer readers ignore: every annotation has
+  ``attributes`` (``colour``, ``size`` class, ``centre`` ``[x, y]``), every sentence a
+  ``meaning`` (what it states, evaluable by :func:`nemo_hf.data.meaning.fits`) and
+  ``needs``: the smallest set of kinds among category, colour, size, position, relation
+  that singles its target out (``None`` for the most-specific fallback when nothing
+  does, and for gRefCOCO's multi- and no-target refs). The builder exposes them as
+  columns (:mod:`nemo_hf.data.ground_truth`).
+* **How hard** — ``objects_per_image``, ``same_colour_prob`` and ``separated_sizes``
+  (:class:`WorldRules`) set how often category and colour alone suffice. With the
+  defaults they do for ~97% of RefCOCOg sentences and ~80% of RefCOCO ones;
+  :data:`FAIR_WORLD` makes about 70% need size, position or a relation.
 * **Splits** — unc (RefCOCO, RefCOCO+, gRefCOCO) and umd (RefCOCOg) split by image, about
   70/10/10/10 and 80/10/10; google splits by object (RefCOCO train/val/test 80/10/10,
   RefCOCOg train/val 90/10), so its train and val share images. Both schemes of one
@@ -66,18 +77,20 @@ half-written tree.
 ['testA', 'testB', 'train', 'val']
 """
 
-from .scenes import CATEGORIES, PALETTE, ShapeCategory
+from .scenes import CATEGORIES, PALETTE, ShapeCategory, WorldRules
 from .splits import MIN_NUM_IMAGES
 from .tokenizer import word_tokenizer
-from .tree import DATASETS, SyntheticRefer, make_refer_dataset
+from .tree import DATASETS, FAIR_WORLD, SyntheticRefer, make_refer_dataset
 
 __all__ = [
     "CATEGORIES",
     "DATASETS",
+    "FAIR_WORLD",
     "MIN_NUM_IMAGES",
     "PALETTE",
     "ShapeCategory",
     "SyntheticRefer",
+    "WorldRules",
     "make_refer_dataset",
     "word_tokenizer",
 ]

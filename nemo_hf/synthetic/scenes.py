@@ -63,8 +63,12 @@ PALETTE: dict[str, tuple[int, int, int]] = {
 
 # radius as a fraction of the image's shorter side, per size class
 _SIZE_RANGES = {"small": (0.055, 0.08), "medium": (0.09, 0.12), "large": (0.13, 0.16)}
+# with separated sizes: each class at least ~1.25x the one below, so the size word shows in
+# the pixels (the default ranges nearly touch: a large small and a small medium differ by 12%)
+_SEPARATED_RANGES = {"small": (0.05, 0.062), "medium": (0.08, 0.096), "large": (0.12, 0.145)}
 _SIZE_ORDER = ("large", "medium", "small")  # placement falls back towards small
 _SIZE_PROBS = {"small": 0.35, "medium": 0.4, "large": 0.25}
+_EQUAL_SIZE_PROBS = {"small": 1 / 3, "medium": 1 / 3, "large": 1 / 3}
 SIZE_WORDS = {"small": ("small", "little", "tiny"), "medium": ("medium",), "large": ("big", "large")}
 # Smallest radius drawn, in pixels: below it a ring's band and a star's points blur into blobs
 # in a JPEG and the category can no longer be told.
@@ -81,6 +85,64 @@ class Shape:
     cx: float
     cy: float
     parts: tuple[tuple[float, ...], ...]  # flat polygon parts, as drawn and as annotated
+
+
+@dataclass(frozen=True)
+class WorldRules:
+    """How a scene is populated beyond its distractor level; the defaults are the original world.
+
+    - ``objects_per_image``: ``(low, high)``: each image holds a uniform draw from
+      ``low..high`` shapes, never fewer than its level's copies of the primary category
+      (a level asking for more copies than ``high`` raises the count to the copies).
+    - ``same_colour_prob``: ``None`` keeps the original rule (copies of the primary
+      category get distinct colours in 70% of the images, colours drawn independently in
+      the rest); a probability ``p`` makes each copy after the first repeat the colour of
+      an earlier copy (one drawn uniformly) with probability ``p``, and take a colour no
+      copy has yet otherwise. Copies of one colour can then be told apart only by size,
+      position or relations.
+    - ``separated_sizes``: draw radii from size classes at least ~1.25x apart and equally
+      often (small / medium / large a third each), so the size word can be seen, also in
+      a shrunk mosaic cell; by default the classes nearly touch and small and medium
+      are the common ones.
+
+    >>> WorldRules().objects_per_image, WorldRules(same_colour_prob=0.8).separated_sizes
+    ((2, 6), False)
+    """
+
+    objects_per_image: tuple[int, int] = (2, 6)
+    same_colour_prob: float | None = None
+    separated_sizes: bool = False
+
+    def __post_init__(self) -> None:
+        span = self.objects_per_image
+        valid = (
+            isinstance(span, tuple) and len(span) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in span)
+            and 1 <= span[0] <= span[1] <= MAX_OBJECTS
+        )  # fmt: skip
+        if not valid:
+            raise ValueError(
+                f"objects_per_image must be (low, high) integers with 1 <= low <= high <= {MAX_OBJECTS}, got {span!r}"
+            )
+        p = self.same_colour_prob
+        if p is not None and not (isinstance(p, (int, float)) and not isinstance(p, bool) and 0.0 <= p <= 1.0):
+            raise ValueError(f"same_colour_prob must be a probability in [0, 1] or None, got {p!r}")
+        if not isinstance(self.separated_sizes, bool):
+            raise ValueError(f"separated_sizes must be True or False, got {self.separated_sizes!r}")
+
+    @property
+    def size_ranges(self) -> dict[str, tuple[float, float]]:
+        """Radius range per size class, as fractions of the image's shorter side."""
+        return _SEPARATED_RANGES if self.separated_sizes else _SIZE_RANGES
+
+    @property
+    def size_probs(self) -> dict[str, float]:
+        """How often each size class is drawn (before placement shrinks what does not fit)."""
+        return _EQUAL_SIZE_PROBS if self.separated_sizes else _SIZE_PROBS
+
+
+# a category has at most one shape besides the primary's copies, and there are ten
+MAX_OBJECTS = 10
 
 
 @dataclass(frozen=True)
@@ -129,13 +191,13 @@ def _outline(category: str, cx: float, cy: float, r: float, rng: np.random.Gener
     return [_ring_points(cx, cy, r, r, theta, corners)]
 
 
-def _radius(fraction: float, short: int) -> float:
+def _radius(fraction: float, short: int, ranges: dict[str, tuple[float, float]] = _SIZE_RANGES) -> float:
     """Radius of a shape ``fraction`` of the shorter side ``short`` across, at least :data:`MIN_RADIUS`.
 
     Where the smallest size would fall under the floor, the whole size scale is squeezed
     into [MIN_RADIUS, largest], so that small < medium < large still holds.
     """
-    smallest, largest = _SIZE_RANGES["small"][0], _SIZE_RANGES["large"][1]
+    smallest, largest = ranges["small"][0], ranges["large"][1]
     if smallest * short >= MIN_RADIUS:
         return fraction * short
     return MIN_RADIUS + (fraction - smallest) / (largest - smallest) * (largest * short - MIN_RADIUS)
@@ -143,14 +205,14 @@ def _radius(fraction: float, short: int) -> float:
 
 def _place(
     rng: np.random.Generator, width: int, height: int, placed: list[tuple[float, float, float]], size: str,
-    scale: float = 1.0,
+    scale: float = 1.0, ranges: dict[str, tuple[float, float]] = _SIZE_RANGES,
 ) -> tuple[str, float, float, float] | None:
     """Centre and radius for a new shape clear of the placed ones, shrinking it if it must."""
     short = min(width, height)
     for size_class in _SIZE_ORDER[_SIZE_ORDER.index(size) :]:
-        low, high = _SIZE_RANGES[size_class]
+        low, high = ranges[size_class]
         for _ in range(30):
-            r = _radius(float(rng.uniform(low, high)), short) * scale
+            r = _radius(float(rng.uniform(low, high)), short, ranges) * scale
             cx = float(rng.uniform(r + 2, width - r - 2))
             cy = float(rng.uniform(r + 2, height - r - 2))
             # the gap keeps every object's outline clear of the others, so masks are exact
@@ -160,10 +222,11 @@ def _place(
 
 
 def _free_spot(
-    rng: np.random.Generator, width: int, height: int, placed: list[tuple[float, float, float]], scale: float = 1.0
+    rng: np.random.Generator, width: int, height: int, placed: list[tuple[float, float, float]], scale: float = 1.0,
+    ranges: dict[str, tuple[float, float]] = _SIZE_RANGES,
 ) -> tuple[str, float, float, float] | None:
     """Last resort for a primary copy: a random free centre of a 1-px grid for the smallest shape."""
-    r = _radius(_SIZE_RANGES["small"][0], min(width, height)) * scale
+    r = _radius(ranges["small"][0], min(width, height), ranges) * scale
     xs, ys = np.meshgrid(np.arange(r + 2, width - r - 2), np.arange(r + 2, height - r - 2))
     free = np.ones(xs.shape, dtype=bool)
     for x, y, q in placed:
@@ -175,38 +238,55 @@ def _free_spot(
     return "small", float(xs.flat[k]), float(ys.flat[k]), r
 
 
+def _copy_colours(rng: np.random.Generator, copies: int, n_colours: int, rules: WorldRules) -> list[int]:
+    """Palette indices of the primary category's copies, by the rule of ``rules``."""
+    if rules.same_colour_prob is None:
+        # mostly distinct colours among copies; shared ones make the hard cases
+        distinct = rng.random() < 0.7
+        return [int(j) for j in rng.choice(n_colours, size=copies, replace=not distinct)]
+    chosen = [int(rng.integers(n_colours))]
+    for _ in range(copies - 1):
+        if rng.random() < rules.same_colour_prob:
+            chosen.append(chosen[int(rng.integers(len(chosen)))])
+        else:
+            unused = [j for j in range(n_colours) if j not in chosen]
+            chosen.append(unused[int(rng.integers(len(unused)))])
+    return chosen
+
+
 def make_scene(
-    rng: np.random.Generator, size: tuple[int, int], level: int, group: str | None, object_scale: float = 1.0
+    rng: np.random.Generator, size: tuple[int, int], level: int, group: str | None, object_scale: float = 1.0,
+    rules: WorldRules = WorldRules(),
 ) -> Scene:
     """A scene of nominal ``size`` (±20%) whose primary category appears ``level + 1`` times.
 
     Level 3 stands for "3+": the primary category appears 4–6 times. Every other shape is
     of a category of its own. ``group`` limits the primary category to one group;
-    ``object_scale`` multiplies every radius.
+    ``object_scale`` multiplies every radius; ``rules`` (:class:`WorldRules`) sets how many
+    shapes, how often copies share a colour and how far apart the size classes lie.
     """
     width = round(size[0] * float(rng.uniform(0.8, 1.2)))
     height = round(size[1] * float(rng.uniform(0.8, 1.2)))
     primaries = [c for c in CATEGORIES if group is None or c.group == group]
     primary = primaries[int(rng.integers(len(primaries)))]
     copies = level + 1 if level < 3 else int(rng.integers(4, 7))
-    total = int(rng.integers(max(2, copies), 7))
+    low, high = rules.objects_per_image
+    total = int(rng.integers(max(low, copies), max(high, copies) + 1))
     others = [c for c in CATEGORIES if c.id != primary.id]
     other_cats = [others[j] for j in rng.choice(len(others), size=total - copies, replace=False)]
     colour_names = list(PALETTE)
-    # mostly distinct colours among copies; shared ones make the hard cases
-    distinct = rng.random() < 0.7
-    copy_colours = rng.choice(len(colour_names), size=copies, replace=not distinct)
-    wanted = [(primary, colour_names[int(j)]) for j in copy_colours]
+    wanted = [(primary, colour_names[j]) for j in _copy_colours(rng, copies, len(colour_names), rules)]
     wanted += [(c, colour_names[int(rng.integers(len(colour_names)))]) for c in other_cats]
 
+    ranges, probs = rules.size_ranges, rules.size_probs
     placed: list[tuple[float, float, float]] = []
     shapes = []
     for n, (category, colour) in enumerate(wanted):
-        size_class = str(rng.choice(list(_SIZE_PROBS), p=list(_SIZE_PROBS.values())))
-        spot = _place(rng, width, height, placed, size_class, object_scale)
+        size_class = str(rng.choice(list(probs), p=list(probs.values())))
+        spot = _place(rng, width, height, placed, size_class, object_scale, ranges)
         if spot is None and n < copies:
             # random tries can miss the last free room; a primary copy lost would lower the level
-            spot = _free_spot(rng, width, height, placed, object_scale)
+            spot = _free_spot(rng, width, height, placed, object_scale, ranges)
         if spot is None:
             continue
         size_class, cx, cy, r = spot

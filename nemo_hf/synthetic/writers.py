@@ -113,6 +113,9 @@ def annotation(shape: Shape, ann_id: int, image_id: int, scene: Scene, encoding:
         "segmentation": segmentation,
         "area": float(mask_utils.area(rle)),
         "iscrowd": int(encoding == "uncompressed"),
+        # ground truth beyond COCO's fields (readers ignore unknown keys): what the grammar
+        # knows of the shape, the centre at full precision so positions judge as it did
+        "attributes": {"colour": shape.colour, "size": shape.size, "centre": [shape.cx, shape.cy]},
     }
 
 
