@@ -36,6 +36,7 @@ import pyarrow as pa
 from .. import __version__
 from .configs import CITATIONS, HOMEPAGE, LICENSE_NOTE, VARIANTS, Variant, get_variant, published_table
 from .images import check_image_file, without_exif
+from .instances import INSTANCES_FEATURE, ImageInstances
 from .masks import MaskRuns, check_mask_size, segmentation_to_rle
 from .orphans import exit_with_parent, forks_exit_with_this_process
 from .refer_files import (
@@ -75,7 +76,7 @@ def _features(generalized: bool) -> datasets.Features:
     }
     if generalized:
         columns["ann_ids"] = datasets.List(datasets.Value("int64"))
-    return datasets.Features(columns)
+    return datasets.Features({**columns, "instances": INSTANCES_FEATURE})
 
 
 @dataclass
@@ -84,10 +85,15 @@ class RefCOCOConfig(datasets.BuilderConfig):
 
     ``verify_images`` checks every image's header and end marker before the build (cheap;
     catches truncated downloads); it does not decode the pixels.
+
+    ``with_instances`` fills the ``instances`` column: every annotated object of the row's
+    image with its mask as RLE (:mod:`nemo_hf.data.instances`), what object accuracy is
+    scored against. ``False`` leaves it null, for a smaller and faster build.
     """
 
     image_dir: str | None = None
     verify_images: bool = True
+    with_instances: bool = True
 
     @property
     def variant(self) -> Variant:
@@ -273,7 +279,9 @@ class RefCOCO(datasets.ArrowBasedBuilder):
         counts = _SplitCounts()
         in_split = sorted((r for r in refs if r["split"] == split), key=lambda r: int(r["ref_id"]))
         checked: dict[int, bool] = {}  # image_id -> carries an EXIF orientation
+        objects = ImageInstances(index, enabled=self.config.with_instances)
         for start, stop in ranges:
+            objects.forget()  # each image's objects are encoded once per shard
             batch: list[tuple[dict[str, Any], list[dict]]] = []
             for ref in in_split[start:stop]:
                 image_id = int(ref["image_id"])
@@ -283,6 +291,7 @@ class RefCOCO(datasets.ArrowBasedBuilder):
                         image_paths[image_id], expected_size=(info.get("width"), info.get("height")))
                 pending = _ref_to_row(ref, refs_path, index, image_paths, generalized, counts)
                 if pending is not None:
+                    pending[0]["instances"] = objects.of_image(image_id, pending[0]["height"], pending[0]["width"])
                     if checked.get(image_id):
                         # embed the stored pixels: datasets would rotate the file by its
                         # EXIF tag on decoding, away from the annotations
@@ -294,6 +303,7 @@ class RefCOCO(datasets.ArrowBasedBuilder):
             if batch:
                 yield int(batch[0][0]["ref_id"]), _with_masks(batch, schema)
         counts.report(refs_path, split)
+        objects.report(index.path, split)
 
 
 def _with_masks(batch: list[tuple[dict[str, Any], list[dict]]], schema: pa.Schema) -> pa.Table:
@@ -422,6 +432,8 @@ def _box_in_image(box: Any, width: int, height: int) -> list[float] | None:
 def _cache_hash(kwargs: dict[str, Any]) -> str:
     """Package version + size and mtime of the variant's input files."""
     digest = hashlib.sha256(f"nemo_hf={__version__}".encode())
+    # the schema too: a build cached before a column was added must not be served without it
+    digest.update(repr([_features(generalized) for generalized in (False, True)]).encode())
     name, data_dir = kwargs.get("config_name"), kwargs.get("data_dir")
     if name in VARIANTS and data_dir:
         variant = VARIANTS[name]
