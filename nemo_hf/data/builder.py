@@ -291,17 +291,16 @@ class RefCOCO(datasets.ArrowBasedBuilder):
                         image_paths[image_id], expected_size=(info.get("width"), info.get("height")))
                 pending = _ref_to_row(ref, refs_path, index, image_paths, generalized, counts)
                 if pending is not None:
-                    pending[0]["instances"] = objects.of_image(image_id, pending[0]["height"], pending[0]["width"])
                     if checked.get(image_id):
                         # embed the stored pixels: datasets would rotate the file by its
                         # EXIF tag on decoding, away from the annotations
                         pending[0]["image"]["bytes"] = without_exif(image_paths[image_id])
                     batch.append(pending)
                 if len(batch) == self.DEFAULT_WRITER_BATCH_SIZE:
-                    yield int(batch[0][0]["ref_id"]), _with_masks(batch, schema)
+                    yield int(batch[0][0]["ref_id"]), _with_masks(objects.fill(batch), schema)
                     batch = []
             if batch:
-                yield int(batch[0][0]["ref_id"]), _with_masks(batch, schema)
+                yield int(batch[0][0]["ref_id"]), _with_masks(objects.fill(batch), schema)
         counts.report(refs_path, split)
         objects.report(index.path, split)
 

@@ -19,7 +19,8 @@ pycocotools decodes an entry directly: ``mask_utils.decode({"size": [height, wid
 
 RLE strings cost little to store and nothing to keep: a mask is only drawn when a metric
 asks for it. Each image's instances are encoded once per shard of the build, not once per
-ref (:class:`ImageInstances`).
+ref, and the objects some row of the writer batch refers to take the RLE already drawn for
+that row's ``mask`` (:class:`ImageInstances`).
 
 >>> import numpy as np
 >>> from pycocotools import mask as mask_utils
@@ -66,10 +67,11 @@ def empty_rle(height: int, width: int) -> str:
 class ImageInstances:
     """Each image's ``instances`` entries, encoded once and kept until :meth:`forget`.
 
-    The builder keeps one per split and forgets at each shard, so an image's objects are
-    encoded once per shard (refs of one image are mostly neighbours in ``ref_id`` order)
-    and memory stays that of a shard. ``enabled=False`` gives ``None`` for every image
-    (the config's ``with_instances=False``).
+    The builder keeps one per split, forgets at each shard and :meth:`fill` s each writer
+    batch, so an image's objects are encoded once per shard (refs of one image are mostly
+    neighbours in ``ref_id`` order), memory stays that of a shard, and a referred object
+    reuses its row's RLE. ``enabled=False`` gives ``None`` for every image (the config's
+    ``with_instances=False``).
 
     >>> from nemo_hf.data.refer_files import InstancesIndex
     >>> index = InstancesIndex(images={1: {"id": 1}}, categories={3: "cat"}, anns_by_image={1: [9]},
@@ -92,18 +94,43 @@ class ImageInstances:
         """Drop the encoded entries (the counts of what was repaired stay)."""
         self._cache.clear()
 
-    def of_image(self, image_id: int, height: int, width: int) -> list[dict[str, Any]] | None:
-        """The entries of every annotation of ``image_id`` (sorted by ``ann_id``) at ``height`` x ``width``."""
+    def fill(self, batch: list[tuple[dict[str, Any], list[dict]]]) -> list[tuple[dict[str, Any], list[dict]]]:
+        """Set ``instances`` of the builder's pending rows ``(row, target RLEs)``; returns ``batch``.
+
+        A row's target RLEs were drawn for its ``mask`` by the same function at the same
+        size, so they stand for those objects here (the build then draws a referred object
+        once, not twice); their repairs are already counted with the row's.
+        """
+        known: dict[tuple[int, int, int], dict] = {}
+        for row, rles in batch:
+            targets = row["ann_ids"] if "ann_ids" in row else [row["ann_id"]]
+            if len(targets) == len(rles):  # no target was left out for having nothing to draw
+                known.update(((ann_id, row["height"], row["width"]), rle) for ann_id, rle in zip(targets, rles))
+        for row, _ in batch:
+            row["instances"] = self.of_image(row["image_id"], row["height"], row["width"], known)
+        return batch
+
+    def of_image(self, image_id: int, height: int, width: int,
+                 known: dict[tuple[int, int, int], dict] | None = None) -> list[dict[str, Any]] | None:
+        """The entries of every annotation of ``image_id`` (sorted by ``ann_id``) at ``height`` x ``width``.
+
+        ``known`` maps ``(ann_id, height, width)`` to an RLE already drawn for it.
+        """
         if not self.enabled:
             return None
         entries = self._cache.get(image_id)
         if entries is None:
-            entries = [self._entry(ann_id, height, width) for ann_id in sorted(self.index.anns_by_image.get(image_id, ()))]
+            known = known or {}
+            entries = [self._entry(ann_id, height, width, known.get((ann_id, height, width)))
+                       for ann_id in sorted(self.index.anns_by_image.get(image_id, ()))]
             self._cache[image_id] = entries
         return entries
 
-    def _entry(self, ann_id: int, height: int, width: int) -> dict[str, Any]:
+    def _entry(self, ann_id: int, height: int, width: int, drawn: dict | None) -> dict[str, Any]:
         annotation = self.index.annotations[ann_id]
+        if drawn is not None:
+            return {"ann_id": int(ann_id), "category_id": int(annotation["category_id"]),
+                    "rle": drawn["counts"].decode("ascii")}
         try:
             rle, dropped = segmentation_to_rle(annotation.get("segmentation"), height, width)
         except (ValueError, TypeError, KeyError):
