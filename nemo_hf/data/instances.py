@@ -67,8 +67,8 @@ def empty_rle(height: int, width: int) -> str:
 class ImageInstances:
     """Each image's ``instances`` entries, encoded once and kept until :meth:`forget`.
 
-    The builder keeps one per split, forgets at each shard and :meth:`fill` s each writer
-    batch, so an image's objects are encoded once per shard (refs of one image are mostly
+    The builder keeps one per split, forgets at each shard and fills each writer batch
+    (:meth:`fill`), so an image's objects are encoded once per shard (refs of one image are mostly
     neighbours in ``ref_id`` order), memory stays that of a shard, and a referred object
     reuses its row's RLE. ``enabled=False`` gives ``None`` for every image (the config's
     ``with_instances=False``).
@@ -101,6 +101,8 @@ class ImageInstances:
         size, so they stand for those objects here (the build then draws a referred object
         once, not twice); their repairs are already counted with the row's.
         """
+        if not self.enabled:
+            return batch  # rows without the key: the column is null
         known: dict[tuple[int, int, int], dict] = {}
         for row, rles in batch:
             targets = row["ann_ids"] if "ann_ids" in row else [row["ann_id"]]
