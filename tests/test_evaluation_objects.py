@@ -219,3 +219,26 @@ def test_evaluate_module_objects_configurations(no_network):
     plain = evaluate.load(str(evaluate_module_path()), "objects")
     plain.add_batch(predictions=preds[1:], references=gts[1:], instance_masks=masks[1:], instance_roles=roles[1:])
     assert plain.compute()["objects"]["outcomes"]["target"] == 1 / 6
+
+
+@pytest.mark.parametrize("name", ["refcoco_unc", "grefcoco_unc"])
+def test_built_rows_an_oracle_chooses_the_target_and_a_distractor_copy_is_wrong(refer_tree, tmp_path, name):
+    """The builder's column, per_sentence and the collator together: roles from real rows."""
+    from nemo_hf import load_refcoco, per_sentence
+
+    rows = list(per_sentence(load_refcoco(name, refer_tree.root, refer_tree.image_dir, split="val",
+                                          cache_dir=tmp_path)))
+    batch = RISCollator(_processor(), with_targets=True)(rows)
+    oracle = ObjectMetrics()
+    oracle.update(batch["target_masks"], batch["instance_masks"], batch["instance_roles"])
+    result = oracle.compute()
+    no_target = sum(1 for row in rows if row["ann_id"] < 0)
+    assert (result["count"], result["no_target_count"]) == (len(rows) - no_target, no_target)
+    assert result["object_accuracy"] == 1.0
+    # each sentence whose image holds a same-category distractor, predicted as that distractor
+    picked = [(masks[roles.tolist().index(1)], masks, roles)
+              for masks, roles in zip(batch["instance_masks"], batch["instance_roles"]) if 1 in roles.tolist()]
+    assert picked
+    wrong = ObjectMetrics()
+    wrong.update(*zip(*picked))
+    assert wrong.compute()["outcomes"]["same_category"] == 1.0
