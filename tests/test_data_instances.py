@@ -46,12 +46,12 @@ def built(refer_tree, tmp_path_factory):
 
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_every_row_lists_every_object_of_its_image(refer_tree, built, name):
-    refs, instances = _raw(refer_tree, name)
+    _, instances = _raw(refer_tree, name)
     by_image: dict[int, list[dict]] = {}
     for annotation in instances["annotations"]:
         by_image.setdefault(annotation["image_id"], []).append(annotation)
     unreferred = 0
-    for split, part in built[name].items():
+    for part in built[name].values():
         assert part.features["instances"] == built["refcoco_unc"]["train"].features["instances"]  # one schema
         for row in part:
             expected = sorted(by_image[row["image_id"]], key=lambda a: a["id"])
@@ -98,8 +98,8 @@ def test_without_instances_the_column_is_null_and_the_rest_identical(refer_tree,
 
 
 def test_the_schema_is_part_of_the_cache_key(refer_tree, tmp_path, monkeypatch):
-    kwargs = dict(config_name="refcoco_unc", data_dir=str(refer_tree.root), image_dir=str(refer_tree.image_dir),
-                  cache_dir=str(tmp_path))
+    kwargs = {"config_name": "refcoco_unc", "data_dir": str(refer_tree.root),
+              "image_dir": str(refer_tree.image_dir), "cache_dir": str(tmp_path)}
     before = RefCOCO(**kwargs).cache_dir
     monkeypatch.setattr("nemo_hf.data.builder.INSTANCES_FEATURE", datasets.List({"ann_id": datasets.Value("int64")}))
     assert RefCOCO(**kwargs).cache_dir != before

@@ -13,7 +13,13 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from pycocotools import mask as mask_utils
 
-from nemo_hf.metrics import ObjectMetrics, RISMetrics, instance_overlaps, instance_roles, object_outcomes
+from nemo_hf.metrics import (
+    ObjectMetrics,
+    RISMetrics,
+    instance_overlaps,
+    instance_roles,
+    object_outcomes,
+)
 from nemo_hf.metrics.objects import (
     NO_TARGET,
     NONE,

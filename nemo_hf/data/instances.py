@@ -61,7 +61,8 @@ def empty_rle(height: int, width: int) -> str:
     >>> empty_rle(4, 5)
     'd0'
     """
-    return mask_utils.frPyObjects({"size": [height, width], "counts": [height * width]}, height, width)["counts"].decode()
+    rle = mask_utils.frPyObjects({"size": [height, width], "counts": [height * width]}, height, width)
+    return rle["counts"].decode()
 
 
 class ImageInstances:

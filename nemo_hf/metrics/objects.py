@@ -213,7 +213,8 @@ def object_outcomes(
     [2]
     """
     if not len(preds) == len(instance_masks) == len(roles):
-        raise ValueError(f"got {len(preds)} predictions, {len(instance_masks)} instance mask sets, {len(roles)} role lists")
+        raise ValueError(f"got {len(preds)} predictions, {len(instance_masks)} instance mask sets and "
+                         f"{len(roles)} role lists")
     outcomes = []
     for i, (pred, masks, role) in enumerate(zip(preds, instance_masks, roles)):
         pred = pred if isinstance(pred, (np.ndarray, torch.Tensor)) else np.asarray(pred)
