@@ -8,9 +8,13 @@ synthetic tree is generated once into ``benchmarks/.cache``.
 
     python -m benchmarks.bench_build                       # ≈ 20k images, 50k refs; ~10 minutes
     python -m benchmarks.bench_build --num-images 2000 --rounds 1    # quick look
+    python -m benchmarks.bench_build --instances           # the cost of the ``instances`` column
 
 Prints a Markdown table for the "Build" section of BENCHMARKS.md: per tree and ``num_proc``,
-the median over rounds of each round's build/floor.
+the median over rounds of each round's build/floor. With ``--instances`` it compares instead
+builds with and without the ``instances`` column (every object of each image as RLE,
+``with_instances=False`` leaves it null): time and Arrow bytes on disk, each round's
+with/without ratio from neighbouring builds.
 """
 
 from __future__ import annotations
@@ -49,20 +53,25 @@ def tree_for(num_images: int) -> Path:
     return root
 
 
-def child_build(root: Path, num_proc: int | None) -> dict:
+def child_build(root: Path, num_proc: int | None, with_instances: bool = True) -> dict:
     import datasets
 
     from nemo_hf.data.load import load_refcoco
 
     datasets.disable_progress_bars()
     with tempfile.TemporaryDirectory() as cache:
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         ds = load_refcoco("refcoco_unc", root, root / "images" / "train2014", cache_dir=cache,
-                          num_proc=num_proc)
-        seconds = time.perf_counter() - start
+                          num_proc=num_proc, with_instances=with_instances)
+        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
         refs = sum(len(part) for part in ds.values())
         sentences = sum(len(s) for part in ds.values() for s in part["sentences"])
-    return {"seconds": seconds, "refs": refs, "sentences": sentences, "peak_rss_mb": _peak_rss_mb()}
+        arrow_bytes = sum(path.stat().st_size for path in Path(cache).rglob("*.arrow"))
+        # a Parquet copy (push_to_hub, write_parquet) embeds each row's JPEG instead of its path
+        image_bytes = sum(os.path.getsize(image["path"]) for part in ds.values()
+                          for image in part.cast_column("image", datasets.Image(decode=False))["image"])
+    return {"seconds": seconds, "cpu_seconds": cpu_seconds, "refs": refs, "sentences": sentences,
+            "peak_rss_mb": _peak_rss_mb(), "arrow_bytes": arrow_bytes, "image_bytes": image_bytes}
 
 
 def child_floor(root: Path) -> dict:
@@ -87,11 +96,52 @@ def child_floor(root: Path) -> dict:
     return {"seconds": time.perf_counter() - start, "peak_rss_mb": _peak_rss_mb()}
 
 
-def run_child(kind: str, root: Path, num_proc: int = 1) -> dict:
+def run_child(kind: str, root: Path, num_proc: int = 1, with_instances: bool = True) -> dict:
     out = subprocess.run([sys.executable, "-m", "benchmarks.bench_build", "--child", kind, "--root", str(root),
-                          "--num-proc", str(num_proc)],
+                          "--num-proc", str(num_proc), "--with-instances", str(int(with_instances))],
                          check=True, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def instances_cost(trees: list[int], rounds: int) -> None:
+    """Builds with and without the ``instances`` column, interleaved; prints a Markdown table."""
+    rows = []
+    for n in trees:
+        root = tree_for(n)
+        objects = json.loads((root / "refcoco" / "instances.json").read_text())
+        per_image = len(objects["annotations"]) / len(objects["images"])
+        pairs = []
+        for r in range(rounds):
+            # the order alternates, so a slow spell of the shared machine hits both arms alike
+            arms = (True, False) if r % 2 == 0 else (False, True)
+            result = {arm: run_child("build", root, 1, with_instances=arm) for arm in arms}
+            pairs.append((result[True], result[False]))
+            print(f"round {r + 1}: {n:>6} images: with {result[True]['seconds']:.1f} s "
+                  f"({result[True]['cpu_seconds']:.1f} s CPU), without {result[False]['seconds']:.1f} s "
+                  f"({result[False]['cpu_seconds']:.1f} s CPU)", flush=True)
+        ratios = sorted(w["seconds"] / wo["seconds"] for w, wo in pairs)
+        # CPU time of the build process: less disturbed than wall time when the machine is shared
+        cpu_ratios = sorted(w["cpu_seconds"] / wo["cpu_seconds"] for w, wo in pairs)
+        with_, without = pairs[0]
+        disk_ratio = with_["arrow_bytes"] / without["arrow_bytes"]
+        extra = with_["arrow_bytes"] - without["arrow_bytes"]
+        extra_per_ref = extra / with_["refs"]
+        embedded_share = extra / (without["arrow_bytes"] + without["image_bytes"])
+        rows.append(
+            f"| {n:,} images ({with_['refs']:,} refs, {per_image:.1f} objects/image) | "
+            f"{min(w['seconds'] for w, _ in pairs):.1f} s | {min(wo['seconds'] for _, wo in pairs):.1f} s | "
+            f"{statistics.median(ratios):.2f}× ({ratios[0]:.2f}–{ratios[-1]:.2f}) | "
+            f"**{statistics.median(cpu_ratios):.2f}×** ({cpu_ratios[0]:.2f}–{cpu_ratios[-1]:.2f}) | "
+            f"{with_['arrow_bytes'] / 2**20:,.1f} MB | {without['arrow_bytes'] / 2**20:,.1f} MB | "
+            f"**{disk_ratio:.2f}×** (+{extra_per_ref / 1024:.2f} KB/ref) | +{embedded_share:.1%} | "
+            f"{max(w['peak_rss_mb'] for w, _ in pairs):,.0f} / {max(wo['peak_rss_mb'] for _, wo in pairs):,.0f} MB |")
+    print("\n| tree | build with instances (fastest) | without | wall time with / without: median (range) "
+          "| CPU time with / without | Arrow with | without | disk with / without | with images embedded "
+          "| peak RSS with / without |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
+    print(f"\n{rounds} rounds, num_proc=1; {report.cpu_name()}, {os.cpu_count()} cores, "
+          f"Python {platform.python_version()}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -101,14 +151,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--root", type=Path)
     parser.add_argument("--num-proc", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of floor and builds")
+    parser.add_argument("--instances", action="store_true",
+                        help="compare builds with and without the instances column instead of build and floor")
+    parser.add_argument("--with-instances", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        result = child_build(args.root, args.num_proc if args.num_proc > 1 else None) \
+        result = child_build(args.root, args.num_proc if args.num_proc > 1 else None, bool(args.with_instances)) \
             if args.child == "build" else child_floor(args.root)
         print(json.dumps(result))
         return
 
     small_images = max(200, args.num_images // 8)
+    if args.instances:
+        instances_cost(sorted({small_images, args.num_images}), args.rounds)
+        return
     rows = []
     for n in sorted({small_images, args.num_images}):
         root = tree_for(n)

@@ -13,8 +13,8 @@ With ``--build-images N`` it also builds ``refcoco_unc`` from the synthetic tree
 (``benchmarks/bench_build.py``'s, generated once into ``benchmarks/.cache``) in child
 processes, with and without the check, interleaved, and prints the build's ratio.
 
-    python benchmarks/bench_refs_read.py                      # ~1 minute
-    python benchmarks/bench_refs_read.py --build-images 2500  # and the build, ~5 minutes the first time
+    python -m benchmarks.bench_refs_read                      # ~1 minute
+    python -m benchmarks.bench_refs_read --build-images 2500  # and the build, ~5 minutes the first time
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import _report  # benchmarks/_report.py: a script's own folder is searched first
+from benchmarks import report
 
 CACHE = Path(__file__).parent / ".cache"
 _WORDS = ("left", "right", "man", "woman", "red", "blue", "shirt", "the", "on", "guy", "in", "with", "table", "dog",
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         print(f"\nbuild of refcoco_unc ({args.build_images:,} images): before {before:.2f} s, after {after:.2f} s; "
               "after / before: median "
               f"**{statistics.median(ratios):.3f}×** ({ratios[0]:.3f}–{ratios[-1]:.3f})")
-    print(f"\n{args.rounds} interleaved rounds; {_report.cpu_name()}, {os.cpu_count()} cores, "
+    print(f"\n{args.rounds} interleaved rounds; {report.cpu_name()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}")
     return ratios_by_case
 

@@ -1,9 +1,9 @@
 """The fair world, measured: how often sentences need more than category and colour, and how
 often each miner's drawn mosaics carry a wrong label.
 
-    python benchmarks/fair_world_audit.py                      # 1,500 images, mosaics of 320 px
-    python benchmarks/fair_world_audit.py --images 4500        # an eval tree: referring-hard counts per split
-    python benchmarks/fair_world_audit.py --quick              # a smoke run
+    python -m benchmarks.fair_world_audit                      # 1,500 images, mosaics of 320 px
+    python -m benchmarks.fair_world_audit --images 4500        # an eval tree: referring-hard counts per split
+    python -m benchmarks.fair_world_audit --quick              # a smoke run
 
 Writes a :data:`~nemo_hf.synthetic.FAIR_WORLD` tree (RefCOCO only), builds ``refcoco_unc``,
 and prints per split the sentences, the referring-hard ones (``needs`` beyond category and

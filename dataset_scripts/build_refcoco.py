@@ -30,12 +30,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--push", default=None, metavar="REPO_ID", help="push to this Hub dataset repo")
     parser.add_argument("--private", action="store_true")
     parser.add_argument("--no-verify-images", action="store_true", help="skip the image header/end checks")
+    parser.add_argument("--no-instances", action="store_true",
+                        help="leave the instances column (every object of the image, for object accuracy) null")
     args = parser.parse_args(argv)
     if not args.out and not args.push:
         parser.error("nothing to do: give --out and/or --push")
 
     ds = load_refcoco(args.config, args.data_dir, args.image_dir, cache_dir=args.cache_dir,
-                      verify_images=not args.no_verify_images)
+                      verify_images=not args.no_verify_images, with_instances=not args.no_instances)
     table = stats_table(ds)
     print(table)
     fields = card_fields(args.config)

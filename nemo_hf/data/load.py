@@ -24,8 +24,9 @@ from .configs import check_split, get_variant
 from .refer_files import ReferFileError
 
 PER_SENTENCE_DROPPED = ("sentences", "sent_ids")
-# The schema's own lists describe the ref (its box, gRefCOCO's objects), whatever their length.
-REF_LISTS = ("bbox", "ann_ids")
+# The schema's own lists describe the ref (its box, gRefCOCO's objects, its image's objects),
+# whatever their length.
+REF_LISTS = ("bbox", "ann_ids", "instances")
 
 
 def load_refcoco(
@@ -37,6 +38,7 @@ def load_refcoco(
     *,
     streaming: bool = False,
     verify_images: bool = True,
+    with_instances: bool = True,
     num_proc: int | None = None,
 ) -> datasets.Dataset | datasets.DatasetDict | datasets.IterableDataset | datasets.IterableDatasetDict:
     """Build (or reuse from cache) one RefCOCO-family variant.
@@ -46,7 +48,8 @@ def load_refcoco(
     (holding ``refcoco/``, ``refcoco+/``, ``refcocog/``, ``grefcoco/``) or the variant's own
     folder; ``image_dir`` the COCO train2014 (or train2017) images. Returns one split when
     ``split`` is given, else a ``DatasetDict``. ``streaming=True`` reads rows lazily
-    without writing a cache.
+    without writing a cache. ``with_instances=False`` leaves the ``instances`` column
+    (every object of the image, for object accuracy) null.
     """
     variant = get_variant(name)
     if split is not None:
@@ -58,6 +61,7 @@ def load_refcoco(
         cache_dir=None if cache_dir is None else str(cache_dir),
         dataset_name="refcoco",
         verify_images=verify_images,
+        with_instances=with_instances,
     )
     if streaming:
         return builder.as_streaming_dataset(split=split)
@@ -116,7 +120,8 @@ def per_sentence(ds: datasets.Dataset | datasets.DatasetDict, **map_kwargs: Any)
     """One row per expression (``sentence``, ``sent_id``, and the ref's other columns).
 
     Columns with one entry per sentence (:func:`parallel_columns`, e.g. mined negatives)
-    keep the sentence's own entry.
+    keep the sentence's own entry; the ref's own lists (:data:`REF_LISTS`: ``bbox``,
+    ``ann_ids``, the image's ``instances``) go whole to each of its sentences.
 
     RIS metrics are reported per sentence, so evaluation iterates this view. Images are
     passed through undecoded.

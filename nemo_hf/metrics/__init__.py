@@ -3,6 +3,9 @@
 - :class:`RISMetrics` — RefCOCO/RefCOCO+/RefCOCOg: ``overall_iou`` (oIoU), ``mean_iou``
   (mIoU), ``precision@0.5`` … ``precision@0.9``, ``count``, and the same per group.
 - :class:`GRESMetrics` — gRefCOCO: ``ciou``, ``giou``, ``n_acc``, ``t_acc``.
+- :class:`ObjectMetrics` — which annotated object the prediction chose: ``object_accuracy``,
+  ``wrong_object_rate``, ``outcomes`` (``target``, ``same_category``, ``other_object``,
+  ``none``), per group too (:mod:`~nemo_hf.metrics.objects`).
 - :mod:`~nemo_hf.metrics.protocol` — logits → mask at the original size, difficulty groups.
 - :func:`evaluate_module_path` — the folder of an ``evaluate`` metric wrapping
   :class:`RISMetrics`: ``evaluate.load(str(evaluate_module_path()))`` works offline.
@@ -23,19 +26,24 @@ from pathlib import Path
 
 from nemo_hf.metrics.gres import GRESMetrics
 from nemo_hf.metrics.masks import PixelCounts, pixel_counts
+from nemo_hf.metrics.objects import ObjectMetrics, instance_overlaps, instance_roles, object_outcomes
 from nemo_hf.metrics.protocol import distractor_group, group_labels, logits_to_mask, logits_to_masks, size_group
 from nemo_hf.metrics.ris import DEFAULT_THRESHOLDS, RISMetrics, sentence_iou
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
     "GRESMetrics",
+    "ObjectMetrics",
     "PixelCounts",
     "RISMetrics",
     "distractor_group",
     "evaluate_module_path",
     "group_labels",
+    "instance_overlaps",
+    "instance_roles",
     "logits_to_mask",
     "logits_to_masks",
+    "object_outcomes",
     "pixel_counts",
     "sentence_iou",
     "size_group",

@@ -3,17 +3,23 @@
 Per batch, every process turns its logits into masks at each image's original size
 (:func:`nemo_hf.metrics.logits_to_masks`), counts pixels against the ground truth, and
 gathers only the per-sample integers (intersection, union, ground-truth area, distractor
-count) and the per-sample loss with ``accelerator.gather_for_metrics``, which drops the
-samples Accelerate repeats to even out the last batch. Every process then holds the counts
-of every sentence exactly once, and :class:`~nemo_hf.metrics.RISMetrics` divides only at
-the end — so one process and N processes give the same numbers, bit for bit.
+count, object outcome) and the per-sample loss with ``accelerator.gather_for_metrics``,
+which drops the samples Accelerate repeats to even out the last batch. Every process then
+holds the counts of every sentence exactly once, and the metrics divide only at the end —
+so one process and N processes give the same numbers, bit for bit.
 
 Result keys: ``overall_iou``, ``mean_iou``, ``precision@0.5`` … ``precision@0.9``,
 ``count``, ``loss`` (mean per-sentence BCE at the model's resolution) and ``groups``
 (``distractors=0|1|2|3+`` and COCO ``size=small|medium|large`` → the same keys). When the
 split has no-target expressions (gRefCOCO), ``gres`` adds the GRES metrics
 (:class:`~nemo_hf.metrics.GRESMetrics`: ``ciou``, ``giou``, ``n_acc``, ``t_acc``, …), a
-prediction counting as "no target" when its mask is empty.
+prediction counting as "no target" when its mask is empty. When the batches carry instance
+masks (rows with the dataset's ``instances`` column, see
+:class:`~nemo_hf.modeling.RISCollator`), ``objects`` adds object accuracy
+(:class:`~nemo_hf.metrics.ObjectMetrics`: ``object_accuracy``, ``wrong_object_rate``,
+``outcomes`` — ``target``, ``same_category``, ``other_object``, ``none`` — ``count``,
+``no_target_count`` and the same ``groups``): which annotated object of the image each
+prediction overlaps most.
 
 >>> import torch
 >>> from accelerate import Accelerator
@@ -26,6 +32,18 @@ prediction counting as "no target" when its mask is empty.
 >>> result = evaluate_referring(model, loader, Accelerator(cpu=True))
 >>> result["count"], sorted(result["groups"])
 (1, ['distractors=0', 'size=medium'])
+
+With the image's annotated objects (here the whole image is the target, object 7, and a
+strip is another object, 8), object accuracy comes too:
+
+>>> from pycocotools import mask as mask_utils
+>>> def rle(mask): return mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))["counts"].decode()
+>>> strip = np.zeros((30, 40), bool); strip[:, :4] = True
+>>> rows[0] |= {"ann_id": 7, "instances": [{"ann_id": 7, "category_id": 1, "rle": rle(np.ones((30, 40)))},
+...                                          {"ann_id": 8, "category_id": 2, "rle": rle(strip)}]}
+>>> objects = evaluate_referring(model, loader, Accelerator(cpu=True))["objects"]
+>>> sorted(objects["outcomes"]), objects["count"]
+(['none', 'other_object', 'same_category', 'target'], 1)
 """
 
 from __future__ import annotations
@@ -34,17 +52,21 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 
 from nemo_hf.metrics.gres import GRESMetrics
 from nemo_hf.metrics.masks import pixel_counts
+from nemo_hf.metrics.objects import ObjectMetrics, object_outcomes
 from nemo_hf.metrics.protocol import group_labels, logits_to_masks
 from nemo_hf.metrics.ris import DEFAULT_THRESHOLDS, RISMetrics
 from nemo_hf.modeling.interface import ReferringSegmenter
 from nemo_hf.modeling.losses import per_sample_bce
 
 __all__ = ["evaluate_referring", "sample_groups"]
+
+_NOT_SCORED = -2  # outcome column of a sample without instance masks (not an ObjectMetrics code)
 
 
 def sample_groups(distractors: Sequence[int], target_areas: Sequence[int]) -> list[list[str]]:
@@ -57,6 +79,18 @@ def sample_groups(distractors: Sequence[int], target_areas: Sequence[int]) -> li
         group_labels(distractors=None if d < 0 else int(d), mask_area=int(a))
         for d, a in zip(distractors, target_areas)
     ]
+
+
+def _object_outcomes(predictions: Sequence[torch.Tensor], batch: Mapping[str, Any]) -> torch.Tensor:
+    """Per sample the object outcome code (:mod:`nemo_hf.metrics.objects`), or ``_NOT_SCORED``.
+
+    Computed here, where the masks are, so that only one integer per sample is gathered.
+    """
+    codes = [_NOT_SCORED] * len(predictions)
+    for i, (masks, roles) in enumerate(zip(batch.get("instance_masks") or (), batch.get("instance_roles") or ())):
+        if masks is not None:
+            (codes[i],) = object_outcomes([predictions[i]], [masks.to(predictions[i].device)], [roles])
+    return torch.tensor(codes, dtype=torch.int64)
 
 
 @torch.no_grad()
@@ -77,6 +111,8 @@ def evaluate_referring(
         model.eval()
     metrics = RISMetrics(thresholds=thresholds, sync_processes=False)  # the gather happens per batch
     gres = GRESMetrics(sync_processes=False)
+    objects = ObjectMetrics(sync_processes=False)
+    scored_objects = False
     losses: list[float] = []
     for batch in dataloader:
         logits = model(
@@ -86,20 +122,25 @@ def evaluate_referring(
         predictions = logits_to_masks(logits, [tuple(mask.shape) for mask in targets])
         counts = pixel_counts(predictions, targets)
         columns = (counts.intersection, counts.union, counts.target_area, batch["distractors"].to(logits.device),
-                   counts.pred_area)
+                   counts.pred_area, _object_outcomes(predictions, batch).to(logits.device))
         per_sample = torch.stack([torch.as_tensor(column) for column in columns], dim=1)
         loss = per_sample_bce(logits, batch["labels"].to(logits.device))
         per_sample, loss = accelerator.gather_for_metrics((per_sample, loss))
         per_sample = per_sample.cpu()
-        metrics.update_counts(
-            per_sample[:, 0], per_sample[:, 1], groups=sample_groups(per_sample[:, 3].tolist(), per_sample[:, 2].tolist())
-        )
+        groups = sample_groups(per_sample[:, 3].tolist(), per_sample[:, 2].tolist())
+        metrics.update_counts(per_sample[:, 0], per_sample[:, 1], groups=groups)
         gres.update_counts(per_sample[:, 0], per_sample[:, 4], per_sample[:, 2])
+        scored = np.flatnonzero(per_sample[:, 5].numpy() != _NOT_SCORED)
+        if scored.size:
+            scored_objects = True
+            objects.update_outcomes(per_sample[scored, 5], groups=[groups[i] for i in scored])
         losses.extend(loss.double().cpu().tolist())
     result = metrics.compute()
     gres_result = gres.compute()
     if gres_result["no_target_count"]:
         result["gres"] = gres_result
+    if scored_objects:
+        result["objects"] = objects.compute()
     # fsum is exactly rounded: the mean does not depend on the order the processes' samples arrive in
     result["loss"] = math.fsum(losses) / len(losses)
     return result

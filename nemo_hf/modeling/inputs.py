@@ -17,7 +17,14 @@ transform alike. The batch holds what the model and the loss need:
 
 With ``with_targets=True`` (evaluation) it adds what the metrics need, untouched:
 ``target_masks`` (a list of ``(H, W)`` bool tensors at each image's original size) and
-``distractors`` (an int64 tensor; -1 where the rows have no ``distractors`` column).
+``distractors`` (an int64 tensor; -1 where the rows have no ``distractors`` column). When
+rows carry the dataset's ``instances`` column (every annotated object of the image, see
+:mod:`nemo_hf.data.instances`), it also adds, for object accuracy
+(:mod:`nemo_hf.metrics.objects`), ``instance_masks`` (per row a ``(K, H, W)`` bool tensor at
+the original size) and ``instance_roles`` (per row a ``(K,)`` int64 tensor: 0 target, 1
+same-category distractor, 2 other object, from the row's ``ann_id`` or gRefCOCO's
+``ann_ids``); ``None`` for a row whose ``instances`` are null. Without the column, neither
+key is there and nothing is decoded.
 
 >>> import numpy as np
 >>> from PIL import Image
@@ -42,7 +49,10 @@ import torch
 from PIL import Image
 from transformers import ProcessorMixin
 
-__all__ = ["MAX_TEXT_TOKENS", "RISCollator", "mask_to_label", "target_mask", "text_length"]
+from nemo_hf.data.instances import decode_instances
+from nemo_hf.metrics.objects import instance_roles
+
+__all__ = ["MAX_TEXT_TOKENS", "RISCollator", "instance_targets", "mask_to_label", "target_mask", "text_length"]
 
 MAX_TEXT_TOKENS = 77  # CLIP's text context
 
@@ -81,6 +91,40 @@ def mask_to_label(mask: Any, size: tuple[int, int]) -> np.ndarray:
     grey = Image.fromarray(binary.astype(np.uint8) * 255)
     resized = grey.resize((size[1], size[0]), Image.Resampling.BOX)
     return np.asarray(resized, dtype=np.float32) / 255.0
+
+
+def instance_targets(row: Mapping[str, Any], size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """A row's instance masks ``(K, H, W)`` at ``size`` and their roles ``(K,)``; ``None`` without instances.
+
+    ``size`` is the original image size, that of the row's mask: instances of any other
+    size (e.g. on a mosaic drawn from the row) are an error, not a silent mismatch.
+
+    >>> from pycocotools import mask as mask_utils
+    >>> rle = mask_utils.encode(np.asfortranarray(np.eye(2, dtype=np.uint8)))["counts"].decode()
+    >>> row = {"ann_id": 5, "instances": [{"ann_id": 5, "category_id": 1, "rle": rle},
+    ...                                   {"ann_id": 6, "category_id": 1, "rle": rle}]}
+    >>> masks, roles = instance_targets(row, (2, 2))
+    >>> tuple(masks.shape), roles.tolist()
+    ((2, 2, 2), [0, 1])
+    """
+    entries = row.get("instances")
+    if entries is None:
+        return None
+    if "ann_ids" in row:
+        targets = list(row["ann_ids"])
+    elif "ann_id" in row:
+        targets = [row["ann_id"]]
+    else:
+        raise KeyError(f"a row with 'instances' needs its target's 'ann_id' (or gRefCOCO's 'ann_ids') to tell "
+                       f"the target among them; keys: {sorted(row)}")
+    try:
+        masks = decode_instances(entries, *size)
+    except ValueError as err:
+        raise ValueError(f"the row's instances do not fit its {size[0]}x{size[1]} mask ({err}); instances are "
+                         "stored at the original image size, and a row whose image was changed (a mosaic) "
+                         "cannot carry them") from None
+    roles = instance_roles([e["ann_id"] for e in entries], [e["category_id"] for e in entries], targets)
+    return torch.from_numpy(masks), torch.tensor(roles, dtype=torch.int64)
 
 
 class _DirectNormalisation:
@@ -163,6 +207,10 @@ class RISCollator:
         if self.with_targets:
             batch["target_masks"] = [torch.from_numpy(target_mask(row["mask"])) for row in rows]
             batch["distractors"] = torch.tensor([int(row.get("distractors", -1)) for row in rows], dtype=torch.int64)
+            if any(row.get("instances") is not None for row in rows):
+                per_row = [instance_targets(row, tuple(mask.shape)) for row, mask in zip(rows, batch["target_masks"])]
+                batch["instance_masks"] = [None if pair is None else pair[0] for pair in per_row]
+                batch["instance_roles"] = [None if pair is None else pair[1] for pair in per_row]
         return batch
 
     def _pixel_values(self, images: list[Image.Image]) -> torch.Tensor:
