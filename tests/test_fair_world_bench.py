@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.scripts import BENCHMARKS, load_script
+from benchmarks import fair_world_audit as bench
 
 
 def test_quick_run_reports_every_arm(tmp_path: Path) -> None:
-    bench = load_script(BENCHMARKS / "fair_world_audit.py")
     result = bench.main(["--quick", "--out", str(tmp_path / "audit.json")])
     assert json.loads((tmp_path / "audit.json").read_text()) == result
     arms = result["arms"]

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.scripts import BENCHMARKS, load_script
+from benchmarks import bench_refs_read as bench
 
 
 def test_quick_run_measures_load_refs_with_and_without_the_check(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    # the script imports _report by name, as its neighbour; loaded here by path instead
-    monkeypatch.setitem(sys.modules, "_report", load_script(BENCHMARKS / "_report.py"))
-    bench = load_script(BENCHMARKS / "bench_refs_read.py")
     monkeypatch.setattr(bench, "CACHE", tmp_path)
     ratios = bench.main(["--num-refs", "40", "--rounds", "1"])
     assert set(ratios) == {"protocol 0", "protocol 2"} and all(ratio > 0 for ratio in ratios.values())
