@@ -6,10 +6,10 @@ One config per dataset and split scheme:
 ['grefcoco_unc', 'refcoco_google', 'refcoco_unc', 'refcocog_google', 'refcocog_umd', 'refcocoplus_unc']
 """
 
-from .builder import RefCOCO, RefCOCOConfig
-from .configs import VARIANTS, get_variant
-from .load import load_refcoco, per_sentence, stats_table
-from .refer_files import ReferDataWarning, ReferFileError
+from nemo_hf.data.builder import RefCOCO, RefCOCOConfig
+from nemo_hf.data.configs import VARIANTS, get_variant
+from nemo_hf.data.load import load_refcoco, per_sentence, stats_table
+from nemo_hf.data.refer_files import ReferDataWarning, ReferFileError
 
 __all__ = [
     "RefCOCO",

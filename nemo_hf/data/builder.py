@@ -33,20 +33,27 @@ from typing import Any, Iterator
 import datasets
 import pyarrow as pa
 
-from nemo_hf.version import __version__
-from .configs import CITATIONS, HOMEPAGE, LICENSE_NOTE, VARIANTS, Variant, get_variant, published_table
-from .ground_truth import (
+from nemo_hf.data.configs import (
+    CITATIONS,
+    HOMEPAGE,
+    LICENSE_NOTE,
+    VARIANTS,
+    Variant,
+    get_variant,
+    published_table,
+)
+from nemo_hf.data.ground_truth import (
     GROUND_TRUTH_FEATURES,
     GroundTruthError,
     objects_of,
     sentence_ground_truth,
     target_attributes,
 )
-from .images import check_image_file, without_exif
-from .instances import INSTANCES_FEATURE, ImageInstances
-from .masks import MaskRuns, check_mask_size, segmentation_to_rle
-from .orphans import exit_with_parent, forks_exit_with_this_process
-from .refer_files import (
+from nemo_hf.data.images import check_image_file, without_exif
+from nemo_hf.data.instances import INSTANCES_FEATURE, ImageInstances
+from nemo_hf.data.masks import MaskRuns, check_mask_size, segmentation_to_rle
+from nemo_hf.data.orphans import exit_with_parent, forks_exit_with_this_process
+from nemo_hf.data.refer_files import (
     ImageLocator,
     InstancesIndex,
     ReferDataWarning,
@@ -57,8 +64,7 @@ from .refer_files import (
     sentence_problem,
     sentence_text,
 )
-
-
+from nemo_hf.version import __version__
 
 _SHARED_INPUTS: dict[tuple, tuple] = {}  # parsed inputs of the build in progress, keyed by _inputs_key
 _REFS_PER_SHARD = 2000  # a shard is the unit of work handed to a num_proc worker

@@ -36,8 +36,8 @@ from typing import Any
 import datasets
 import numpy as np
 
-from .meaning import KINDS, SIZES, SceneObject, check_meaning
-from .scene_batch import SceneBatch
+from nemo_hf.data.meaning import KINDS, SIZES, SceneObject, check_meaning
+from nemo_hf.data.scene_batch import SceneBatch
 
 __all__ = [
     "GROUND_TRUTH_COLUMNS",

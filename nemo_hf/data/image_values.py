@@ -66,7 +66,7 @@ def image_size(source: ImageSource) -> tuple[int, int]:
     """
     if isinstance(source, Image.Image):
         return source.size
-    from .images import read_jpeg_header  # here: images.py imports the refer-file readers
+    from nemo_hf.data.images import read_jpeg_header
 
     resolved = source
     if isinstance(source, Mapping) and source.get("bytes") is not None:

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from PIL import ExifTags, Image, UnidentifiedImageError
 
-from .refer_files import ReferFileError
+from nemo_hf.data.refer_files import ReferFileError
 
 _TAIL_BYTES = 4096  # JPEG writers may pad after the EOI marker; look a little further back
 _FIRST_READ = 4096  # holds the segments before the scan of most JPEGs; reading more costs

@@ -42,8 +42,8 @@ import datasets
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from .masks import MaskRuns, segmentation_to_rle
-from .refer_files import InstancesIndex, ReferDataWarning
+from nemo_hf.data.masks import MaskRuns, segmentation_to_rle
+from nemo_hf.data.refer_files import InstancesIndex, ReferDataWarning
 
 __all__ = ["INSTANCES_FEATURE", "ImageInstances", "decode_instances", "empty_rle"]
 

@@ -19,9 +19,9 @@ import datasets
 import pyarrow.compute as pc
 from datasets.exceptions import DatasetGenerationError
 
-from .builder import RefCOCO
-from .configs import check_split, get_variant
-from .refer_files import ReferFileError
+from nemo_hf.data.builder import RefCOCO
+from nemo_hf.data.configs import check_split, get_variant
+from nemo_hf.data.refer_files import ReferFileError
 
 PER_SENTENCE_DROPPED = ("sentences", "sent_ids")
 # The schema's own lists describe the ref (its box, gRefCOCO's objects, its image's objects),

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .pickle_bounds import OversizedPickleError
-from .safe_pickle import UnsafePickleError, load_plain_pickle_bytes
+from nemo_hf.data.pickle_bounds import OversizedPickleError
+from nemo_hf.data.safe_pickle import UnsafePickleError, load_plain_pickle_bytes
 
 
 class ReferFileError(ValueError):

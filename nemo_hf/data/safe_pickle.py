@@ -29,7 +29,7 @@ import io
 import pickle
 from typing import Any, BinaryIO
 
-from .pickle_bounds import check_pickle_bounds
+from nemo_hf.data.pickle_bounds import check_pickle_bounds
 
 # Constructors a plain-data pickle may legitimately name. Protocol-2 pickles of sets go
 # through a global; protocols < 3 name the module ``__builtin__`` (Python 2's name).

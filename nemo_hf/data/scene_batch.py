@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from .meaning import (
+from nemo_hf.data.meaning import (
     APPEARANCE,
     COLUMNS,
     DIRECTIONS,

@@ -49,7 +49,8 @@ from nemo_hf.mining.report import DifficultyReport
 from nemo_hf.mining.search import Backend, resolve_backend
 from nemo_hf.mining.selection import Selection, SelectionStats, require_pool_candidates, select_negatives
 
-__all__ = ["MINING_VERSION", "NEGATIVE_COLUMNS", "MiningResult", "mine_negatives", "require_split"]
+__all__ = ["MINING_VERSION", "NEGATIVE_COLUMNS", "NEGATIVE_FEATURES", "MiningResult", "mine_negatives", "negative_columns",
+           "require_split"]
 
 # Part of every cache key: bump when a change alters what mining computes or stores.
 MINING_VERSION = "1"
@@ -180,10 +181,20 @@ def _selection_from_arrays(arrays: dict[str, np.ndarray]) -> Selection:
     return Selection(arrays["cols"], arrays["scores"], arrays["counts"], arrays["fallback"], stats)
 
 
-def _negative_columns(
+def negative_columns(
     row_lengths: np.ndarray, image_ids: np.ndarray, scores: np.ndarray, counts: np.ndarray, fallback: np.ndarray
 ) -> Dataset:
-    """The three new columns as an Arrow-backed dataset (no Python lists in between)."""
+    """The three negative columns as an Arrow-backed dataset (no Python lists in between), for any miner.
+
+    ``row_lengths`` are the sentences of each row; per sentence, ``image_ids`` and ``scores``
+    ``(N, K)`` hold the candidates best first, of which the first ``counts`` are kept, and
+    ``fallback`` whether it fell back to the least similar.
+
+    >>> cols = negative_columns(np.array([2]), np.array([[7, 8], [9, -1]]), np.zeros((2, 2)), np.array([2, 1]),
+    ...                         np.array([False, True]))
+    >>> cols[0]["negative_image_ids"], cols[0]["negative_fallback"]
+    ([[7, 8], [9]], [False, True])
+    """
     row_offsets = pa.array(np.concatenate([[0], np.cumsum(row_lengths)]), pa.int32())
     list_offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]), pa.int32())
     kept = np.arange(image_ids.shape[1])[None, :] < counts[:, None]
@@ -366,7 +377,7 @@ def _embed_and_select(
 def _with_negative_columns(ds: Dataset, sentences: _Sentences, pool_ids: np.ndarray, selection: Selection) -> Dataset:
     """``ds`` with ``negative_image_ids``, ``negative_scores`` and ``negative_fallback`` (one entry per sentence)."""
     negative_ids = np.where(selection.cols >= 0, pool_ids[np.maximum(selection.cols, 0)], -1)
-    columns = _negative_columns(
+    columns = negative_columns(
         sentences.row_lengths, negative_ids, selection.scores, selection.counts, selection.fallback
     )
     if len(ds):

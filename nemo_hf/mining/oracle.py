@@ -53,9 +53,15 @@ from datasets import Dataset, Features, concatenate_datasets
 from nemo_hf.data.ground_truth import scene_frames, sentence_meanings
 from nemo_hf.data.meaning import COLUMNS, ROWS, column_of, row_of
 from nemo_hf.data.scene_batch import SceneBatch, could_fit, match_scores
-from nemo_hf.mining.mine import NEGATIVE_COLUMNS, NEGATIVE_FEATURES, _negative_columns, require_split
+from nemo_hf.mining.mine import (
+    NEGATIVE_COLUMNS,
+    NEGATIVE_FEATURES,
+    negative_columns,
+    require_split,
+)
 from nemo_hf.mining.selection import require_candidates, require_pool_candidates
-from nemo_hf.mosaic import Resize, cell_geometry, check_grid, grid_layout
+from nemo_hf.mosaic.cells import Resize, cell_geometry
+from nemo_hf.mosaic.layout import check_grid, grid_layout
 
 __all__ = ["NOISE_SWEEP", "MosaicCells", "OracleRanking", "oracle_negatives", "oracle_rankings", "reachable_positions"]
 
@@ -253,7 +259,7 @@ def oracle_negatives(
         meanings, own_cols, frames, top_k=top_k, needed=needed, tau=tau, noise=noise, seed=seed, reachable=reachable
     )
     image_ids = np.where(picks.cols >= 0, frames.image_ids[np.maximum(picks.cols, 0)], -1)
-    columns = _negative_columns(lengths, image_ids, picks.scores, picks.counts, picks.fallback)
+    columns = negative_columns(lengths, image_ids, picks.scores, picks.counts, picks.fallback)
     if len(ds):
         return concatenate_datasets([ds, columns], axis=1)
     features = Features({**ds.features, **NEGATIVE_FEATURES})

@@ -41,7 +41,8 @@ import numpy as np
 from datasets import Dataset
 
 from nemo_hf.data.meaning import SceneObject, fits
-from nemo_hf.mosaic import Box, Resize, cell_geometry, grid_layout
+from nemo_hf.mosaic.cells import Resize, cell_geometry
+from nemo_hf.mosaic.layout import Box, grid_layout
 
 __all__ = ["GroundTruth", "MosaicAudit", "TargetSizes", "TargetTruth", "audit_mosaics", "objects_in_cell",
            "target_sizes"]  # fmt: skip

@@ -77,10 +77,15 @@ half-written tree.
 ['testA', 'testB', 'train', 'val']
 """
 
-from .scenes import CATEGORIES, PALETTE, ShapeCategory, WorldRules
-from .splits import MIN_NUM_IMAGES
-from .tokenizer import word_tokenizer
-from .tree import DATASETS, FAIR_WORLD, SyntheticRefer, make_refer_dataset
+from nemo_hf.synthetic.scenes import CATEGORIES, PALETTE, ShapeCategory, WorldRules
+from nemo_hf.synthetic.splits import MIN_NUM_IMAGES
+from nemo_hf.synthetic.tokenizer import word_tokenizer
+from nemo_hf.synthetic.tree import (
+    DATASETS,
+    FAIR_WORLD,
+    SyntheticRefer,
+    make_refer_dataset,
+)
 
 __all__ = [
     "CATEGORIES",

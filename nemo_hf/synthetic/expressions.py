@@ -23,8 +23,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..data.meaning import SceneObject, make_landmark, make_meaning
-from .scenes import CATEGORIES, PALETTE, SIZE_WORDS, Scene
+from nemo_hf.data.meaning import SceneObject, make_landmark, make_meaning
+from nemo_hf.synthetic.scenes import CATEGORIES, PALETTE, SIZE_WORDS, Scene
 
 Words = tuple[str, ...]
 Meaning = dict[str, Any]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .scenes import level_sequence
+from nemo_hf.synthetic.scenes import level_sequence
 
 # Fewest images for which every split of every scheme gets at least one image / object.
 MIN_NUM_IMAGES = 12

@@ -23,11 +23,34 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..data.meaning import needed_kinds
-from .expressions import PHRASES, Phrase, SceneText, gref_refs, most_specific, pick, render
-from .scenes import WorldRules, choose_referred, draw, make_scene
-from .splits import MIN_NUM_IMAGES, SPLIT_GROUP, Plan, google_splits, make_plan
-from .writers import FIRST_ANN_ID, Counter, Sink, Spool, annotation, encoding_of, ref_dict, write_outputs
+from nemo_hf.data.meaning import needed_kinds
+from nemo_hf.synthetic.expressions import (
+    PHRASES,
+    Phrase,
+    SceneText,
+    gref_refs,
+    most_specific,
+    pick,
+    render,
+)
+from nemo_hf.synthetic.scenes import WorldRules, choose_referred, draw, make_scene
+from nemo_hf.synthetic.splits import (
+    MIN_NUM_IMAGES,
+    SPLIT_GROUP,
+    Plan,
+    google_splits,
+    make_plan,
+)
+from nemo_hf.synthetic.writers import (
+    FIRST_ANN_ID,
+    Counter,
+    Sink,
+    Spool,
+    annotation,
+    encoding_of,
+    ref_dict,
+    write_outputs,
+)
 
 DATASETS = ("refcoco", "refcoco+", "refcocog", "grefcoco")
 EQUAL_LEVELS = (0.25, 0.25, 0.25, 0.25)

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from ..data.configs import VARIANTS
-from .scenes import CATEGORIES, Scene, Shape
+from nemo_hf.data.configs import VARIANTS
+from nemo_hf.synthetic.scenes import CATEGORIES, Scene, Shape
 
 
 def _refs_files() -> dict[str, tuple[tuple[str, str], ...]]:
