@@ -1,257 +1,298 @@
-"""NeMo's effect, measured: the none / random / NeMo experiment over several seeds, and a sweep of NeMo's knobs.
+"""Does NeMo help? The fair test: every arm over several seeds, judged by criteria written before the runs.
 
-    python -m benchmarks.nemo_effect                        # 3 seeds × 3 arms, then the sweep
-    python -m benchmarks.nemo_effect --seeds 0 1 2 --steps 1200 --skip-sweep
-    python -m benchmarks.nemo_effect --quick                # a smoke run: tiny world, few steps
+    python -m benchmarks.nemo_effect                                  # 3 seeds × 7 arms (hours on 2 cores)
+    python -m benchmarks.nemo_effect --seeds 0 1 2 --parallel 2       # two seeds at a time, one thread each
+    python -m benchmarks.nemo_effect --finished-only                  # summarise what has run, train nothing
+    python -m benchmarks.nemo_effect --quick                          # a smoke run: toy world and budget
 
-Each seed runs :func:`nemo_hf.experiment.run_experiment` (a finished run whose
-``results.json`` holds the same settings is read back instead, so an interrupted benchmark
-resumes) (a new synthetic world, mining with
-the shipped CLIP, three segmenters trained with the same data, seed and budget) and the
-script prints mean ± standard deviation of oIoU overall, per distractor group (0, 1, 2,
-3+, the hard stratum ≥ 2) and per object size, for every arm, and the hard-stratum gaps
-NeMo − random and random − none as ratios of their seed-to-seed standard deviation.
+Each seed runs :func:`nemo_hf.experiment.run.run_experiment` with the benchmark's arms —
+``none``, ``random``, ``nemo`` (CLIP-mined), ``oracle`` (mined from the ground truth, no false
+negatives) and ``noisy-<σ>`` (the oracle's scores plus Gaussian noise) — into ``--out/seed<s>``:
+the same world, data order and initial weights for every arm of a seed, a separate
+evaluation world, and every arm's per-sentence scores. An arm already finished with the same
+configuration is read back, so an interrupted benchmark resumes.
 
-The sweep varies one knob of the mined arm at a time — ``tau_text``, ``tau_image``,
-``top_k`` — over the same seeds (the none and random arms do not depend on them), so the
-"neither too ambiguous nor too trivial" curve can be read off: hard-stratum oIoU against
-each value. Results go to ``--out`` as JSON; BENCHMARKS.md records the latest figures.
+The summary (``summary.json``, printed, and ``--write`` into BENCHMARKS.md) gives per arm the
+mean over seeds of object accuracy on referring-hard and easy sentences and oIoU; per seed
+and pooled, the paired differences with ``random`` and ``none`` and their sentence-bootstrap
+95% intervals; the convergence check; and the verdict of the criteria (:data:`CRITERIA`):
+confirmed, refuted or inconclusive. Then where CLIP mining lands between random and the
+oracle, and the noisy oracle's curve (``noise_curve.png``).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
+import os
 import statistics
-import time
+import subprocess
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from nemo_hf.experiment.report import GROUPS
+from benchmarks import report
+from nemo_hf.experiment.evaluation import PRIMARY, SentenceScores
 from nemo_hf.experiment.run import run_experiment
-from nemo_hf.experiment.settings import ExperimentSettings
-from nemo_hf.nemo.settings import NeMoSettings
+from nemo_hf.experiment.settings import BENCHMARK_ARMS, ExperimentSettings
+from nemo_hf.experiment.statistics import Difference, mean_paired_difference
 
-_SIZES = ("size=small", "size=medium", "size=large")
-SWEEP: dict[str, tuple[Any, ...]] = {
-    "tau_text": (None, 0.3, 0.2, 0.1),
-    "tau_image": (None, 0.95, 0.9, 0.8),
-    "top_k": (5, 20, 80),
-    "tau_own": (0.0, -0.05),
+SECTION = "Does NeMo help? Results"
+ROOT = Path(__file__).resolve().parent
+DEFAULT_OUTPUT = ROOT.parent / "BENCHMARKS.md"
+
+CRITERIA = {
+    "confirm": [
+        "oracle − random ≥ +2.0 points of referring-hard object accuracy in every seed, each seed's 95% interval "
+        "above 0",
+        "oracle − none ≥ +2.0 points of referring-hard object accuracy (mean over seeds)",
+        "oracle − none ≥ −1.0 point of object accuracy on easy sentences (mean over seeds): the easy stratum loses "
+        "at most 1 point",
+    ],
+    "refute": ["oracle − random ≤ +0.5 points (mean over seeds) and its pooled 95% interval's upper end < +1.5"],
+    "otherwise": "inconclusive: add seeds",
 }
+CONVERGENCE = ("the none arm's referring-hard object accuracy on the learning curve's sentences moves ≤ 1.0 point "
+               "between the mean of its evaluations in the third quarter of training and in the last quarter, in "
+               "every seed; if not, every arm is trained again with 1.5× the steps")
 
 
-def run_or_reuse(out: Path, settings: ExperimentSettings, train: bool = True) -> dict[str, Any] | None:
-    """The experiment's results in ``out``: read back when a finished run with these settings is there.
-
-    Otherwise the run is made, or with ``train=False`` skipped (``None``).
-    """
-    saved = out / "results.json"
-    if saved.is_file():
-        results = json.loads(saved.read_text())
-        if _saved_settings(results) == settings.to_dict():
-            print(f"reusing {saved}")
-            results["seed"] = settings.seed
-            return results
-    return run_experiment(out, settings, pictures=False) if train else None
+def benchmark_settings(args: argparse.Namespace) -> ExperimentSettings:
+    """The settings every seed shares (the seed is set per run)."""
+    base = ExperimentSettings(arms=tuple(args.arms), max_train_steps=args.steps, eval_images=args.eval_images,
+                              curve_sentences=args.curve_sentences, eval_steps=args.eval_steps).replace(
+        warmup_epochs=args.warmup_epochs)
+    return base.quick().replace(arms=tuple(args.arms)) if args.quick else base
 
 
-def _saved_settings(results: dict[str, Any]) -> dict[str, Any] | None:
-    """A saved run's settings, with settings added since then at their defaults (which reproduce the old runs).
-
-    Runs saved before NeMo's knobs were a nested ``nemo`` entry held them at the top level.
-    """
-    saved = results.get("settings")
-    if not isinstance(saved, dict):
-        return None
-    saved = dict(saved)
-    nemo_names = {f.name for f in dataclasses.fields(NeMoSettings)} - {f.name for f in dataclasses.fields(ExperimentSettings)}
-    flat = {name: saved.pop(name) for name in list(saved) if name in nemo_names}
-    nested = saved.pop("nemo", None)
-    tuples = {key: tuple(value) for key, value in saved.items() if isinstance(value, list)}
-    try:
-        nemo = NeMoSettings(**nested) if nested else dataclasses.replace(ExperimentSettings().nemo, **flat)
-        return ExperimentSettings(**{**saved, **tuples}, nemo=nemo).to_dict()
-    except (TypeError, ValueError):
-        return None
+def _scores(out: Path, arm: str) -> SentenceScores:
+    return SentenceScores.load(out / "arms" / arm / "scores.npz")
 
 
-def parse_sweep(specs: list[str]) -> dict[str, tuple[Any, ...]]:
-    """``["top_k=5,80", "tau_text=none,0.3"]`` → ``{"top_k": (5, 80), "tau_text": (None, 0.3)}``.
-
-    >>> parse_sweep(["top_k=5,80", "tau_text=none,0.3"])
-    {'top_k': (5, 80), 'tau_text': (None, 0.3)}
-    """
-    sweep: dict[str, tuple[Any, ...]] = {}
-    for spec in specs:
-        knob, _, values = spec.partition("=")
-        if knob not in SWEEP or not values:
-            raise SystemExit(f"--sweep {spec!r}: expected KNOB=V1,V2,... with KNOB one of {sorted(SWEEP)}")
-        cast = int if knob == "top_k" else float
-        sweep[knob] = tuple(None if v.lower() == "none" else cast(v) for v in values.split(","))
-    return sweep
+def converged(run: dict[str, Any], steps: int, tolerance: float = 0.01) -> dict[str, Any]:
+    """The convergence check (:data:`CONVERGENCE`) on one seed's none arm."""
+    curve = [p for p in run["arms"].get("none", {}).get("learning_curve", [])
+             if p.get("referring_hard_object_accuracy") is not None]
+    third = [p["referring_hard_object_accuracy"] for p in curve if 0.5 * steps < p["step"] <= 0.75 * steps]
+    last = [p["referring_hard_object_accuracy"] for p in curve if p["step"] > 0.75 * steps]
+    if not third or not last:
+        return {"converged": None, "why": "the learning curve has no evaluation in the third or the last quarter"}
+    move = statistics.fmean(last) - statistics.fmean(third)
+    return {"converged": abs(move) <= tolerance, "move": round(move, 4)}
 
 
-def _oiou(metrics: dict[str, Any], group: str | None) -> float:
-    if group is None:
-        return float(metrics["overall_iou"])
-    return float(metrics["groups"].get(group, {}).get("overall_iou", float("nan")))
+def pooled(outs: list[Path], arm: str, base: str, stratum: str) -> Difference:
+    """``arm`` − ``base`` over seeds on object accuracy of a stratum (``hard`` or ``easy``), with a pooled interval."""
+    pairs = []
+    for out in outs:
+        a, b = _scores(out, arm), _scores(out, base)
+        keep = a.referring_hard if stratum == "hard" else ~a.referring_hard
+        pairs.append((a.correct[keep], b.correct[keep]))
+    return mean_paired_difference(pairs)
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    finite = [v for v in values if v == v]
-    if not finite:
-        return float("nan"), float("nan")
-    return statistics.fmean(finite), statistics.stdev(finite) if len(finite) > 1 else 0.0
-
-
-def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, tuple[float, float]]]:
-    """arm → group → (mean, std) of oIoU over the runs (one run per seed)."""
-    arms = runs[0]["arms"]
-    return {
-        arm: {
-            group or "all": _mean_std([_oiou(run["arms"][arm]["metrics"], group) for run in runs])
-            for group in (None, *GROUPS, *_SIZES)
-        }
-        for arm in arms
+def verdict(runs: dict[int, dict[str, Any]], outs: list[Path]) -> dict[str, Any]:
+    """The criteria applied to the runs (the oracle, random and none arms of every seed)."""
+    needed = {"oracle", "random", "none"}
+    if not all(needed <= set(run["arms"]) for run in runs.values()):
+        return {"verdict": "not judged: every seed needs the oracle, random and none arms"}
+    per_seed = {seed: run["comparisons"]["oracle − random"]["referring_hard"] for seed, run in runs.items()}
+    vs_random = pooled(outs, "oracle", "random", "hard")
+    vs_none = pooled(outs, "oracle", "none", "hard")
+    easy_vs_none = pooled(outs, "oracle", "none", "easy")
+    checks = {
+        "every seed: oracle − random ≥ 2.0 points, interval above 0": all(
+            d["value"] >= 0.02 and d["low"] > 0 for d in per_seed.values()),
+        "oracle − none ≥ 2.0 points (mean)": vs_none.value >= 0.02,
+        "easy: oracle − none ≥ −1.0 point (mean)": easy_vs_none.value >= -0.01,
     }
+    refuted = vs_random.value <= 0.005 and vs_random.high < 0.015
+    outcome = "confirmed" if all(checks.values()) else "refuted" if refuted else "inconclusive: add seeds"
+    return {"verdict": outcome, "checks": checks, "refuted_check": refuted, "seeds": len(runs),
+            "oracle_vs_random_per_seed": per_seed, "oracle_vs_random": vs_random.to_dict(),
+            "oracle_vs_none": vs_none.to_dict(), "easy_oracle_vs_none": easy_vs_none.to_dict()}
 
 
-def print_summary(summary: dict[str, dict[str, tuple[float, float]]]) -> None:
-    columns = [c for c in ("all", *GROUPS, *_SIZES) if any(groups[c][0] == groups[c][0] for groups in summary.values())]
-    print("| arm | " + " | ".join(columns) + " |")
-    print("|---|" + "---|" * len(columns))
-    for arm, groups in summary.items():
-        print(f"| {arm} | " + " | ".join(f"{groups[c][0]:.4f} ± {groups[c][1]:.4f}" for c in columns) + " |")
-    hard = {arm: groups["distractors>=2"] for arm, groups in summary.items()}
-    for better, worse in (("nemo", "random"), ("random", "none"), ("nemo", "none")):
-        if better in hard and worse in hard:
-            gap = hard[better][0] - hard[worse][0]
-            spread = max(hard[better][1], hard[worse][1])
-            versus = f"{gap / spread:+.2f}× the larger std" if spread > 0 else "no spread to compare with (one seed)"
-            print(f"hard stratum {better} − {worse}: {gap:+.4f} oIoU = {versus}")
+def _hard(run: dict[str, Any], arm: str, key: str = "object_accuracy") -> float:
+    return float(run["arms"][arm]["metrics"]["objects"]["groups"].get(PRIMARY, {}).get(key, float("nan")))
 
 
-def sweep_point(value: Any, runs: list[dict[str, Any]], defaults: list[dict[str, Any]]) -> dict[str, Any]:
-    """One sweep value over its seeds: hard-stratum and overall oIoU (mean, std), how hard its negatives were,
-    and its hard-stratum gap to the default NeMo arm of the same seed (same world and data order: a paired gap).
-    """
-    hard = {r["seed"]: _oiou(r["arms"]["nemo"]["metrics"], "distractors>=2") for r in runs}
-    default_hard = {r["seed"]: _oiou(r["arms"]["nemo"]["metrics"], "distractors>=2") for r in defaults}
-    return {
-        "value": value,
-        "seeds": sorted(hard),
-        "hard_oiou": _mean_std(list(hard.values())),
-        "all_oiou": _mean_std([_oiou(r["arms"]["nemo"]["metrics"], None) for r in runs]),
-        "gap_vs_default": _mean_std([hard[s] - default_hard[s] for s in hard if s in default_hard]),
-        "chosen_text_median": statistics.fmean(r["mining"]["chosen_text_quantiles"]["50%"] for r in runs),
+def summarise(runs: dict[int, dict[str, Any]], outs: list[Path], steps: int) -> dict[str, Any]:
+    """Per arm the mean (and std) over seeds; the pooled comparisons; convergence; the verdict; CLIP's place."""
+    arms = list(next(iter(runs.values()))["arms"])
+
+    def mean_std(values: list[float]) -> list[float]:
+        return [statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0]
+
+    table = {arm: {
+        "referring_hard": mean_std([_hard(run, arm) for run in runs.values()]),
+        "easy": mean_std([run["arms"][arm]["metrics"]["objects"]["groups"].get("referring=easy", {}).get(
+            "object_accuracy", float("nan")) for run in runs.values()]),
+        "oiou": mean_std([run["arms"][arm]["metrics"]["overall_iou"] for run in runs.values()]),
+        "wrong_object_hard": mean_std([_hard(run, arm, "wrong_object_rate") for run in runs.values()]),
+    } for arm in arms if all(arm in run["arms"] for run in runs.values())}
+    comparisons = {f"{arm} − {base}": {stratum: pooled(outs, arm, base, stratum).to_dict() for stratum in ("hard", "easy")}
+                   for base in ("random", "none") if base in table for arm in table if arm != base}
+    summary: dict[str, Any] = {
+        "seeds": sorted(runs), "arms": table, "comparisons": comparisons,
+        "convergence": {seed: converged(run, steps) for seed, run in runs.items()},
+        "criteria": CRITERIA, "verdict": verdict(runs, outs),
+        "audits": {arm: {key: statistics.fmean(run["audits"][arm][key] for run in runs.values())
+                         for key in next(iter(runs.values()))["audits"][arm]} for arm in table},
     }
+    if {"oracle", "random", "nemo"} <= set(table):
+        gap = table["oracle"]["referring_hard"][0] - table["random"]["referring_hard"][0]
+        summary["clip_between_random_and_oracle"] = (
+            (table["nemo"]["referring_hard"][0] - table["random"]["referring_hard"][0]) / gap if gap else None)
+    return summary
 
 
-def plot_sweep(
-    path: Path, base: ExperimentSettings, runs: list[dict[str, Any]],
-    summary: dict[str, dict[str, tuple[float, float]]], sweep: dict[str, list[dict[str, Any]]],
-) -> None:
-    """Hard-stratum oIoU of the NeMo arm against each knob's value, and against how hard the chosen negatives were."""
+def plot_noise_curve(path: Path, summary: dict[str, Any]) -> Path | None:
+    """Referring-hard object accuracy against the noisy oracle's σ (0: the oracle), with random and none as bands."""
+    arms = summary["arms"]
+    points = sorted((float(arm.removeprefix("noisy-")), v["referring_hard"]) for arm, v in arms.items()
+                    if arm.startswith("noisy-"))
+    if "oracle" in arms:
+        points.insert(0, (0.0, arms["oracle"]["referring_hard"]))
+    if len(points) < 2:
+        return None
     import matplotlib
 
-    matplotlib.use("Agg", force=False)
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    default = sweep_point(None, runs, runs)
-    fig, axes = plt.subplots(1, len(sweep) + 1, figsize=(4 * (len(sweep) + 1), 3.6), sharey=True)
-    everything = []
-    for ax, (knob, points) in zip(axes, sweep.items()):
-        points = sorted([*points, {**default, "value": getattr(base.nemo, knob)}], key=lambda p: _order(p["value"]))
-        everything += [(knob, p) for p in points if p["value"] != getattr(base.nemo, knob)]
-        xs = range(len(points))
-        ax.errorbar(xs, [p["hard_oiou"][0] for p in points], yerr=[p["hard_oiou"][1] for p in points],
-                    marker="o", capsize=3, color="tab:green", label="NeMo")
-        ax.set_xticks(list(xs), ["off" if p["value"] is None else f"{p['value']:g}" for p in points])
-        ax.set_xlabel(f"{knob} (default {getattr(base.nemo, knob)})")
-    for ax in axes:
-        for arm, color in (("none", "tab:gray"), ("random", "tab:orange")):
-            if arm in summary:
-                mean, std = summary[arm]["distractors>=2"]
-                ax.axhspan(mean - std, mean + std, color=color, alpha=0.15)
-                ax.axhline(mean, color=color, linestyle="--", label=f"{arm} (mean ± std)")
-    last = axes[-1]
-    everything.append(("defaults", default))
-    for knob, point in everything:
-        last.errorbar(point["chosen_text_median"], point["hard_oiou"][0], yerr=point["hard_oiou"][1],
-                      marker="o", capsize=3, linestyle="none", label=None)
-        label = "" if knob == "defaults" else "=off" if point["value"] is None else f"={point['value']:g}"
-        last.annotate(f"{knob}{label}", (point["chosen_text_median"], point["hard_oiou"][0]), fontsize=6)
-    last.set_xlabel("chosen negatives' median text→image cosine")
-    axes[0].set_ylabel("hard-stratum oIoU (≥ 2 distractors)")
-    axes[0].legend(fontsize=7, loc="lower left")
-    fig.suptitle(f"NeMo's knobs on the synthetic world (seeds: {len(runs)}, {base.max_train_steps} steps)", fontsize=10)
+    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=110)
+    sigmas = [s for s, _ in points]
+    ax.errorbar(sigmas, [v[0] for _, v in points], yerr=[v[1] for _, v in points], marker="o", capsize=3,
+                label="noisy oracle (σ = 0: the oracle)")
+    for arm, colour in (("random", "tab:orange"), ("none", "tab:grey"), ("nemo", "tab:green")):
+        if arm in arms:
+            mean, std = arms[arm]["referring_hard"]
+            ax.axhspan(mean - std, mean + std, color=colour, alpha=0.2)
+            ax.axhline(mean, color=colour, lw=1, label=arm if arm != "nemo" else "CLIP-mined (nemo)")
+    ax.set_xlabel("noise σ added to the oracle's scores")
+    ax.set_ylabel("object accuracy, referring-hard")
+    ax.set_title("Too ambiguous ↔ too trivial, against the ground truth")
+    ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path)
     plt.close(fig)
+    return path
 
 
-def _order(value: Any) -> float:
-    """Sort key: by value, "off" (None: no limit) last, so each panel runs from strict to lenient."""
-    return float("inf") if value is None else float(value)
+def _finished(out: Path, arms: Sequence[str]) -> dict[str, Any] | None:
+    saved = out / "results.json"
+    if not saved.is_file():
+        return None
+    run = json.loads(saved.read_text())
+    return run if set(arms) <= set(run.get("arms", {})) else None
 
 
-def main(argv: list[str] | None = None) -> None:
+def _run_seeds_in_parallel(args: argparse.Namespace, argv: Sequence[str]) -> None:
+    """``--parallel N``: one process per seed, N at a time, each with one torch thread."""
+    pending = list(args.seeds)
+    running: list[subprocess.Popen] = []
+    base = [a for a in argv if a not in ("--parallel", str(args.parallel))]
+    while pending or running:
+        while pending and len(running) < args.parallel:
+            seed = pending.pop(0)
+            command = [sys.executable, "-m", "benchmarks.nemo_effect", *base, "--seeds", str(seed), "--no-summary",
+                       "--threads", "1"]
+            log = open(args.out / f"seed{seed}.log", "a")  # noqa: SIM115 (closed with the process)
+            running.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT.parent))
+            print(f"seed {seed}: {' '.join(command[1:])} (log: {args.out / f'seed{seed}.log'})")
+        for process in list(running):
+            if process.poll() is not None:
+                running.remove(process)
+                if process.returncode:
+                    raise SystemExit(f"{process.args} failed ({process.returncode}); see its log")
+        if running:
+            try:
+                running[0].wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+
+
+def render(summary: dict[str, Any], settings: ExperimentSettings, note: str) -> str:
+    """The BENCHMARKS.md section of the results."""
+    arms = summary["arms"]
+    lines = [f"## {SECTION}", "", f"{len(summary['seeds'])} seeds ({summary['seeds']}); {settings.max_train_steps} "
+             f"steps of {settings.train_batch_size} at {settings.input_size} px per arm; criteria and settings in the "
+             "section above, written before the runs. " + note, "",
+             "| arm | object accuracy, referring-hard | easy | wrong-object rate, referring-hard | oIoU |",
+             "|---|---|---|---|---|"]
+    for arm, v in arms.items():
+        lines.append(f"| {arm} | {v['referring_hard'][0]:.4f} ± {v['referring_hard'][1]:.4f} | "
+                     f"{v['easy'][0]:.4f} ± {v['easy'][1]:.4f} | {v['wrong_object_hard'][0]:.4f} | "
+                     f"{v['oiou'][0]:.4f} ± {v['oiou'][1]:.4f} |")
+    lines += ["", "Pooled paired differences (points, 95% interval resampling each seed's sentences):", "",
+              "| comparison | referring-hard | easy |", "|---|---|---|"]
+    for name, v in summary["comparisons"].items():
+        lines.append(f"| {name} | {_points(v['hard'])} | {_points(v['easy'])} |")
+    decided = summary["verdict"]
+    lines += ["", f"**Verdict: {decided['verdict']}.** " + "; ".join(
+        f"{check}: {'yes' if ok else 'no'}" for check, ok in decided.get("checks", {}).items()), "",
+        "Convergence (" + CONVERGENCE + "): " + ", ".join(
+            f"seed {seed}: {c.get('converged')} (moved {c.get('move')})" for seed, c in summary["convergence"].items())]
+    if summary.get("clip_between_random_and_oracle") is not None:
+        lines += ["", f"CLIP mining lands at {summary['clip_between_random_and_oracle']:.2f} of the way from random "
+                      "mosaics (0) to the oracle (1) on referring-hard object accuracy."]
+    return "\n".join(lines) + "\n"
+
+
+def _points(d: dict[str, float]) -> str:
+    return f"{100 * d['value']:+.2f} [{100 * d['low']:+.2f}, {100 * d['high']:+.2f}]"
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=1200, help="training steps per arm")
-    parser.add_argument("--num-images", type=int, default=1500)
-    parser.add_argument("--max-train-samples", type=int, default=None,
-                        help="train on the first N training objects only (the small-data regime)")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/.cache/nemo_effect"))
-    parser.add_argument("--skip-sweep", action="store_true")
-    parser.add_argument("--sweep", nargs="+", default=None, metavar="KNOB=V1,V2",
-                        help=f"knobs and values to sweep instead of the default {SWEEP}")
-    parser.add_argument("--quick", action="store_true", help="tiny world and budget: checks the script runs")
-    parser.add_argument("--finished-only", action="store_true",
-                        help="train nothing: summarise the runs already in --out (sweep points over the seeds they have)")
+    parser.add_argument("--arms", nargs="+", default=list(BENCHMARK_ARMS))
+    parser.add_argument("--steps", type=int, default=ExperimentSettings().max_train_steps)
+    parser.add_argument("--eval-steps", type=int, default=250, help="learning-curve evaluations every N steps")
+    parser.add_argument("--curve-sentences", type=int, default=1500)
+    parser.add_argument("--eval-images", type=int, default=ExperimentSettings().eval_images)
+    parser.add_argument("--warmup-epochs", type=int, default=2,
+                        help="epochs of random mosaics before mined ones (the released schedule)")
+    parser.add_argument("--out", type=Path, default=ROOT / ".cache" / "nemo_effect")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--parallel", type=int, default=1, help="seeds run at once, each a process of one thread")
+    parser.add_argument("--finished-only", action="store_true", help="summarise finished seeds, train nothing")
+    parser.add_argument("--no-summary", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true", help="the toy budget: checks the script; means nothing")
+    parser.add_argument("--note", default="", help="what shared the machine, for the written section")
+    parser.add_argument("--write", action="store_true", help="write the results into BENCHMARKS.md")
     args = parser.parse_args(argv)
-    base = ExperimentSettings(num_images=args.num_images, max_train_steps=args.steps,
-                              max_train_samples=args.max_train_samples)
-    if args.quick:
-        base = base.quick()
-    started = time.perf_counter()
-    train = not args.finished_only
-    runs = [run_or_reuse(args.out / f"seed{seed}", base.replace(seed=seed), train) for seed in args.seeds]
-    runs = [run for run in runs if run is not None]
-    if not runs:
-        raise SystemExit(f"no finished run in {args.out} for seeds {args.seeds}")
-    summary = summarise(runs)
-    print(f"\n## none / random / NeMo over seeds {[run['seed'] for run in runs]}: oIoU mean ± std\n")
-    print_summary(summary)
-    sweep: dict[str, list[dict[str, Any]]] = {}
-    if not args.skip_sweep:
-        for knob, values in (parse_sweep(args.sweep) if args.sweep else SWEEP).items():
-            for value in values:
-                if getattr(base.nemo, knob) == value:
-                    continue  # the main runs cover the default value
-                runs_at = [
-                    run_or_reuse(args.out / f"{knob}={value}" / f"seed{seed}",
-                                 base.replace(seed=seed, arms=("nemo",), **{knob: value}), train)
-                    for seed in args.seeds
-                ]
-                runs_at = [run for run in runs_at if run is not None]
-                if not runs_at:
-                    continue
-                point = sweep_point(value, runs_at, runs)
-                sweep.setdefault(knob, []).append(point)
-                hard, gap = point["hard_oiou"], point["gap_vs_default"]
-                print(f"{knob}={value} (seeds {point['seeds']}): hard-stratum oIoU {hard[0]:.4f} ± {hard[1]:.4f}, "
-                      f"vs the default arm of the same seeds {gap[0]:+.4f} ± {gap[1]:.4f}; chosen negatives' "
-                      f"median text→image cosine {point['chosen_text_median']:.3f}")
-    if sweep:
-        plot_sweep(args.out / "sweep.png", base, runs, summary, sweep)
-        print(f"saved {args.out / 'sweep.png'}")
-    (args.out / "summary.json").write_text(json.dumps(
-        {"seeds": [run["seed"] for run in runs], "settings": base.to_dict(), "summary": summary, "sweep": sweep,
-         "seconds": round(time.perf_counter() - started)}, indent=2))
-    print(f"\nsaved {args.out / 'summary.json'} ({time.perf_counter() - started:.0f} s)")
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    settings = benchmark_settings(args)
+    if args.parallel > 1 and not args.finished_only:
+        _run_seeds_in_parallel(args, argv)
+    runs: dict[int, dict[str, Any]] = {}
+    for seed in args.seeds:
+        out = args.out / f"seed{seed}"
+        done = _finished(out, settings.arms)
+        if done is None and not args.finished_only:
+            done = run_experiment(out, settings.replace(seed=seed), pictures=seed == args.seeds[0], quick=args.quick)
+        if done is not None:
+            runs[seed] = done
+    if args.no_summary or not runs:
+        return None
+    outs = [args.out / f"seed{seed}" for seed in runs]
+    summary = summarise(runs, outs, settings.max_train_steps)
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
+    if (curve := plot_noise_curve(args.out / "noise_curve.png", summary)) is not None:
+        print(f"saved {curve}")
+    section = render(summary, settings, args.note or f"{report.machine()}; load average {os.getloadavg()[0]:.1f}.")
+    print(section)
+    if args.write:
+        report.write_section(DEFAULT_OUTPUT, SECTION, section)
+    return summary
 
 
 if __name__ == "__main__":

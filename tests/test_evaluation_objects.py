@@ -25,6 +25,7 @@ from nemo_hf.metrics import (
     logits_to_masks,
 )
 from nemo_hf.modeling import RISCollator, evaluate_referring
+from nemo_hf.modeling.interface import ReferringSegmenterOutput
 from tests.tiny_clipseg import tiny_clipseg
 
 torch.set_num_threads(1)
@@ -44,8 +45,8 @@ def _fresh_accelerate_state():
 class RedSegmenter(nn.Module):
     """Predicts the red pixels of the image: a model whose choice of object the test decides."""
 
-    def forward(self, pixel_values, input_ids=None, attention_mask=None):
-        return 8.0 * pixel_values[:, 0]
+    def forward(self, pixel_values, input_ids=None, attention_mask=None, labels=None):
+        return ReferringSegmenterOutput(logits=8.0 * pixel_values[:, 0])
 
 
 def _mask(columns: slice) -> np.ndarray:
@@ -125,7 +126,7 @@ def test_evaluate_referring_reports_the_designed_outcomes():
     assert objects["object_accuracy"] == 2 / 7 and objects["wrong_object_rate"] == 4 / 7
     # an independent route: predictions of the same model, then ObjectMetrics on the masks
     batch = collate(rows)
-    predictions = logits_to_masks(RedSegmenter()(batch["pixel_values"]), [(HEIGHT, WIDTH)] * 7)
+    predictions = logits_to_masks(RedSegmenter()(batch["pixel_values"]).logits, [(HEIGHT, WIDTH)] * 7)
     expected = ObjectMetrics()
     expected.update(predictions, batch["instance_masks"], batch["instance_roles"],
                     groups=[group_labels(r["distractors"], int(np.asarray(r["mask"]).sum())) for r in rows])

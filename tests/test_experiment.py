@@ -14,12 +14,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from nemo_hf import NeMo, load_refcoco, per_sentence
-from nemo_hf.experiment import HARD, ExperimentSettings, run_experiment
+from nemo_hf.experiment import PRIMARY, ExperimentSettings, run_experiment
+from nemo_hf.experiment.evaluation import SentenceScores
 from nemo_hf.experiment.arms import arm_config
 from nemo_hf.mining.clip import load_clip
 from nemo_hf.mining.retrieval import text_to_image_retrieval
@@ -110,29 +110,50 @@ def test_the_arms_differ_only_in_the_picture(fresh_world) -> None:
 
 @pytest.mark.slow
 def test_the_experiment_runs_end_to_end_and_writes_its_report(tmp_path: Path) -> None:
-    settings = ExperimentSettings(num_images=40, max_train_steps=3, train_batch_size=8).replace(top_k=5)
-    results = run_experiment(tmp_path, settings)
-    for name in ("results.json", "report.md", "oiou_by_group.png", "predictions_hard.png", "mosaics.png",
-                 "mining_report.json", "mining_report.png"):
-        assert (tmp_path / name).is_file(), name
+    settings = ExperimentSettings(arms=("none", "random", "nemo", "oracle")).quick().replace(
+        max_train_steps=4, eval_steps=2)
+    results = run_experiment(tmp_path, settings, quick=True)
+    for name in ("results.json", "report.md", "object_accuracy_by_stratum.png", "learning_curves.png",
+                 "predictions_hard.png", "mosaics.png", "mining_report.json", "mining_report.png"):
+        assert (tmp_path / name).is_file() or (tmp_path / "mining" / name).is_file(), name
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved == json.loads(json.dumps(results))
-    assert set(saved) >= {"settings", "mining", "arms", "eval_sentences", "wall_seconds", "verdict"}
-    assert list(saved["arms"]) == ["none", "random", "nemo"]
-    for entry in saved["arms"].values():
+    assert set(saved) >= {"settings", "quick", "world", "mining", "audits", "arms", "comparisons", "wall_seconds"}
+    assert list(saved["arms"]) == ["none", "random", "nemo", "oracle"] and saved["quick"] is True
+    world = saved["world"]
+    assert 0 < world["eval_referring_hard"] < world["eval_sentences"]
+    for arm, entry in saved["arms"].items():
         metrics = entry["metrics"]
-        assert metrics["count"] == saved["eval_sentences"] > 0
-        assert 0.0 <= metrics["overall_iou"] <= 1.0 and entry["train_seconds"] > 0
-        assert {"distractors=0", "size=small"} & set(metrics["groups"])
-        if HARD in metrics["groups"]:
-            assert metrics["groups"][HARD]["count"] == sum(
-                metrics["groups"][g]["count"] for g in ("distractors=2", "distractors=3+") if g in metrics["groups"])
+        assert metrics["count"] == world["eval_sentences"] == metrics["objects"]["count"]
+        assert 0.0 <= metrics["objects"]["object_accuracy"] <= 1.0 and entry["train_seconds"] > 0
+        assert metrics["objects"]["groups"][PRIMARY]["count"] == world["eval_referring_hard"]
+        assert [p["step"] for p in entry["learning_curve"]] == [2, 4]  # every eval_steps, and the end
+        scores = SentenceScores.load(tmp_path / "arms" / arm / "scores.npz")
+        assert scores.correct.mean() == pytest.approx(metrics["objects"]["object_accuracy"])
+        assert int(scores.referring_hard.sum()) == world["eval_referring_hard"]
+    assert saved["audits"]["oracle"]["false_negative"] == 0.0  # the oracle drops what the expression could fit
+    assert "false_negative" not in saved["audits"]["none"] and saved["audits"]["none"]["median_target_px"] > 0
+    assert set(saved["comparisons"]) >= {"oracle − random", "nemo − random", "random − none", "oracle − none"}
     configs = {arm: (tmp_path / "arms" / arm / "train_config.yaml").read_text().splitlines() for arm in saved["arms"]}
     differing = {line.split(":")[0] for arm in configs for line in set(configs[arm]) ^ set(configs["none"])}
     assert differing <= {"augmentation", "output_dir"}, differing
     report = (tmp_path / "report.md").read_text()
-    assert "| none |" in report and "Hard stratum" in report and "![" in report
-    assert np.isfinite(saved["mining"]["chosen_text_quantiles"]["50%"])
+    assert "numbers mean nothing" in report and "| oracle |" in report and "![" in report
+
+
+def test_a_finished_arm_is_read_back_not_trained_again(tmp_path: Path, monkeypatch) -> None:
+    settings = ExperimentSettings(arms=("none",)).quick()
+    run_experiment(tmp_path, settings, pictures=False, quick=True)
+    from nemo_hf.experiment import arms as arms_module
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a finished arm was trained again")
+
+    monkeypatch.setattr(arms_module, "train", fail)
+    again = run_experiment(tmp_path, settings, pictures=False, quick=True)
+    assert again["arms"]["none"]["metrics"]["count"] > 0
+    with pytest.raises(AssertionError, match="trained again"):  # another budget is another run
+        run_experiment(tmp_path, settings.replace(max_train_steps=6), pictures=False, quick=True)
 
 
 def test_the_segmenters_are_the_registrys() -> None:
@@ -152,7 +173,8 @@ def test_every_setting_reaches_the_arms_training_whole(tmp_path: Path, changes) 
     arm's saved config, read back by train.py's parser, is the same configuration."""
     settings = ExperimentSettings().replace(**changes)
     config = arm_config("nemo", tmp_path, tmp_path / "refer", settings)
-    expected_nemo = {**settings.nemo.to_dict(), "seed": settings.seed, "cache_dir": str(tmp_path / "cache")}
+    expected_nemo = {**settings.nemo.to_dict(), "seed": settings.seed, "cache_dir": str(tmp_path / "cache"),
+                     "size": settings.nemo.size or settings.input_size}
     assert config.nemo.to_dict() == expected_nemo
     assert (config.augmentation.augmentation, config.augmentation.clip_model) == ("nemo", settings.clip)
     assert (config.data.max_train_samples, config.run.seed, config.run.max_train_steps) == (
@@ -163,6 +185,6 @@ def test_every_setting_reaches_the_arms_training_whole(tmp_path: Path, changes) 
 
 def test_the_arms_configs_differ_only_in_the_augmentation(tmp_path: Path) -> None:
     configs = {arm: arm_config(arm, tmp_path, tmp_path / "refer", ExperimentSettings()).to_dict()
-               for arm in ("none", "random", "nemo")}
+               for arm in ("none", "random", "nemo", "oracle", "noisy-0.75")}
     differing = {key for arm in configs for key in configs[arm] if configs[arm][key] != configs["none"][key]}
     assert differing == {"augmentation", "output_dir"}

@@ -3,54 +3,66 @@
 Each arm is a :class:`~nemo_hf.trainer.args.TrainingConfig` made here from
 :class:`~nemo_hf.experiment.settings.ExperimentSettings` (nothing is read from outside the
 package, so an installed wheel runs it), trained by the same loop as ``training/train.py``
-(:func:`nemo_hf.trainer.segmenter_training.train`). The arms' configs differ only in
-``augmentation`` and ``output_dir``; the arm's resolved ``train_config.yaml`` re-runs it by
-hand: ``python training/train.py --config <out>/arms/<arm>/train_config.yaml``.
+(:func:`nemo_hf.trainer.segmenter_training.train`) on rows the experiment hands it (the
+training split, carrying the arm's negatives for the mined arms) and scored as it learns on
+a fixed subset of the evaluation world. The arms' configs differ only in ``augmentation``
+and ``output_dir``.
+
+A finished arm (its ``final/`` written with the same configuration) is not trained again:
+an interrupted experiment resumes with the arms it has not finished.
 
     >>> from pathlib import Path
     >>> from nemo_hf.experiment.settings import ExperimentSettings
-    >>> config = arm_config("random", Path("out"), Path("out/refer"), ExperimentSettings(seed=3))
+    >>> config = arm_config("oracle", Path("out"), Path("out/refer"), ExperimentSettings(seed=3))
     >>> config.augmentation.augmentation, config.nemo.seed, config.run.seed, config.model.loss
-    ('random', 3, 3, 'bce+dice')
+    ('nemo', 3, 3, 'bce+dice')
 """
 
 from __future__ import annotations
 
-import dataclasses
+import json
 import time
 from pathlib import Path
 from typing import Any
 
 import datasets
+import numpy as np
+import torch
+import yaml
 
-from nemo_hf.experiment.settings import ExperimentSettings
+from nemo_hf.experiment.miners import nemo_settings
+from nemo_hf.experiment.settings import ExperimentSettings, arm_miner
 from nemo_hf.experiment.world import image_dir
 from nemo_hf.trainer.args import AugmentationArguments, DataArguments, ModelArguments, TrainArguments, TrainingConfig
 from nemo_hf.trainer.segmenter_training import train
 
-__all__ = ["arm_config", "fresh_accelerate_state", "train_arm"]
+__all__ = ["CURVE_SPLIT", "arm_config", "curve_subset", "finished_results", "fresh_accelerate_state", "train_arm"]
+
+CURVE_SPLIT = "curve"  # the evaluation rows the learning curve scores, handed to the training loop by name
 
 
 def arm_config(arm: str, out: Path, root: Path, settings: ExperimentSettings) -> TrainingConfig:
-    """The training configuration of ``arm`` (``"none"``, ``"random"``, ``"nemo"``) into ``out/arms/<arm>``."""
-    cache = str(out / "cache")
+    """The training configuration of ``arm`` into ``out/arms/<arm>``, on the training tree at ``root``."""
+    augmentation, _, _ = arm_miner(arm)
+    nemo = nemo_settings(settings, out)
     return TrainingConfig(
-        model=ModelArguments(model_name_or_path=settings.clip, model_type=settings.segmenter, trainable="all",
-                             image_size=settings.input_size, loss="bce+dice"),  # small objects: BCE alone settles on background
+        model=ModelArguments(model_name_or_path=settings.init_from or settings.clip, model_type=(
+            None if settings.init_from else settings.segmenter), trainable="all", image_size=(
+            None if settings.init_from else settings.input_size), loss="bce+dice"),  # BCE alone settles on background
         data=DataArguments(dataset_name=settings.dataset, data_dir=str(root), image_dir=str(image_dir(root)),
-                           cache_dir=cache, eval_splits=[settings.eval_split],
-                           max_eval_samples=64,  # a quick look per epoch; the experiment scores every sentence itself
+                           cache_dir=nemo.cache_dir, eval_splits=[CURVE_SPLIT],
                            max_train_samples=settings.max_train_samples),
-        augmentation=AugmentationArguments(augmentation=arm, clip_model=settings.clip),
-        nemo=dataclasses.replace(settings.nemo, seed=settings.seed, cache_dir=cache),
+        augmentation=AugmentationArguments(augmentation=augmentation, clip_model=settings.clip),
+        nemo=nemo,
         run=TrainArguments(
             output_dir=str(out / "arms" / arm), overwrite_output_dir=True, seed=settings.seed,
-            num_train_epochs=100, max_train_steps=settings.max_train_steps,  # the steps decide
+            num_train_epochs=1000, max_train_steps=settings.max_train_steps,  # the steps decide
             train_batch_size=settings.train_batch_size, eval_batch_size=64, learning_rate=settings.learning_rate,
             text_encoder_learning_rate=settings.encoder_learning_rate,
             vision_encoder_learning_rate=settings.encoder_learning_rate, weight_decay=1e-4,
-            lr_scheduler_type="cosine", num_warmup_steps=30, max_grad_norm=1.0, mixed_precision="no",
-            checkpointing_steps="none", report_to="none", logging_steps=50,
+            lr_scheduler_type="cosine", num_warmup_steps=settings.warmup_steps, max_grad_norm=1.0,
+            mixed_precision="no", checkpointing_steps="none", report_to="none", logging_steps=50,
+            eval_steps=settings.eval_steps,
         ),
     )
 
@@ -63,15 +75,46 @@ def fresh_accelerate_state() -> None:
     GradientState._reset_state()
 
 
+def finished_results(config: TrainingConfig) -> dict[str, Any] | None:
+    """The results of a run already finished with exactly ``config``, or None."""
+    final = Path(config.run.output_dir) / "final"
+    if not (final / "all_results.json").is_file() or not (final / "train_config.yaml").is_file():
+        return None
+    if yaml.safe_load((final / "train_config.yaml").read_text()) != yaml.safe_load(yaml.safe_dump(config.to_dict())):
+        return None
+    return json.loads((final / "all_results.json").read_text())
+
+
 def train_arm(
-    arm: str, out: Path, root: Path, settings: ExperimentSettings, train_rows: datasets.Dataset
+    arm: str, out: Path, root: Path, settings: ExperimentSettings, train_rows: datasets.Dataset,
+    curve_rows: datasets.Dataset, *, reuse: bool = True,
 ) -> tuple[dict[str, Any], float]:
-    """Train ``arm`` on ``train_rows`` (for ``"nemo"``: rows that carry their negatives); its results and seconds."""
+    """Train ``arm`` on ``train_rows`` (for a mined arm: rows carrying its negatives); its results and seconds.
+
+    ``curve_rows`` (per-sentence evaluation rows) are scored every ``settings.eval_steps``.
+    With ``reuse``, an arm already finished with the same configuration is read back.
+    """
+    config = arm_config(arm, out, root, settings)
+    if reuse and (done := finished_results(config)) is not None:
+        print(f"\n## Arm {arm!r}: finished before, read back from {config.run.output_dir}")
+        return done, float(done.get("train_runtime_s", 0.0))
     print(f"\n## Training arm {arm!r}: {settings.max_train_steps} steps of {settings.train_batch_size}")
     started = time.perf_counter()
+    # denormal floats make these small models up to 10x slower on CPUs; flushing them to zero (back to torch's
+    # default afterwards) changes no figure that matters
+    torch.set_flush_denormal(True)
     fresh_accelerate_state()
     try:
-        results = train(arm_config(arm, out, root, settings), train_rows=train_rows)
+        results = train(config, train_rows=train_rows, eval_rows={CURVE_SPLIT: curve_rows})
     finally:
         fresh_accelerate_state()
+        torch.set_flush_denormal(False)
     return results, time.perf_counter() - started
+
+
+def curve_subset(evaluation: datasets.Dataset, count: int, seed: int) -> datasets.Dataset:
+    """A fixed subset of the evaluation sentences for the learning curve (the same for every arm of a seed)."""
+    picked = np.sort(np.random.default_rng([seed, 7]).choice(len(evaluation), min(count, len(evaluation)),
+                                                             replace=False))
+    return evaluation.select(picked.tolist())
+

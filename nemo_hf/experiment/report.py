@@ -1,85 +1,138 @@
 """The experiment's report: ``results.json``, ``report.md`` and the pictures a person looks at.
 
-- ``oiou_by_group.png`` — oIoU per distractor group (0, 1, 2, 3+, the hard stratum ≥ 2,
-  all) as bars, one colour per arm;
-- ``predictions_hard.png`` — the same hard samples (≥ 2 distractors, drawn with a fixed
-  seed, not picked by result) side by side: the image with its ground truth, then each
-  arm's prediction with its IoU;
-- ``mosaics.png`` and ``mining_report.png`` are written by the run itself.
+- ``object_accuracy_by_stratum.png`` — object accuracy (the prediction chose the target) per
+  stratum: referring-hard, easy, and each distractor group; one colour per arm;
+- ``learning_curves.png`` — referring-hard object accuracy on the curve's sentences against
+  the training step, one line per arm: whether the runs finished learning;
+- ``predictions_hard.png`` — the same referring-hard sentences (drawn with a fixed seed,
+  not picked by result) side by side: the image with its ground truth, then each arm's
+  prediction and what it chose;
+- ``mosaics.png`` — samples of a mined arm, drawn at the size the arms train on.
 
-Groups are read from the evaluation's group labels; a group the split lacks shows as a dash:
+The tables name each metric in full; a one-seed report says it is one seed, and a run at
+the ``--quick`` budget says its numbers mean nothing.
 
-    >>> metrics = {"groups": {"distractors=0": {"overall_iou": 0.71234, "count": 12}}}
-    >>> _cell(metrics, "distractors=0"), _cell(metrics, "distractors=3+")
-    ('0.7123 (12)', '–')
+    >>> _cell({"groups": {"referring=hard": {"object_accuracy": 0.71234, "count": 12}}}, "referring=hard")
+    '0.7123 (12)'
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from nemo_hf.experiment.evaluation import HARD, ArmPredictions
+from nemo_hf.experiment.evaluation import PRIMARY, ArmPredictions
+from nemo_hf.metrics.objects import OUTCOMES
+from nemo_hf.metrics.protocol import REFERRING_EASY
 from nemo_hf.modeling.inputs import target_mask
-from nemo_hf.modeling.registry import architecture
 from nemo_hf.viz import caption_tile, save_tile_sheet
 
-__all__ = ["GROUPS", "main_table", "write_report"]
+__all__ = ["STRATA", "hard_examples", "main_table", "write_report"]
 
-GROUPS = ("distractors=0", "distractors=1", "distractors=2", "distractors=3+", HARD)
-_PAPER = (
-    "Paper (CRIS on G-Ref umd val, oIoU): no augmentation 55.91, random 4-image mosaics 56.22, NeMo 58.47; "
-    "the gain grows with the number of distractors."
-)
+STRATA = (PRIMARY, REFERRING_EASY, "distractors=0", "distractors=1", "distractors=2", "distractors=3+")
+_QUICK_NOTE = ("**`--quick`: a toy budget that checks the pipeline runs. Its numbers mean nothing; do not read an "
+               "order of the arms into them.**")
 
 
-def _group_value(metrics: dict[str, Any], group: str, key: str = "overall_iou") -> float:
-    return float(metrics["groups"].get(group, {}).get(key, float("nan")))
+def _objects(metrics: dict[str, Any], group: str | None) -> dict[str, Any]:
+    objects = metrics["objects"]
+    return objects if group is None else objects["groups"].get(group, {})
 
 
-def _cell(metrics: dict[str, Any], group: str) -> str:
-    """``oIoU (sentences)`` of a group, or a dash when the split has none of it."""
-    entry = metrics["groups"].get(group)
-    return "–" if entry is None else f"{entry['overall_iou']:.4f} ({entry['count']})"
+def _cell(objects: dict[str, Any], group: str) -> str:
+    """``object accuracy (sentences)`` of a group, or a dash when the evaluation has none of it."""
+    entry = objects["groups"].get(group)
+    return "–" if not entry else f"{entry['object_accuracy']:.4f} ({entry['count']})"
 
 
-def _plot_groups(results: dict[str, Any], path: Path) -> Path:
+def main_table(results: dict[str, Any]) -> str:
+    """The console table: object accuracy on referring-hard and easy sentences, oIoU, mIoU; one row per arm."""
+    lines = ["| arm | object accuracy, referring-hard | object accuracy, easy | wrong-object rate, referring-hard "
+             "| oIoU (all) | mIoU (all) |", "|---|---|---|---|---|---|"]
+    for arm, entry in results["arms"].items():
+        metrics = entry["metrics"]
+        hard = _objects(metrics, PRIMARY)
+        lines.append(f"| {arm} | {_cell(metrics['objects'], PRIMARY)} | {_cell(metrics['objects'], REFERRING_EASY)} | "
+                     f"{hard.get('wrong_object_rate', float('nan')):.4f} | {metrics['overall_iou']:.4f} | "
+                     f"{metrics['mean_iou']:.4f} |")
+    return "\n".join(lines)
+
+
+def _comparisons_table(results: dict[str, Any]) -> str:
+    lines = ["| comparison | referring-hard object accuracy, points [95% interval] | easy | oIoU (all), points |",
+             "|---|---|---|---|"]
+    for name, entry in results.get("comparisons", {}).items():
+        lines.append(f"| {name} | {_points(entry['referring_hard'])} | {_points(entry['easy'])} | "
+                     f"{_points(entry['oiou'])} |")
+    return "\n".join(lines)
+
+
+def _points(difference: dict[str, float]) -> str:
+    return (f"{100 * difference['value']:+.2f} [{100 * difference['low']:+.2f}, {100 * difference['high']:+.2f}]")
+
+
+def _plot(path: Path, draw: Any, size: tuple[float, float] = (8, 3.6)) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [*GROUPS, "all"]
-    arms = list(results["arms"])
-    fig, ax = plt.subplots(figsize=(8, 3.6), dpi=110)
-    width = 0.8 / max(len(arms), 1)
-    for k, arm in enumerate(arms):
-        metrics = results["arms"][arm]["metrics"]
-        values = [_group_value(metrics, g) for g in GROUPS] + [metrics["overall_iou"]]
-        ax.bar(np.arange(len(labels)) + (k - (len(arms) - 1) / 2) * width, values, width, label=arm)
-    ax.set_xticks(np.arange(len(labels)), [label.replace("distractors", "d") for label in labels])
-    ax.set_ylabel("oIoU")
-    ax.set_ylim(0, 1)
-    ax.set_title(f"oIoU by distractor group ({results['settings']['dataset']} {results['settings']['eval_split']})")
-    ax.legend(loc="upper right")
+    fig, ax = plt.subplots(figsize=size, dpi=110)
+    draw(ax)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
     return path
 
 
-def _hard_examples(evaluation: Any, count: int, seed: int) -> list[int]:
-    hard = [i for i, d in enumerate(evaluation["distractors"]) if d >= 2]
+def _plot_strata(results: dict[str, Any], path: Path) -> Path:
+    def draw(ax: Any) -> None:
+        arms = list(results["arms"])
+        width = 0.8 / max(len(arms), 1)
+        for k, arm in enumerate(arms):
+            objects = results["arms"][arm]["metrics"]["objects"]
+            values = [objects["groups"].get(g, {}).get("object_accuracy", float("nan")) for g in STRATA]
+            ax.bar(np.arange(len(STRATA)) + (k - (len(arms) - 1) / 2) * width, values, width, label=arm)
+        ax.set_xticks(np.arange(len(STRATA)), [s.replace("distractors", "d").replace("referring=", "") for s in STRATA])
+        ax.set_ylabel("object accuracy")
+        ax.set_ylim(0, 1)
+        ax.set_title("Object accuracy by stratum (the prediction overlaps the target most)")
+        ax.legend(loc="lower left", fontsize=7, ncol=2)
+
+    return _plot(path, draw)
+
+
+def _plot_curves(results: dict[str, Any], path: Path) -> Path | None:
+    curves = {arm: entry.get("learning_curve") or [] for arm, entry in results["arms"].items()}
+    if not any(curves.values()):
+        return None
+
+    def draw(ax: Any) -> None:
+        for arm, curve in curves.items():
+            points = [(p["step"], p["referring_hard_object_accuracy"]) for p in curve
+                      if p.get("referring_hard_object_accuracy") is not None]
+            if points:
+                ax.plot(*zip(*points), marker=".", label=arm)
+        ax.set_xlabel("training step")
+        ax.set_ylabel("object accuracy, referring-hard")
+        ax.set_title("Learning curves (the curve's evaluation sentences)")
+        ax.legend(fontsize=7)
+
+    return _plot(path, draw)
+
+
+def hard_examples(referring: np.ndarray, count: int, seed: int) -> list[int]:
+    """``count`` referring-hard sentences drawn with ``seed`` (not picked by result), in order."""
+    hard = np.flatnonzero(referring)
     rng = np.random.default_rng(seed)
-    return sorted(rng.choice(hard, size=min(count, len(hard)), replace=False).tolist()) if hard else []
+    return sorted(rng.choice(hard, size=min(count, hard.size), replace=False).tolist()) if hard.size else []
 
 
-def _save_predictions(evaluation: Any, predictions: dict[str, ArmPredictions], path: Path, seed: int) -> Path | None:
-    picked = _hard_examples(evaluation, 6, seed)
+def _save_predictions(evaluation: Any, predictions: dict[str, ArmPredictions], picked: list[int],
+                      path: Path) -> Path | None:
     if not picked:
         return None
     tiles = []
@@ -87,96 +140,86 @@ def _save_predictions(evaluation: Any, predictions: dict[str, ArmPredictions], p
         row = evaluation[i]
         tiles.append(caption_tile(row["image"], target_mask(row["mask"]), f'"{row["sentence"]}" (truth)'))
         for arm, arm_predictions in predictions.items():
-            tiles.append(caption_tile(row["image"], arm_predictions.masks[i], f"{arm}: IoU {arm_predictions.ious[i]:.2f}"))
+            code = int(arm_predictions.scores.outcome[i])
+            chose = OUTCOMES[code] if code >= 0 else "no target"
+            tiles.append(caption_tile(row["image"], arm_predictions.kept_masks[i], f"{arm}: chose {chose}"))
     return save_tile_sheet(tiles, path, columns=1 + len(predictions))
 
 
-def _verdict(results: dict[str, Any]) -> str:
-    arms = results["arms"]
-    hard = {arm: _group_value(entry["metrics"], HARD) for arm, entry in arms.items()}
-    order = sorted(hard, key=lambda arm: -hard[arm])
-    ranking = " > ".join(f"{arm} ({hard[arm]:.4f})" for arm in order)
-    expected = [arm for arm in ("nemo", "random", "none") if arm in hard]
-    agrees = order == expected
-    return (
-        f"Hard stratum (≥ 2 distractors) oIoU: {ranking}. "
-        + ("This is the paper's order. " if agrees else "This is **not** the paper's order (NeMo > random > none). ")
-        + "One seed only: differences smaller than the seed-to-seed spread in BENCHMARKS.md "
-        "(benchmarks/nemo_effect.py, 3 seeds) are noise."
-    )
+def _miners_table(results: dict[str, Any]) -> list[str]:
+    lines = ["| arm | mosaics holding a false negative | … an object of the target's category | … of its category "
+             "and colour | median target side in its cell (px) | targets under one patch |", "|---|---|---|---|---|---|"]
+    for arm, audit in results["audits"].items():
+        if "false_negative" in audit:
+            lines.append(f"| {arm} | {audit['false_negative']:.1%} | {audit['same_category']:.1%} | "
+                         f"{audit['same_category_colour']:.1%} | {audit['median_target_px']:.1f} | "
+                         f"{audit['targets_below_one_patch']:.1%} |")
+        else:
+            lines.append(f"| {arm} (single images) | – | – | – | {audit['median_target_px']:.1f} | "
+                         f"{audit['targets_below_one_patch']:.1%} |")
+    return lines
 
 
-def write_report(
-    out: Path, results: dict[str, Any], evaluation: Any, predictions: dict[str, ArmPredictions], *, pictures: bool = True
-) -> None:
-    """Write ``results.json``, ``report.md`` and (``pictures``) the PNGs into ``out``; print the table."""
-    results["verdict"] = _verdict(results)
+def write_report(out: Path, results: dict[str, Any], evaluation: Any, predictions: dict[str, ArmPredictions], *,
+                 picked: list[int] = (), pictures: bool = True) -> None:  # type: ignore[assignment]
+    """Write ``results.json``, ``report.md`` and (``pictures``) the PNGs into ``out``; print the main table."""
     (out / "results.json").write_text(json.dumps(results, indent=2))
     images = []
     if pictures:
-        images.append(("oIoU by distractor group", _plot_groups(results, out / "oiou_by_group.png")))
-        shown = _save_predictions(evaluation, predictions, out / "predictions_hard.png", results["settings"]["seed"])
-        if shown is not None:
-            images.append(("The same hard samples, each arm", shown))
-        images += [(name, out / f) for name, f in (("NeMo mosaics", "mosaics.png"), ("Mining", "mining_report.png"))
-                   if (out / f).exists()]
-    settings, mining = results["settings"], results["mining"]
-    groups = "\n".join(
-        f"| {arm} | " + " | ".join(_cell(entry["metrics"], g) for g in GROUPS) + " |"
-        for arm, entry in results["arms"].items()
-    )
+        images.append(("Object accuracy by stratum", _plot_strata(results, out / "object_accuracy_by_stratum.png")))
+        if (curves := _plot_curves(results, out / "learning_curves.png")) is not None:
+            images.append(("Learning curves", curves))
+        if (shown := _save_predictions(evaluation, predictions, list(picked), out / "predictions_hard.png")):
+            images.append(("The same referring-hard sentences, each arm", shown))
+        if (out / "mosaics.png").exists():
+            images.append(("Mined mosaics, at the trained size", out / "mosaics.png"))
+    settings, world = results["settings"], results["world"]
+    nemo = settings["nemo"]
     lines = [
-        "# NeMo on the synthetic referring world: none / random / NeMo",
+        "# NeMo on the synthetic referring world",
         "",
-        f"{settings['dataset']} ({settings['eval_split']}, {results['eval_sentences']} sentences) from "
-        f"{settings['num_images']} synthetic scenes, distractor levels {settings['distractor_levels']}, seed "
-        f"{settings['seed']}. Each arm: a {architecture(settings['segmenter']).display_name} on the towers of "
-        f"`{settings['clip']}`, trained whole for "
-        f"{settings['max_train_steps']} steps of {settings['train_batch_size']} at {settings['input_size']} px, same "
-        "initial weights and data order; only the augmentation differs (mosaic probability "
-        f"{settings['nemo']['mosaic_prob']}, top_k {settings['nemo']['top_k']}, tau_image {settings['nemo']['tau_image']}, "
-        f"tau_text {settings['nemo']['tau_text']}, tau_own {settings['nemo']['tau_own']}).",
+        *([_QUICK_NOTE, ""] if results.get("quick") else []),
+        f"World: {settings['num_images']} scenes (seed {settings['seed']}) read as {settings['dataset']}: "
+        f"{world['train_objects']} training objects, {world['train_sentences']} sentences, "
+        f"{world['train_referring_hard']} of them referring-hard (they need size, position or a relation, not "
+        f"only category and colour). Evaluation: {world['eval_sentences']} sentences of {settings['eval_images']} "
+        f"other scenes (seed {settings['eval_seed']}), {world['eval_referring_hard']} referring-hard; never mined "
+        "or trained on.",
+        "",
+        f"Each arm: the segmenter on `{settings['init_from'] or settings['clip']}`, trained whole for "
+        f"{settings['max_train_steps']} steps of {settings['train_batch_size']} at {settings['input_size']} px with the "
+        f"same seed, initial weights and data order; only the pictures differ (mosaic probability "
+        f"{nemo['mosaic_prob']}, top_k {nemo['top_k']}, tau_image {nemo['tau_image']}, tau_text {nemo['tau_text']}, "
+        f"oracle tau {settings['oracle_tau']}, warm-up epochs {nemo['warmup_epochs']}).",
+        "",
+        "**Object accuracy**: the share of sentences whose predicted mask overlaps the target more than any other "
+        "annotated object of the image; the wrong-object rate is the share that chose another object.",
         "",
         main_table(results),
         "",
-        "oIoU per distractor group (sentences in brackets):",
+        "Paired differences on the same sentences (sentence bootstrap, 95%):",
         "",
-        "| arm | " + " | ".join(GROUPS) + " |",
-        "|---|" + "---|" * len(GROUPS),
-        groups,
+        _comparisons_table(results),
         "",
-        results["verdict"],
+        "One seed: the benchmark (`python -m benchmarks.nemo_effect`) runs several and applies the criteria in "
+        "BENCHMARKS.md.",
         "",
-        _PAPER,
+        "## What each arm's pictures hold (one sample per training sentence, judged on the ground truth)",
         "",
-        "## Mining",
-        "",
-        f"Text→image cosine of the chosen negatives (quantiles {mining['chosen_text_quantiles']}) against all "
-        f"candidates ({mining['candidate_text_quantiles']}); {mining['fallback_sentences']} of "
-        f"{mining['sentences']} sentences fell back to the least similar candidates.",
+        *_miners_table(results),
         "",
     ]
+    if results.get("clip_gates"):
+        gates = results["clip_gates"]
+        lines += ["## The mining CLIP, on this world's mining pool", "",
+                  "| AUC category | AUC colour | AUC size given category and colour | own-image R@1 (chance) |",
+                  "|---|---|---|---|",
+                  f"| {gates['auc_category']:.3f} | {gates['auc_colour']:.3f} | {gates['auc_size']:.3f} | "
+                  f"{gates['r_at_1']:.4f} ({gates['chance_r_at_1']:.4f}) |", ""]
     for name, path in images:
         lines += [f"![{name}]({Path(path).name})", ""]
-    lines.append(f"Wall time: {results['wall_seconds']:.0f} s; per arm: "
+    lines.append(f"Wall time: {results['wall_seconds']:.0f} s; training per arm: "
                  + ", ".join(f"{arm} {entry['train_seconds']:.0f} s" for arm, entry in results["arms"].items()) + ".")
     (out / "report.md").write_text("\n".join(lines) + "\n")
-    print("\n" + main_table(results) + "\n\n" + results["verdict"] + f"\n\nsaved {out / 'report.md'}, {out / 'results.json'}")
-
-
-def main_table(results: dict[str, Any], groups: Sequence[str] = ("distractors=0", "distractors=1", HARD)) -> str:
-    """The console table: oIoU overall and per group, one row per arm.
-
-    >>> fake = {"arms": {"none": {"metrics": {"overall_iou": 0.5, "mean_iou": 0.4, "groups": {HARD: {"overall_iou": 0.3}}}}}}
-    >>> print(main_table(fake, groups=(HARD,)))
-    | arm | oIoU | mIoU | oIoU distractors>=2 |
-    |---|---|---|---|
-    | none | 0.5000 | 0.4000 | 0.3000 |
-    """
-    header = "| arm | oIoU | mIoU | " + " | ".join(f"oIoU {g}" for g in groups) + " |"
-    lines = [header, "|" + "---|" * (3 + len(groups))]
-    for arm, entry in results["arms"].items():
-        metrics = entry["metrics"]
-        cells = [f"{metrics['groups'].get(g, {}).get('overall_iou', float('nan')):.4f}" for g in groups]
-        lines.append(f"| {arm} | {metrics['overall_iou']:.4f} | {metrics['mean_iou']:.4f} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    print("\n" + (_QUICK_NOTE + "\n\n" if results.get("quick") else "") + main_table(results)
+          + f"\n\nsaved {out / 'report.md'}, {out / 'results.json'}")

@@ -1,18 +1,19 @@
-"""What the none / random / NeMo experiment runs: one frozen, validated set of settings.
+"""What the NeMo experiment runs: one frozen, validated set of settings, and the arms it can compare.
 
-The defaults are the offline demo's (10–15 minutes on two CPU cores);
-``benchmarks/nemo_effect.py`` runs the same experiment with a larger budget and several
-seeds. Every arm gets the same data, seed, initial weights and number of steps; the
-arms differ only in ``augmentation``. NeMo's own knobs are a
-:class:`~nemo_hf.nemo.settings.NeMoSettings`, forwarded whole to every arm's training.
+The world is the fair one by default (:data:`~nemo_hf.synthetic.tree.FAIR_WORLD`: few shapes
+per image, same-category copies that mostly share a colour, size classes far apart), so
+that most sentences need size, position or a relation to single out their target. Every
+arm gets the same world, data order, initial weights and number of steps; the arms differ
+only in the picture a training sample shows (:mod:`nemo_hf.experiment.arms`). NeMo's own
+knobs are a :class:`~nemo_hf.nemo.settings.NeMoSettings`, forwarded whole to every arm.
 
     >>> settings = ExperimentSettings(max_train_steps=40)
-    >>> settings.arms, settings.dataset, settings.nemo.top_k
-    (('none', 'random', 'nemo'), 'refcocog_umd', 20)
+    >>> settings.arms, settings.dataset, settings.nemo.top_k, settings.input_size
+    (('none', 'random', 'nemo'), 'refcocog_umd', 20, 128)
     >>> ExperimentSettings(arms=("none", "cutmix"))
     Traceback (most recent call last):
     ...
-    ValueError: arms must be a non-empty selection of ('none', 'random', 'nemo'), got ('none', 'cutmix')
+    ValueError: unknown arm 'cutmix': arms are none, random, nemo (CLIP-mined), oracle and noisy-<sigma> (e.g. noisy-0.75)
 """
 
 from __future__ import annotations
@@ -23,62 +24,117 @@ from typing import Any
 
 from nemo_hf.modeling.registry import SEGMENTER_TYPES
 from nemo_hf.nemo.settings import NeMoSettings
+from nemo_hf.synthetic.tree import FAIR_WORLD
 
-__all__ = ["ARMS", "ExperimentSettings"]
+__all__ = ["ARMS", "BENCHMARK_ARMS", "ExperimentSettings", "arm_miner"]
 
-ARMS = ("none", "random", "nemo")
+ARMS = ("none", "random", "nemo")  # the demo's
+BENCHMARK_ARMS = ("none", "random", "nemo", "oracle", "noisy-0.25", "noisy-0.75", "noisy-1.5")
+
+
+def arm_miner(arm: str) -> tuple[str, str | None, float]:
+    """``(augmentation, miner, noise)`` of an arm name: how its training pictures are made.
+
+    ``nemo`` mines with the CLIP, ``oracle`` with the ground truth (no false negatives),
+    ``noisy-<σ>`` with the ground truth plus Gaussian noise of scale σ.
+
+    >>> arm_miner("none"), arm_miner("nemo"), arm_miner("noisy-0.75")
+    (('none', None, 0.0), ('nemo', 'clip', 0.0), ('nemo', 'oracle', 0.75))
+    """
+    if arm in ("none", "random"):
+        return arm, None, 0.0
+    if arm == "nemo":
+        return "nemo", "clip", 0.0
+    if arm == "oracle":
+        return "nemo", "oracle", 0.0
+    if arm.startswith("noisy-"):
+        try:
+            noise = float(arm.removeprefix("noisy-"))
+        except ValueError:
+            noise = -1.0
+        if noise > 0:
+            return "nemo", "oracle", noise
+    raise ValueError(f"unknown arm {arm!r}: arms are none, random, nemo (CLIP-mined), oracle and noisy-<sigma> "
+                     "(e.g. noisy-0.75)")
 
 
 @dataclass(frozen=True)
 class ExperimentSettings:
-    """The synthetic world, the segmenter's training budget and NeMo's settings.
+    """The worlds, the segmenter's training and NeMo's settings.
 
-    World: ``num_images`` scenes of ``scene_size`` pixels with shapes ``object_scale``
-    times the default radius, a share of images per distractor level given by
-    ``distractor_levels`` (0, 1, 2, 3+), read as ``dataset`` (RefCOCOg-style long,
-    relational expressions by default: the paper compares augmentations on G-Ref).
+    **Worlds.** Training: ``num_images`` scenes of ``scene_size`` pixels from ``seed``, shapes
+    ``object_scale`` times the default radius, ``objects_per_image``, ``same_colour_prob``,
+    ``separated_sizes`` and ``distractor_levels`` as :func:`~nemo_hf.synthetic.make_refer_dataset`
+    takes them, read as ``dataset``. Evaluation: a separate tree of ``eval_images`` scenes
+    from ``eval_seed``, the same world, never mined or trained on; every sentence of every
+    split is scored.
 
-    Segmenter: ``segmenter`` (one of :data:`~nemo_hf.modeling.registry.SEGMENTER_TYPES`) on
-    the towers of ``clip`` (the shipped synthetic CLIP), trained whole (``trainable="all"``)
-    at ``input_size`` pixels for ``max_train_steps`` steps of ``train_batch_size``, BCE +
-    Dice loss, evaluated on ``eval_split`` per sentence. ``max_train_samples`` keeps only
-    the first N training objects (and so the mosaic pool): the small-data regime, where a
-    model sees each object many times.
+    **Segmenter.** ``segmenter`` (one of :data:`~nemo_hf.modeling.registry.SEGMENTER_TYPES`)
+    on the towers of ``clip``, or the checkpoint ``init_from`` when given (every arm then
+    fine-tunes it), trained whole at ``input_size`` pixels for ``max_train_steps`` steps of
+    ``train_batch_size`` (``learning_rate`` for the new layers, ``encoder_learning_rate``
+    for the towers, ``warmup_steps`` of linear warm-up, then cosine), BCE + Dice.
+    ``max_train_samples`` keeps the first N training objects (and so the pool).
+    ``eval_steps`` scores ``curve_sentences`` evaluation sentences that often: the
+    learning curve.
 
-    NeMo: ``nemo`` (its ``seed`` and ``cache_dir`` are the experiment's; ``size`` None is
-    the input size); negatives mined once with ``clip`` and shared by the arms that use them.
+    **NeMo.** ``nemo`` (its ``seed`` and ``cache_dir`` are the experiment's; ``size`` None is
+    the input size); the CLIP-mined arm mines with ``clip``; the oracle arms drop the
+    candidates the expression could fit when ``oracle_tau`` is 1.0 (``None``: keep them).
     """
 
     num_images: int = 1500
     scene_size: tuple[int, int] = (160, 120)
     object_scale: float = 1.5
-    distractor_levels: tuple[float, float, float, float] = (0.4, 0.25, 0.2, 0.15)
+    objects_per_image: tuple[int, int] = FAIR_WORLD["objects_per_image"]
+    same_colour_prob: float | None = FAIR_WORLD["same_colour_prob"]
+    separated_sizes: bool = FAIR_WORLD["separated_sizes"]
+    distractor_levels: tuple[float, float, float, float] = FAIR_WORLD["distractor_levels"]
     dataset: str = "refcocog_umd"
-    eval_split: str = "val"
+    eval_images: int = 1000
+    eval_seed: int = 9999
     seed: int = 0
     clip: str = "nemo-hf/synthetic-clip"
     segmenter: str = "clipseg"
-    input_size: int = 64
-    max_train_steps: int = 900
+    init_from: str | None = None
+    input_size: int = 128
+    max_train_steps: int = 3000
     max_train_samples: int | None = None
     train_batch_size: int = 32
     learning_rate: float = 1e-3
     encoder_learning_rate: float = 5e-4
+    warmup_steps: int = 30
+    eval_steps: int | None = 250
+    curve_sentences: int = 600
     nemo: NeMoSettings = field(default_factory=lambda: NeMoSettings(tau_image=0.9, top_k=20, mosaic_prob=0.5))
+    oracle_tau: float | None = 1.0
     arms: tuple[str, ...] = ARMS
 
     def __post_init__(self) -> None:
-        if not self.arms or any(arm not in ARMS for arm in self.arms) or len(set(self.arms)) != len(self.arms):
-            raise ValueError(f"arms must be a non-empty selection of {ARMS}, got {self.arms!r}")
-        for name in ("num_images", "input_size", "max_train_steps", "train_batch_size"):
+        if not self.arms or len(set(self.arms)) != len(self.arms):
+            raise ValueError(f"arms must be a non-empty selection without repeats, got {self.arms!r}")
+        for arm in self.arms:
+            arm_miner(arm)
+        for name in ("num_images", "eval_images", "input_size", "max_train_steps", "train_batch_size",
+                     "curve_sentences"):  # fmt: skip
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
-        if self.max_train_samples is not None and self.max_train_samples < 1:
-            raise ValueError(f"max_train_samples must be positive or None, got {self.max_train_samples!r}")
+        for name in ("max_train_samples", "eval_steps"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be positive or None, got {value!r}")
+        if self.eval_seed == self.seed:
+            raise ValueError(f"eval_seed must differ from seed ({self.seed}): the evaluation world is a separate one")
         if self.segmenter not in SEGMENTER_TYPES:
             raise ValueError(f"segmenter must be one of {SEGMENTER_TYPES}, got {self.segmenter!r}")
         if not isinstance(self.nemo, NeMoSettings):
             raise TypeError(f"nemo must be a NeMoSettings, got {type(self.nemo).__name__}")
+
+    def world(self) -> dict[str, Any]:
+        """The keyword arguments of ``make_refer_dataset`` that shape the world (both trees)."""
+        return {"image_size": tuple(self.scene_size), "object_scale": self.object_scale,
+                "objects_per_image": tuple(self.objects_per_image), "same_colour_prob": self.same_colour_prob,
+                "separated_sizes": self.separated_sizes, "distractor_levels": tuple(self.distractor_levels)}
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready settings (tuples as lists, NeMo's as a nested dict)."""
@@ -86,11 +142,12 @@ class ExperimentSettings:
                 for key, value in dataclasses.asdict(self).items()}
 
     def quick(self) -> ExperimentSettings:
-        """The toy budget every ``--quick`` uses (demo, benchmarks): the whole pipeline in about a minute.
+        """The toy budget every ``--quick`` uses (demo, benchmarks): the whole pipeline in a minute or two.
 
         Its numbers mean nothing; reports made with it say so.
         """
-        return self.replace(num_images=60, max_train_steps=5, train_batch_size=8, top_k=5)
+        return self.replace(num_images=60, eval_images=40, max_train_steps=5, train_batch_size=8, input_size=64,
+                            eval_steps=None, curve_sentences=16, top_k=5)
 
     def replace(self, **changes: Any) -> ExperimentSettings:
         """A copy with some settings changed (validated again); NeMo's by name too: ``replace(top_k=5)``."""

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Difference", "paired_difference", "paired_ratio_difference"]
+__all__ = ["Difference", "mean_paired_difference", "paired_difference", "paired_ratio_difference"]
 
 
 @dataclass(frozen=True)
@@ -89,3 +89,25 @@ def paired_ratio_difference(
     draws = num_a[index].sum(1) / den_a[index].sum(1) - num_b[index].sum(1) / den_b[index].sum(1)
     value = num_a.sum() / den_a.sum() - num_b.sum() / den_b.sum()
     return Difference(float(value), *_interval(draws, confidence), confidence, resamples, int(num_a.size))
+
+
+def mean_paired_difference(
+    pairs: Sequence[tuple[np.ndarray, np.ndarray]], *, resamples: int = 2000, seed: int = 0, confidence: float = 0.95,
+) -> Difference:
+    """The mean over seeds of each seed's mean(a) − mean(b), with an interval that resamples each seed's sentences.
+
+    Seeds are separate experiments (their worlds differ), so each keeps its own sentences:
+    every bootstrap draw resamples each seed's sentences on their own and averages the
+    seeds' differences.
+
+    >>> pairs = [(np.array([1.0, 1, 0, 1]), np.array([1.0, 0, 0, 1])), (np.array([1.0, 0]), np.array([0.0, 0]))]
+    >>> mean_paired_difference(pairs, resamples=100).value
+    0.375
+    """
+    if not pairs:
+        raise ValueError("no seeds to average")
+    diffs = [np.asarray(a, dtype=float) - np.asarray(b, dtype=float) for a, b in pairs]
+    rng = np.random.default_rng(seed)
+    draws = np.mean([d[rng.integers(0, d.size, size=(resamples, d.size))].mean(axis=1) for d in diffs], axis=0)
+    return Difference(float(np.mean([d.mean() for d in diffs])), *_interval(draws, confidence), confidence, resamples,
+                      int(sum(d.size for d in diffs)))

@@ -116,17 +116,28 @@ def size_group(mask_area: int) -> str:
     return "medium" if mask_area < LARGE_AREA else "large"
 
 
-def group_labels(distractors: int | None = None, mask_area: int | None = None) -> list[str]:
+REFERRING_HARD = "referring=hard"  # the sentence needs more than category and colour to single out its target
+REFERRING_EASY = "referring=easy"  # the rest: category and colour suffice (known only on synthetic data)
+
+
+def group_labels(
+    distractors: int | None = None, mask_area: int | None = None, referring_hard: bool | None = None
+) -> list[str]:
     """The group names of one sample, for ``RISMetrics.update(..., groups=...)``.
+
+    ``referring_hard`` (known where the data carries each sentence's ``needs``: the synthetic
+    world) adds the referring stratum: :data:`REFERRING_HARD` or :data:`REFERRING_EASY`.
 
     >>> group_labels(distractors=1, mask_area=100 * 100)
     ['distractors=1', 'size=large']
-    >>> group_labels(mask_area=5)
-    ['size=small']
+    >>> group_labels(mask_area=5, referring_hard=True)
+    ['size=small', 'referring=hard']
     """
     labels = []
     if distractors is not None:
         labels.append(f"distractors={distractor_group(distractors)}")
     if mask_area is not None:
         labels.append(f"size={size_group(mask_area)}")
+    if referring_hard is not None:
+        labels.append(REFERRING_HARD if referring_hard else REFERRING_EASY)
     return labels

@@ -10,7 +10,8 @@ so one process and N processes give the same numbers, bit for bit.
 
 Result keys: ``overall_iou``, ``mean_iou``, ``precision@0.5`` … ``precision@0.9``,
 ``count``, ``loss`` (mean per-sentence BCE at the model's resolution) and ``groups``
-(``distractors=0|1|2|3+`` and COCO ``size=small|medium|large`` → the same keys). When the
+(``distractors=0|1|2|3+``, COCO ``size=small|medium|large`` and, where the rows carry each
+sentence's ``needs`` — the synthetic world — ``referring=hard|easy`` → the same keys). When the
 split has no-target expressions (gRefCOCO), ``gres`` adds the GRES metrics
 (:class:`~nemo_hf.metrics.GRESMetrics`: ``ciou``, ``giou``, ``n_acc``, ``t_acc``, …), a
 prediction counting as "no target" when its mask is empty. When the batches carry instance
@@ -69,15 +70,18 @@ __all__ = ["evaluate_referring", "sample_groups"]
 _NOT_SCORED = -2  # outcome column of a sample without instance masks (not an ObjectMetrics code)
 
 
-def sample_groups(distractors: Sequence[int], target_areas: Sequence[int]) -> list[list[str]]:
-    """Group labels per sample; a negative distractor count means "unknown" (no distractor group).
+def sample_groups(
+    distractors: Sequence[int], target_areas: Sequence[int], referring_hard: Sequence[int] | None = None
+) -> list[list[str]]:
+    """Group labels per sample; a negative distractor count or referring flag means "unknown" (no group).
 
-    >>> sample_groups([2, -1], [10, 5000])
-    [['distractors=2', 'size=small'], ['size=medium']]
+    >>> sample_groups([2, -1], [10, 5000], [1, -1])
+    [['distractors=2', 'size=small', 'referring=hard'], ['size=medium']]
     """
+    hard = referring_hard if referring_hard is not None else [-1] * len(distractors)
     return [
-        group_labels(distractors=None if d < 0 else int(d), mask_area=int(a))
-        for d, a in zip(distractors, target_areas)
+        group_labels(distractors=None if d < 0 else int(d), mask_area=int(a), referring_hard=None if h < 0 else bool(h))
+        for d, a, h in zip(distractors, target_areas, hard)
     ]
 
 
@@ -121,13 +125,14 @@ def evaluate_referring(
         targets = [mask.to(logits.device) for mask in batch["target_masks"]]
         predictions = logits_to_masks(logits, [tuple(mask.shape) for mask in targets])
         counts = pixel_counts(predictions, targets)
+        referring = batch.get("referring_hard", torch.full((len(targets),), -1, dtype=torch.int64))
         columns = (counts.intersection, counts.union, counts.target_area, batch["distractors"].to(logits.device),
-                   counts.pred_area, _object_outcomes(predictions, batch).to(logits.device))
+                   counts.pred_area, _object_outcomes(predictions, batch).to(logits.device), referring.to(logits.device))
         per_sample = torch.stack([torch.as_tensor(column) for column in columns], dim=1)
         loss = per_sample_bce(logits, batch["labels"].to(logits.device))
         per_sample, loss = accelerator.gather_for_metrics((per_sample, loss))
         per_sample = per_sample.cpu()
-        groups = sample_groups(per_sample[:, 3].tolist(), per_sample[:, 2].tolist())
+        groups = sample_groups(per_sample[:, 3].tolist(), per_sample[:, 2].tolist(), per_sample[:, 6].tolist())
         metrics.update_counts(per_sample[:, 0], per_sample[:, 1], groups=groups)
         gres.update_counts(per_sample[:, 0], per_sample[:, 4], per_sample[:, 2])
         scored = np.flatnonzero(per_sample[:, 5].numpy() != _NOT_SCORED)

@@ -17,7 +17,9 @@ transform alike. The batch holds what the model and the loss need:
 
 With ``with_targets=True`` (evaluation) it adds what the metrics need, untouched:
 ``target_masks`` (a list of ``(H, W)`` bool tensors at each image's original size) and
-``distractors`` (an int64 tensor; -1 where the rows have no ``distractors`` column). When
+``distractors`` (an int64 tensor; -1 where the rows have no ``distractors`` column) and
+``referring_hard`` (an int64 tensor: 1 where the sentence needs more than category and colour
+to single out its target, 0 where not, -1 where the rows carry no ``needs``: real data). When
 rows carry the dataset's ``instances`` column (every annotated object of the image, see
 :mod:`nemo_hf.data.instances`), it also adds, for object accuracy
 (:mod:`nemo_hf.metrics.objects`), ``instance_masks`` (per row a ``(K, H, W)`` bool tensor at
@@ -33,8 +35,8 @@ key is there and nothing is decoded.
 >>> mask = np.zeros((30, 40), bool); mask[:, :20] = True
 >>> rows = [{"image": Image.new("RGB", (40, 30)), "mask": Image.fromarray(mask), "sentence": "the left one"}]
 >>> batch = RISCollator(processor, with_targets=True)(rows)
->>> batch["labels"].shape, batch["target_masks"][0].shape, batch["distractors"].tolist()
-(torch.Size([1, 96, 96]), torch.Size([30, 40]), [-1])
+>>> batch["labels"].shape, batch["target_masks"][0].shape, batch["distractors"].tolist(), batch["referring_hard"].tolist()
+(torch.Size([1, 96, 96]), torch.Size([30, 40]), [-1], [-1])
 >>> float(batch["labels"][0, :, :48].mean()), float(batch["labels"][0, :, 48:].mean())
 (1.0, 0.0)
 """
@@ -50,6 +52,7 @@ from PIL import Image
 from transformers import ProcessorMixin
 
 from nemo_hf.data.instances import decode_instances
+from nemo_hf.data.meaning import referring_hard
 from nemo_hf.metrics.objects import instance_roles
 
 __all__ = ["MAX_TEXT_TOKENS", "RISCollator", "instance_targets", "mask_to_label", "target_mask", "text_length"]
@@ -207,6 +210,8 @@ class RISCollator:
         if self.with_targets:
             batch["target_masks"] = [torch.from_numpy(target_mask(row["mask"])) for row in rows]
             batch["distractors"] = torch.tensor([int(row.get("distractors", -1)) for row in rows], dtype=torch.int64)
+            batch["referring_hard"] = torch.tensor(
+                [int(referring_hard(row["needs"])) if "needs" in row else -1 for row in rows], dtype=torch.int64)
             if any(row.get("instances") is not None for row in rows):
                 per_row = [instance_targets(row, tuple(mask.shape)) for row, mask in zip(rows, batch["target_masks"])]
                 batch["instance_masks"] = [None if pair is None else pair[0] for pair in per_row]
