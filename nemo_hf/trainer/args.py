@@ -147,6 +147,13 @@ class DataArguments:
         default_factory=lambda: [1.0, 1.0, 1.0, 1.0],
         metadata={"help": "Relative shares of synthetic images with 0, 1, 2 and 3+ distractors."},
     )
+    synthetic_objects_per_image: list[int] = field(
+        default_factory=lambda: [2, 6], metadata={"help": "Fewest and most shapes per synthetic image."})
+    synthetic_same_colour_prob: float | None = field(
+        default=None, metadata={"help": "Chance that same-category copies share a colour (none: the default world's "
+                                        "mostly distinct colours); FAIR_WORLD uses 0.9."})
+    synthetic_separated_sizes: bool = field(
+        default=False, metadata={"help": "Size classes far apart and drawn equally often (FAIR_WORLD's)."})
     cache_dir: str | None = field(default=None, metadata={"help": "Cache of built datasets and synthetic trees."})
     train_split: str = "train"
     eval_splits: list[str] = field(
@@ -163,8 +170,11 @@ class DataArguments:
         # list values from a YAML config reach argparse as strings, which it leaves unconverted
         self.synthetic_image_size = [int(v) for v in self.synthetic_image_size]
         self.synthetic_distractor_levels = [float(v) for v in self.synthetic_distractor_levels]
-        if len(self.synthetic_image_size) != 2 or len(self.synthetic_distractor_levels) != 4:
-            raise ValueError("synthetic_image_size takes width and height, synthetic_distractor_levels four weights")
+        self.synthetic_objects_per_image = [int(v) for v in self.synthetic_objects_per_image]
+        if (len(self.synthetic_image_size) != 2 or len(self.synthetic_distractor_levels) != 4
+                or len(self.synthetic_objects_per_image) != 2):
+            raise ValueError("synthetic_image_size takes width and height, synthetic_distractor_levels four weights, "
+                             "synthetic_objects_per_image the fewest and most shapes")
         sources = {
             "data_dir/image_dir": self.data_dir is not None or self.image_dir is not None,
             "hub_dataset": self.hub_dataset is not None,

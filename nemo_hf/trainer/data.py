@@ -63,6 +63,9 @@ def synthetic_tree_root(data: DataArguments) -> Path:
     base = Path(data.cache_dir) if data.cache_dir else Path(datasets.config.HF_DATASETS_CACHE) / "nemo_hf"
     folder = get_variant(data.dataset_name).folder.replace("+", "plus")
     world = [list(data.synthetic_image_size), data.synthetic_object_scale, list(data.synthetic_distractor_levels)]
+    knobs = [list(data.synthetic_objects_per_image), data.synthetic_same_colour_prob, data.synthetic_separated_sizes]
+    if knobs != [[2, 6], None, False]:  # the world knobs added later: the folders of trees made before keep their names
+        world += knobs
     tag = "" if world == [[320, 240], 1.0, [1.0, 1.0, 1.0, 1.0]] else "-" + hashlib.sha256(
         json.dumps(world).encode()).hexdigest()[:10]
     return base / f"synthetic-{folder}-{data.synthetic_images}-seed{data.synthetic_seed}{tag}"
@@ -78,6 +81,8 @@ def _synthetic_source(data: DataArguments) -> tuple[Path, Path]:
             root, num_images=data.synthetic_images, seed=data.synthetic_seed, datasets=(folder,),
             image_size=tuple(data.synthetic_image_size), object_scale=data.synthetic_object_scale,
             distractor_levels=tuple(data.synthetic_distractor_levels),
+            objects_per_image=tuple(data.synthetic_objects_per_image),
+            same_colour_prob=data.synthetic_same_colour_prob, separated_sizes=data.synthetic_separated_sizes,
         )
     tree = SyntheticRefer(root, num_images=data.synthetic_images, datasets=(folder,))
     return tree.root, tree.image_dir
