@@ -26,9 +26,10 @@ from nemo_hf.modeling.registry import SEGMENTER_TYPES
 from nemo_hf.nemo.settings import NeMoSettings
 from nemo_hf.synthetic.tree import FAIR_WORLD
 
-__all__ = ["ARMS", "BENCHMARK_ARMS", "ExperimentSettings", "arm_miner"]
+__all__ = ["ARMS", "BENCHMARK_ARMS", "DEMO_SEGMENTER", "ExperimentSettings", "arm_miner"]
 
 ARMS = ("none", "random", "nemo")  # the demo's
+DEMO_SEGMENTER = "nemo-hf/synthetic-segmenter"  # the converged no-augmentation segmenter the demo's arms start from
 BENCHMARK_ARMS = ("none", "random", "nemo", "oracle", "noisy-0.25", "noisy-0.75", "noisy-1.5")
 
 
@@ -141,13 +142,26 @@ class ExperimentSettings:
         return {key: list(value) if isinstance(value, tuple) else value
                 for key, value in dataclasses.asdict(self).items()}
 
+    def demo(self) -> ExperimentSettings:
+        """``nemo-hf demo``'s settings: every arm fine-tunes the shipped segmenter, converged without mosaics.
+
+        Training each arm from scratch to convergence takes hours on two CPU cores; the
+        shipped ``nemo-hf/synthetic-segmenter`` was trained that way (no augmentation, a
+        world of another seed, its card says how), and the arms continue from it on this
+        world — the authors' schedule also brings mined mosaics in mid-training. One seed.
+        """
+        return self.replace(init_from=DEMO_SEGMENTER, num_images=600, eval_images=300, max_train_steps=200,
+                            learning_rate=2e-4, encoder_learning_rate=1e-4, warmup_steps=0, eval_steps=100,
+                            curve_sentences=400, warmup_epochs=0)
+
     def quick(self) -> ExperimentSettings:
         """The toy budget every ``--quick`` uses (demo, benchmarks): the whole pipeline in a minute or two.
 
         Its numbers mean nothing; reports made with it say so.
         """
-        return self.replace(num_images=60, eval_images=40, max_train_steps=5, train_batch_size=8, input_size=64,
-                            eval_steps=None, curve_sentences=16, top_k=5)
+        small = {} if self.init_from else {"input_size": 64}  # a shipped segmenter keeps its own input size
+        return self.replace(num_images=60, eval_images=40, max_train_steps=5, train_batch_size=8, eval_steps=None,
+                            curve_sentences=16, top_k=5, **small)
 
     def replace(self, **changes: Any) -> ExperimentSettings:
         """A copy with some settings changed (validated again); NeMo's by name too: ``replace(top_k=5)``."""
