@@ -285,6 +285,59 @@ def test_gradient_accumulation_matches_a_larger_batch(tmp_path, tiny_clipseg_dir
         torch.testing.assert_close(accumulated[name], big[name], rtol=1e-5, atol=1e-6, msg=name)
 
 
+class _Stop(Exception):
+    """Ends a run between two steps, as a kill would."""
+
+
+def test_a_run_with_gradient_accumulation_resumes_mid_epoch_at_the_right_micro_batch(
+        tmp_path, tiny_clipseg_dir, monkeypatch, capsys) -> None:
+    """Stopped after its step-3 checkpoint, resumed: the micro-batches and weights of the uninterrupted run.
+
+    With 2 micro-batches per optimizer step, step 3 has consumed 6 micro-batches of the
+    epoch: a resume that skipped 3 (the steps, not the micro-batches) would train on
+    micro-batches 3–5 twice and end with other weights.
+    """
+    from nemo_hf.modeling.inputs import RISCollator
+
+    collate = RISCollator.__call__
+    seen: list[list[list[int]]] = []
+    stop_at: list[int | None] = [None]
+
+    def recording(self, rows):
+        if not self.with_targets:  # training micro-batches only
+            if len(seen) == stop_at[0]:
+                raise _Stop
+            seen.append([[r["ref_id"], r["sent_id"]] for r in rows])
+        return collate(self, rows)
+
+    monkeypatch.setattr(RISCollator, "__call__", recording)
+    # 80 objects in micro-batches of 4: 20 per epoch, 10 optimizer steps; all of it inside epoch 1
+    args = ("--model_name_or_path", str(tiny_clipseg_dir), "--train_batch_size", "4",
+            "--gradient_accumulation_steps", "2", "--max_train_steps", "6", "--checkpointing_steps", "3",
+            "--max_grad_norm", "0", "--eval_splits", "val", "--max_eval_samples", "4")
+    train.main(_tiny(tmp_path / "full", *args))
+    full = list(seen)
+    assert len(full) == 12 + 1  # 6 steps of 2 micro-batches, and the one the loader fetched ahead
+
+    seen.clear()
+    stop_at[0] = 8  # inside step 4: after step_3 was saved, before step_6
+    _reset_accelerate()
+    with pytest.raises(_Stop):
+        train.main(_tiny(tmp_path / "stopped", *args))
+    assert sorted(p.name for p in (tmp_path / "stopped" / "checkpoints").iterdir()) == ["step_3"]
+
+    seen.clear()
+    stop_at[0] = None
+    _reset_accelerate()
+    capsys.readouterr()
+    resumed = train.main([*_tiny(tmp_path / "stopped", *args), "--resume_from_checkpoint", "latest"])
+    assert "at step 3: 3 steps left, from batch 6 of epoch 1" in capsys.readouterr().out
+    assert Path(resumed["resumed_from"]).name == "step_3"
+    assert seen == full[6:]  # micro-batches 6…11 (and the one fetched ahead): neither 3…5 again nor any skipped
+    for name, tensor in _weights(tmp_path / "full").items():
+        assert torch.equal(_weights(tmp_path / "stopped")[name], tensor), name
+
+
 def test_bf16_mixed_precision_trains_on_cpu(tmp_path) -> None:
     results = train.main(_tiny(tmp_path / "bf16", "--mixed_precision", "bf16", "--max_train_steps", "3",
                                "--checkpointing_steps", "none"))
@@ -578,10 +631,6 @@ def test_a_killed_run_resumes_mid_epoch_and_matches_an_uninterrupted_run(tmp_pat
 
 
 # ----------------------------------------------------------------------------- train_clip.py
-
-
-class _Stop(Exception):
-    """Ends a run between two steps, as a kill would."""
 
 
 def test_train_clip_resumes_from_its_checkpoint_and_ends_with_the_uninterrupted_weights(
