@@ -9,7 +9,6 @@ reads the same synthetic tree, generated once per session in the test datasets c
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -29,6 +28,7 @@ from nemo_hf.trainer.args import TRAIN_DATACLASSES, TrainingConfig, parse_argume
 from nemo_hf.trainer.data import as_sentences, build_train_dataset, load_splits
 from tests.training_runs import REPO, TINY_CONFIG, TRAINING
 from tests.training_runs import final_weights as _weights
+from tests.training_runs import launch, run_to_completion, subprocess_env
 from tests.training_runs import reset_accelerate as _reset_accelerate
 from tests.training_runs import tiny_args as _tiny
 
@@ -41,12 +41,6 @@ torch.set_num_threads(1)
 def _fresh_accelerate_state():
     yield
     _reset_accelerate()
-
-
-def _subprocess_env() -> dict[str, str]:
-    # one thread per process: the same arithmetic in every run, and two processes fit two cores
-    return {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1", "PYTHONUNBUFFERED": "1",
-            "PYTHONFAULTHANDLER": "1"}
 
 
 def _initial_model():
@@ -456,63 +450,6 @@ def test_trains_from_a_dataset_pushed_to_the_hub(refer_tree, tmp_path, hub_repo_
 # ----------------------------------------------------------------------------- processes
 
 
-def _launch(*args: str, processes: int) -> list[str]:
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1",
-                "--mixed_precision", "no", "--dynamo_backend", "no"]
-    if processes > 1:
-        # `--cpu --num_processes 2` would start ONE process; this starts two, synchronised (gloo)
-        launcher += ["--multi_gpu", "--num_processes", str(processes), "--main_process_port", "0"]
-    else:
-        launcher += ["--cpu", "--num_processes", "1"]
-    return [*launcher, *args]
-
-
-def _signal_all(pids: set[int], sig: int) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
-
-
-def _run(command: list[str], timeout: float = 240, **env: str) -> subprocess.CompletedProcess:
-    """Run to completion; on a hang, dump every process's Python stack (faulthandler) and fail.
-
-    The launcher's workers are watched while it runs: torch's launcher starts them in
-    sessions of their own, and one it leaves orphaned still holds the output pipes.
-    """
-    import psutil
-
-    process = subprocess.Popen(command, cwd=REPO, env={**_subprocess_env(), **env}, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)
-    deadline, seen = time.monotonic() + timeout, {process.pid}
-    try:
-        while True:
-            try:
-                out, err = process.communicate(timeout=2)
-                break
-            except subprocess.TimeoutExpired:
-                try:
-                    seen |= {child.pid for child in psutil.Process(process.pid).children(recursive=True)}
-                except psutil.Error:
-                    pass
-                if time.monotonic() < deadline:
-                    continue
-                _signal_all(seen, signal.SIGABRT)  # PYTHONFAULTHANDLER: each process prints its stack
-                try:
-                    out, err = process.communicate(timeout=30)
-                except subprocess.TimeoutExpired:
-                    _signal_all(seen, signal.SIGKILL)
-                    out, err = process.communicate(timeout=30)
-                pytest.fail(f"{command} hung for {timeout} s; stacks:\n{err[-8000:]}")
-    finally:
-        _signal_all({pid for pid in seen if psutil.pid_exists(pid) and pid != process.pid}, signal.SIGKILL)
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-    assert process.returncode == 0, err[-4000:]
-    return subprocess.CompletedProcess(command, process.returncode, out, err)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("segmenter", ["clipseg", "cris"])
 def test_two_processes_give_the_same_metrics_as_one(tmp_path, segmenter: str, tiny_clipseg_dir) -> None:
@@ -523,10 +460,10 @@ def test_two_processes_give_the_same_metrics_as_one(tmp_path, segmenter: str, ti
              else ("--model_type", "cris", "--trainable", "all", "--max_train_steps", "10"))
     steps = ("--checkpointing_steps", "none", *model)
     # NeMo mosaics: mining runs on both processes, each process draws the same mosaics as one would
-    _run(_launch(str(TRAINING / "train.py"), *_tiny(one, *steps, augmentation="nemo"), processes=1))
+    run_to_completion(launch(str(TRAINING / "train.py"), *_tiny(one, *steps, augmentation="nemo"), processes=1))
     # eval_batch_size 8 over two processes: each evaluates batches of 4, as the single process did
-    _run(_launch(str(TRAINING / "train.py"), *_tiny(two, *steps, "--eval_batch_size", "8", augmentation="nemo"),
-                 processes=2))
+    run_to_completion(launch(str(TRAINING / "train.py"), *_tiny(two, *steps, "--eval_batch_size", "8",
+                                                                 augmentation="nemo"), processes=2))
     single = json.loads((one / "final" / "all_results.json").read_text())
     double = json.loads((two / "final" / "all_results.json").read_text())
     assert (single["num_processes"], double["num_processes"]) == (1, 2)
@@ -541,9 +478,9 @@ def test_two_processes_give_the_same_metrics_as_one(tmp_path, segmenter: str, ti
         assert np.isfinite(double["train_loss"]) and _weights(two).keys() == _weights(one).keys()
 
     # evaluation of one checkpoint: exactly the numbers of one process, every sentence counted once
-    _run(_launch(str(TRAINING / "eval_ris.py"), "--config", str(one / "train_config.yaml"),
-                 "--model_name_or_path", str(one / "final"), "--output_dir", str(tmp_path / "eval2"), "--eval_batch_size", "8",
-                 "--num_sample_predictions", "0", processes=2))
+    run_to_completion(launch(str(TRAINING / "eval_ris.py"), "--config", str(one / "train_config.yaml"),
+                             "--model_name_or_path", str(one / "final"), "--output_dir", str(tmp_path / "eval2"),
+                             "--eval_batch_size", "8", "--num_sample_predictions", "0", processes=2))
     evaluated = json.loads((tmp_path / "eval2" / "eval_results.json").read_text())
     assert evaluated["num_processes"] == 2
     for split, expected in single["eval"].items():
@@ -588,11 +525,11 @@ def test_a_killed_run_resumes_mid_epoch_and_matches_an_uninterrupted_run(tmp_pat
     """
     args = ("--num_train_epochs", "3", "--checkpointing_steps", "3", "--logging_steps", "2")
     full, killed = tmp_path / "full", tmp_path / "killed"
-    _run([sys.executable, "-c", RECORDING_RUN, str(TRAINING / "train.py"), *_tiny(full, *args, augmentation="nemo")],
-         BATCH_LOG=str(tmp_path / "full.jsonl"))
+    run_to_completion([sys.executable, "-c", RECORDING_RUN, str(TRAINING / "train.py"),
+                       *_tiny(full, *args, augmentation="nemo")], BATCH_LOG=str(tmp_path / "full.jsonl"))
 
     command = [sys.executable, str(TRAINING / "train.py"), *_tiny(killed, *args, augmentation="nemo")]
-    process = subprocess.Popen(command, cwd=REPO, env=_subprocess_env(), stdout=subprocess.DEVNULL,
+    process = subprocess.Popen(command, cwd=REPO, env=subprocess_env(), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     checkpoints = killed / "checkpoints"
     deadline = time.time() + 240
@@ -604,8 +541,8 @@ def test_a_killed_run_resumes_mid_epoch_and_matches_an_uninterrupted_run(tmp_pat
     assert process.wait() == -signal.SIGKILL
     assert not (killed / "final").exists()
 
-    resumed_run = _run([sys.executable, "-c", RECORDING_RUN, *command[1:], "--resume_from_checkpoint", "latest"],
-                       BATCH_LOG=str(tmp_path / "resumed.jsonl"))
+    resumed_run = run_to_completion([sys.executable, "-c", RECORDING_RUN, *command[1:], "--resume_from_checkpoint",
+                                     "latest"], BATCH_LOG=str(tmp_path / "resumed.jsonl"))
     expected = json.loads((full / "final" / "all_results.json").read_text())
     resumed = json.loads((killed / "final" / "all_results.json").read_text())
     step = int(Path(resumed["resumed_from"]).name.removeprefix("step_"))
