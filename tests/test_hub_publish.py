@@ -15,9 +15,9 @@ import pytest
 import torch
 import yaml
 
-from tests.hub_server import LOCAL_HUB_OTHER_TOKEN, LOCAL_HUB_TOKEN
 from nemo_hf.trainer import segmenter_training as train
-from tests.training_runs import final_weights, reset_accelerate, tiny_args
+from tests.hub_server import LOCAL_HUB_OTHER_TOKEN, LOCAL_HUB_TOKEN
+from tests.training_runs import TRAINING, final_weights, launch, reset_accelerate, run_to_completion, tiny_args
 
 pytestmark = pytest.mark.hub
 
@@ -186,6 +186,61 @@ def test_a_push_that_fails_midway_says_so_and_leaves_main_unchanged(
     assert Path(_download(hub_repo_id, "README.md")).read_text() != "a new card\n"
     push_model_folder(folder, hub_repo_id, message="the whole push")  # once the cause is gone, it lands
     assert Path(_download(hub_repo_id, "README.md")).read_text() == "a new card\n"
+
+
+# `accelerate launch THIS train.py args…` runs train.py as `accelerate launch train.py args…` does, and appends
+# one JSON line [process index, "model" | "dataset"] to $PUSH_LOG whenever a process starts a push
+RECORDING_PUSHES = """
+import json, os, runpy, sys
+from accelerate import PartialState
+import nemo_hf.hub.runs as runs
+
+def recording(kind, push):
+    def call(*args, **kwargs):
+        with open(os.environ["PUSH_LOG"], "a") as log:
+            log.write(json.dumps([PartialState().process_index, kind]) + "\\n")
+        return push(*args, **kwargs)
+    return call
+
+runs.push_model_folder = recording("model", runs.push_model_folder)
+runs.push_mined_dataset = recording("dataset", runs.push_mined_dataset)
+if __name__ == "__main__":  # not again in a process that multiprocessing spawns, which imports this file
+    sys.argv = sys.argv[1:]
+    runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+@pytest.mark.slow
+def test_only_the_main_process_of_a_two_process_run_pushes(tmp_path, hub_repo_id, tiny_clipseg_dir, local_hub) -> None:
+    """Two processes, a model pushed at steps 2 and 4 and at the end, and the mined training set: each push once.
+
+    Every process holds the same model and data, so a push from each would not change what
+    the repositories end up holding: the pushes themselves are counted, in the processes and
+    by the server.
+    """
+    dataset_id = hub_repo_id.replace("user/", "user/data-")
+    wrapper, log = tmp_path / "recording_pushes.py", tmp_path / "pushes.jsonl"
+    wrapper.write_text(RECORDING_PUSHES)
+    out = tmp_path / "run"
+    run = run_to_completion(launch(
+        str(wrapper), str(TRAINING / "train.py"),
+        *tiny_args(out, "--model_name_or_path", str(tiny_clipseg_dir), "--max_train_steps", "4",
+                   "--checkpointing_steps", "2", "--push_to_hub", "--hub_model_id", hub_repo_id,
+                   "--push_dataset_to_hub", dataset_id, augmentation="nemo"),
+        processes=2), timeout=400, PUSH_LOG=str(log))
+    assert json.loads((out / "final" / "all_results.json").read_text())["num_processes"] == 2
+    pushes = sorted(tuple(json.loads(line)) for line in log.read_text().splitlines())
+    assert pushes == [(0, "dataset"), (0, "model"), (0, "model"), (0, "model")], pushes
+    assert "failed" not in run.stdout + run.stderr
+    # what the server received: one preupload per model push (steps 2 and 4, the end), each leaving one commit
+    requests = local_hub.log_path.read_text()
+    assert requests.count(f"POST /api/models/{hub_repo_id}/preupload/main") == 3
+    assert requests.count(f"POST /api/models/{hub_repo_id}/commit/main") == 3
+    from huggingface_hub import HfApi
+
+    titles = [c.title for c in HfApi().list_repo_commits(hub_repo_id)]
+    assert titles[0].startswith("End of training: step 4")
+    assert titles[1:] == ["Training in progress, step 4", "Training in progress, step 2", "initial commit"]
 
 
 @pytest.mark.parametrize(
