@@ -34,8 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
-from accelerate import PartialState
-from accelerate.utils import broadcast_object_list, parse_flag_from_env
+from accelerate.utils import broadcast_object_list
 
 from nemo_hf.hub.cards import mining_summary, model_source
 from nemo_hf.hub.dataset_repos import push_mined_dataset
@@ -47,21 +46,10 @@ from nemo_hf.hub.model_repos import (
     endpoint,
     push_model_folder,
 )
+from nemo_hf.mining.device import process_state
 from nemo_hf.viz import save_mosaic_grid
 
 __all__ = ["HubRun"]
-
-
-def _processes() -> PartialState:
-    """The processes of this run, as the ``Accelerator`` built after a :class:`HubRun` will see them.
-
-    The first ``PartialState`` of a process fixes the state every later one shares. A run
-    checks its repositories before it builds its ``Accelerator``, so this is that first
-    state: like the ``Accelerator``, it must honour ``ACCELERATE_USE_CPU`` (the way to start
-    several CPU processes), or on a machine without GPUs each process of ``accelerate launch
-    --multi_gpu`` would take itself for a whole run of one process, and every one would push.
-    """
-    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
 
 
 def _on_main_process(work: Callable[[], Any]) -> Any:
@@ -71,7 +59,10 @@ def _on_main_process(work: Callable[[], Any]) -> Any:
     """
     outcome: list[object] = [None]
     failure: Exception | None = None
-    if _processes().is_main_process:
+    # a run checks its repositories before it builds its Accelerator, so this may be the process's first
+    # state, which every later one shares: it must see CPU processes (ACCELERATE_USE_CPU) as the run they are,
+    # or each one takes itself for the main process of a run of one, and pushes
+    if process_state().is_main_process:
         try:
             outcome = [("ok", work())]
         except Exception as error:
@@ -145,7 +136,7 @@ class HubRun:
         A failed push here is reported and training goes on: the next save pushes the whole
         model again.
         """
-        if self.strategy not in ("every_save", "checkpoint") or not _processes().is_main_process:
+        if self.strategy not in ("every_save", "checkpoint") or not process_state().is_main_process:
             return
         with tempfile.TemporaryDirectory(prefix="nemo_hf-push-") as folder:
             write_model(Path(folder))
@@ -159,7 +150,7 @@ class HubRun:
 
     def after_training(self, final: Path, results: Mapping[str, Any]) -> str | None:
         """Push ``final/`` (every strategy); the commit id. Main process only (None elsewhere)."""
-        if self.strategy is None or not _processes().is_main_process:
+        if self.strategy is None or not process_state().is_main_process:
             return None
         scores = ", ".join(f"{split} oIoU {r['overall_iou']:.4f}" for split, r in results.get("eval", {}).items())
         message = f"End of training: step {results['train_steps']}" + (f" ({scores})" if scores else "")
@@ -181,7 +172,7 @@ class HubRun:
         only (None elsewhere), after training: no other process waits on an upload that may
         take longer than a collective's timeout.
         """
-        if self.dataset_id is None or not _processes().is_main_process:
+        if self.dataset_id is None or not process_state().is_main_process:
             return None
         config_name = f"{dataset_name}-nemo"
         splits = {"train": mined, **{name: _with_empty_negatives(part, mined) for name, part in eval_splits.items()}}

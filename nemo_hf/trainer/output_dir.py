@@ -42,7 +42,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from accelerate import PartialState
+from nemo_hf.mining.device import process_state
 
 __all__ = [
     "EVAL_ENTRIES",
@@ -80,7 +80,7 @@ def claim_output_dir(
     before the main process clears.
     """
     output_dir = Path(output_dir)
-    state = PartialState()
+    state = process_state()
     resuming_here = resume_from is not None and _is_inside(Path(resume_from), output_dir)
     if resuming_here and overwrite:
         raise ValueError(
