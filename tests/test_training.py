@@ -491,6 +491,35 @@ def test_two_processes_give_the_same_metrics_as_one(tmp_path, segmenter: str, ti
         assert got["loss"] == pytest.approx(expected["loss"], rel=1e-12)
 
 
+@pytest.mark.slow
+def test_two_processes_evaluate_a_split_that_does_not_divide_into_their_batches_exactly_as_one(
+        tmp_path, tiny_clipseg_dir) -> None:
+    """13 sentences in batches of 8 over 2 processes: the last batch of 5 reaches them as 3 + 3.
+
+    Accelerate repeats a sample to even the processes out; counted, it would add a sentence
+    to every sum (and 13 would become 14). Every number must be the single process's.
+    """
+    out = tmp_path / "run"
+    train.main(_tiny(out, "--model_name_or_path", str(tiny_clipseg_dir), "--max_train_steps", "6",
+                     "--learning_rate", "3e-3", "--checkpointing_steps", "none", "--eval_splits", "val",
+                     "--max_eval_samples", "4"))
+    common = ["--config", str(out / "train_config.yaml"), "--model_name_or_path", str(out / "final"),
+              "--eval_splits", "val", "testB", "--max_eval_samples", "13", "--eval_batch_size", "8",
+              "--num_sample_predictions", "0"]
+    _reset_accelerate()
+    single = eval_ris.main([*common, "--output_dir", str(tmp_path / "one")])
+    run_to_completion(launch(str(TRAINING / "eval_ris.py"), *common, "--output_dir", str(tmp_path / "two"),
+                             processes=2))
+    double = json.loads((tmp_path / "two" / "eval_results.json").read_text())
+    assert (single["num_processes"], double["num_processes"]) == (1, 2)
+    for split, expected in single["eval"].items():
+        got = double["eval"][split]
+        assert expected["count"] == got["count"] == 13
+        assert 0.0 < expected["overall_iou"] < 1.0  # predictions that can disagree
+        assert {k: v for k, v in got.items() if k != "loss"} == {k: v for k, v in expected.items() if k != "loss"}
+        assert got["loss"] == pytest.approx(expected["loss"], rel=1e-12)
+
+
 # `python -c RECORDING_RUN script args…` runs a training script as `python script args…` does and
 # appends the rows of each training batch (ref_id, sent_id, source images) as one JSON line to $BATCH_LOG
 RECORDING_RUN = """
