@@ -13,6 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from nemo_hf.command_line import run_command
 from nemo_hf.data import VARIANTS, load_refcoco, stats_table
 from nemo_hf.data.configs import card_fields
 from nemo_hf.hub.cards import render_dataset_card
@@ -52,5 +53,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # an error that names its cause prints that, not a traceback (NEMO_HF_DEBUG=1 shows it)
+    sys.exit(run_command(main))

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from datasets import Dataset, DatasetDict, concatenate_datasets, load_dataset
 
+from nemo_hf.command_line import run_command
 from nemo_hf.hub.cards import mining_summary, model_source
 from nemo_hf.hub.dataset_repos import push_mosaics, write_parquet
 from nemo_hf.mining.clip import DEFAULT_CLIP
@@ -95,5 +96,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # an error that names its cause prints that, not a traceback (NEMO_HF_DEBUG=1 shows it)
+    sys.exit(run_command(main))

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
 
+from nemo_hf.command_line import run_command
 from nemo_hf.hub.cards import mining_summary, model_source
 from nemo_hf.hub.dataset_repos import push_mined_dataset
 from nemo_hf.mining.clip import DEFAULT_CLIP
@@ -114,5 +115,5 @@ def _push(mined: Dataset, nemo: NeMo, args: argparse.Namespace) -> None:
                            mining=mining, picture=picture)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # an error that names its cause prints that, not a traceback (NEMO_HF_DEBUG=1 shows it)
+    sys.exit(run_command(main))

@@ -12,6 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from nemo_hf.command_line import run_command
+
 DEMO_CONFIGS = ("refcoco_unc", "refcocoplus_unc", "refcocog_umd", "grefcoco_unc")
 
 
@@ -61,6 +63,12 @@ def predict(model: str, image: Path, text: str, output: Path, revision: str | No
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``nemo-hf``: run a command; an error that names its cause ends with that message and status 1 (no traceback,
+    unless ``NEMO_HF_DEBUG=1``: :mod:`nemo_hf.command_line`)."""
+    return run_command(lambda: _run(argv), prog="nemo-hf")
+
+
+def _run(argv: list[str] | None) -> int:
     from nemo_hf.experiment.settings import ExperimentSettings
 
     parser = argparse.ArgumentParser(prog="nemo-hf", description="NeMo on the Hugging Face stack")

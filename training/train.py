@@ -50,7 +50,8 @@ of ``nemo-hf demo`` and the benchmarks run the same code from an installed wheel
 
 import sys
 
+from nemo_hf.command_line import run_command
 from nemo_hf.trainer.segmenter_training import main
 
-if __name__ == "__main__":
-    main(sys.argv[1:], description=__doc__)
+if __name__ == "__main__":  # an error that names its cause prints that, not a traceback (NEMO_HF_DEBUG=1 shows it)
+    sys.exit(run_command(lambda: main(sys.argv[1:], description=__doc__)))
