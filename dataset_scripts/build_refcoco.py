@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from nemo_hf.command_line import run_command
+from nemo_hf.command_line import HelpFormatter, run_command
 from nemo_hf.data import VARIANTS, load_refcoco, stats_table
 from nemo_hf.data.configs import card_fields
 from nemo_hf.hub.cards import render_dataset_card
@@ -22,14 +22,14 @@ from nemo_hf.hub.dataset_repos import push_dataset, write_parquet
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("config", choices=sorted(VARIANTS))
     parser.add_argument("--data-dir", required=True, help="refer root (holding refcoco/, refcoco+/, ...)")
     parser.add_argument("--image-dir", required=True, help="COCO train2014 (or train2017) images")
-    parser.add_argument("--cache-dir", default=None)
+    parser.add_argument("--cache-dir", default=None, help="datasets cache (default: HF_DATASETS_CACHE)")
     parser.add_argument("--out", default=None, help="write Parquet here ({out}/{config}/{split}-*.parquet)")
     parser.add_argument("--push", default=None, metavar="REPO_ID", help="push to this Hub dataset repo")
-    parser.add_argument("--private", action="store_true")
+    parser.add_argument("--private", action="store_true", help="create the --push repository private")
     parser.add_argument("--no-verify-images", action="store_true", help="skip the image header/end checks")
     args = parser.parse_args(argv)
     if not args.out and not args.push:

@@ -9,7 +9,9 @@ with status 1; Ctrl-C exits with 130 and one line. Anything else is a bug, and k
 traceback. So does every error when the environment sets ``NEMO_HF_DEBUG=1``
 (:data:`DEBUG_VARIABLE`), for a report or a debugger.
 
-Nothing here imports more than the standard library: ``nemo-hf --help`` stays fast.
+Their ``--help`` shows the description as written (its command examples) and every flag's
+default (:class:`HelpFormatter`). Nothing here imports more than the standard library:
+``nemo-hf --help`` stays fast.
 
     >>> import sys
     >>> def train():
@@ -24,19 +26,37 @@ Nothing here imports more than the standard library: ``nemo-hf --help`` stays fa
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-__all__ = ["DEBUG_VARIABLE", "debugging", "error_message", "run_command"]
+__all__ = ["DEBUG_VARIABLE", "HelpFormatter", "debugging", "error_message", "run_command"]
 
 DEBUG_VARIABLE = "NEMO_HF_DEBUG"
 """Set to ``1`` (or ``true``, ``yes``) to see the traceback of every error a tool stops on."""
 
 # errors whose messages are written for the user: what is wrong, naming the file, flag or value
 _NAMED_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError)
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` with the description as written and each flag's default (none shown for required flags, or ones
+    that default to None or off).
+
+    >>> parser = argparse.ArgumentParser(prog="build", formatter_class=HelpFormatter)
+    >>> _ = parser.add_argument("--out", default="parquet/", help="where the Parquet files go")
+    >>> _ = parser.add_argument("--push", default=None, help="a Hub dataset repo to push to")
+    >>> [line.strip() for line in parser.format_help().splitlines()[-2:]]
+    ['--out OUT    where the Parquet files go (default: parquet/)', '--push PUSH  a Hub dataset repo to push to']
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.required or action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def debugging() -> bool:
