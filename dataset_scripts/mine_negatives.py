@@ -29,14 +29,14 @@ from pathlib import Path
 
 from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
 
-from nemo_hf.command_line import run_command
+from nemo_hf.command_line import HelpFormatter, run_command
 from nemo_hf.hub.cards import mining_summary, model_source
 from nemo_hf.hub.dataset_repos import push_mined_dataset
 from nemo_hf.mining.clip import DEFAULT_CLIP
 from nemo_hf.nemo.settings import NeMoSettings, settings_in_group
 from nemo_hf.nemo.transform import NeMo
 from nemo_hf.trainer.args import add_dataclass_flags
-from nemo_hf.pretrained import check_local_path
+from nemo_hf.pretrained import OFFLINE_CLIP_HINT, check_hub_model, check_local_path
 from nemo_hf.viz import save_mosaic_grid
 
 _SAVE_TO_DISK_FILES = ("dataset_dict.json", "state.json")  # what save_to_disk writes at a folder's top
@@ -64,11 +64,11 @@ def _save(ds: Dataset, out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("dataset", help="Hub dataset repo id, Parquet folder (build_refcoco.py --out) or save_to_disk folder")
     parser.add_argument("--config", default=None,
                         help="config of the Hub repo or Parquet folder (e.g. refcoco_unc); the config --push writes")
-    parser.add_argument("--split", default="train")
+    parser.add_argument("--split", default="train", help="the split to mine")
     parser.add_argument("--pool-split", default=None, help="split whose images are the candidates (default: --split)")
     parser.add_argument("--clip", default=DEFAULT_CLIP, help="CLIP checkpoint (Hub id or folder)")
     parser.add_argument("--num-proc", type=int, default=None, help="processes decoding images")
@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     if out is not None and out.exists():
         parser.error(f"--out {out} already exists; choose a new folder")
 
+    check_hub_model(args.clip, flag="--clip", revision=args.clip_revision, instead=OFFLINE_CLIP_HINT)  # now, not later
     ds = _load_split(args.dataset, args.config, args.split)
     pool = ds if args.pool_split in (None, args.split) else _load_split(args.dataset, args.config, args.pool_split)
     nemo = NeMo(pool, args.clip, **{name: getattr(args, name) for name in names})

@@ -33,6 +33,10 @@ def test_help_shows_the_examples_as_written(name, capsys):
     examples = [line for line in script.__doc__.splitlines() if line.startswith("    ")]
     assert any(line.endswith(" \\") for line in examples)  # a continued command line
     assert all(line in shown for line in examples)
+    flat = " ".join(" ".join(shown).split())
+    if name != "build_refcoco":  # its flags are required or off by default
+        assert "(default: train)" in flat and "(default: 0.9)" in flat  # --split and tau_image
+    assert "(default: None)" not in flat
 
 
 def test_nothing_to_do_is_an_error(refer_tree, tmp_path, capsys):

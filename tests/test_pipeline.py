@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -143,8 +144,47 @@ def test_nemo_hf_predict_writes_the_mask_and_an_overlay(tmp_path, tiny_clipseg_d
     expected = segmenter(str(tmp_path / "photo.jpg"), "the red circle")
     assert np.array_equal(np.asarray(mask), np.asarray(expected["mask"]))
     assert f"score {expected['score']:.4f}" in capsys.readouterr().out
-    with pytest.raises(SystemExit, match="is not a file"):
-        main(["predict", "--model", str(tiny_clipseg_dir), "--image", str(tmp_path / "nope.jpg"), "--text", "a"])
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--image", "README.md"], r"--image README.md is not a picture PIL can read \(cannot identify image file "
+                                   r"'README.md'\): give a JPEG, PNG, WebP … file"),
+        (["--image", "nope.jpg"], r"--image nope.jpg is not there: give the path of a picture"),
+        (["--image", "."], r"--image \. is a folder: give the path of a picture"),
+        (["--text", ""], r"--text is empty \(''\): give the expression that refers to the object, e.g. "
+                         r'--text "the man on the left"'),
+        (["--text", " \u200b"], r"--text is empty"),
+        (["--output", "out"], r"--output out is a folder: name the mask's file, e.g. --output out/mask.png"),
+        (["--output", "out/"], r"--output out is a folder"),
+        (["--output", "mask.txt"], r"--output mask.txt: no picture format is saved under the extension '.txt'; "
+                                   r"end the name with .png"),
+        (["--threshold", "1.5"], r"--threshold 1.5 is not a probability in \(0, 1\)"),
+        (["--model", "./missing"], r"'./missing' is a local path"),
+    ],
+    ids=["not-a-picture", "no-image", "image-folder", "empty-text", "invisible-text", "output-folder",
+         "output-slash", "output-extension", "threshold", "missing-model"],
+)
+def test_nemo_hf_predict_names_a_bad_input_before_loading_a_model(flags, message, tmp_path, monkeypatch,
+                                                                   capsys) -> None:
+    """``--image README.md`` ended in a 47-line traceback, a folder as ``--output`` in "unknown file extension",
+    an empty ``--text`` in a mask and status 0."""
+    import nemo_hf.modeling.pipeline as pipelines
+    from nemo_hf.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "README.md").write_text("# not a picture\n")
+    (tmp_path / "out").mkdir()
+    _pictures()[0].save(tmp_path / "photo.png")
+    monkeypatch.setattr(pipelines, "pipeline", lambda **_: pytest.fail("a model was loaded"))
+    given = {"--model": "nemo-hf/synthetic-clip", "--image": "photo.png", "--text": "the red circle",
+             **dict(zip(flags[::2], flags[1::2]))}
+    assert main(["predict", *[part for pair in given.items() for part in pair]]) == 1
+    shown = capsys.readouterr().err.splitlines()
+    assert shown[0].startswith("nemo-hf: error: ") and re.search(message, shown[0]), shown
+    assert shown[1] == "(the traceback: run again with NEMO_HF_DEBUG=1)"
+    assert not (tmp_path / "mask.png").exists() and sorted(p.name for p in (tmp_path / "out").iterdir()) == []
 
 
 @pytest.mark.parametrize("text", ["", "   ", "\u200b\t\n"])
