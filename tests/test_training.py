@@ -219,6 +219,68 @@ def test_a_used_output_dir_is_refused_and_overwrite_replaces_the_old_run_whole(t
         train.main([*again, "--overwrite_output_dir", "--resume_from_checkpoint", "latest"])
 
 
+def test_a_folder_left_by_a_run_that_saved_nothing_is_taken_over_by_the_next_run(tmp_path, capsys) -> None:
+    """A failed run left its train_config.yaml; the corrected rerun was refused and sent to
+    ``--resume_from_checkpoint latest``, which found no checkpoint either."""
+    out = tmp_path / "run"
+    with pytest.raises(ValueError, match="has no split 'nope'"):
+        train.main(_tiny(out, "--eval_splits", "nope"))
+    assert sorted(p.name for p in out.iterdir()) == ["train_config.yaml"]  # all the failed run left
+    _reset_accelerate()
+    with pytest.raises(FileNotFoundError, match=rf"--resume_from_checkpoint latest, but {out / 'checkpoints'} holds "
+                                                r"no checkpoint: .* start it again without --resume_from_checkpoint"):
+        train.main(_tiny(out, "--max_train_steps", "2", "--resume_from_checkpoint", "latest"))
+    _reset_accelerate()
+    capsys.readouterr()
+    results = train.main(_tiny(out, "--max_train_steps", "2", "--checkpointing_steps", "none"))
+    assert (f"note: {out} held only what a run that saved no checkpoint and no model leaves (['train_config.yaml']): "
+            "this run replaces it") in capsys.readouterr().out
+    assert results["train_steps"] == 2 and yaml.safe_load((out / "train_config.yaml").read_text())["eval_splits"] == [
+        "val", "testB"]
+
+    # a finished run is one, checkpoints or not: refused, offering only what applies (it has no checkpoint)
+    _reset_accelerate()
+    with pytest.raises(FileExistsError) as refused:
+        train.main(_tiny(out, "--max_train_steps", "2"))
+    assert str(refused.value) == (f"{out} already holds a run: ['final', 'logs', 'train_config.yaml']. Pass "
+                                  "--overwrite_output_dir to replace it, or another --output_dir")
+
+
+@pytest.mark.parametrize(
+    ("entries", "taken_over"),
+    [
+        (["logs/metrics.jsonl", "train_config.yaml"], True),  # killed in its first epoch
+        (["checkpoints/.step_3.tmp/model.safetensors", ".final.tmp/config.json", "logs/"], True),  # killed mid-save
+        (["checkpoints/step_3/trainer_state.json", "train_config.yaml"], False),  # a checkpoint to resume from
+        (["final/config.json"], False),  # a model
+        (["notes.txt", "train_config.yaml"], False),  # the user's own file
+    ],
+    ids=["killed-early", "killed-saving", "checkpoint", "model", "foreign-file"],
+)
+def test_only_a_checkpoint_a_model_or_a_foreign_file_make_a_folder_one_to_protect(tmp_path, entries,
+                                                                                  taken_over) -> None:
+    from nemo_hf.trainer.output_dir import TRAIN_ENTRIES, TRAIN_LEFTOVERS, claim_output_dir
+
+    for entry in entries:
+        path = tmp_path / entry
+        if entry.endswith("/"):
+            path.mkdir(parents=True)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("{}")
+    claim = lambda: claim_output_dir(tmp_path, TRAIN_ENTRIES, overwrite=False, leftovers=TRAIN_LEFTOVERS)  # noqa: E731
+    if taken_over:
+        claim()
+        assert list(tmp_path.iterdir()) == []
+        return
+    with pytest.raises(FileExistsError) as refused:
+        claim()
+    message = str(refused.value)
+    assert ("--resume_from_checkpoint latest to continue it (from checkpoints/step_3)" in message) == (
+        "checkpoint" in entries[0])
+    assert ("keeps what is not a run's: ['notes.txt']" in message) == ("notes.txt" in entries)
+
+
 def test_rotation_and_latest_go_by_run_not_by_step_number(tmp_path) -> None:
     from accelerate import Accelerator
 

@@ -10,8 +10,8 @@ pushes. :func:`main` parses the command line (:class:`~nemo_hf.trainer.args.Trai
 :func:`train` takes a config, so a caller that already holds the training rows (the
 experiment shares one mining between its arms) passes them as ``train_rows``.
 
-What lands in ``output_dir`` (a run refuses a non-empty one unless it resumes there or
-``overwrite_output_dir`` is given): ``final/`` (the model folder: weights, config, processor,
+What lands in ``output_dir`` (a run refuses a non-empty one unless it resumes there,
+``overwrite_output_dir`` is given, or it holds only what a run that saved nothing left): ``final/`` (the model folder: weights, config, processor,
 model card ``README.md``, ``all_results.json``, ``train_config.yaml``; no training state),
 ``train_config.yaml`` (the resolved arguments), ``checkpoints/step_<N>/`` (full state for
 ``--resume_from_checkpoint latest``, which continues mid-epoch), and ``logs/``
@@ -55,7 +55,7 @@ from nemo_hf.modeling.parts import PartwiseSegmenter
 from nemo_hf.trainer.args import TrainArguments, TrainingConfig, resolve_mixed_precision
 from nemo_hf.trainer.checkpoints import adopt_checkpoint, find_checkpoint, save_checkpoint, starting_state
 from nemo_hf.trainer.data import TrainData, as_sentences, build_train_dataset, load_splits
-from nemo_hf.trainer.output_dir import FINAL_DIR, TRAIN_ENTRIES, claim_output_dir, writing_final
+from nemo_hf.trainer.output_dir import FINAL_DIR, TRAIN_ENTRIES, TRAIN_LEFTOVERS, claim_output_dir, writing_final
 from nemo_hf.trainer.process_exit import exit_now_if_distributed
 from nemo_hf.trainer.schedule import build_scheduler
 from nemo_hf.trainer.tracking import flatten_scalars, make_trackers
@@ -187,7 +187,8 @@ def start_run(config: TrainingConfig) -> _Run:
                 f"{name}={getattr(args, name)} is the batch over all processes and must be divisible by "
                 f"the number of processes ({accelerator.num_processes})"
             )
-    claim_output_dir(output_dir, TRAIN_ENTRIES, overwrite=args.overwrite_output_dir, resume_from=resume_from)
+    claim_output_dir(output_dir, TRAIN_ENTRIES, overwrite=args.overwrite_output_dir, resume_from=resume_from,
+                     leftovers=TRAIN_LEFTOVERS)
     set_seed(args.seed)
     if accelerator.is_main_process:
         config.save(output_dir / "train_config.yaml")
