@@ -31,7 +31,7 @@ from datasets import Dataset, DatasetDict, concatenate_datasets, load_dataset
 
 from nemo_hf.command_line import HelpFormatter, run_command
 from nemo_hf.hub.cards import mining_summary, model_source
-from nemo_hf.hub.dataset_repos import push_mosaics, write_parquet
+from nemo_hf.hub.dataset_repos import check_output_folder, push_mosaics, write_parquet
 from nemo_hf.mining.clip import DEFAULT_CLIP
 from nemo_hf.nemo.settings import NeMoSettings, settings_in_group
 from nemo_hf.nemo.transform import NeMo
@@ -63,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-proc", type=int, default=None, help="processes drawing mosaics")
     parser.add_argument("--out", default=None, help="write Parquet here ({out}/{name}/train-*.parquet)")
     parser.add_argument("--push", default=None, metavar="REPO_ID", help="push to this Hub dataset repo")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the config if --out already holds it (once the new one is complete)")
     parser.add_argument("--private", action="store_true", help="create the --push repository private")
     settings_names = add_dataclass_flags(parser, NeMoSettings)  # every NeMo setting, as train.py takes them
     args = parser.parse_args(argv)
@@ -71,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.epochs < 1:
         parser.error(f"--epochs must be >= 1, got {args.epochs}")
     name = args.name or f"{args.config or 'default'}-mosaics"
+    if args.out:  # before the drawing: what would be replaced is named now
+        check_output_folder(args.out, name, overwrite=args.overwrite)
 
     check_local_path(args.dataset)
     rows = load_dataset(args.dataset, args.config, split=args.split)

@@ -31,7 +31,7 @@ from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
 
 from nemo_hf.command_line import HelpFormatter, run_command
 from nemo_hf.hub.cards import mining_summary, model_source
-from nemo_hf.hub.dataset_repos import push_mined_dataset
+from nemo_hf.hub.dataset_repos import check_output_folder, push_mined_dataset
 from nemo_hf.mining.clip import DEFAULT_CLIP
 from nemo_hf.nemo.settings import NeMoSettings, settings_in_group
 from nemo_hf.nemo.transform import NeMo
@@ -56,11 +56,14 @@ def _load_split(source: str, config: str | None, split: str) -> Dataset:
 
 
 def _save(ds: Dataset, out: Path) -> None:
-    """Write via a sibling staging folder so ``out`` appears complete or not at all."""
-    staging = out.with_name(out.name + ".partial")
+    """Write via a sibling staging folder so ``out`` appears complete or not at all (an old one replaced then)."""
+    staging, old = out.with_name(out.name + ".partial"), out.with_name(out.name + ".replaced")
     shutil.rmtree(staging, ignore_errors=True)
     ds.save_to_disk(str(staging))
+    if out.exists():
+        os.replace(out, old)
     os.replace(staging, out)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-proc", type=int, default=None, help="processes decoding images")
     parser.add_argument("--out", default=None, help="save the mined split here (save_to_disk)")
     parser.add_argument("--push", default=None, metavar="REPO_ID", help="push the mined split to this Hub repo")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace --out if it exists (once the new one is complete)")
     parser.add_argument("--report-dir", default=None, help="report folder (default: <out>-report beside --out)")
     # NeMo's mining settings (and the grid, which sets how many negatives a sentence needs), as train.py takes them
     names = [f.name for group in ("mining", "mechanics") for f in settings_in_group(group)] + ["grid"]
@@ -82,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.out and not args.push:
         parser.error("nothing to do: give --out and/or --push")
     out = Path(args.out) if args.out else None
-    if out is not None and out.exists():
-        parser.error(f"--out {out} already exists; choose a new folder")
+    if out is not None:  # before the mining: what would be replaced is named now
+        check_output_folder(out, None, overwrite=args.overwrite)
 
     check_hub_model(args.clip, flag="--clip", revision=args.clip_revision, instead=OFFLINE_CLIP_HINT)  # now, not later
     ds = _load_split(args.dataset, args.config, args.split)

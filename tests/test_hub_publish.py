@@ -373,7 +373,8 @@ def test_a_pushed_training_set_trains_with_nemo_elsewhere_without_any_clip(
     assert loaded["val"][0]["negative_image_ids"] is None  # evaluation is never mined
 
     card = DatasetCard.load(dataset_id, repo_type="dataset")
-    for fact in ("CLIP `nemo-hf/synthetic-clip`", "shipped inside nemo_hf", "`tau_image` 0.9", "`top_k` 10",
+    for fact in ("**Synthetic data, not RefCOCO**", "CLIP `nemo-hf/synthetic-clip`", "shipped inside nemo_hf",
+                 "`tau_image` 0.9", "`top_k` 10",
                  "seed 7", "sentences fell back", f"]({config}/samples.png)", "| train | 80 |"):
         assert fact in card.text, fact
     assert f"{config}/samples.png" in HfApi().list_repo_files(dataset_id, repo_type="dataset")

@@ -163,12 +163,13 @@ class HubRun:
     def push_training_set(
         self, mined: datasets.Dataset, eval_splits: Mapping[str, datasets.Dataset], *, samples: datasets.Dataset,
         dataset_name: str, settings: Mapping[str, Any], clip_model: str | None, clip_revision: str | None,
-        report: Any, seed: int,
+        report: Any, seed: int, synthetic: str | None = None,
     ) -> str | None:
         """``--push_dataset_to_hub``: the mined training rows and the evaluation splits, as one config; its name.
 
         ``samples`` are drawn training samples for the card's picture; ``clip_model`` is the
-        CLIP that mined the rows (None: they came mined); ``settings`` NeMo's. Main process
+        CLIP that mined the rows (None: they came mined); ``settings`` NeMo's; ``synthetic`` the
+        description of a synthetic source tree (its card then says it is synthetic). Main process
         only (None elsewhere), after training: no other process waits on an upload that may
         take longer than a collective's timeout.
         """
@@ -183,7 +184,7 @@ class HubRun:
                                      picture=f"{config_name}/samples.png")
             push_mined_dataset(datasets.DatasetDict(splits), self.dataset_id, config_name,
                                source_config=dataset_name, mining=summary, picture=picture, private=self.private,
-                               token=self.token)
+                               token=self.token, synthetic=synthetic)
         return config_name
 
 
