@@ -243,6 +243,44 @@ def test_only_the_main_process_of_a_two_process_run_pushes(tmp_path, hub_repo_id
     assert titles[1:] == ["Training in progress, step 4", "Training in progress, step 2", "initial commit"]
 
 
+def test_the_retry_command_of_a_failed_final_push_works_as_printed_from_anywhere(
+        tmp_path, hub_repo_id, tiny_clipseg_dir, monkeypatch) -> None:
+    """The command named the folder as the run did (relative to where it ran): from elsewhere, nothing there."""
+    import re
+    import shutil
+    import subprocess
+    import sys
+
+    from huggingface_hub import HfApi
+
+    from nemo_hf.hub.model_repos import HubPushError
+
+    (tmp_path / "work").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+
+    def dropped(*args, **kwargs):
+        raise OSError("the connection dropped")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(HfApi, "create_commit", dropped)
+        with pytest.raises(HubPushError) as failed:
+            train.main(_tiny_push(Path("my run"), hub_repo_id, "--model_name_or_path", str(tiny_clipseg_dir),
+                                  "--hub_strategy", "end"))
+    message = str(failed.value)
+    assert "the connection dropped" in message and "Nothing of it landed" in message
+    [command] = re.findall(r"`(hf upload [^`]+)`", message)
+    assert (tmp_path / "work" / "my run" / "final" / "model.safetensors").is_file()
+    assert "model.safetensors" not in _repo_files(hub_repo_id)
+
+    hf = shutil.which("hf") or str(Path(sys.executable).parent / "hf")
+    run = subprocess.run(command.replace("hf", hf, 1), shell=True, cwd=tmp_path / "elsewhere", capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert sorted(_repo_files(hub_repo_id)) == sorted(
+        [".gitattributes", *(p.name for p in (tmp_path / "work" / "my run" / "final").iterdir())])
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
