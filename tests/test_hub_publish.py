@@ -127,6 +127,22 @@ def test_a_private_repo_is_invisible_to_anyone_but_its_owner(tmp_path, hub_repo_
     assert nemo_hf.pipeline(model=hub_repo_id, token=LOCAL_HUB_TOKEN, device="cpu") is not None
 
 
+def test_a_hub_model_without_its_tokenizer_is_refused_not_run_with_an_empty_one(hub_repo_id, tiny_clipseg_dir) -> None:
+    """transformers builds a tokenizer without tokenizer.json: no vocabulary, every word unknown, no error."""
+    from huggingface_hub import HfApi
+
+    import nemo_hf
+    from nemo_hf.modeling import load_referring_segmenter
+
+    HfApi().create_repo(hub_repo_id)
+    HfApi().upload_folder(repo_id=hub_repo_id, folder_path=str(tiny_clipseg_dir), ignore_patterns=["tokenizer.json"])
+    message = rf"{hub_repo_id} holds a clipseg model but not its processor: its tokenizer has no vocabulary"
+    with pytest.raises(FileNotFoundError, match=message):
+        load_referring_segmenter(hub_repo_id)
+    with pytest.raises(FileNotFoundError, match=message):
+        nemo_hf.pipeline(model=hub_repo_id, device="cpu")
+
+
 def test_revision_pins_an_older_push_and_pushing_twice_is_harmless(tmp_path, hub_repo_id, tiny_clipseg_dir) -> None:
     from huggingface_hub import HfApi
 

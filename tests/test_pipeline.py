@@ -108,6 +108,38 @@ def test_a_model_object_with_its_processor_makes_a_pipeline(tiny_clipseg_dir) ->
         ReferringSegmentationPipeline(model=model)
 
 
+@pytest.mark.parametrize(
+    ("removed", "lacks"),
+    [
+        (["processor_config.json", "tokenizer.json", "tokenizer_config.json"],
+         "it has no processor_config.json or preprocessor_config.json and no tokenizer.json or vocab.json + merges.txt"),
+        (["tokenizer.json"], "it has no tokenizer.json or vocab.json + merges.txt"),
+    ],
+    ids=["no-processor", "no-tokenizer"],
+)
+def test_a_model_folder_without_its_processor_names_the_missing_files(tiny_clipseg_dir, tmp_path, removed,
+                                                                      lacks) -> None:
+    """Given by name, it said "pass processor=…, or a model name": the model name had been given."""
+    import shutil
+
+    import transformers
+
+    from nemo_hf.cli import main
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_clipseg_dir, folder)
+    for name in removed:
+        (folder / name).unlink()
+    message = (rf"{re.escape(str(folder))} holds a clipseg model but not its processor: {re.escape(lacks)}\. To use "
+               rf"it, save the processor beside the model \(processor.save_pretrained")
+    for load in (lambda: load_referring_segmenter(folder), lambda: pipeline(model=folder, device="cpu"),
+                 lambda: transformers.pipeline("referring-image-segmentation", model=str(folder), device="cpu")):
+        with pytest.raises(FileNotFoundError, match=message):
+            load()
+    _pictures()[0].save(tmp_path / "photo.png")
+    assert main(["predict", "--model", str(folder), "--image", str(tmp_path / "photo.png"), "--text", "a"]) == 1
+
+
 @pytest.mark.parametrize("first", ["nemo_hf", "transformers.pipelines"])
 def test_importing_nemo_hf_modeling_registers_the_task_with_transformers_in_either_order(first, tiny_clipseg_dir) -> None:
     """In a fresh interpreter: ``import nemo_hf`` is cheap and touches no import machinery; importing
