@@ -116,3 +116,19 @@ def test_a_shipped_name_a_folder_and_a_reachable_hub_pass_the_check(tmp_path) ->
     for name in ("nemo-hf/synthetic-clip", str(tmp_path)):
         check_hub_model(name, flag="--model", instead="")
     check_hub_model("user/anything", flag="--model", instead="")  # the session's local Hub answers
+
+
+@pytest.mark.slow
+def test_the_readme_predicts_with_a_model_the_demo_leaves_where_it_says(tmp_path) -> None:
+    """The README said neither where the demo's trained models are nor how to run predict on one: its commands run."""
+    import re
+
+    readme = (REPO / "README.md").read_text()
+    [snippet] = [block for block in re.findall(r"```bash\n(.*?)```", readme, re.S) if "nemo_hf_demo/arms/" in block]
+    cli = f"{sys.executable} -m nemo_hf.cli"
+    script = f"set -e\n{cli} demo --quick\n{snippet.replace('nemo-hf ', cli + ' ')}"
+    run = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)})
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.strip().splitlines()[-1].startswith("mask: mask.png (")
+    assert (tmp_path / "mask.png").is_file() and (tmp_path / "mask_overlay.png").is_file()
