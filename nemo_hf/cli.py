@@ -3,7 +3,11 @@
     nemo-hf demo                      # 10–15 minutes on two CPU cores; nothing is downloaded
     nemo-hf demo --out my_demo --seed 1 --steps 900
     nemo-hf demo --quick              # a minute: the whole pipeline at a toy budget
+    nemo-hf predict --model nemo_hf_demo/arms/nemo/final --image nemo_hf_demo/refer/images/train2014/<a picture> \\
+        --text "the small blue ring at the bottom"             # a model the demo trained, on its world
     nemo-hf predict --model me/clipseg-nemo-refcoco --image photo.jpg --text "the man on the left" --output mask.png
+
+An error ends with its message and exit status 1 (NEMO_HF_DEBUG=1 shows its traceback).
 """
 
 from __future__ import annotations
@@ -124,9 +128,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parser(demo_defaults: object | None) -> argparse.ArgumentParser:
     """The command line; the demo's flags default to ``demo_defaults`` (an ``ExperimentSettings``; None: unread)."""
-    parser = argparse.ArgumentParser(prog="nemo-hf", description=__doc__, formatter_class=HelpFormatter,
-                                     epilog="An error ends with its message and status 1; NEMO_HF_DEBUG=1 shows "
-                                            "its traceback.")
+    parser = argparse.ArgumentParser(prog="nemo-hf", description=__doc__, formatter_class=HelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     run_demo = commands.add_parser(
         "demo", help="the offline none / random / NeMo experiment on a synthetic referring world",
