@@ -5,9 +5,9 @@
 
 Images are embedded in what is written or pushed; the card carries the stats table, the
 citations and the license notes (a tree written by ``nemo_hf.synthetic`` is recognised, and
-its card says it is synthetic, with this build's sizes only). An ``--out`` folder holds one folder per config: building
-another config there adds it, and a config it already holds is replaced only with
-``--overwrite`` (the rule of every script here).
+its card says it is synthetic, with this build's sizes only). An ``--out`` folder holds one
+folder per config: building another config there adds it, and a config it already holds is
+replaced only with ``--overwrite`` (the rule of every script here).
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ DEMO_MODELS = "arms/{arm}/final"
 
 
 def _models_on_disk() -> str:
-    """What ``--model`` can name with no network: the demo's trained models (those found here first), the shipped CLIP."""
+    """What ``--model`` can name with no network: the demo's models (those found here first), the shipped CLIP."""
     found = sorted(str(path.parent) for path in DEMO_OUT.glob(f"{DEMO_MODELS.format(arm='*')}/config.json"))
     here = f" (here: {', '.join(found)})" if found else ""
     return ("Use a model on disk instead: a training run's final/ folder — `nemo-hf demo` trains three, into "

@@ -83,7 +83,7 @@ def error_message(error: BaseException) -> str | None:
 
 
 def run_command(main: Callable[[], Any], *, prog: str | None = None, stream: TextIO | None = None) -> int:
-    """Run ``main()`` as a command-line tool: its exit status (0 unless it returns an int), or 1 after an error it names.
+    """Run ``main()`` as a command-line tool: its status (0 unless it returns an int), or 1 after an error it names.
 
     ``prog`` names the tool in the message (default: the script's file name); ``stream``
     is where the message goes (default: standard error).

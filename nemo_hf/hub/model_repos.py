@@ -180,7 +180,9 @@ def push_model_folder(
         ) from error
 
 
-def retry_command(folder: str | os.PathLike[str], repo_id: str, checkpoint: str | os.PathLike[str] | None = None) -> str:
+def retry_command(
+    folder: str | os.PathLike[str], repo_id: str, checkpoint: str | os.PathLike[str] | None = None
+) -> str:
     """The shell command that pushes ``folder`` (and ``checkpoint`` under ``last-checkpoint/``) by hand.
 
     Paths are absolute and quoted, so the command works from any folder and with any name.

@@ -139,7 +139,7 @@ def hub_out_of_reach(timeout: float = 3.0) -> str | None:
 def check_hub_model(
     name: str | os.PathLike[str], *, flag: str, instead: str, revision: str | None = None, timeout: float = 3.0,
 ) -> None:
-    """Raise :class:`HubOutOfReachError` at once for a Hub id that cannot be loaded here, saying what to use ``instead``.
+    """Raise :class:`HubOutOfReachError` at once for a Hub id not to be had here, saying what to use ``instead``.
 
     ``name`` is what the user gave ``flag``. Shipped names and local paths pass (they need no
     network); so does a Hub id when the Hub answers, or when its ``config.json`` is in the

@@ -39,7 +39,7 @@ exists, overwriting, another folder.
     []
     >>> _ = (out / "train_config.yaml").write_text("seed: 0")  # a run that failed before it saved anything
     >>> claim_output_dir(out, TRAIN_ENTRIES, overwrite=False, leftovers=TRAIN_LEFTOVERS)
-    note: ... held only what a run that saved no checkpoint and no model leaves (['train_config.yaml']): this run replaces it
+    note: ... held only what a run that saved no checkpoint and no model leaves (...): this run replaces it
     >>> sorted(p.name for p in out.iterdir())
     []
     >>> with writing_final(out) as folder:

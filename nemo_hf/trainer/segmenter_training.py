@@ -11,8 +11,9 @@ pushes. :func:`main` parses the command line (:class:`~nemo_hf.trainer.args.Trai
 experiment shares one mining between its arms) passes them as ``train_rows``.
 
 What lands in ``output_dir`` (a run refuses a non-empty one unless it resumes there,
-``overwrite_output_dir`` is given, or it holds only what a run that saved nothing left): ``final/`` (the model folder: weights, config, processor,
-model card ``README.md``, ``all_results.json``, ``train_config.yaml``; no training state),
+``overwrite_output_dir`` is given, or it holds only what a run that saved nothing left):
+``final/`` (the model folder: weights, config, processor, model card ``README.md``,
+``all_results.json``, ``train_config.yaml``; no training state),
 ``train_config.yaml`` (the resolved arguments), ``checkpoints/step_<N>/`` (full state for
 ``--resume_from_checkpoint latest``, which continues mid-epoch), and ``logs/``
 (``metrics.jsonl`` always, TensorBoard events when installed).
