@@ -41,6 +41,7 @@ from typing import Any, Literal, cast
 import yaml
 from transformers import HfArgumentParser
 
+from nemo_hf.command_line import HelpFormatter
 from nemo_hf.modeling.loading import DEFAULT_CHECKPOINT
 from nemo_hf.modeling.losses import SEGMENTATION_LOSSES, SegmentationLoss
 from nemo_hf.modeling.parts import TRAINABLE_CHOICES, Trainable
@@ -382,10 +383,6 @@ def resolve_mixed_precision(choice: str) -> str:
     return "no"
 
 
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """The description as written (examples with their line continuations), each flag with its default."""
-
-
 _ARGPARSE_KEYS = {"help", "choices", "metavar", "nargs", "required", "aliases"}
 
 
@@ -505,7 +502,7 @@ def parse_arguments(
     known, rest = pre.parse_known_args(argv)
     # transformers types dataclass_types as its own protocol; "resolve": a shared name's second
     # declaration replaces the first (same name, same type), and its help is set below
-    parser = _Parser(cast(Any, dataclass_types), description=description, formatter_class=_HelpFormatter,
+    parser = _Parser(cast(Any, dataclass_types), description=description, formatter_class=HelpFormatter,
                               conflict_handler="resolve")
     parser.add_argument("--config", type=Path, help="YAML file of arguments; command-line flags override it.")
     _accept_off(parser, dataclass_types)
