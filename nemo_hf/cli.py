@@ -1,8 +1,8 @@
 """``nemo-hf`` command line: the offline demo (the none / random / NeMo experiment), and predictions.
 
-    nemo-hf demo                      # 10–15 minutes on two CPU cores; nothing is downloaded
-    nemo-hf demo --out my_demo --seed 1 --steps 900
-    nemo-hf demo --quick              # a minute: the whole pipeline at a toy budget
+    nemo-hf demo                      # under 10 minutes on two idle CPU cores; nothing is downloaded
+    nemo-hf demo --out my_demo --seed 1 --steps 400
+    nemo-hf demo --quick              # a minute or two: the whole pipeline at a toy budget (numbers mean nothing)
     nemo-hf predict --model nemo_hf_demo/arms/nemo/final --image nemo_hf_demo/refer/images/train2014/<a picture> \\
         --text "the small blue ring at the bottom"             # a model the demo trained, on its world
     nemo-hf predict --model me/clipseg-nemo-refcoco --image photo.jpg --text "the man on the left" --output mask.png
@@ -22,23 +22,25 @@ from nemo_hf.command_line import HelpFormatter, run_command
 DEMO_CONFIGS = ("refcoco_unc", "refcocoplus_unc", "refcocog_umd", "grefcoco_unc")
 
 
-def demo(out: Path, settings: object) -> int:
+def demo(out: Path, settings: object, *, quick: bool = False) -> int:
     """Build the synthetic world as every RefCOCO-family variant, then run the experiment in ``out``.
 
-    See :mod:`nemo_hf.experiment`: mining with the shipped synthetic CLIP (difficulty
-    report), NeMo mosaics, a segmenter trained three ways (no augmentation, random mosaics,
-    NeMo) with the same seed, data and budget, evaluation by distractor group, and
-    ``report.md``, ``results.json`` and PNGs.
+    See :mod:`nemo_hf.experiment`: the fair synthetic world and its diagnostics (how many
+    sentences need more than category and colour, target sizes in mosaic cells, the miners'
+    wrong labels, the CLIP's attribute figures), mosaics at the trained size, the shipped
+    segmenter fine-tuned three ways (no augmentation, random mosaics, NeMo) with the same
+    seed, data and budget, object accuracy and oIoU per stratum, and ``report.md``,
+    ``results.json`` and PNGs. An interrupted demo resumes with the arms it had not finished.
     """
     from nemo_hf.data.load import load_refcoco, stats_table
     from nemo_hf.experiment.run import run_experiment
-    from nemo_hf.experiment.world import build_world, image_dir
+    from nemo_hf.experiment.world import build_tree, image_dir
 
-    root = build_world(out, settings)
+    root = build_tree(out / "refer", settings.num_images, settings.seed, settings.world())
     for name in DEMO_CONFIGS:
         built = load_refcoco(name, root, image_dir(root), cache_dir=out / "cache")
         print(f"\n## {name}\n\n{stats_table(built)}")
-    run_experiment(out, settings)
+    run_experiment(out, settings, quick=quick)
     return 0
 
 
@@ -145,8 +147,8 @@ def _parser(demo_defaults: object | None) -> argparse.ArgumentParser:
     run_demo.add_argument("--num-images", type=int, default=default("num_images"), help="synthetic scenes")
     run_demo.add_argument("--steps", type=int, default=default("max_train_steps"), help="training steps per arm")
     run_demo.add_argument("--quick", action="store_true",
-                          help="a toy budget (ExperimentSettings.quick: 60 scenes, 5 steps): checks the pipeline; "
-                               "its numbers mean nothing")
+                          help="a toy budget (ExperimentSettings.quick: 60 scenes, 5 steps per arm): checks the "
+                               "pipeline; its numbers mean nothing, and its report says so")
     run_predict = commands.add_parser(
         "predict", help="segment the object an expression refers to, with a model from the Hub or a folder",
         description=predict.__doc__, formatter_class=HelpFormatter,
@@ -177,14 +179,14 @@ def _run(argv: list[str] | None) -> int:
     if _command(argv) == "demo":
         from nemo_hf.experiment.settings import ExperimentSettings
 
-        defaults = ExperimentSettings()
+        defaults = ExperimentSettings().demo()
     args = _parser(defaults).parse_args(argv)
     if args.command == "predict":
         return predict(args.model, args.image, args.text, args.output, args.revision, args.threshold)
     settings = defaults.replace(seed=args.seed, num_images=args.num_images, max_train_steps=args.steps)
     if args.quick:
         settings = settings.quick()
-    return demo(args.out, settings)
+    return demo(args.out, settings, quick=args.quick)
 
 
 if __name__ == "__main__":

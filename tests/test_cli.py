@@ -44,7 +44,7 @@ def test_help_shows_the_defaults() -> None:
     assert "nemo_hf_demo/arms/nemo/final" in predict  # where the demo's models are
     demo, _ = _help("demo")
     demo = " ".join(demo.split())
-    defaults = ExperimentSettings()
+    defaults = ExperimentSettings().demo()
     for shown in ("(default: nemo_hf_demo)", f"(default: {defaults.max_train_steps})",
                   f"(default: {defaults.num_images})", f"(default: {defaults.seed})", "<out>/arms/<arm>/final/"):
         assert shown in demo, shown
