@@ -7,6 +7,8 @@
   ``wrong_object_rate``, ``outcomes`` (``target``, ``same_category``, ``other_object``,
   ``none``), per group too (:mod:`~nemo_hf.metrics.objects`).
 - :mod:`~nemo_hf.metrics.protocol` — logits → mask at the original size, difficulty groups.
+- :mod:`~nemo_hf.metrics.protocols` — evaluation protocols by name (``nemo_hf``, ``cris``,
+  ``lavt``): how each code base maps predictions, thresholds and scores (:class:`IoURules`).
 - :func:`evaluate_module_path` — the folder of an ``evaluate`` metric wrapping
   :class:`RISMetrics`: ``evaluate.load(str(evaluate_module_path()))`` works offline.
 
@@ -28,12 +30,16 @@ from nemo_hf.metrics.gres import GRESMetrics
 from nemo_hf.metrics.masks import PixelCounts, pixel_counts
 from nemo_hf.metrics.objects import ObjectMetrics, instance_overlaps, instance_roles, object_outcomes
 from nemo_hf.metrics.protocol import distractor_group, group_labels, logits_to_mask, logits_to_masks, size_group
-from nemo_hf.metrics.ris import DEFAULT_THRESHOLDS, RISMetrics, sentence_iou
+from nemo_hf.metrics.protocols import PROTOCOL_NAMES, EvaluationProtocol, protocol
+from nemo_hf.metrics.ris import DEFAULT_THRESHOLDS, IoURules, RISMetrics, sentence_iou
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
+    "EvaluationProtocol",
     "GRESMetrics",
+    "IoURules",
     "ObjectMetrics",
+    "PROTOCOL_NAMES",
     "PixelCounts",
     "RISMetrics",
     "distractor_group",
@@ -45,6 +51,7 @@ __all__ = [
     "logits_to_masks",
     "object_outcomes",
     "pixel_counts",
+    "protocol",
     "sentence_iou",
     "size_group",
 ]

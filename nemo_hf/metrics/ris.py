@@ -21,6 +21,11 @@ The protocol, as the field computes it (see also :mod:`nemo_hf.metrics.protocol`
   (:class:`~nemo_hf.metrics.GRESMetrics`) and for degenerate inputs.
 - All values are fractions in [0, 1], not percentages.
 
+These are nemo_hf's rules. The papers' code bases differ in the last three (CRIS: IoU
+``I / (U + 1e-6)``, so an empty union scores 0, and ``>`` against float32 thresholds; LAVT:
+an empty union scores 0): :class:`IoURules` holds them, and
+:mod:`nemo_hf.metrics.protocols` names each paper's.
+
 Counts are int64 and summed as Python integers; the mean uses :func:`math.fsum`, which is
 exactly rounded, so results do not depend on the order of the samples nor on how they were
 split across processes.
@@ -41,7 +46,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -55,13 +61,57 @@ IntVector = np.ndarray | torch.Tensor | Sequence[int]
 GroupLabels = Sequence[str | Sequence[str]]
 
 
-def sentence_iou(intersection: int, union: int) -> float:
-    """IoU of one sentence; 1.0 when the union is empty (both masks empty).
+@dataclass(frozen=True)
+class IoURules:
+    """How a sentence's pixel counts become its IoU, and its IoU a hit at ``precision@X``.
+
+    Attributes:
+        empty_union_iou: the IoU of a sentence whose prediction and ground truth are both
+            empty (and the oIoU of a split whose every union is empty): 1.0 here (nothing
+            was to be found and nothing was predicted); CRIS's and LAVT's code give 0.
+        union_epsilon: added to each union before dividing (CRIS: ``I / (U + 1e-6)``).
+        precision_comparison: ``">="`` (IoU reaches X: nemo_hf, LAVT, ReLA) or ``">"`` (CRIS).
+        float32_thresholds: compare against X as a float32 (CRIS's ``torch.arange(0.5, 1.0,
+            0.1)``: 0.6 is 0.6000000238…, 0.7 is 0.6999999880…).
+
+    >>> IoURules().iou(0, 0), IoURules(empty_union_iou=0.0).iou(0, 0)
+    (1.0, 0.0)
+    >>> cris = IoURules(empty_union_iou=0.0, union_epsilon=1e-6, precision_comparison=">", float32_thresholds=True)
+    >>> cris.reaches(0.7, 0.7), cris.reaches(0.6, 0.6), IoURules().reaches(0.6, 0.6)
+    (True, False, True)
+    """
+
+    empty_union_iou: float = 1.0
+    union_epsilon: float = 0.0
+    precision_comparison: Literal[">=", ">"] = ">="
+    float32_thresholds: bool = False
+
+    def __post_init__(self) -> None:
+        if self.precision_comparison not in (">=", ">"):
+            raise ValueError(f"precision_comparison must be '>=' or '>', got {self.precision_comparison!r}")
+        if self.union_epsilon < 0:
+            raise ValueError(f"union_epsilon must be >= 0, got {self.union_epsilon}")
+
+    def iou(self, intersection: int, union: int) -> float:
+        """The IoU of one sentence's counts."""
+        return self.empty_union_iou if union == 0 else intersection / (union + self.union_epsilon)
+
+    def reaches(self, iou: float, threshold: float) -> bool:
+        """Whether a sentence's IoU counts at ``precision@threshold``."""
+        limit = float(np.float32(threshold)) if self.float32_thresholds else threshold
+        return iou >= limit if self.precision_comparison == ">=" else iou > limit
+
+
+NEMO_HF_RULES = IoURules()
+
+
+def sentence_iou(intersection: int, union: int, rules: IoURules = NEMO_HF_RULES) -> float:
+    """IoU of one sentence; 1.0 when the union is empty (both masks empty), unless ``rules`` say otherwise.
 
     >>> sentence_iou(1, 4), sentence_iou(0, 0)
     (0.25, 1.0)
     """
-    return 1.0 if union == 0 else intersection / union
+    return rules.iou(intersection, union)
 
 
 def precision_key(threshold: float) -> str:
@@ -96,20 +146,25 @@ def int_list(values: IntVector, name: str) -> list[int]:
     return [int(v) for v in array]
 
 
-def summarise(intersections: Sequence[int], unions: Sequence[int], thresholds: Sequence[float]) -> dict[str, Any]:
+def summarise(
+    intersections: Sequence[int], unions: Sequence[int], thresholds: Sequence[float],
+    rules: IoURules = NEMO_HF_RULES,
+) -> dict[str, Any]:
     """oIoU, mIoU, precision@X and count of per-sentence counts (at least one sentence).
 
     >>> summarise([1, 0], [2, 0], (0.5,))
     {'overall_iou': 0.5, 'mean_iou': 0.75, 'precision@0.5': 1.0, 'count': 2}
+    >>> summarise([1, 0], [2, 0], (0.5,), IoURules(empty_union_iou=0.0, precision_comparison=">"))["mean_iou"]
+    0.25
     """
-    ious = [sentence_iou(i, u) for i, u in zip(intersections, unions)]
+    ious = [rules.iou(i, u) for i, u in zip(intersections, unions)]
     total_union = sum(unions)
     result: dict[str, Any] = {
-        "overall_iou": sum(intersections) / total_union if total_union else 1.0,
+        "overall_iou": sum(intersections) / total_union if total_union else rules.empty_union_iou,
         "mean_iou": math.fsum(ious) / len(ious),
     }
     for threshold in thresholds:
-        result[precision_key(threshold)] = sum(iou >= threshold for iou in ious) / len(ious)
+        result[precision_key(threshold)] = sum(rules.reaches(iou, threshold) for iou in ious) / len(ious)
     result["count"] = len(ious)
     return result
 
@@ -140,6 +195,8 @@ class RISMetrics:
         sync_processes: gather the samples of every process in :meth:`compute` (see
             below). Set ``False`` when each process already holds all samples, e.g. after
             ``accelerator.gather_for_metrics``.
+        rules: how counts become IoUs and hits (:class:`IoURules`; default nemo_hf's, the
+            module docstring's; a paper's: ``nemo_hf.metrics.protocols.protocol("cris").iou``).
 
     Distributed evaluation: every process calls :meth:`update` with **its own real
     samples** and then :meth:`compute`, which gathers the per-sentence records of all
@@ -166,9 +223,13 @@ class RISMetrics:
     {'overall_iou': 0.5, 'mean_iou': 0.5, 'precision@0.5': 1.0, 'count': 1, 'groups': {}}
     """
 
-    def __init__(self, thresholds: Sequence[float] = DEFAULT_THRESHOLDS, sync_processes: bool = True) -> None:
+    def __init__(
+        self, thresholds: Sequence[float] = DEFAULT_THRESHOLDS, sync_processes: bool = True,
+        rules: IoURules = NEMO_HF_RULES,
+    ) -> None:
         self.thresholds = check_thresholds(thresholds)
         self.sync_processes = sync_processes
+        self.rules = rules
         self.reset()
 
     def reset(self) -> None:
@@ -211,6 +272,6 @@ class RISMetrics:
                 group_inter, group_union = by_group.setdefault(name, ([], []))
                 group_inter.append(inter)
                 group_union.append(uni)
-        result = summarise([r[0] for r in records], [r[1] for r in records], self.thresholds)
-        result["groups"] = {name: summarise(*by_group[name], self.thresholds) for name in sorted(by_group)}
+        result = summarise([r[0] for r in records], [r[1] for r in records], self.thresholds, self.rules)
+        result["groups"] = {name: summarise(*by_group[name], self.thresholds, self.rules) for name in sorted(by_group)}
         return result
