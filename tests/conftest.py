@@ -159,3 +159,19 @@ def tiny_cris_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.tiny_cris import save_tiny_cris
 
     return save_tiny_cris(tmp_path_factory.mktemp("tiny_cris"))
+
+
+@pytest.fixture(scope="session")
+def tiny_florence2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The random tiny Florence-2 (tests/tiny_florence2.py) saved to a folder: a model to name by path."""
+    from tests.tiny_florence2 import save_tiny_florence2
+
+    return save_tiny_florence2(tmp_path_factory.mktemp("tiny_florence2"))
+
+
+@pytest.fixture(scope="session")
+def published_clipseg_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The random tiny CLIPSeg (seed 0) in the file layout of CIDAS/clipseg-rd64-refined (tests/tiny_clipseg.py)."""
+    from tests.tiny_clipseg import save_published_clipseg
+
+    return save_published_clipseg(tmp_path_factory.mktemp("published_clipseg"))

@@ -17,6 +17,7 @@ scripts' ``--model_name_or_path``), :func:`save_tiny_clipseg` gives a folder to 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -27,7 +28,7 @@ from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPi
 from nemo_hf.synthetic import word_tokenizer
 from tests.tiny_models import TINY_CLIP_WORDS, tiny_text_config
 
-__all__ = ["TINY_CLIPSEG_IMAGE_SIZE", "save_tiny_clipseg", "tiny_clipseg"]
+__all__ = ["TINY_CLIPSEG_IMAGE_SIZE", "save_published_clipseg", "save_tiny_clipseg", "tiny_clipseg"]
 
 TINY_CLIPSEG_IMAGE_SIZE = 64
 
@@ -92,4 +93,42 @@ def save_tiny_clipseg(folder: Path, seed: int = 0) -> Path:
     model, processor = tiny_clipseg(seed)
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
+    return folder
+
+
+def save_published_clipseg(folder: Path, seed: int = 0) -> Path:
+    """``folder`` holding :func:`tiny_clipseg` laid out as ``CIDAS/clipseg-rd64-refined`` is published.
+
+    That repository predates ``processor_config.json`` and ``tokenizer.json``: its image
+    processor config is ``preprocessor_config.json`` naming the class under the old key
+    ``feature_extractor_type`` (with ``processor_class``), and its tokenizer is CLIP's
+    ``vocab.json`` + ``merges.txt`` with ``tokenizer_config.json`` and
+    ``special_tokens_map.json``. Only the sizes are this fixture's.
+
+    >>> import tempfile
+    >>> sorted(p.name for p in save_published_clipseg(Path(tempfile.mkdtemp())).iterdir())  # doctest: +NORMALIZE_WHITESPACE
+    ['config.json', 'merges.txt', 'model.safetensors', 'preprocessor_config.json', 'special_tokens_map.json',
+     'tokenizer_config.json', 'vocab.json']
+    """
+    model, processor = tiny_clipseg(seed)
+    model.save_pretrained(folder)
+    image_processor = processor.image_processor
+    (folder / "preprocessor_config.json").write_text(json.dumps({
+        "do_normalize": True, "do_rescale": True, "do_resize": True, "feature_extractor_type": "ViTImageProcessor",
+        "image_mean": list(image_processor.image_mean), "image_std": list(image_processor.image_std),
+        "processor_class": "CLIPSegProcessor", "resample": 2, "rescale_factor": 1 / 255,
+        "size": {"height": TINY_CLIPSEG_IMAGE_SIZE, "width": TINY_CLIPSEG_IMAGE_SIZE},
+    }, indent=2))
+    tokenizer = processor.tokenizer
+    tokenizer.backend_tokenizer.model.save(str(folder))  # vocab.json and merges.txt
+    merges = (folder / "merges.txt").read_text()
+    if not merges.startswith("#version"):  # CLIP's merges.txt opens with its version line
+        (folder / "merges.txt").write_text("#version: 0.2\n" + merges)
+    specials = {"bos_token": tokenizer.bos_token, "eos_token": tokenizer.eos_token, "pad_token": tokenizer.pad_token,
+                "unk_token": tokenizer.unk_token}
+    (folder / "special_tokens_map.json").write_text(json.dumps(specials, indent=2))
+    (folder / "tokenizer_config.json").write_text(json.dumps({
+        **specials, "add_prefix_space": False, "do_lower_case": True, "errors": "replace", "model_max_length": 77,
+        "processor_class": "CLIPSegProcessor", "tokenizer_class": "CLIPTokenizer",
+    }, indent=2))
     return folder

@@ -22,7 +22,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from nemo_hf.modeling.registry import SEGMENTER_TYPES
+from nemo_hf.modeling.registry import TRAINABLE_SEGMENTER_TYPES
 from nemo_hf.nemo.settings import NeMoSettings
 from nemo_hf.synthetic.tree import FAIR_WORLD
 
@@ -70,7 +70,7 @@ class ExperimentSettings:
     from ``eval_seed``, the same world, never mined or trained on; every sentence of every
     split is scored.
 
-    **Segmenter.** ``segmenter`` (one of :data:`~nemo_hf.modeling.registry.SEGMENTER_TYPES`)
+    **Segmenter.** ``segmenter`` (one of :data:`~nemo_hf.modeling.registry.TRAINABLE_SEGMENTER_TYPES`)
     on the towers of ``clip``, or the checkpoint ``init_from`` when given (every arm then
     fine-tunes it), trained whole at ``input_size`` pixels for ``max_train_steps`` steps of
     ``train_batch_size`` (``learning_rate`` for the new layers, ``encoder_learning_rate``
@@ -126,8 +126,8 @@ class ExperimentSettings:
                 raise ValueError(f"{name} must be positive or None, got {value!r}")
         if self.eval_seed == self.seed:
             raise ValueError(f"eval_seed must differ from seed ({self.seed}): the evaluation world is a separate one")
-        if self.segmenter not in SEGMENTER_TYPES:
-            raise ValueError(f"segmenter must be one of {SEGMENTER_TYPES}, got {self.segmenter!r}")
+        if self.segmenter not in TRAINABLE_SEGMENTER_TYPES:
+            raise ValueError(f"segmenter must be one of {TRAINABLE_SEGMENTER_TYPES}, got {self.segmenter!r}")
         if not isinstance(self.nemo, NeMoSettings):
             raise TypeError(f"nemo must be a NeMoSettings, got {type(self.nemo).__name__}")
 

@@ -44,6 +44,7 @@ from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
 
 from nemo_hf.modeling.architecture import Architecture
 from nemo_hf.modeling.from_clip import clipseg_from_clip
+from nemo_hf.modeling.inference import LOGIT_SCORE
 from nemo_hf.modeling.losses import SegmentationLoss
 from nemo_hf.modeling.parts import PartwiseSegmenter, Trainable
 
@@ -110,6 +111,7 @@ CLIPSEG = Architecture(
     model_class=CLIPSegForImageSegmentation,
     processor_class=CLIPSegProcessor,
     adapter=CLIPSegReferringSegmenter,
+    score=LOGIT_SCORE,
     build_on_clip=lambda clip, processor, image_size, seed: clipseg_from_clip(
         (clip, processor), image_size=image_size, seed=seed),
     default_trainable="decoder",

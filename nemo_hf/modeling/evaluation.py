@@ -1,7 +1,10 @@
 """Evaluate a referring segmenter on a split: RIS metrics per sentence, exact on any number of processes.
 
-Per batch, every process turns its logits into masks at each image's original size
-(:func:`nemo_hf.metrics.logits_to_masks`), counts pixels against the ground truth, and
+Per batch, every process turns its predictions into masks in the protocol's frame — by
+default nemo_hf's, each image's original size with logits upsampled bilinearly
+(:func:`nemo_hf.metrics.logits_to_masks`); ``protocol`` names CRIS's or LAVT's instead
+(:mod:`nemo_hf.metrics.protocols`) — and a model that outputs masks (Florence-2) draws them
+there itself. Then it counts pixels against the ground truth (brought to the same frame), and
 gathers only the per-sample integers (intersection, union, ground-truth area, distractor
 count, object outcome) and the per-sample loss with ``accelerator.gather_for_metrics``,
 which drops the samples Accelerate repeats to even out the last batch. Every process then
@@ -9,7 +12,8 @@ holds the counts of every sentence exactly once, and the metrics divide only at 
 so one process and N processes give the same numbers, bit for bit.
 
 Result keys: ``overall_iou``, ``mean_iou``, ``precision@0.5`` … ``precision@0.9``,
-``count``, ``loss`` (mean per-sentence BCE at the model's resolution) and ``groups``
+``count``, ``loss`` (mean per-sentence BCE at the model's resolution; only for models that give
+logits) and ``groups``
 (``distractors=0|1|2|3+``, COCO ``size=small|medium|large`` and, where the rows carry each
 sentence's ``needs`` — the synthetic world — ``referring=hard|easy`` → the same keys). When the
 split has no-target expressions (gRefCOCO), ``gres`` adds the GRES metrics
@@ -60,9 +64,10 @@ from accelerate import Accelerator
 from nemo_hf.metrics.gres import GRESMetrics
 from nemo_hf.metrics.masks import pixel_counts
 from nemo_hf.metrics.objects import ObjectMetrics, object_outcomes
-from nemo_hf.metrics.protocol import group_labels, logits_to_masks
+from nemo_hf.metrics.protocol import group_labels
+from nemo_hf.metrics.protocols import NEMO_HF, EvaluationProtocol, protocol as protocol_named
 from nemo_hf.metrics.ris import DEFAULT_THRESHOLDS, RISMetrics
-from nemo_hf.modeling.interface import ReferringSegmenter
+from nemo_hf.modeling.inference import produces
 from nemo_hf.modeling.losses import per_sample_bce
 
 __all__ = ["evaluate_referring", "sample_groups"]
@@ -85,67 +90,102 @@ def sample_groups(
     ]
 
 
-def _object_outcomes(predictions: Sequence[torch.Tensor], batch: Mapping[str, Any]) -> torch.Tensor:
+def _object_outcomes(
+    predictions: Sequence[torch.Tensor], batch: Mapping[str, Any], protocol: EvaluationProtocol
+) -> torch.Tensor:
     """Per sample the object outcome code (:mod:`nemo_hf.metrics.objects`), or ``_NOT_SCORED``.
 
-    Computed here, where the masks are, so that only one integer per sample is gathered.
+    Computed here, where the masks are, so that only one integer per sample is gathered;
+    the instance masks are brought to the protocol's frame, as the ground truth is.
     """
     codes = [_NOT_SCORED] * len(predictions)
     for i, (masks, roles) in enumerate(zip(batch.get("instance_masks") or (), batch.get("instance_roles") or ())):
         if masks is not None:
-            (codes[i],) = object_outcomes([predictions[i]], [masks.to(predictions[i].device)], [roles])
+            instances = protocol.target(masks.to(predictions[i].device))
+            (codes[i],) = object_outcomes([predictions[i]], [instances], [roles])
     return torch.tensor(codes, dtype=torch.int64)
+
+
+def _model_inputs(batch: Mapping[str, Any]) -> dict[str, Any]:
+    """What a model takes of a batch: every tensor that is not a target."""
+    targets = {"labels", "target_masks", "distractors", "referring_hard", "instance_masks", "instance_roles"}
+    return {key: value for key, value in batch.items() if key not in targets}
 
 
 @torch.no_grad()
 def evaluate_referring(
-    model: ReferringSegmenter,
+    model: Any,
     dataloader: Iterable[Mapping[str, Any]],
     accelerator: Accelerator,
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+    *,
+    protocol: EvaluationProtocol | str = NEMO_HF,
+    processor: Any = None,
 ) -> dict[str, Any]:
-    """RIS metrics and loss of ``model`` over ``dataloader`` (see the module docstring).
+    """RIS metrics (and, for a model that gives logits, the loss) of ``model`` over ``dataloader``.
 
     ``dataloader`` yields :class:`~nemo_hf.modeling.RISCollator` batches built with
-    ``with_targets=True``; in a distributed run it must be prepared by ``accelerator``
-    (``gather_for_metrics`` needs its end-of-data bookkeeping). Collective: call it on
-    every process. Leaves the model in eval mode.
+    ``with_targets=True`` (and, for a model that outputs masks, its ``encode``); in a
+    distributed run it must be prepared by ``accelerator`` (``gather_for_metrics`` needs its
+    end-of-data bookkeeping). ``protocol`` (a name or an
+    :class:`~nemo_hf.metrics.protocols.EvaluationProtocol`) decides how predictions are
+    scored; ``processor`` is needed by a model that outputs masks (it decodes its answer).
+    Collective: call it on every process. Leaves the model in eval mode.
     """
+    protocol = protocol_named(protocol)
     if hasattr(model, "eval"):
         model.eval()
-    metrics = RISMetrics(thresholds=thresholds, sync_processes=False)  # the gather happens per batch
+    inner = accelerator.unwrap_model(model)
+    makes_masks = produces(inner) == "masks"
+    if makes_masks and processor is None:
+        raise ValueError(f"{type(inner).__name__} outputs masks from its generated answer: pass its processor")
+    metrics = RISMetrics(thresholds=thresholds, sync_processes=False, rules=protocol.iou)  # gathered per batch
     gres = GRESMetrics(sync_processes=False)
     objects = ObjectMetrics(sync_processes=False)
     scored_objects = False
     losses: list[float] = []
     for batch in dataloader:
-        logits = model(
-            pixel_values=batch["pixel_values"], input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
-        ).logits
-        targets = [mask.to(logits.device) for mask in batch["target_masks"]]
-        predictions = logits_to_masks(logits, [tuple(mask.shape) for mask in targets])
+        originals = [tuple(mask.shape) for mask in batch["target_masks"]]
+        if makes_masks:
+            with accelerator.autocast():
+                segmentation = inner.segment(_model_inputs(batch), [protocol.score_size(s) for s in originals],
+                                             processor, protocol)
+            device = accelerator.device
+            predictions = [mask.to(device) for mask in segmentation.masks]
+        else:
+            logits = model(pixel_values=batch["pixel_values"], input_ids=batch["input_ids"],
+                           attention_mask=batch["attention_mask"]).logits
+            device = logits.device
+            predictions = protocol.prediction_masks(logits, originals, input_size=batch["pixel_values"].shape[-2:])
+        targets = [protocol.target(mask.to(device)) for mask in batch["target_masks"]]
         counts = pixel_counts(predictions, targets)
         referring = batch.get("referring_hard", torch.full((len(targets),), -1, dtype=torch.int64))
-        columns = (counts.intersection, counts.union, counts.target_area, batch["distractors"].to(logits.device),
-                   counts.pred_area, _object_outcomes(predictions, batch).to(logits.device), referring.to(logits.device))
-        per_sample = torch.stack([torch.as_tensor(column) for column in columns], dim=1)
-        loss = per_sample_bce(logits, batch["labels"].to(logits.device))
-        per_sample, loss = accelerator.gather_for_metrics((per_sample, loss))
+        # the size groups read the object's area at its original size, whatever frame the protocol scores in
+        areas = torch.stack([mask.sum(dtype=torch.int64) for mask in batch["target_masks"]]).to(device)
+        columns = (counts.intersection, counts.union, counts.target_area, batch["distractors"].to(device),
+                   counts.pred_area, _object_outcomes(predictions, batch, protocol).to(device), referring.to(device),
+                   areas)
+        per_sample = torch.stack([torch.as_tensor(column, device=device) for column in columns], dim=1)
+        if makes_masks:
+            per_sample = accelerator.gather_for_metrics(per_sample)
+        else:
+            loss = per_sample_bce(logits, batch["labels"].to(device))
+            per_sample, loss = accelerator.gather_for_metrics((per_sample, loss))
+            losses.extend(loss.double().cpu().tolist())
         per_sample = per_sample.cpu()
-        groups = sample_groups(per_sample[:, 3].tolist(), per_sample[:, 2].tolist(), per_sample[:, 6].tolist())
+        groups = sample_groups(per_sample[:, 3].tolist(), per_sample[:, 7].tolist(), per_sample[:, 6].tolist())
         metrics.update_counts(per_sample[:, 0], per_sample[:, 1], groups=groups)
         gres.update_counts(per_sample[:, 0], per_sample[:, 4], per_sample[:, 2])
         scored = np.flatnonzero(per_sample[:, 5].numpy() != _NOT_SCORED)
         if scored.size:
             scored_objects = True
             objects.update_outcomes(per_sample[scored, 5], groups=[groups[i] for i in scored])
-        losses.extend(loss.double().cpu().tolist())
     result = metrics.compute()
     gres_result = gres.compute()
     if gres_result["no_target_count"]:
         result["gres"] = gres_result
     if scored_objects:
         result["objects"] = objects.compute()
-    # fsum is exactly rounded: the mean does not depend on the order the processes' samples arrive in
-    result["loss"] = math.fsum(losses) / len(losses)
+    if losses:  # fsum is exactly rounded: the mean does not depend on the order the processes' samples arrive in
+        result["loss"] = math.fsum(losses) / len(losses)
     return result

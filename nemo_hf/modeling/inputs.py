@@ -28,6 +28,10 @@ same-category distractor, 2 other object, from the row's ``ann_id`` or gRefCOCO'
 ``ann_ids``); ``None`` for a row whose ``instances`` are null. Without the column, neither
 key is there and nothing is decoded.
 
+With ``encode`` (an architecture's static ``encode(processor, images, sentences)``, see
+:mod:`nemo_hf.modeling.inference`) the model inputs are what it returns and there are no
+``labels``: the way a model that does not train here (Florence-2) is evaluated.
+
 >>> import numpy as np
 >>> from PIL import Image
 >>> from nemo_hf.modeling import clipseg_from_clip
@@ -43,7 +47,7 @@ key is there and nothing is decoded.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -176,9 +180,11 @@ class RISCollator:
     happen in the workers, off the training loop).
     """
 
-    def __init__(self, processor: ProcessorMixin, *, with_targets: bool = False) -> None:
+    def __init__(self, processor: ProcessorMixin, *, with_targets: bool = False,
+                 encode: Callable[[Any, list[Image.Image], list[str]], Mapping[str, Any]] | None = None) -> None:
         self.processor = processor
         self.with_targets = with_targets
+        self.encode = encode
         self._direct = _DirectNormalisation.for_processor(getattr(processor, "image_processor", None))
         self._direct_checked = False
 
@@ -192,6 +198,9 @@ class RISCollator:
                     "segmentation rows need 'image', 'mask' and 'sentence' (use nemo_hf.per_sentence)"
                 )
         images = [row["image"].convert("RGB") if row["image"].mode != "RGB" else row["image"] for row in rows]
+        if self.encode is not None:
+            batch: dict[str, Any] = dict(self.encode(self.processor, images, [row["sentence"] for row in rows]))
+            return self._with_targets(batch, rows) if self.with_targets else batch
         text = self.processor.tokenizer(
             [row["sentence"] for row in rows],
             padding=True,
@@ -201,21 +210,25 @@ class RISCollator:
         )
         pixel_values = self._pixel_values(images)
         size = tuple(pixel_values.shape[-2:])
-        batch: dict[str, Any] = {
+        batch = {
             "pixel_values": pixel_values,
             "input_ids": text["input_ids"],
             "attention_mask": text["attention_mask"],
             "labels": torch.from_numpy(np.stack([mask_to_label(row["mask"], size) for row in rows])),
         }
-        if self.with_targets:
-            batch["target_masks"] = [torch.from_numpy(target_mask(row["mask"])) for row in rows]
-            batch["distractors"] = torch.tensor([int(row.get("distractors", -1)) for row in rows], dtype=torch.int64)
-            batch["referring_hard"] = torch.tensor(
-                [int(referring_hard(row["needs"])) if "needs" in row else -1 for row in rows], dtype=torch.int64)
-            if any(row.get("instances") is not None for row in rows):
-                per_row = [instance_targets(row, tuple(mask.shape)) for row, mask in zip(rows, batch["target_masks"])]
-                batch["instance_masks"] = [None if pair is None else pair[0] for pair in per_row]
-                batch["instance_roles"] = [None if pair is None else pair[1] for pair in per_row]
+        return self._with_targets(batch, rows) if self.with_targets else batch
+
+    @staticmethod
+    def _with_targets(batch: dict[str, Any], rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """``batch`` with what the metrics need (module docstring)."""
+        batch["target_masks"] = [torch.from_numpy(target_mask(row["mask"])) for row in rows]
+        batch["distractors"] = torch.tensor([int(row.get("distractors", -1)) for row in rows], dtype=torch.int64)
+        batch["referring_hard"] = torch.tensor(
+            [int(referring_hard(row["needs"])) if "needs" in row else -1 for row in rows], dtype=torch.int64)
+        if any(row.get("instances") is not None for row in rows):
+            per_row = [instance_targets(row, tuple(mask.shape)) for row, mask in zip(rows, batch["target_masks"])]
+            batch["instance_masks"] = [None if pair is None else pair[0] for pair in per_row]
+            batch["instance_roles"] = [None if pair is None else pair[1] for pair in per_row]
         return batch
 
     def _pixel_values(self, images: list[Image.Image]) -> torch.Tensor:

@@ -39,6 +39,7 @@ from typing import Any, Literal, get_args
 import torch
 from torch import nn
 
+from nemo_hf.modeling.inference import LogitsInference
 from nemo_hf.modeling.interface import ReferringSegmenterOutput
 from nemo_hf.modeling.losses import SEGMENTATION_LOSSES, SegmentationLoss, segmentation_loss
 
@@ -53,9 +54,10 @@ PARTS_TRAINED: dict[str, tuple[str, ...]] = {
 }
 
 
-class PartwiseSegmenter(nn.Module):
+class PartwiseSegmenter(LogitsInference, nn.Module):
     """A model (kept as ``.model``) of which the ``trainable`` parts train (see the module docstring).
 
+    It runs as every logits model does (:class:`~nemo_hf.modeling.inference.LogitsInference`).
     Subclasses implement :meth:`part_modules` and :meth:`mask_logits`; ``save_pretrained``
     saves the wrapped model as it is, so the output loads with its own class's
     ``from_pretrained``. ``loss`` (one of :data:`~nemo_hf.modeling.losses.SEGMENTATION_LOSSES`)

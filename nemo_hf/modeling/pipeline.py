@@ -5,7 +5,8 @@ This module ends by registering the task with ``transformers``
 :mod:`nemo_hf.modeling` imports it). Import it before asking ``transformers`` for the task;
 then both of these work for any model that
 :func:`~nemo_hf.modeling.loading.load_referring_segmenter` loads (a Hub id, a folder, a run's
-``final/``)::
+``final/``): CLIPSeg (``CIDAS/clipseg-rd64-refined`` as published, or a run of ours), CRIS, or
+Florence-2 (``florence-community/Florence-2-large``)::
 
     import nemo_hf.modeling, transformers
     segmenter = transformers.pipeline("referring-image-segmentation", model="me/clipseg-nemo-refcoco")
@@ -13,10 +14,19 @@ then both of these work for any model that
 
 Called with an image (PIL image or path) and a sentence it returns ``{"mask": …, "score": …}``:
 the mask as a PIL image (mode ``"L"``, 255 on the object) at the input image's size, made
-as evaluation makes it (logits upsampled bilinearly, ``sigmoid > threshold``), and the
-score, the mean probability over the pixels the model marks at its output resolution (0
-when it marks none). Lists of images and sentences give one result per pair; one image
-with several sentences (or the reverse) pairs it with each; no pairs give ``[]``.
+as evaluation makes it, and a score whose meaning is the architecture's
+(:class:`~nemo_hf.modeling.architecture.Architecture`'s ``score``):
+
+- CLIPSeg, CRIS: the mask is the logits upsampled bilinearly, ``sigmoid > threshold``; the
+  score the mean probability over the pixels the model marks at its output resolution (0
+  when it marks none);
+- Florence-2: the mask is its polygons drawn at the image's size (``threshold`` does not
+  apply); the score the geometric mean of its generated tokens' probabilities, 0 when it
+  answers no polygon (:mod:`nemo_hf.modeling.florence2`).
+
+Lists of images and sentences give one result per pair, batched ``batch_size`` at a time
+(Florence-2 generates a batch together); one image with several sentences (or the reverse)
+pairs it with each; no pairs give ``[]``.
 
 What it refuses, rather than answer something: an expression with no visible words (as the
 builder and mining do: there is nothing to refer to), a keyword it does not know (naming
@@ -43,6 +53,7 @@ import difflib
 import os
 import weakref
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -53,10 +64,9 @@ from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.image_utils import load_image
 
 from nemo_hf.data.refer_files import sentence_text
-from nemo_hf.metrics.protocol import logits_to_masks
+from nemo_hf.metrics.protocols import NEMO_HF
 from nemo_hf.modeling.clipseg import CLIPSegReferringSegmenter
-from nemo_hf.modeling.inputs import text_length
-from nemo_hf.modeling.interface import ReferringSegmenter
+from nemo_hf.modeling.florence2 import Florence2ReferringSegmenter
 from nemo_hf.modeling.loading import load_referring_segmenter
 from nemo_hf.pretrained import resolve_pretrained
 
@@ -88,7 +98,7 @@ class ReferringSegmenterByName:
     def from_pretrained(
         cls, name_or_path: str, *, revision: str | None = None, token: str | bool | None = None,
         dtype: torch.dtype | str | None = None, **_: Any,
-    ) -> ReferringSegmenter:
+    ) -> Any:
         """The segmenter named ``name_or_path``; its processor goes to the pipeline built around it."""
         try:
             model, processor = load_referring_segmenter(
@@ -103,10 +113,12 @@ class ReferringSegmenterByName:
         return model.eval()
 
 
-def _as_segmenter(model: Any) -> ReferringSegmenter:
-    """``model`` behind the :class:`ReferringSegmenter` interface (a bare CLIPSeg gets its adapter)."""
+def _as_segmenter(model: Any) -> Any:
+    """``model`` behind the inference protocol (a bare CLIPSeg or Florence-2 gets its adapter)."""
     if type(model).__name__ == "CLIPSegForImageSegmentation":
         return CLIPSegReferringSegmenter(model)
+    if type(model).__name__ == "Florence2ForConditionalGeneration":
+        return Florence2ReferringSegmenter(model)
     return model
 
 
@@ -185,26 +197,19 @@ class ReferringSegmentationPipeline(Pipeline):
         _check_images([image], allow_urls)  # a caller of preprocess alone is held to the same rule
         timeout = URL_TIMEOUT_S if isinstance(image, str) else None
         image = load_image(os.fspath(image) if isinstance(image, os.PathLike) else image, timeout=timeout)
-        batch = self.processor(
-            text=[pair["text"]], images=[image], padding=True, truncation=True,
-            max_length=text_length(self.processor.tokenizer), return_tensors="pt",
-        )
-        return {"pixel_values": batch["pixel_values"].to(self.dtype), "input_ids": batch["input_ids"],
-                "attention_mask": batch["attention_mask"], "size": torch.tensor([[image.height, image.width]])}
+        inputs = self.model.encode(self.processor, [image], [pair["text"]])
+        return {**inputs, "size": torch.tensor([[image.height, image.width]])}
 
     def _forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        logits = self.model(pixel_values=inputs["pixel_values"], input_ids=inputs["input_ids"],
-                            attention_mask=inputs["attention_mask"]).logits
-        return {"logits": logits, "size": inputs["size"]}
+        size = inputs.pop("size")
+        return {**self.model.run(inputs), "size": size}
 
     def postprocess(self, outputs: dict[str, torch.Tensor], threshold: float = 0.5) -> dict[str, Any]:
-        logits = outputs["logits"][0].float().cpu()
-        height, width = (int(v) for v in outputs["size"][0])
-        [mask] = logits_to_masks(logits[None], [(height, width)], threshold)
-        probabilities = torch.sigmoid(logits)
-        marked = probabilities[probabilities > threshold]
-        score = float(marked.mean()) if marked.numel() else 0.0
-        return {"mask": Image.fromarray(mask.numpy().astype(np.uint8) * 255), "score": score}
+        size = tuple(int(v) for v in outputs.pop("size")[0])
+        result = self.model.decode({k: v.cpu() for k, v in outputs.items()}, [size], self.processor,
+                                   replace(NEMO_HF, threshold=threshold))
+        mask = result.masks[0].cpu().numpy()
+        return {"mask": Image.fromarray(mask.astype(np.uint8) * 255), "score": float(result.scores[0])}
 
 
 def _check_sentences(sentences: list[Any]) -> None:

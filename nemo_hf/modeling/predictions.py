@@ -20,16 +20,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 from transformers import ProcessorMixin
 
-from nemo_hf.metrics.protocol import logits_to_masks
+from nemo_hf.metrics.protocols import NEMO_HF, EvaluationProtocol
 from nemo_hf.metrics.ris import sentence_iou
-from nemo_hf.modeling.inputs import target_mask, text_length
-from nemo_hf.modeling.interface import ReferringSegmenter
+from nemo_hf.modeling.inference import as_inference
+from nemo_hf.modeling.inputs import target_mask
 from nemo_hf.viz import caption_tile, save_tile_sheet
 
 __all__ = ["predict_masks", "save_prediction_grid"]
@@ -37,35 +38,31 @@ __all__ = ["predict_masks", "save_prediction_grid"]
 
 @torch.no_grad()
 def predict_masks(
-    model: ReferringSegmenter,
+    model: Any,
     processor: ProcessorMixin,
     images: Sequence[Image.Image],
     sentences: Sequence[str],
     *,
     batch_size: int = 8,
+    protocol: EvaluationProtocol = NEMO_HF,
 ) -> list[np.ndarray]:
-    """Boolean masks at each image's own size, one per (image, sentence) pair.
+    """Boolean masks at each image's own size, one per (image, sentence) pair, from any segmenter of the registry.
 
-    Runs on the device of the model's parameters, in the model's current dtype.
+    ``model`` follows the inference protocol (:mod:`nemo_hf.modeling.inference`), or is any
+    module whose call gives ``.logits`` (:class:`~nemo_hf.modeling.interface.ReferringSegmenter`): a
+    CLIPSeg's or CRIS's masks are its logits made into masks as ``protocol`` says (default:
+    bilinear, ``sigmoid > 0.5``), Florence-2's are its polygons. Runs on the device of the
+    model's parameters, in the model's current dtype.
     """
     if len(images) != len(sentences):
         raise ValueError(f"got {len(images)} images but {len(sentences)} sentences")
-    parameter = next(model.parameters()) if isinstance(model, torch.nn.Module) else None
-    device = parameter.device if parameter is not None else torch.device("cpu")
+    model = as_inference(model)
     masks: list[np.ndarray] = []
     for start in range(0, len(images), batch_size):
         chunk = [image.convert("RGB") for image in images[start : start + batch_size]]
-        batch = processor(
-            text=list(sentences[start : start + batch_size]), images=chunk, padding=True,
-            truncation=True, max_length=text_length(processor.tokenizer), return_tensors="pt",
-        )
-        logits = model(
-            pixel_values=batch["pixel_values"].to(device, parameter.dtype if parameter is not None else None),
-            input_ids=batch["input_ids"].to(device),
-            attention_mask=batch["attention_mask"].to(device),
-        ).logits
-        sizes = [(image.height, image.width) for image in chunk]
-        masks.extend(torch.as_tensor(mask).cpu().numpy() for mask in logits_to_masks(logits, sizes))
+        inputs = model.encode(processor, chunk, list(sentences[start : start + batch_size]))
+        sizes = [protocol.score_size((image.height, image.width)) for image in chunk]
+        masks.extend(mask.cpu().numpy() for mask in model.segment(inputs, sizes, processor, protocol).masks)
     return masks
 
 

@@ -52,7 +52,7 @@ from nemo_hf.hub.cards import model_source, render_model_card
 from nemo_hf.hub.runs import HubRun
 from nemo_hf.modeling.evaluation import evaluate_referring
 from nemo_hf.modeling.inputs import RISCollator
-from nemo_hf.modeling.loading import load_referring_segmenter
+from nemo_hf.modeling.loading import check_trainable, load_referring_segmenter
 from nemo_hf.modeling.parts import PartwiseSegmenter
 from nemo_hf.trainer.args import DataArguments, TrainArguments, TrainingConfig, resolve_mixed_precision
 from nemo_hf.trainer.checkpoints import adopt_checkpoint, find_checkpoint, save_checkpoint, starting_state
@@ -202,6 +202,7 @@ def prepare_data_and_model(
 ) -> tuple[dict[str, datasets.Dataset], dict[str, datasets.Dataset], PartwiseSegmenter, Any, TrainData]:
     """The splits (or the caller's rows), the per-sentence evaluation sets, the model and processor, the training set."""
     model_args, data_args, config = run.config.model, run.config.data, run.config
+    check_trainable(model_args.model_name_or_path, model_args.model_revision)  # before the data is built
     wanted = [split for split in [data_args.train_split, *data_args.eval_splits]
               if not (split == data_args.train_split and train_rows is not None) and split not in (eval_rows or {})]
     with run.accelerator.local_main_process_first():  # one build per machine; the others read its cache
@@ -213,7 +214,7 @@ def prepare_data_and_model(
         model, processor = load_referring_segmenter(
             model_args.model_name_or_path, model_type=model_args.model_type, trainable=model_args.trainable,
             loss=model_args.loss, revision=model_args.model_revision, image_size=model_args.image_size,
-            text_length=model_args.text_length, seed=config.run.seed,
+            text_length=model_args.text_length, seed=config.run.seed, for_training=True,
         )
     # outside main_process_first: NeMo's mining is collective, every process takes part at once
     train = build_train_dataset(

@@ -30,6 +30,7 @@ from transformers import CLIPModel, CLIPProcessor
 
 from nemo_hf.modeling.architecture import Architecture
 from nemo_hf.modeling.cris.model import CRISForReferringSegmentation
+from nemo_hf.modeling.inference import LOGIT_SCORE
 from nemo_hf.modeling.interface import ReferringSegmenterOutput
 from nemo_hf.modeling.losses import SegmentationLoss
 from nemo_hf.modeling.parts import PartwiseSegmenter, Trainable
@@ -93,6 +94,7 @@ CRIS = Architecture(
     model_class=CRISForReferringSegmentation,
     processor_class=CLIPProcessor,
     adapter=CRISReferringSegmenter,
+    score=LOGIT_SCORE,
     build_on_clip=cris_on_clip,
     default_trainable="all",
     new_layers="CRIS's neck, decoder and projector",
