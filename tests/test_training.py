@@ -447,7 +447,10 @@ def test_eval_ris_script_writes_results_and_predictions(tmp_path, capsys) -> Non
 
     assert Image.open(evaluation / "predictions_val.png").size[0] == 3 * 256
     assert (evaluation / "predictions_testB.png").is_file()
-    assert capsys.readouterr().out.endswith(f"saved eval_results.json and predictions_<split>.png to {evaluation}\n")
+    printed = capsys.readouterr().out
+    assert printed.endswith(f"saved eval_results.json, eval_results.md, model_index.yaml, predictions_<split>.png to "
+                            f"{evaluation}\n")
+    assert "## val: 16 expressions, protocol nemo_hf" in printed and "| 0 distractors |" in printed
 
     # a second evaluation into the same folder: refused, or it replaces the first one whole
     again = [*common, "--model_name_or_path", str(out), "--eval_splits", "val", "--num_sample_predictions", "1"]
@@ -457,7 +460,8 @@ def test_eval_ris_script_writes_results_and_predictions(tmp_path, capsys) -> Non
     replaced = eval_ris.main([*again, "--overwrite_output_dir"])
     assert replaced["model"] == str(out / "final")  # a run's folder stands for its final model
     assert replaced["eval"]["val"] == results["eval"]["val"]
-    assert sorted(p.name for p in evaluation.iterdir()) == ["eval_results.json", "predictions_val.png"]
+    assert sorted(p.name for p in evaluation.iterdir()) == ["eval_results.json", "eval_results.md", "model_index.yaml",
+                                                            "predictions_val.png"]
 
 
 def test_cris_on_the_shipped_clip_trains_with_its_recipe_and_eval_ris_gives_its_numbers(tmp_path) -> None:

@@ -22,13 +22,15 @@ from huggingface_hub.errors import HfHubHTTPError
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template
 
 from nemo_hf.data.configs import get_variant
+from nemo_hf.metrics.protocols import NEMO_HF, EvaluationProtocol
 from nemo_hf.metrics.ris import DEFAULT_THRESHOLDS, precision_key
 from nemo_hf.modeling.registry import architecture_of_class
 from nemo_hf.nemo.settings import settings_in_group
 from nemo_hf.pretrained import resolve_pretrained
 from nemo_hf.version import __version__
 
-__all__ = ["METRIC_NAMES", "mining_summary", "model_source", "render_dataset_card", "render_model_card", "template"]
+__all__ = ["METRIC_NAMES", "evaluation_model_index", "metric_names", "mining_summary", "model_source",
+           "render_dataset_card", "render_model_card", "template"]
 
 _PACKAGE = Path(__file__).resolve().parents[1]
 # an installed wheel carries the templates inside the package; a source checkout at its top level
@@ -117,6 +119,62 @@ def _dataset_facts(config: Mapping[str, Any]) -> tuple[str, str, str, str | None
     note = ("The configuration names the refer files and COCO images of the training machine (`data_dir`, "
             "`image_dir`): add `--data_dir` and `--image_dir` with your copies.")
     return folder, f"{folder} ({name})", f"`{name}` from the refer files and COCO train2014 images", note
+
+
+def metric_names(protocol: EvaluationProtocol = NEMO_HF) -> dict[str, str]:
+    """Each result key's name spelled out, as scored under ``protocol`` (the paper's own name where it has one).
+
+    >>> metric_names()["precision@0.5"]
+    'Prec@0.5 (share of expressions with IoU >= 0.5)'
+    >>> from nemo_hf.metrics.protocols import CRIS
+    >>> print(metric_names(CRIS)["mean_iou"])
+    mIoU (mean of per-expression IoU; CRIS's "IoU"), cris protocol
+    """
+    names = {**METRIC_NAMES,
+             **{precision_key(x): f"Prec@{x:g} (share of expressions with IoU {protocol.iou.precision_comparison} {x:g})"
+                for x in DEFAULT_THRESHOLDS},
+             "object_accuracy": "object accuracy (share of expressions whose mask overlaps the target most)",
+             "wrong_object_rate": "wrong-object rate (share whose mask overlaps another annotated object most)"}
+    if protocol is NEMO_HF:
+        return names
+    paper = protocol.name.upper()
+    for paper_name, key in protocol.reported_as.items():
+        names[key] = f'{names[key][:-1]}; {paper}\'s "{paper_name}")'
+    return {key: f"{name}, {protocol.name} protocol" for key, name in names.items()}
+
+
+def evaluation_model_index(
+    eval_results: Mapping[str, Mapping[str, Any]], config: Mapping[str, Any], *, model_name: str,
+    protocol: EvaluationProtocol = NEMO_HF,
+) -> str:
+    """The ``model-index`` YAML of an evaluation (``training/eval_ris.py``), to paste into a model card's metadata.
+
+    ``eval_results`` maps a split to :func:`~nemo_hf.modeling.evaluation.evaluate_referring`'s
+    result; ``config`` holds the data arguments (``dataset_name``, ``hub_dataset``,
+    ``synthetic_images`` …). Every metric carries its name spelled out (:func:`metric_names`)
+    and, as ``config``, the protocol it was computed under; object accuracy and the
+    wrong-object rate come where the rows carried annotated objects.
+
+    >>> yaml_text = evaluation_model_index({"val": {"overall_iou": 0.5, "mean_iou": 0.4}},
+    ...                                    {"dataset_name": "refcoco_unc"}, model_name="me/model")
+    >>> print(yaml_text.splitlines()[0]); "config: nemo_hf" in yaml_text
+    model-index:
+    True
+    """
+    dataset_type, dataset_name, _, _ = _dataset_facts(config)
+    names = metric_names(protocol)
+    flat = {split: {**result, **{key: result["objects"][key] for key in ("object_accuracy", "wrong_object_rate")
+                                 if key in result.get("objects", {})}}
+            for split, result in eval_results.items()}
+    results = [
+        EvalResult(task_type="image-segmentation", task_name="Referring image segmentation",
+                   dataset_type=dataset_type, dataset_name=dataset_name, dataset_config=config["dataset_name"],
+                   dataset_split=split, metric_type=key, metric_name=name, metric_value=float(result[key]),
+                   metric_config=protocol.name)
+        for split, result in flat.items() for key, name in names.items() if key in result
+    ]
+    metadata = ModelCardData(model_name=model_name, eval_results=results or None)
+    return metadata.to_yaml() + "\n"
 
 
 def _eval_results(eval_results: Mapping[str, Mapping[str, Any]], dataset_type: str, dataset_name: str,

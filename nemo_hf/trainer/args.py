@@ -45,7 +45,8 @@ from nemo_hf.command_line import HelpFormatter
 from nemo_hf.modeling.loading import DEFAULT_CHECKPOINT
 from nemo_hf.modeling.losses import SEGMENTATION_LOSSES, SegmentationLoss
 from nemo_hf.modeling.parts import TRAINABLE_CHOICES, Trainable
-from nemo_hf.modeling.registry import SEGMENTER_TYPES
+from nemo_hf.metrics.protocols import PROTOCOL_NAMES
+from nemo_hf.modeling.registry import TRAINABLE_SEGMENTER_TYPES
 from nemo_hf.nemo.settings import NeMoSettings
 from nemo_hf.pretrained import check_local_path
 from nemo_hf.trainer.schedule import MULTISTEP
@@ -81,12 +82,12 @@ class ModelArguments:
     model_name_or_path: str = field(
         default=DEFAULT_CHECKPOINT,
         metadata={"help": "CLIPSeg or CRIS checkpoint, or a CLIP to build one on (Hub id, folder or shipped name "
-                          "such as 'nemo-hf/synthetic-clip')."},
+                          "such as 'nemo-hf/synthetic-clip'); eval_ris.py also takes a Florence-2 checkpoint."},
     )
     model_type: str | None = field(
         default=None,
         metadata={"help": "Segmenter to build on a CLIP checkpoint (default 'clipseg'); a segmenter checkpoint is "
-                          "what it is.", "choices": list(SEGMENTER_TYPES)},
+                          "what it is.", "choices": list(TRAINABLE_SEGMENTER_TYPES)},
     )
     model_revision: str | None = field(default=None, metadata={"help": "Hub revision of the checkpoint."})
     trainable: Trainable | None = field(
@@ -118,7 +119,7 @@ class ModelArguments:
         if self.trainable is not None:
             _check_choice("trainable", self.trainable, TRAINABLE_CHOICES)
         if self.model_type is not None:
-            _check_choice("model_type", self.model_type, SEGMENTER_TYPES)
+            _check_choice("model_type", self.model_type, TRAINABLE_SEGMENTER_TYPES)
         check_local_path(self.model_name_or_path)  # now, not after the data is built
 
 
@@ -350,9 +351,17 @@ class EvaluateArguments:
     eval_batch_size: int = 32
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"
     num_sample_predictions: int = field(default=8, metadata={"help": "Rows in each split's predictions PNG."})
+    protocol: str = field(
+        default="nemo_hf",
+        metadata={"help": "How predictions are scored: 'nemo_hf' (logits bilinear to the original size, > 0.5; "
+                          "empty union IoU 1; Prec@X: IoU >= X), 'cris' (CRIS.pytorch's: bicubic, > 0.35, its 'IoU' "
+                          "is mIoU) or 'lavt' (LAVT-RIS's: scored at 480x480 against a nearest-resized ground "
+                          "truth); see nemo_hf.metrics.protocols.", "choices": list(PROTOCOL_NAMES)},
+    )
 
     def __post_init__(self) -> None:
         _check_choice("mixed_precision", self.mixed_precision, ("auto", "no", "fp16", "bf16"))
+        _check_choice("protocol", self.protocol, PROTOCOL_NAMES)
 
 
 # never written to a saved config, a log or a push: the value stays on the command line that gave it

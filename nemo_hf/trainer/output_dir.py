@@ -80,7 +80,7 @@ TRAIN_ENTRIES = (FINAL_DIR, _FINAL_TMP, "checkpoints", "logs", "train_config.yam
 # it holds no complete checkpoint (only the hidden folders of saves that never finished)
 TRAIN_LEFTOVERS = ("train_config.yaml", "logs", _FINAL_TMP, "checkpoints", f"{_TRASH_PREFIX}*")
 # what training/eval_ris.py writes
-EVAL_ENTRIES = ("eval_results.json", "predictions_*.png", f"{_TRASH_PREFIX}*")
+EVAL_ENTRIES = ("eval_results.json", "eval_results.md", "model_index.yaml", "predictions_*.png", f"{_TRASH_PREFIX}*")
 
 
 def _is_inside(path: Path, folder: Path) -> bool:
