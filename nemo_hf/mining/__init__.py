@@ -21,7 +21,14 @@ from nemo_hf.mining.cache import ArrayCache, cache_key, default_cache_dir
 from nemo_hf.mining.clip import DEFAULT_CLIP, ClipSource, check_clip, load_clip
 from nemo_hf.mining.device import process_state, resolve_device
 from nemo_hf.mining.embed import ImageDecodeError, decode_image, embed_images, embed_texts
-from nemo_hf.mining.mine import MINING_VERSION, NEGATIVE_COLUMNS, MiningResult, mine_negatives
+from nemo_hf.mining.mine import (
+    MINING_VERSION,
+    NEGATIVE_COLUMNS,
+    MiningEmbeddings,
+    MiningResult,
+    mine_negatives,
+    mining_embeddings,
+)
 from nemo_hf.mining.oracle import MosaicCells, oracle_negatives
 from nemo_hf.mining.report import DifficultyReport
 from nemo_hf.mining.search import ChunkedSearch, SearchBlock, faiss_available, ranked_topk, resolve_backend
@@ -42,6 +49,7 @@ __all__ = [
     "ClipSource",
     "DifficultyReport",
     "ImageDecodeError",
+    "MiningEmbeddings",
     "MiningResult",
     "MosaicCells",
     "SearchBlock",
@@ -56,6 +64,7 @@ __all__ = [
     "faiss_available",
     "load_clip",
     "mine_negatives",
+    "mining_embeddings",
     "oracle_negatives",
     "process_state",
     "ranked_topk",

@@ -8,7 +8,8 @@ mosaic needs survived τ and the list was filled from the least similar end).
 Embeddings and selections are cached on disk (see :mod:`nemo_hf.mining.cache`), keyed by
 the CLIP model (name + revision, or a digest of its weights), the dataset fingerprints
 and the settings: mining the same data again recomputes nothing and does not even load
-the model.
+the model. :func:`mining_embeddings` returns those embeddings themselves (from the same
+cache entries), for tools that rank and cut again under other settings (the explorer).
 
     >>> import tempfile
     >>> from datasets import Dataset, Features, Image, List, Value
@@ -49,8 +50,8 @@ from nemo_hf.mining.report import DifficultyReport
 from nemo_hf.mining.search import Backend, resolve_backend
 from nemo_hf.mining.selection import Selection, SelectionStats, require_pool_candidates, select_negatives
 
-__all__ = ["MINING_VERSION", "NEGATIVE_COLUMNS", "NEGATIVE_FEATURES", "MiningResult", "mine_negatives", "negative_columns",
-           "require_split"]
+__all__ = ["MINING_VERSION", "NEGATIVE_COLUMNS", "NEGATIVE_FEATURES", "MiningEmbeddings", "MiningResult",
+           "mine_negatives", "mining_embeddings", "negative_columns", "require_split"]
 
 # Part of every cache key: bump when a change alters what mining computes or stores.
 MINING_VERSION = "1"
@@ -324,18 +325,88 @@ class _CacheKeys:
     backend: str  # the search the selection was made with (part of its key)
 
     @classmethod
-    def of(cls, source: ClipSource, ds: Dataset, pool: Dataset, index: _PoolIndex, rule: dict[str, Any],
+    def of(cls, source: ClipSource, ds: Dataset, pool: Dataset, index: _PoolIndex, rule: dict[str, Any] | None,
            backend: str) -> _CacheKeys:
         model_key = source.key()
         pool_key = cache_key("pool-images", MINING_VERSION, model_key, pool._fingerprint)
         text_key = cache_key("texts", MINING_VERSION, model_key, ds._fingerprint)
         extra_key = cache_key("images", MINING_VERSION, model_key, ds._fingerprint, index.extra_ids.tolist())
-        selection_key = cache_key(
+        selection_key = "" if rule is None else cache_key(
             "selection", MINING_VERSION, pool_key, text_key, extra_key, rule["top_k"], rule["needed"],
             rule["tau_text"], rule["tau_image"], rule["tau_own"], backend,
         )
         meta = {"model": source.name, "revision": source.revision, "version": MINING_VERSION}
         return cls(pool_key, text_key, extra_key, selection_key, meta, backend)
+
+
+@dataclass(frozen=True)
+class MiningEmbeddings:
+    """What the τ/top-K rule reads, for every sentence of a dataset and every image of its pool.
+
+    Sentence ``i`` is sentence ``sentence_in_row[i]`` of dataset row ``row_of_sentence[i]``;
+    its own image is ``image_ids[i]``, pool column ``own_col[i]`` (-1 when not in the pool)
+    and row ``query_index[i]`` of ``query``. Pool column ``c`` is image ``pool_ids[c]``
+    (ascending), found in pool row ``pool_rows[c]``. Embeddings are L2-normalised float32,
+    so a dot product is a cosine; their arguments are those of
+    :func:`~nemo_hf.mining.selection.select_negatives`.
+    """
+
+    texts: list[str]
+    row_of_sentence: np.ndarray
+    sentence_in_row: np.ndarray
+    image_ids: np.ndarray
+    text: np.ndarray
+    pool_ids: np.ndarray
+    pool_rows: np.ndarray
+    pool: np.ndarray
+    query: np.ndarray
+    query_index: np.ndarray
+    own_col: np.ndarray
+
+
+def mining_embeddings(
+    ds: Dataset,
+    pool: Dataset,
+    clip: ClipSource | str | os.PathLike[str] | CLIPModel | None = None,
+    processor: CLIPProcessor | None = None,
+    *,
+    image_batch_size: int = 64,
+    text_batch_size: int = 256,
+    device: str | None = None,
+    num_proc: int | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    progress: bool = False,
+) -> MiningEmbeddings:
+    """The embeddings :func:`mine_negatives` ranks with, from (and into) the same cache entries.
+
+    After a ``mine_negatives`` (or ``NeMo.mine``) of the same data with the same CLIP, nothing
+    is embedded again and the model is not loaded; the arguments are that function's.
+
+    >>> import tempfile
+    >>> from datasets import Dataset, Features, Image, List, Value
+    >>> from PIL import Image as PILImage
+    >>> ds = Dataset.from_dict({"image": [PILImage.new("RGB", (8, 8), c) for c in ("red", "blue")],
+    ...                         "image_id": [3, 1], "sentences": [["a red one", "the red"], ["blue"]]},
+    ...                        features=Features({"image": Image(), "image_id": Value("int64"),
+    ...                                           "sentences": List(Value("string"))}))
+    >>> found = mining_embeddings(ds, ds, "nemo-hf/synthetic-clip", cache_dir=tempfile.mkdtemp())
+    >>> found.pool_ids.tolist(), found.own_col.tolist(), found.row_of_sentence.tolist(), found.text.shape[0]
+    ([1, 3], [1, 1, 0], [0, 0, 1], 3)
+    """
+    state = process_state()
+    source = clip if isinstance(clip, ClipSource) else ClipSource.resolve(clip, processor)
+    ds = _checked_inputs(ds, pool)
+    sentences = _read_sentences(ds)
+    index = _PoolIndex.of(pool, sentences)
+    keys = _CacheKeys.of(source, ds, pool, index, None, "exact")
+    pool_emb, query_emb, query_index, text_emb = _embed(
+        source, ds, pool, sentences, index, keys, ArrayCache(cache_dir), state, image_batch_size=image_batch_size,
+        text_batch_size=text_batch_size, device=resolve_device(device), num_proc=num_proc, progress=progress,
+    )
+    rows = np.repeat(np.arange(len(sentences.row_lengths)), sentences.row_lengths)
+    starts = np.repeat(np.cumsum(sentences.row_lengths) - sentences.row_lengths, sentences.row_lengths)
+    return MiningEmbeddings(sentences.texts, rows, np.arange(len(rows)) - starts, sentences.image_ids, text_emb,
+                            index.pool_ids, index.pool_first_rows, pool_emb, query_emb, query_index, index.own_col)
 
 
 def _embed_and_select(
@@ -344,6 +415,23 @@ def _embed_and_select(
     device: Any, num_proc: int | None, progress: bool,
 ) -> Selection:
     """Embed the pool, the extra query images and the sentences (each from the cache when there), then select."""
+    pool_emb, query_emb, query_index, text_emb = _embed(
+        source, ds, pool, sentences, index, keys, cache, state, image_batch_size=image_batch_size,
+        text_batch_size=text_batch_size, device=device, num_proc=num_proc, progress=progress,
+    )
+    selection = select_negatives(text_emb, query_emb, query_index, pool_emb, index.own_col, **rule,
+                                 backend=keys.backend, device=device)
+    if state.is_main_process:
+        cache.put("selection", keys.selection, _selection_arrays(selection), keys.meta)
+    return selection
+
+
+def _embed(
+    source: ClipSource, ds: Dataset, pool: Dataset, sentences: _Sentences, index: _PoolIndex, keys: _CacheKeys,
+    cache: ArrayCache, state: Any, *, image_batch_size: int, text_batch_size: int, device: Any,
+    num_proc: int | None, progress: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(pool, query images, each sentence's query row, sentences)`` embeddings, each from the cache when there."""
 
     def images_of(rows: Dataset) -> Any:
         return lambda: embed_images(
@@ -367,11 +455,7 @@ def _embed_and_select(
                             progress=progress),
         keys.meta, state,
     )  # fmt: skip
-    selection = select_negatives(text_emb, query_emb, query_index, pool_emb, index.own_col, **rule,
-                                 backend=keys.backend, device=device)
-    if state.is_main_process:
-        cache.put("selection", keys.selection, _selection_arrays(selection), keys.meta)
-    return selection
+    return pool_emb, query_emb, query_index, text_emb
 
 
 def _with_negative_columns(ds: Dataset, sentences: _Sentences, pool_ids: np.ndarray, selection: Selection) -> Dataset:

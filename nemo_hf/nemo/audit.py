@@ -44,8 +44,8 @@ from nemo_hf.data.meaning import SceneObject, fits
 from nemo_hf.mosaic.cells import Resize, cell_geometry
 from nemo_hf.mosaic.layout import Box, grid_layout
 
-__all__ = ["GroundTruth", "MosaicAudit", "TargetSizes", "TargetTruth", "audit_mosaics", "objects_in_cell",
-           "target_sizes"]  # fmt: skip
+__all__ = ["GroundTruth", "MosaicAudit", "TargetSizes", "TargetTruth", "audit_mosaics", "false_negative_cells",
+           "objects_in_cell", "target_sizes"]  # fmt: skip
 
 Frame = tuple[tuple[SceneObject, ...], tuple[float, float]]
 _SAMPLE_COLUMNS = ("sent_id", "ref_id", "source_image_ids", "target_cell")
@@ -139,6 +139,32 @@ def objects_in_cell(frame: Frame, box: Box, resize: Resize = "stretch") -> list[
     ]
 
 
+def false_negative_cells(
+    meaning: Mapping[str, Any], frames: Sequence[Frame], boxes: Sequence[Box], target_cell: int, *, size: int,
+    resize: Resize = "stretch",
+) -> list[int]:
+    """The negative cells of one mosaic holding an object the full expression fits, judged on the whole canvas.
+
+    ``frames`` are the cells' images (objects and ``(width, height)``), in cell order;
+    ``boxes`` the cells on a ``size × size`` canvas. What makes a mosaic's label wrong
+    (:func:`audit_mosaics` counts the mosaics with any such cell).
+
+    >>> from nemo_hf.data.meaning import make_meaning
+    >>> ring = lambda colour, x: ((SceneObject("ring", colour, "small", x, 50),), (100, 100))
+    >>> boxes = grid_layout(2, 200)
+    >>> false_negative_cells(make_meaning(category="ring", colour="red"), [ring("red", 20), ring("blue", 20),
+    ...                      ring("red", 80), ring("green", 50)], boxes, target_cell=0, size=200)
+    [2]
+    """
+    placed: list[SceneObject] = []
+    cells: list[int] = []
+    for index, (frame, box) in enumerate(zip(frames, boxes, strict=True)):
+        here = objects_in_cell(frame, box, resize)
+        placed += here
+        cells += [index] * len(here)
+    return sorted({cells[k] for k in fits(meaning, placed, (size, size)) if cells[k] != target_cell})
+
+
 def _columns(samples: Dataset | Mapping[str, Sequence[Any]], names: Sequence[str]) -> dict[str, list]:
     if isinstance(samples, Dataset):
         present = [n for n in names if n in samples.column_names]
@@ -182,18 +208,16 @@ def audit_mosaics(
             raise ValueError(f"no ground truth for sent_id {sent_id} / ref_id {ref_id}: build GroundTruth from the "
                              "dataset the samples were drawn from")
         boxes = _layout(len(ids), size, cross_points[n] if cross_points is not None else None)
-        placed: list[SceneObject] = []
-        negative: list[bool] = []
-        for index, (image_id, box) in enumerate(zip(ids, boxes, strict=True)):
-            if image_id not in truth.frames:
-                raise ValueError(f"no scene objects for image {image_id}: include the pool in GroundTruth")
-            here = objects_in_cell(truth.frames[image_id], box, resize)
-            placed += here
-            negative += [index != cell] * len(here)
+        missing = [image_id for image_id in ids if image_id not in truth.frames]
+        if missing:
+            raise ValueError(f"no scene objects for image {missing[0]}: include the pool in GroundTruth")
+        frames = [truth.frames[image_id] for image_id in ids]
         target = truth.targets[ref_id]
         mosaics += 1
-        false_negative += any(negative[k] for k in fits(truth.meanings[sent_id], placed, (size, size)))
-        alike = [obj for obj, neg in zip(placed, negative, strict=True) if neg and obj.category == target.category]
+        false_negative += bool(false_negative_cells(truth.meanings[sent_id], frames, boxes, cell, size=size,
+                                                    resize=resize))
+        alike = [obj for index, (frame, box) in enumerate(zip(frames, boxes, strict=True)) if index != cell
+                 for obj in objects_in_cell(frame, box, resize) if obj.category == target.category]
         same_category += bool(alike)
         same_colour += any(obj.colour == target.colour for obj in alike)
     return MosaicAudit(mosaics, false_negative, same_category, same_colour)
