@@ -1,4 +1,4 @@
-"""``nemo-hf`` command line: the offline demo (the none / random / NeMo experiment), and predictions.
+"""``nemo-hf`` command line: the offline demo (the none / random / NeMo experiment), predictions, the explorer.
 
     nemo-hf demo                      # under 10 minutes on two idle CPU cores; nothing is downloaded
     nemo-hf demo --out my_demo --seed 1 --steps 400
@@ -6,6 +6,8 @@
     nemo-hf predict --model nemo_hf_demo/arms/nemo/final --image nemo_hf_demo/refer/images/train2014/<a picture> \\
         --text "the small blue ring at the bottom"             # a model the demo trained, on its world
     nemo-hf predict --model me/clipseg-nemo-refcoco --image photo.jpg --text "the man on the left" --output mask.png
+    nemo-hf predict --model florence-community/Florence-2-large --image photo.jpg --text "the man on the left"
+    nemo-hf explore parquet/ --config refcoco_unc --split train   # a web page on 127.0.0.1:7860 (the [app] extra)
 
 An error ends with its message and exit status 1 (NEMO_HF_DEBUG=1 shows its traceback).
 """
@@ -17,7 +19,7 @@ import os
 import sys
 from pathlib import Path
 
-from nemo_hf.command_line import HelpFormatter, run_command
+from nemo_hf.command_line import HelpFormatter, require_extra, run_command
 
 DEMO_CONFIGS = ("refcoco_unc", "refcocoplus_unc", "refcocog_umd", "grefcoco_unc")
 
@@ -102,8 +104,9 @@ def predict(model: str, image: Path, text: str, output: Path, revision: str | No
 
     The model is anything the ``referring-image-segmentation`` pipeline loads (a Hub id, a
     folder, a training run's ``final/``: ``nemo-hf demo`` leaves three, in
-    ``nemo_hf_demo/arms/<none|random|nemo>/final/``). The overlay, ``<output
-    stem>_overlay.png``, dims everything but the mask and outlines it.
+    ``nemo_hf_demo/arms/<none|random|nemo>/final/``): a CLIPSeg (``CIDAS/clipseg-rd64-refined``), a
+    CRIS or a Florence-2 (``florence-community/Florence-2-large``; ``--threshold`` does not apply to its
+    polygons). The overlay, ``<output stem>_overlay.png``, dims everything but the mask and outlines it.
     """
     check_predict_inputs(model, image, text, output, revision, threshold)
     import numpy as np
@@ -119,6 +122,24 @@ def predict(model: str, image: Path, text: str, output: Path, revision: str | No
     overlay_mask(load_image(str(image)), result["mask"]).save(overlay)  # as the pipeline read it (EXIF applied)
     pixels = int((np.asarray(result["mask"]) > 0).sum())
     print(f"mask: {output} ({pixels} pixels), overlay: {overlay}, score {result['score']:.4f}")
+    return 0
+
+
+def explore(data: str, *, config: str | None, split: str, clip: str, model: str | None, host: str, port: int,
+            cache_dir: str | None) -> int:
+    """Serve the explorer's page (``nemo_hf.explore``) on ``host:port`` until interrupted.
+
+    The mining tab: for any expression of ``data`` (a ``build_refcoco.py --out`` Parquet folder,
+    a ``save_to_disk`` folder or a Hub id; ``--config``, ``--split``), its candidates ranked by
+    ``--clip`` with their text→image and image→image cosines, where τ and K cut, what was kept,
+    the fallbacks, and the mosaics they draw, re-cut and re-drawn as the sliders move; wrong
+    labels marked on synthetic data. The segment tab: an uploaded picture segmented by any
+    model the pipeline loads (``--model``, changeable on the page). Needs the ``[app]`` extra.
+    """
+    require_extra("gradio", "app", "nemo-hf explore")
+    from nemo_hf.explore.app import launch
+
+    launch(data, config=config, split=split, clip=clip, cache_dir=cache_dir, model=model, host=host, port=port)
     return 0
 
 
@@ -163,6 +184,25 @@ def _parser(demo_defaults: object | None) -> argparse.ArgumentParser:
                              help="the mask PNG (255 on the object); the overlay goes beside it")
     run_predict.add_argument("--threshold", type=float, default=0.5,
                              help="probability above which a pixel is the object")
+    run_explore = commands.add_parser(
+        "explore", help="a local web page: what NeMo's miner chose and the mosaics it draws; any segmenter's masks",
+        description=explore.__doc__, formatter_class=HelpFormatter,
+    )
+    run_explore.add_argument("data", help="a build_refcoco.py --out Parquet folder, a save_to_disk folder or a Hub id")
+    run_explore.add_argument("--config", default=None, help="the config of a Parquet folder or Hub dataset (needed "
+                                                            "when it holds several)")
+    run_explore.add_argument("--split", default="train", help="the split to mine (its own pool, as NeMo mines)")
+    run_explore.add_argument("--clip", default="nemo-hf/synthetic-clip",
+                             help="the CLIP that ranks the candidates (Hub id, folder or shipped name)")
+    run_explore.add_argument("--model", default=None,
+                             help="the segment tab's model (default: the shipped CLIP as an untrained CLIPSeg)")
+    run_explore.add_argument("--host", default="127.0.0.1",
+                             help="address to serve on; anything but loopback opens the page, with no login, to "
+                                  "the network")
+    run_explore.add_argument("--port", type=int, default=7860, help="port to serve on")
+    run_explore.add_argument("--cache-dir", default=None,
+                             help="mining's embedding cache (default: $HF_HOME/nemo_hf/mining, shared with "
+                                  "nemo.mine and mine_negatives.py)")
     return parser
 
 
@@ -183,6 +223,9 @@ def _run(argv: list[str] | None) -> int:
     args = _parser(defaults).parse_args(argv)
     if args.command == "predict":
         return predict(args.model, args.image, args.text, args.output, args.revision, args.threshold)
+    if args.command == "explore":
+        return explore(args.data, config=args.config, split=args.split, clip=args.clip, model=args.model,
+                       host=args.host, port=args.port, cache_dir=args.cache_dir)
     settings = defaults.replace(seed=args.seed, num_images=args.num_images, max_train_steps=args.steps)
     if args.quick:
         settings = settings.quick()

@@ -33,13 +33,33 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-__all__ = ["DEBUG_VARIABLE", "HelpFormatter", "debugging", "error_message", "run_command"]
+__all__ = ["DEBUG_VARIABLE", "HelpFormatter", "MissingExtraError", "debugging", "error_message", "require_extra",
+           "run_command"]
 
 DEBUG_VARIABLE = "NEMO_HF_DEBUG"
 """Set to ``1`` (or ``true``, ``yes``) to see the traceback of every error a tool stops on."""
 
 # errors whose messages are written for the user: what is wrong, naming the file, flag or value
 _NAMED_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError)
+
+
+class MissingExtraError(ImportError):
+    """A command needs an optional part of nemo_hf that is not installed; the message names the extra."""
+
+
+def require_extra(module: str, extra: str, what: str) -> None:
+    """:class:`MissingExtraError` unless ``module`` can be imported; ``what`` needs it, ``extra`` installs it.
+
+    >>> require_extra("json", "app", "nothing")
+    >>> require_extra("no_such_module_here", "app", "nemo-hf explore")
+    Traceback (most recent call last):
+    ...
+    nemo_hf.command_line.MissingExtraError: nemo-hf explore needs no_such_module_here, ...: pip install "nemo_hf[app]"
+    """
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise MissingExtraError(f'{what} needs {module}, which is not installed: pip install "nemo_hf[{extra}]"')
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
