@@ -124,8 +124,9 @@ def test_a_papers_protocol_scores_the_logits_as_its_code_does(name, tiny_clipseg
         assert "CRIS's \"IoU\"" in (tmp_path / name / "eval_results.md").read_text()
 
 
-def test_a_published_clipseg_runs_through_the_pipeline_as_its_saved_twin(published_clipseg_dir, tiny_clipseg_dir) -> None:
-    """CIDAS/clipseg-rd64-refined's layout (preprocessor_config.json, vocab.json + merges.txt) loads as save_pretrained's."""
+def test_a_published_clipseg_runs_through_the_pipeline_as_its_saved_twin(published_clipseg_dir,
+                                                                         tiny_clipseg_dir) -> None:
+    """CIDAS/clipseg-rd64-refined's layout (preprocessor_config.json, vocab.json + merges.txt) loads as saved here."""
     rng = np.random.default_rng(1)
     image = Image.fromarray(rng.integers(0, 256, (30, 50, 3), dtype=np.uint8))
     published = pipeline(model=published_clipseg_dir, device="cpu")(image, "the red circle on the left")

@@ -21,7 +21,8 @@ _WITHOUT_EXAMPLES: dict[str, str] = {
 }
 
 # the test kit's own examples run here too: the tests build on them
-_TEST_KIT = ["tests.tiny_clipseg", "tests.tiny_cris", "tests.tiny_florence2", "tests.tiny_models", "tests.training_runs"]
+_TEST_KIT = ["tests.tiny_clipseg", "tests.tiny_cris", "tests.tiny_florence2", "tests.tiny_models",
+             "tests.training_runs"]
 
 
 def _public(name: str) -> bool:

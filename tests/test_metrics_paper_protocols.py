@@ -24,7 +24,8 @@ def test_cris_warps_probabilities_as_warp_affine_does_with_its_cubic_kernel() ->
     logits = torch.tensor([[[-30.0, -30.0, 30.0, 30.0]]])
     [mask] = CRIS.prediction_masks(logits, [(1, 8)])
     assert mask.int().tolist() == [[0, 0, 0, 1, 1, 1, 1, 1]]
-    # nemo_hf's bilinear, half-pixel aligned: pixel x reads (x + 0.5) / 2 - 0.5, so x = 3 reads 1.25 -> logit -30 + 0.25 * 60
+    # nemo_hf's bilinear, half-pixel aligned: pixel x reads (x + 0.5) / 2 - 0.5, so x = 3 reads 1.25: logit
+    # -30 + 0.25 * 60 < 0
     [ours] = NEMO_HF.prediction_masks(logits, [(1, 8)])
     assert ours.int().tolist() == [[0, 0, 0, 0, 1, 1, 1, 1]]
 

@@ -106,7 +106,7 @@ def save_published_clipseg(folder: Path, seed: int = 0) -> Path:
     ``special_tokens_map.json``. Only the sizes are this fixture's.
 
     >>> import tempfile
-    >>> sorted(p.name for p in save_published_clipseg(Path(tempfile.mkdtemp())).iterdir())  # doctest: +NORMALIZE_WHITESPACE
+    >>> sorted(p.name for p in save_published_clipseg(Path(tempfile.mkdtemp())).iterdir())
     ['config.json', 'merges.txt', 'model.safetensors', 'preprocessor_config.json', 'special_tokens_map.json',
      'tokenizer_config.json', 'vocab.json']
     """

@@ -1,9 +1,16 @@
-"""Evaluate a referring segmentation checkpoint (local folder or Hub id) on any config and splits.
+"""Evaluate any referring segmenter (local folder or Hub id) on any config and splits, under a protocol by name.
 
     python training/eval_ris.py --config outputs/run/train_config.yaml --model_name_or_path outputs/run/final \\
         --eval_splits val testA testB --output_dir outputs/run/eval
     accelerate launch training/eval_ris.py --model_name_or_path me/clipseg-nemo-refcoco \\
         --hub_dataset me/refcoco --dataset_name refcoco_unc --eval_splits val
+    python training/eval_ris.py --model_name_or_path florence-community/Florence-2-large --hub_dataset me/refcoco \\
+        --dataset_name refcoco_unc --eval_splits val --protocol cris    # scored as CRIS.pytorch scores
+
+The model: a CLIPSeg (``CIDAS/clipseg-rd64-refined`` as published, or trained here), a CRIS or a
+Florence-2. ``--protocol`` is ``nemo_hf`` (default), ``cris`` or ``lavt``: how predictions are
+made into masks and scored, as this project, CRIS.pytorch or LAVT-RIS does
+(``nemo_hf.metrics.protocols``).
 
 A training config works as ``--config``: its data keys are used, its training-only keys
 and its ``output_dir`` are ignored; ``--model_name_or_path`` then names the fine-tuned
@@ -12,8 +19,11 @@ model: ``<output_dir>/final`` of the run (the run's folder itself also works). W
 ``--overwrite_output_dir`` is given):
 
 - ``eval_results.json`` — per split: ``overall_iou`` (oIoU), ``mean_iou`` (mIoU),
-  ``precision@0.5`` … ``@0.9``, ``count``, ``loss`` and the same per difficulty group
-  (``distractors=…``, ``size=…``), all per sentence at the original image resolution;
+  ``precision@0.5`` … ``@0.9``, ``count``, ``loss`` (models that give logits) and the same
+  per difficulty group (``distractors=…``, ``size=…``), all per sentence; ``objects`` (object
+  accuracy, wrong-object rate) where the rows carry ``instances``; the protocol used;
+- ``eval_results.md`` — the same as tables, metric names spelled out (also printed);
+- ``model_index.yaml`` — the ``model-index`` block to paste into a model card;
 - ``predictions_<split>.png`` — the first ``num_sample_predictions`` sentences of each
   split: image and expression, prediction (with its IoU), ground truth.
 

@@ -21,7 +21,7 @@ decodes nothing.
 >>> open_split(folder + "/missing")
 Traceback (most recent call last):
 ...
-FileNotFoundError: .../missing is not a folder here, and not a Hub dataset id (namespace/name) either: give a folder that build_refcoco.py --out or save_to_disk wrote, or a Hub id
+FileNotFoundError: .../missing is not a folder here, and not a Hub dataset id (namespace/name) either: ...
 """
 
 from __future__ import annotations

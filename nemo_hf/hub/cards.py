@@ -130,8 +130,9 @@ def metric_names(protocol: EvaluationProtocol = NEMO_HF) -> dict[str, str]:
     >>> print(metric_names(CRIS)["mean_iou"])
     mIoU (mean of per-expression IoU; CRIS's "IoU"), cris protocol
     """
+    comparison = protocol.iou.precision_comparison
     names = {**METRIC_NAMES,
-             **{precision_key(x): f"Prec@{x:g} (share of expressions with IoU {protocol.iou.precision_comparison} {x:g})"
+             **{precision_key(x): f"Prec@{x:g} (share of expressions with IoU {comparison} {x:g})"
                 for x in DEFAULT_THRESHOLDS},
              "object_accuracy": "object accuracy (share of expressions whose mask overlaps the target most)",
              "wrong_object_rate": "wrong-object rate (share whose mask overlaps another annotated object most)"}

@@ -136,7 +136,8 @@ class EvaluationProtocol:
             return mask
         side = self.score_side
         planes = mask.reshape(-1, *mask.shape[-2:]).cpu().numpy().astype(np.uint8)
-        resized = [np.asarray(Image.fromarray(plane).resize((side, side), Image.Resampling.NEAREST)) for plane in planes]
+        resized = [np.asarray(Image.fromarray(plane).resize((side, side), Image.Resampling.NEAREST))
+                   for plane in planes]
         out = torch.from_numpy(np.stack(resized) if resized else np.zeros((0, side, side), np.uint8)) != 0
         return out.reshape(*mask.shape[:-2], side, side).to(mask.device)
 

@@ -27,7 +27,7 @@ polygon with area (an empty mask), as a CLIPSeg that marks nothing scores 0.
 >>> Florence2ReferringSegmenter(model=None, trainable="decoder")
 Traceback (most recent call last):
 ...
-ValueError: Florence-2 runs for inference only here (it learns by generating text, not from masks): trainable and loss do not apply to it; nemo_hf trains 'clipseg' (CLIPSeg), 'cris' (CRIS)
+ValueError: Florence-2 runs for inference only here (...): trainable and loss do not apply to it; nemo_hf trains ...
 """
 
 from __future__ import annotations
@@ -68,7 +68,8 @@ class Florence2ReferringSegmenter(nn.Module):
             from nemo_hf.modeling.registry import supported  # the registry lists this class: imported when needed
 
             raise ValueError("Florence-2 runs for inference only here (it learns by generating text, not from "
-                             f"masks): trainable and loss do not apply to it; nemo_hf trains {supported(trainable=True)}")
+                             "masks): trainable and loss do not apply to it; nemo_hf trains "
+                             f"{supported(trainable=True)}")
         super().__init__()
         self.model = model
 

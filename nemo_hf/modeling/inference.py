@@ -57,7 +57,7 @@ LOGIT_SCORE = ("the mean probability (sigmoid of the logit) over the pixels the 
 
 @dataclass
 class Segmentation:
-    """One bool mask ``(H, W)`` per pair, at the size asked for, and one score per pair (its meaning: the architecture's)."""
+    """One bool mask ``(H, W)`` per pair, at the size asked for, and a score per pair (meaning: the architecture's)."""
 
     masks: list[torch.Tensor]
     scores: list[float]
@@ -91,7 +91,8 @@ class LogitsInference:
         """``logits`` ``(B, h, w)`` and the model's ``input_size`` ``(B, 2)`` (CRIS's protocol reads it)."""
         parameter = next(self.parameters())  # type: ignore[attr-defined]
         pixel_values = inputs["pixel_values"].to(parameter.device, parameter.dtype)
-        logits = self(pixel_values=pixel_values, input_ids=inputs["input_ids"].to(parameter.device),  # type: ignore[operator]
+        call: Any = self
+        logits = call(pixel_values=pixel_values, input_ids=inputs["input_ids"].to(parameter.device),
                       attention_mask=inputs["attention_mask"].to(parameter.device)).logits
         size = torch.tensor(pixel_values.shape[-2:], device=logits.device).expand(len(logits), 2)
         return {"logits": logits, "input_size": size}

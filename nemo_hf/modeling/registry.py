@@ -10,7 +10,7 @@ every entry; training (``train.py --model_type``, the experiment) those that tra
     >>> architecture("unet")
     Traceback (most recent call last):
     ...
-    ValueError: unknown segmenter 'unet': nemo_hf.modeling supports 'clipseg' (CLIPSeg), 'cris' (CRIS), 'florence2' (Florence-2)
+    ValueError: unknown segmenter 'unet': nemo_hf.modeling supports 'clipseg' (CLIPSeg), 'cris' (CRIS), 'florence2' ...
 """
 
 from __future__ import annotations

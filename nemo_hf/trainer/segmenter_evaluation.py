@@ -158,7 +158,8 @@ def evaluation_tables(metrics: dict[str, dict[str, Any]], protocol: EvaluationPr
     """
     precision = [precision_key(x) for x in DEFAULT_THRESHOLDS]
     keys = ["overall_iou", "mean_iou", *precision, "object_accuracy", "wrong_object_rate"]
-    short = {"overall_iou": "oIoU", "mean_iou": "mIoU", **{k: f"Prec@{x:g}" for k, x in zip(precision, DEFAULT_THRESHOLDS)},
+    short = {"overall_iou": "oIoU", "mean_iou": "mIoU",
+             **{key: f"Prec@{x:g}" for key, x in zip(precision, DEFAULT_THRESHOLDS)},
              "object_accuracy": "object accuracy", "wrong_object_rate": "wrong-object rate"}
     for paper_name, key in protocol.reported_as.items():
         if paper_name not in short[key]:
