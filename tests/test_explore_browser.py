@@ -138,6 +138,8 @@ def test_moving_k_recuts_the_ranking_and_redraws_the_mosaics(page) -> None:
         "(old) => { const now = Array.from(document.querySelectorAll('#mosaics img')).map(i => i.src);"
         " return now.length === 4 && now.join() !== old; }", arg=",".join(before))
     assert page.locator("#candidates img").count() > 3  # the candidates' pictures, decoded for the page
+    # K = 3 keeps exactly the 3 negatives a 2x2 mosaic needs: each is drawn in all four epochs
+    page.wait_for_function("document.querySelector('#ranking').innerText.split('0, 1, 2, 3').length - 1 === 3")
 
 
 def test_an_expression_found_by_its_words_becomes_the_row_shown(page) -> None:
@@ -148,6 +150,15 @@ def test_an_expression_found_by_its_words_becomes_the_row_shown(page) -> None:
     page.wait_for_function("(sentence) => document.querySelector('#summary').innerText.includes(sentence)",
                            arg=sentence.strip())
     assert f"Sentence {number} of" in page.inner_text("#summary")
+
+
+def test_a_dataset_that_does_not_load_is_named_and_the_page_keeps_its_split(page) -> None:
+    summary = page.inner_text("#summary")
+    page.fill("#data-source textarea, #data-source input", "/no/such/folder")
+    page.click("#data-load")
+    page.wait_for_function("document.querySelector('#data-status').innerText.includes('Could not load')")
+    assert "/no/such/folder is not a folder here" in page.inner_text("#data-status")
+    page.wait_for_function("(before) => document.querySelector('#summary').innerText === before", arg=summary)
 
 
 def test_the_segment_tab_shows_the_mask_of_an_uploaded_picture(page, served) -> None:

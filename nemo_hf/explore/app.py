@@ -43,17 +43,18 @@ from typing import Any
 
 import numpy as np
 
-from nemo_hf.explore.session import FALLBACK, KEPT, MiningExplorer, Ranking
+from nemo_hf.explore.session import FALLBACK, KEPT, DrawnMosaic, MiningExplorer, Ranking
 from nemo_hf.explore.sources import open_split
 from nemo_hf.nemo.settings import NeMoSettings
 
-__all__ = ["DEFAULT_CLIP", "DEFAULT_SEGMENTER", "build_app", "launch", "settings_from_controls"]
+__all__ = ["DEFAULT_CLIP", "DEFAULT_SEGMENTER", "build_app", "drawn_in", "launch", "settings_from_controls"]
 
 DEFAULT_CLIP = "nemo-hf/synthetic-clip"
 DEFAULT_SEGMENTER = "nemo-hf/synthetic-clip"
 """The segment tab's model when none is named: the shipped CLIP as a CLIPSeg, offline (its decoder is untrained)."""
 MOSAICS = 4
-_HEADERS = ["rank", "image_id", "text→image", "image→image", "what the rule did", "fits the expression"]
+_HEADERS = ["rank", "image_id", "text→image", "image→image", "what the rule did", "drawn in the mosaics of epochs",
+            "fits the expression"]
 
 
 def settings_from_controls(*, top_k: float, tau_text_on: bool, tau_text: float, tau_image_on: bool, tau_image: float,
@@ -102,8 +103,25 @@ def _summary(explorer: MiningExplorer, ranking: Ranking, settings: NeMoSettings,
     return "\n\n".join(lines)
 
 
-def _table(ranking: Ranking) -> list[list[Any]]:
+def drawn_in(mosaics: list[DrawnMosaic]) -> dict[int, list[int]]:
+    """Per negative image_id, the epochs whose mosaic drew it (the query's own cell left out).
+
+    >>> from PIL import Image
+    >>> drawn_in([DrawnMosaic(Image.new("RGB", (2, 2)), [5, 7, 8, 9], 0, None, 0),
+    ...           DrawnMosaic(Image.new("RGB", (2, 2)), [7, 5, 6, 1], 1, None, 1)])
+    {7: [0, 1], 8: [0], 9: [0], 6: [1], 1: [1]}
+    """
+    epochs: dict[int, list[int]] = {}
+    for mosaic in mosaics:
+        for cell, image_id in enumerate(mosaic.source_image_ids):
+            if cell != mosaic.target_cell:
+                epochs.setdefault(image_id, []).append(mosaic.epoch)
+    return epochs
+
+
+def _table(ranking: Ranking, drawn: dict[int, list[int]]) -> list[list[Any]]:
     return [[c.rank, c.image_id, round(c.text_score, 4), round(c.image_score, 4), c.status,
+             ", ".join(map(str, drawn.get(c.image_id, []))) or "—",
              "—" if c.fits is None else ("yes" if c.fits else "no")] for c in ranking.candidates]
 
 
@@ -140,14 +158,16 @@ def build_app(explorer: MiningExplorer | None = None, *, source: str = "", confi
             mosaics = current.mosaics(index, settings, count=MOSAICS)
         except (ValueError, IndexError) as error:
             return f"**{error}**", None, [], [], []
+        drawn = drawn_in(mosaics)
         gallery = [(current.thumbnail(c.image_id), f"#{c.rank} · image {c.image_id} · t→i {c.text_score:.3f} · "
-                    f"i→i {c.image_score:.3f} · {c.status}" + (" · FITS the expression" if c.fits else ""))
+                    f"i→i {c.image_score:.3f} · {c.status}" + (" · drawn" if c.image_id in drawn else "")
+                    + (" · FITS the expression" if c.fits else ""))
                    for c in ranking.candidates]
-        drawn = [(m.image, f"epoch {m.epoch}: cells {m.source_image_ids}, target in cell {m.target_cell}"
-                  + ("" if m.wrong_cells is None else f", wrong label in cells {m.wrong_cells}" if m.wrong_cells
-                     else ", no wrong label")) for m in mosaics]
-        return (_summary(current, ranking, settings, note), current.query_image(index), _table(ranking), gallery,
-                drawn)
+        pictures = [(m.image, f"epoch {m.epoch}: cells {m.source_image_ids}, target in cell {m.target_cell}"
+                     + ("" if m.wrong_cells is None else f", wrong label in cells {m.wrong_cells}" if m.wrong_cells
+                        else ", no wrong label")) for m in mosaics]
+        return (_summary(current, ranking, settings, note), current.query_image(index), _table(ranking, drawn),
+                gallery, pictures)
 
     def find(text: str) -> tuple[Any, str]:
         current: MiningExplorer | None = held["explorer"]
