@@ -140,6 +140,14 @@ class MiningExplorer:
         self._pool_row = dict(zip(self.embeddings.pool_ids.tolist(), self.embeddings.pool_rows.tolist()))
         self._column = {c: c in ds.column_names for c in ("meaning", "scene_objects", "ref_id", "sent_ids")}
         self._thumbnails: OrderedDict[int, Image.Image] = OrderedDict()
+        # column views made once: a select_columns per row read would copy the dataset's metadata each time
+        ids = [c for c in ("ref_id", "sent_ids") if self._column[c]]
+        self._ids_view = ds.select_columns(ids) if ids else None
+        self._synthetic = self._column["meaning"] and self._column["scene_objects"]
+        self._meaning_view = ds.select_columns(["meaning"]) if self._synthetic else None
+        self._frame_view = (self.pool.select_columns(["scene_objects", "width", "height"])
+                            if self._synthetic and "scene_objects" in self.pool.column_names else None)
+        self._frames: dict[int, tuple[tuple[SceneObject, ...], tuple[float, float]]] = {}
 
     # -- sentences ---------------------------------------------------------------------------------------------------
     @property
@@ -296,28 +304,30 @@ class MiningExplorer:
 
     def _ids(self, i: int) -> tuple[int | None, int | None]:
         row = int(self.embeddings.row_of_sentence[i])
-        values = self.ds.select_columns([c for c in ("ref_id", "sent_ids") if self._column[c]])[row] \
-            if self._column["ref_id"] or self._column["sent_ids"] else {}
+        values = self._ids_view[row] if self._ids_view is not None else {}
         ref_id = values.get("ref_id")
         sent_ids = values.get("sent_ids")
         sent_id = sent_ids[int(self.embeddings.sentence_in_row[i])] if sent_ids else None
         return (None if ref_id is None else int(ref_id)), (None if sent_id is None else int(sent_id))
 
     def _meaning(self, i: int) -> dict[str, Any] | None:
-        if not (self._column["meaning"] and self._column["scene_objects"]):
+        if self._meaning_view is None or self._frame_view is None:
             return None
         row = int(self.embeddings.row_of_sentence[i])
-        meanings = self.ds.select_columns(["meaning"])[row]["meaning"]
+        meanings = self._meaning_view[row]["meaning"]
         text = meanings[int(self.embeddings.sentence_in_row[i])] if meanings else None
         return None if text is None else json.loads(text)
 
     def _frame(self, image_id: int) -> tuple[tuple[SceneObject, ...], tuple[float, float]]:
-        """An image's objects and size, read from the first pool row holding it."""
-        row = self.pool.select_columns(["scene_objects", "width", "height"])[self._pool_row[int(image_id)]]
-        objects = row["scene_objects"] or {"category": [], "colour": [], "size": [], "x": [], "y": []}
-        fields = ("category", "colour", "size", "x", "y")
-        return (tuple(SceneObject(*values) for values in zip(*(objects[f] for f in fields))),
-                (float(row["width"]), float(row["height"])))
+        """An image's objects and size, read from the first pool row holding it (once)."""
+        if image_id not in self._frames:
+            assert self._frame_view is not None
+            row = self._frame_view[self._pool_row[int(image_id)]]
+            objects = row["scene_objects"] or {"category": [], "colour": [], "size": [], "x": [], "y": []}
+            fields = ("category", "colour", "size", "x", "y")
+            self._frames[image_id] = (tuple(SceneObject(*values) for values in zip(*(objects[f] for f in fields))),
+                                      (float(row["width"]), float(row["height"])))
+        return self._frames[image_id]
 
     def _fits_alone(self, meaning: dict[str, Any], image_id: int) -> bool:
         objects, frame = self._frame(image_id)
