@@ -134,3 +134,18 @@ def test_a_published_clipseg_runs_through_the_pipeline_as_its_saved_twin(publish
     assert published["mask"].size == (50, 30)
     np.testing.assert_array_equal(np.asarray(published["mask"]), np.asarray(saved["mask"]))
     assert published["score"] == pytest.approx(saved["score"])
+
+
+@pytest.mark.parametrize("architecture", ["published_clipseg", "cris", "florence2"])
+def test_nemo_hf_predict_writes_a_mask_at_the_pictures_size(architecture, request, tmp_path, capsys) -> None:
+    from nemo_hf import cli
+
+    model_dir = request.getfixturevalue({"published_clipseg": "published_clipseg_dir", "cris": "tiny_cris_dir",
+                                         "florence2": "tiny_florence2_dir"}[architecture])
+    picture = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(2).integers(0, 256, (37, 53, 3), dtype=np.uint8)).save(picture)
+    assert cli.main(["predict", "--model", str(model_dir), "--image", str(picture), "--text", "the red circle",
+                     "--output", str(tmp_path / "mask.png")]) == 0
+    assert Image.open(tmp_path / "mask.png").size == (53, 37)
+    assert Image.open(tmp_path / "mask_overlay.png").size == (53, 37)
+    assert "score" in capsys.readouterr().out
