@@ -9,11 +9,18 @@
   trainable part: ``"decoder"`` (default; the CLIP backbone is frozen, as ``transformers``
   runs it without gradients), ``"decoder+text"`` or ``"all"``;
   :data:`~nemo_hf.modeling.cris.segmenter.CRIS` — CRIS (Wang et al., CVPR 2022) on CLIP's towers
-  (:class:`CRISForReferringSegmentation`, :class:`CRISConfig`), trained whole by default.
+  (:class:`CRISForReferringSegmentation`, :class:`CRISConfig`), trained whole by default;
+  :data:`~nemo_hf.modeling.florence2.FLORENCE2` — Florence-2 (``transformers``' native
+  ``Florence2ForConditionalGeneration``), inference only: its polygons drawn as masks
+  (:mod:`~nemo_hf.modeling.polygons`).
+- :mod:`~nemo_hf.modeling.inference` — the inference protocol every architecture follows
+  (inputs, raw output, masks at each image's size and a score), which the pipeline,
+  :func:`predict_masks`, evaluation and the explorer use.
 - :func:`load_referring_segmenter` — by Hub id, local folder or shipped name
   (``nemo-hf/synthetic-clip``); a CLIP checkpoint becomes a segmenter on its towers.
 - :class:`RISCollator` — dataset rows → model batch (and evaluation targets).
-- :func:`evaluate_referring` — oIoU, mIoU, Prec@X per sentence, exact across processes.
+- :func:`evaluate_referring` — oIoU, mIoU, Prec@X per sentence, exact across processes, under
+  nemo_hf's protocol or a paper's (:mod:`nemo_hf.metrics.protocols`).
 - :func:`predict_masks`, :func:`save_prediction_grid` — a PNG of predictions.
 - :mod:`~nemo_hf.modeling.pipeline` — the ``referring-image-segmentation`` pipeline task.
 
@@ -32,6 +39,8 @@ from nemo_hf.modeling.cris.configuration import CRISConfig
 from nemo_hf.modeling.cris.model import CRISForReferringSegmentation, CRISOutput
 from nemo_hf.modeling.cris.segmenter import CRISReferringSegmenter
 from nemo_hf.modeling.evaluation import evaluate_referring, sample_groups
+from nemo_hf.modeling.florence2 import Florence2ReferringSegmenter
+from nemo_hf.modeling.inference import Segmentation
 from nemo_hf.modeling.from_clip import clipseg_from_clip
 from nemo_hf.modeling.inputs import MAX_TEXT_TOKENS, RISCollator, mask_to_label, target_mask
 from nemo_hf.modeling.interface import ReferringSegmenter, ReferringSegmenterOutput
@@ -47,7 +56,7 @@ from nemo_hf.modeling.losses import (
 from nemo_hf.modeling.parts import TRAINABLE_CHOICES, PartwiseSegmenter, Trainable
 from nemo_hf.modeling.pipeline import ReferringSegmentationPipeline
 from nemo_hf.modeling.predictions import predict_masks, save_prediction_grid
-from nemo_hf.modeling.registry import ARCHITECTURES, SEGMENTER_TYPES, architecture
+from nemo_hf.modeling.registry import ARCHITECTURES, SEGMENTER_TYPES, TRAINABLE_SEGMENTER_TYPES, architecture
 
 __all__ = [
     "ARCHITECTURES",
@@ -56,17 +65,20 @@ __all__ = [
     "SEGMENTATION_LOSSES",
     "SEGMENTER_TYPES",
     "TRAINABLE_CHOICES",
+    "TRAINABLE_SEGMENTER_TYPES",
     "Architecture",
     "CLIPSegReferringSegmenter",
     "CRISConfig",
     "CRISForReferringSegmentation",
     "CRISOutput",
     "CRISReferringSegmenter",
+    "Florence2ReferringSegmenter",
     "PartwiseSegmenter",
     "RISCollator",
     "ReferringSegmentationPipeline",
     "ReferringSegmenter",
     "ReferringSegmenterOutput",
+    "Segmentation",
     "SegmentationLoss",
     "Trainable",
     "architecture",

@@ -11,8 +11,11 @@ A model maps a batch of images and one expression per image to mask logits, and 
 processor returns; ``logits`` are per-pixel scores at the model's output resolution
 (``sigmoid(logit) > 0.5`` is foreground): the input's for CLIPSeg, a quarter of it for CRIS;
 ``labels`` ``(B, H', W')`` are masks in [0, 1] at that resolution or a whole multiple of it.
-Training and evaluation code depend on nothing else, so another model plugs in by following
-this protocol and saving itself with ``save_pretrained``.
+Training depends on nothing else, so another trainable model plugs in by following this
+protocol and saving itself with ``save_pretrained``. Running a model (the pipeline,
+evaluation, the explorer) goes through the inference protocol of
+:mod:`nemo_hf.modeling.inference`, which a model that outputs masks rather than logits
+(Florence-2) follows alone.
 
 >>> import torch
 >>> ReferringSegmenterOutput(logits=torch.zeros(1, 2, 2)).loss is None
