@@ -62,7 +62,7 @@ def arm_config(arm: str, out: Path, root: Path, settings: ExperimentSettings) ->
             vision_encoder_learning_rate=settings.encoder_learning_rate, weight_decay=1e-4,
             lr_scheduler_type="cosine", num_warmup_steps=settings.warmup_steps, max_grad_norm=1.0,
             mixed_precision="no", checkpointing_steps="none", report_to="none", logging_steps=50,
-            eval_steps=settings.eval_steps,
+            eval_strategy="steps" if settings.eval_steps else "epoch", eval_steps=settings.eval_steps,
         ),
     )
 
