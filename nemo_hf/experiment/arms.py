@@ -46,7 +46,7 @@ def arm_config(arm: str, out: Path, root: Path, settings: ExperimentSettings) ->
     augmentation, _, _ = arm_miner(arm)
     nemo = nemo_settings(settings, out)
     return TrainingConfig(
-        model=ModelArguments(model_name_or_path=settings.init_from or settings.clip, model_type=(
+        model=ModelArguments(model_name_or_path=settings.init_from or settings.backbone, model_type=(
             None if settings.init_from else settings.segmenter), trainable="all", image_size=(
             None if settings.init_from else settings.input_size), loss="bce+dice"),  # BCE alone settles on background
         data=DataArguments(dataset_name=settings.dataset, data_dir=str(root), image_dir=str(image_dir(root)),
