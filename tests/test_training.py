@@ -112,7 +112,7 @@ def test_shipped_configs_parse(config: Path) -> None:
     assert parsed[-1].output_dir.startswith("outputs/")
     if dataclasses is TRAIN_DATACLASSES:
         config = TrainingConfig(*parsed)
-        assert config.data.eval_splits and config.augmentation.augmentation == "nemo"
+        assert config.data.eval_splits and config.augmentation.augmentation in ("none", "random", "nemo")
 
 
 @pytest.mark.skipif(not (REPO / ".gitignore").is_file(), reason="not a source checkout")
@@ -771,3 +771,17 @@ def test_mosaic_augmentations_train(tmp_path, augmentation: str) -> None:
                           "--eval_batch_size", "4", "--max_eval_samples", "8", "--mosaic_prob", "1.0"])
     assert results["augmentation"] == augmentation and results["train_steps"] == 3
     assert np.isfinite(results["train_loss"])
+
+
+def test_a_learning_curve_by_steps_evaluates_every_n_steps_and_at_the_end_only(tmp_path) -> None:
+    """--eval_strategy steps: the curve has a point every --eval_steps and one at the last step, none at epoch ends
+    (the tiny config's epochs are 10 steps: 7 and 14 are not epoch ends, 10 is and is skipped)."""
+    out = tmp_path / "run"
+    results = train.main(_tiny(out, "--max_train_steps", "16", "--checkpointing_steps", "none",
+                               "--eval_strategy", "steps", "--eval_steps", "7"))
+    assert [point["step"] for point in results["learning_curve"]] == [7, 14, 16]
+    assert results["eval"] == results["learning_curve"][-1]["eval"]  # the final figures are the last evaluation's
+    logged = [json.loads(line) for line in (out / "logs" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged if "eval/val/overall_iou" in r] == [7, 14, 16]
+    with pytest.raises(ValueError, match="give --eval_steps"):
+        TrainingConfig.parse(["--synthetic_images", "4", "--eval_strategy", "steps"])

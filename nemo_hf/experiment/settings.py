@@ -71,8 +71,8 @@ class ExperimentSettings:
     split is scored.
 
     **Segmenter.** ``segmenter`` (one of :data:`~nemo_hf.modeling.registry.TRAINABLE_SEGMENTER_TYPES`)
-    on the towers of ``clip``, or the checkpoint ``init_from`` when given (every arm then
-    fine-tunes it), trained whole at ``input_size`` pixels for ``max_train_steps`` steps of
+    on the towers of the CLIP ``backbone``, or the checkpoint ``init_from`` when given (every
+    arm then fine-tunes it), trained whole at ``input_size`` pixels for ``max_train_steps`` steps of
     ``train_batch_size`` (``learning_rate`` for the new layers, ``encoder_learning_rate``
     for the towers, ``warmup_steps`` of linear warm-up, then cosine), BCE + Dice.
     ``max_train_samples`` keeps the first N training objects (and so the pool).
@@ -80,7 +80,8 @@ class ExperimentSettings:
     learning curve.
 
     **NeMo.** ``nemo`` (its ``seed`` and ``cache_dir`` are the experiment's; ``size`` None is
-    the input size); the CLIP-mined arm mines with ``clip``; the oracle arms drop the
+    the input size); the CLIP-mined arm mines with ``clip`` (mining and segmenting are separate
+    roles, as in the paper: the segmenter is the same whichever CLIP mines); the oracle arms drop the
     candidates the expression could fit when ``oracle_tau`` is 1.0 (``None``: keep them).
     """
 
@@ -96,6 +97,7 @@ class ExperimentSettings:
     eval_seed: int = 9999
     seed: int = 0
     clip: str = "nemo-hf/synthetic-clip"
+    backbone: str = "nemo-hf/synthetic-clip-v1"
     segmenter: str = "clipseg"
     init_from: str | None = None
     input_size: int = 128

@@ -8,7 +8,9 @@ Every place that takes a model name — ``NeMo(clip=…)``, ``load_clip``,
 ================================  ==========================================================
 ``nemo-hf/synthetic-clip``        a small ``CLIPModel`` trained on the synthetic referring
                                   world (``training/train_clip.py``; its card, ``README.md``
-                                  in the folder, gives the command and seed)
+                                  in the folder, gives the command and seed): the miner
+``nemo-hf/synthetic-clip-v1``     its first version, kept as the backbone the synthetic
+                                  world's segmenters are built on (the experiment, the demo)
 ================================  ==========================================================
 
 They are real models with real weights, made by scripts in the repository with fixed
@@ -47,6 +49,7 @@ _HERE = Path(__file__).resolve().parent
 # offline name -> folder (save_pretrained layout) inside this package
 PRETRAINED: dict[str, Path] = {
     "nemo-hf/synthetic-clip": _HERE / "synthetic-clip",
+    "nemo-hf/synthetic-clip-v1": _HERE / "synthetic-clip-v1",
 }
 
 

@@ -307,15 +307,22 @@ class TrainArguments:
         metadata={"help": "Comma-separated Accelerate trackers besides the JSON lines log (always on); 'none'."},
     )
     logging_steps: int = 10
+    eval_strategy: Literal["epoch", "steps"] = field(
+        default="epoch",
+        metadata={"help": "'epoch': evaluate at every epoch's end (and every eval_steps, if given); 'steps': every "
+                          "eval_steps only, and once at the end of training."},
+    )
     eval_steps: int | None = field(
         default=None,
-        metadata={"help": "Also evaluate every N optimizer steps (the learning curve in all_results.json and "
-                          "logs/); every epoch's end is always evaluated."},
+        metadata={"help": "Also evaluate every N optimizer steps: the learning curve in all_results.json and logs/."},
     )
 
     def __post_init__(self) -> None:
         if self.eval_steps is not None and self.eval_steps < 1:
             raise ValueError(f"eval_steps must be >= 1 or none, got {self.eval_steps}")
+        _check_choice("eval_strategy", self.eval_strategy, ("epoch", "steps"))
+        if self.eval_strategy == "steps" and self.eval_steps is None:
+            raise ValueError("eval_strategy 'steps' evaluates every eval_steps: give --eval_steps N")
         _check_choice("mixed_precision", self.mixed_precision, ("auto", "no", "fp16", "bf16"))
         _check_choice("hub_strategy", self.hub_strategy, ("end", "every_save", "checkpoint"))
         if self.push_to_hub and self.hub_strategy == "checkpoint" and self.checkpointing_steps == "none":

@@ -300,6 +300,7 @@ def _train_epochs(
     num_epochs = math.ceil(max_steps / updates_per_epoch)
     start_epoch, steps_into_epoch = divmod(run.completed_steps, updates_per_epoch)
     every = int(args.checkpointing_steps) if args.checkpointing_steps.isdigit() else None
+    by_epoch = args.eval_strategy == "epoch"  # else every eval_steps, and once at the end
     run_loss = RunningLoss(accelerator.device, run.state.get("loss_sum", 0.0), run.state.get("loss_count", 0))
     window_loss = RunningLoss(accelerator.device, run.state.get("window_sum", 0.0), run.state.get("window_count", 0))
 
@@ -340,16 +341,18 @@ def _train_epochs(
                                 step=run.completed_steps)
                 window_loss.reset()
             at_epoch_end = run.completed_steps % updates_per_epoch == 0 or run.completed_steps >= max_steps
-            if args.eval_steps and run.completed_steps % args.eval_steps == 0 and not at_epoch_end:
+            evaluated_below = at_epoch_end if by_epoch else run.completed_steps >= max_steps
+            if args.eval_steps and run.completed_steps % args.eval_steps == 0 and not evaluated_below:
                 _evaluate_and_log(run, model, eval_loaders, run.completed_steps / updates_per_epoch)
                 model.train()
             if every and run.completed_steps % every == 0 and not at_epoch_end:
                 checkpoint()
             if run.completed_steps >= max_steps:
                 break
-        eval_results = _evaluate_and_log(run, model, eval_loaders, run.completed_steps / updates_per_epoch)
-        accelerator.print(f"epoch {epoch + 1}/{num_epochs} (step {run.completed_steps}): " + ", ".join(
-            f"{split} oIoU {r['overall_iou']:.4f} mIoU {r['mean_iou']:.4f}" for split, r in eval_results.items()))
+        if by_epoch or run.completed_steps >= max_steps:
+            eval_results = _evaluate_and_log(run, model, eval_loaders, run.completed_steps / updates_per_epoch)
+            accelerator.print(f"epoch {epoch + 1}/{num_epochs} (step {run.completed_steps}): " + ", ".join(
+                f"{split} oIoU {r['overall_iou']:.4f} mIoU {r['mean_iou']:.4f}" for split, r in eval_results.items()))
         if args.checkpointing_steps == "epoch" or (every and run.completed_steps % every == 0):
             checkpoint()
         if run.completed_steps >= max_steps:
