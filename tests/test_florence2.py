@@ -180,3 +180,15 @@ def test_nemo_hf_predict_segments_with_florence2(tiny_florence2_dir, tmp_path) -
     assert run.returncode == 0, run.stderr[-2000:]
     assert Image.open(tmp_path / "m.png").size == (50, 30) and (tmp_path / "m_overlay.png").is_file()
     assert "score" in run.stdout
+
+
+def test_a_bare_florence2_with_its_processor_builds_the_pipeline() -> None:
+    """As ``Florence2ForConditionalGeneration.from_pretrained`` gives it: the registry's adapter wraps it."""
+    from nemo_hf.modeling.pipeline import ReferringSegmentationPipeline
+    from tests.tiny_florence2 import tiny_florence2
+
+    model, processor = tiny_florence2()
+    segmenter = ReferringSegmentationPipeline(model=model, processor=processor, device="cpu")
+    assert isinstance(segmenter.model, Florence2ReferringSegmenter)
+    result = segmenter(_pictures()[2], "the small one")
+    assert result["mask"].size == (17, 41)

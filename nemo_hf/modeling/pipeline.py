@@ -65,9 +65,8 @@ from transformers.image_utils import load_image
 
 from nemo_hf.data.refer_files import sentence_text
 from nemo_hf.metrics.protocols import NEMO_HF
-from nemo_hf.modeling.clipseg import CLIPSegReferringSegmenter
-from nemo_hf.modeling.florence2 import Florence2ReferringSegmenter
 from nemo_hf.modeling.loading import load_referring_segmenter
+from nemo_hf.modeling.registry import architecture_of_class
 from nemo_hf.pretrained import resolve_pretrained
 
 __all__ = ["TASK", "URL_TIMEOUT_S", "ReferringSegmentationPipeline", "ReferringSegmenterByName", "pipeline"]
@@ -114,12 +113,12 @@ class ReferringSegmenterByName:
 
 
 def _as_segmenter(model: Any) -> Any:
-    """``model`` behind the inference protocol (a bare CLIPSeg or Florence-2 gets its adapter)."""
-    if type(model).__name__ == "CLIPSegForImageSegmentation":
-        return CLIPSegReferringSegmenter(model)
-    if type(model).__name__ == "Florence2ForConditionalGeneration":
-        return Florence2ReferringSegmenter(model)
-    return model
+    """``model`` behind the inference protocol: a bare model of the registry (a CLIPSeg, a CRIS, a Florence-2 as
+    ``from_pretrained`` gives it) gets its architecture's adapter."""
+    arch = architecture_of_class(type(model).__name__)
+    if arch is None:
+        return model
+    return arch.adapter(model, arch.default_trainable) if arch.trains else arch.adapter(model)
 
 
 def _as_list(value: Any) -> tuple[list[Any], bool]:
