@@ -1,7 +1,7 @@
 """How responsive ``nemo-hf explore`` stays as the pool grows: one slider move against opening the split.
 
-A synthetic RefCOCO (unc) train split of ``--images`` scenes (several sizes: one row each) is opened by the explorer's logic
-(``nemo_hf.explore.session``, what the page calls) with the shipped CLIP: once with an empty
+A synthetic RefCOCO (unc) train split of ``--images`` scenes (several sizes: one row each) is opened by the
+explorer's logic (``nemo_hf.explore.session``, what the page calls) with the shipped CLIP: once with an empty
 mining cache (every pool image and expression embedded), once more from the cache. Then
 ``--moves`` slider moves, each a new (K, τ_image) on a new expression: the ranking, the
 thumbnails of the candidates listed, and four mosaics, as the page draws them. It prints,
@@ -91,9 +91,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, float]]:
         f"## {SECTION}",
         "",
         "`python -m benchmarks.bench_explore`: the explorer's logic on synthetic RefCOCO (unc) train splits with the "
-        "shipped CLIP. A slider move = the ranking, the thumbnails of the candidates listed, the query picture and four "
-        "mosaics (what the page redraws); goal: a move decodes only what it shows, whatever the pool's size. Opening "
-        "embeds the pool and every expression once; opening again reads mining's cache (no CLIP loaded).",
+        "shipped CLIP. A slider move = the ranking, the thumbnails of the candidates listed, the query picture and "
+        "four mosaics (what the page redraws); goal: a move decodes only what it shows, whatever the pool's size. "
+        "Opening embeds the pool and every expression once; opening again reads mining's cache (no CLIP loaded).",
         "",
         f"| pool | one slider move (median of {args.moves}) | pictures decoded per move (median) | opening, empty "
         "cache | opening again |",

@@ -12,7 +12,6 @@ import subprocess
 import sys
 
 import datasets
-import numpy as np
 import PIL.Image
 import pytest
 

@@ -40,8 +40,8 @@ from nemo_hf.modeling.cris.model import CRISForReferringSegmentation, CRISOutput
 from nemo_hf.modeling.cris.segmenter import CRISReferringSegmenter
 from nemo_hf.modeling.evaluation import evaluate_referring, sample_groups
 from nemo_hf.modeling.florence2 import Florence2ReferringSegmenter
-from nemo_hf.modeling.inference import Segmentation
 from nemo_hf.modeling.from_clip import clipseg_from_clip
+from nemo_hf.modeling.inference import Segmentation
 from nemo_hf.modeling.inputs import MAX_TEXT_TOKENS, RISCollator, mask_to_label, target_mask
 from nemo_hf.modeling.interface import ReferringSegmenter, ReferringSegmenterOutput
 from nemo_hf.modeling.loading import DEFAULT_CHECKPOINT, load_referring_segmenter

@@ -42,10 +42,10 @@ import yaml
 from transformers import HfArgumentParser
 
 from nemo_hf.command_line import HelpFormatter
+from nemo_hf.metrics.protocols import PROTOCOL_NAMES
 from nemo_hf.modeling.loading import DEFAULT_CHECKPOINT
 from nemo_hf.modeling.losses import SEGMENTATION_LOSSES, SegmentationLoss
 from nemo_hf.modeling.parts import TRAINABLE_CHOICES, Trainable
-from nemo_hf.metrics.protocols import PROTOCOL_NAMES
 from nemo_hf.modeling.registry import TRAINABLE_SEGMENTER_TYPES
 from nemo_hf.nemo.settings import NeMoSettings
 from nemo_hf.pretrained import check_local_path
