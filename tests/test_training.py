@@ -366,6 +366,8 @@ def test_a_segmenters_parts_get_their_learning_rates(tiny_cris_dir) -> None:
     parts = model.trainable_parameters()
     assert {part: {rate[id(p)] for p in params} for part, params in parts.items()} == {
         "decoder": {1e-4}, "text": {2e-5}, "vision": {1e-5}}
+    # CRIS's groups: the towers' position embeddings train at the new layers' rate (tests/test_cris_resnet.py)
+    assert {rate[id(p)] for p in model.model.position_embeddings()} == {1e-4}
     assert sum(len(group["params"]) for group in groups) == len(list(model.parameters()))
     assert all(p.ndim < 2 for group in groups if group["weight_decay"] == 0.0 for p in group["params"])
 
