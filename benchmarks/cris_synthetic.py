@@ -1,13 +1,13 @@
 """CRIS or CLIPSeg as the synthetic world's segmenter: which learns it better, and at what cost.
 
 Both are built on the towers of the shipped ``nemo-hf/synthetic-clip`` and trained whole by
-``training/train.py`` as the synthetic experiment's ``none`` arm trains
-(``training/configs/synthetic_experiment.yaml``, :func:`nemo_hf.experiment.train_arm`): the
-same world, seed, data order, steps, batch, learning rates and loss; only ``--model_type``
-differs. Every sentence of the evaluation split is then scored at its image's resolution
-(:func:`nemo_hf.experiment.run.evaluate_arm`). Reports oIoU and mIoU overall, oIoU per
-distractor group, and the wall time of each training run (the world is generated and
-built once, before either). Writes the "CRIS vs CLIPSeg on the synthetic world" section
+the training loop of ``training/train.py`` as the experiment's ``none`` arm trains
+(:func:`nemo_hf.experiment.arms.train_arm`): the same world, seed, data order, steps, batch,
+learning rates and loss; only the segmenter differs. Every sentence of the separate
+evaluation world is then scored at its image's resolution
+(:func:`nemo_hf.experiment.evaluation.evaluate_arm`). Reports oIoU and mIoU overall, object
+accuracy on referring-hard and easy sentences, and the wall time of each training run (the
+worlds are generated and built once, before either). Writes the "CRIS vs CLIPSeg on the synthetic world" section
 of BENCHMARKS.md and ``results.json`` in ``--out``.
 
     OMP_NUM_THREADS=1 python -m benchmarks.cris_synthetic           # about 10 minutes: 300 steps each
@@ -26,15 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import report
-from nemo_hf.data.load import load_refcoco, per_sentence
-from nemo_hf.experiment.arms import train_arm
-from nemo_hf.experiment.evaluation import HARD, evaluate_arm
+from nemo_hf.experiment.arms import curve_subset, train_arm
+from nemo_hf.experiment.evaluation import evaluate_arm
 from nemo_hf.experiment.settings import ExperimentSettings
-from nemo_hf.experiment.world import build_world, image_dir
+from nemo_hf.experiment.world import load_world
 
 SECTION = "CRIS vs CLIPSeg on the synthetic world"
 SEGMENTERS = ("clipseg", "cris")
-GROUPS = ("distractors=0", "distractors=1", HARD)
+GROUPS = ("referring=hard", "referring=easy")
 ROOT = Path(__file__).resolve().parent
 DEFAULT_OUTPUT = ROOT.parent / "BENCHMARKS.md"
 
@@ -51,20 +50,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.quick:
         base = base.quick()
     started = time.perf_counter()
-    root = build_world(args.out, base)
-    built = load_refcoco(base.dataset, root, image_dir(root), cache_dir=args.out / "cache")
-    evaluation = per_sentence(built[base.eval_split])
+    world = load_world(args.out, base)
+    curve = curve_subset(world.evaluation, base.curve_sentences, base.seed)
     world_seconds = time.perf_counter() - started
-    results: dict[str, Any] = {"settings": base.to_dict(), "eval_sentences": len(evaluation),
+    results: dict[str, Any] = {"settings": base.to_dict(), "eval_sentences": len(world.evaluation),
                                "world_seconds": round(world_seconds, 1), "segmenters": {}}
     for segmenter in SEGMENTERS:
         out = args.out / segmenter
         out.mkdir(parents=True, exist_ok=True)
         if not (out / "cache").exists():  # the world's dataset, built once above
             (out / "cache").symlink_to((args.out / "cache").resolve(), target_is_directory=True)
-        _, seconds = train_arm("none", out, root, base.replace(segmenter=segmenter), built["train"])
-        arm = evaluate_arm(out / "arms" / "none" / "final", evaluation)
-        trained = json.loads((out / "arms" / "none" / "final" / "all_results.json").read_text())
+        trained, seconds = train_arm("none", out, world.root, base.replace(segmenter=segmenter), world.train, curve)
+        arm = evaluate_arm(out / "arms" / "none" / "final", world.evaluation)
         results["segmenters"][segmenter] = {"train_seconds": round(seconds, 1), "metrics": arm.metrics,
                                             "parameters": trained["total_parameters"]}
         print(f"{segmenter}: oIoU {arm.metrics['overall_iou']:.4f} in {seconds:.0f} s of training")
@@ -80,8 +77,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 def _oiou(metrics: dict[str, Any], group: str) -> str:
-    entry = metrics["groups"].get(group)
-    return f"{entry['overall_iou']:.4f} ({entry['count']})" if entry else "–"
+    """Object accuracy of a stratum, with its sentence count."""
+    entry = metrics["objects"]["groups"].get(group)
+    return f"{entry['object_accuracy']:.4f} ({entry['count']})" if entry else "–"
 
 
 def render(results: dict[str, Any], quick: bool = False) -> str:
@@ -100,17 +98,19 @@ def render(results: dict[str, Any], quick: bool = False) -> str:
         f"## {SECTION}",
         "",
         ("`python -m benchmarks.cris_synthetic`: CLIPSeg and CRIS on the towers of `nemo-hf/synthetic-clip`, each "
-         "trained whole by `training/train.py` as the synthetic experiment's `none` arm "
-         f"(`training/configs/synthetic_experiment.yaml`): {settings['num_images']} scenes of "
+         "trained whole by the training loop of `training/train.py` as the experiment's `none` arm: "
+         f"{settings['num_images']} scenes of "
          f"{settings['scene_size'][0]}×{settings['scene_size'][1]}, {settings['dataset']}, "
          f"{settings['max_train_steps']} steps{budget} of {settings['train_batch_size']} at {settings['input_size']} px, "
          f"learning rates {settings['learning_rate']:g} (new layers) and {settings['encoder_learning_rate']:g} "
          "(towers), BCE + Dice, seed "
-         f"{settings['seed']}; only `--model_type` differs. Scored on every {settings['eval_split']} sentence "
-         f"({results['eval_sentences']}) at its image's resolution; oIoU per group with its sentence count."
+         f"{settings['seed']}; only the segmenter differs. Scored on every sentence of the separate evaluation "
+         f"world ({results['eval_sentences']}) at its image's resolution; object accuracy per stratum with its "
+         "sentence count."
          + (" **Tiny world (`--quick`): a smoke run, not a result.**" if quick else "")),
         "",
-        "| segmenter | parameters | oIoU | mIoU | " + " | ".join(f"oIoU {g}" for g in GROUPS) + " | training s |",
+        "| segmenter | parameters | oIoU | mIoU | " + " | ".join(f"object accuracy {g}" for g in GROUPS)
+        + " | training s |",
         "|---|---|---|---|" + "---|" * len(GROUPS) + "---|",
         *rows,
         "",
@@ -118,8 +118,7 @@ def render(results: dict[str, Any], quick: bool = False) -> str:
          f"load average {results['load_average']:.1f} at the end). The world took {results['world_seconds']:.0f} s to "
          f"generate and build, the whole run {results['wall_seconds']:.0f} s; CRIS trained "
          f"{seconds['cris'] / seconds['clipseg']:.2f}× as long as CLIPSeg. The table compares what each learns per "
-         "step; for CLIPSeg at the experiment's full budget (about CRIS's training time here) see the `none` arm of "
-         "\"NeMo's effect on the synthetic world\"."),
+         "step."),
     ]
     return "\n".join(lines) + "\n"
 

@@ -118,33 +118,47 @@ def _hard(run: dict[str, Any], arm: str, key: str = "object_accuracy") -> float:
     return float(run["arms"][arm]["metrics"]["objects"]["groups"].get(PRIMARY, {}).get(key, float("nan")))
 
 
-def summarise(runs: dict[int, dict[str, Any]], outs: list[Path], steps: int) -> dict[str, Any]:
-    """Per arm the mean (and std) over seeds; the pooled comparisons; convergence; the verdict; CLIP's place."""
-    arms = list(next(iter(runs.values()))["arms"])
+def summarise(runs: dict[int, dict[str, Any]], outs: dict[int, Path], steps: int) -> dict[str, Any]:
+    """Per arm the mean (and std) over the seeds that ran it; pooled comparisons; convergence; verdict; CLIP's place."""
+    arms = list(dict.fromkeys(arm for run in runs.values() for arm in run["arms"]))
 
     def mean_std(values: list[float]) -> list[float]:
         return [statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0]
 
-    table = {arm: {
-        "referring_hard": mean_std([_hard(run, arm) for run in runs.values()]),
-        "easy": mean_std([run["arms"][arm]["metrics"]["objects"]["groups"].get("referring=easy", {}).get(
-            "object_accuracy", float("nan")) for run in runs.values()]),
-        "oiou": mean_std([run["arms"][arm]["metrics"]["overall_iou"] for run in runs.values()]),
-        "wrong_object_hard": mean_std([_hard(run, arm, "wrong_object_rate") for run in runs.values()]),
-    } for arm in arms if all(arm in run["arms"] for run in runs.values())}
-    comparisons = {f"{arm} − {base}": {stratum: pooled(outs, arm, base, stratum).to_dict() for stratum in ("hard", "easy")}
-                   for base in ("random", "none") if base in table for arm in table if arm != base}
+    def seeds_with(*names: str) -> list[int]:
+        return [seed for seed, run in runs.items() if all(name in run["arms"] for name in names)]
+
+    table = {}
+    for arm in arms:
+        have = [runs[seed] for seed in seeds_with(arm)]
+        table[arm] = {
+            "seeds": seeds_with(arm),
+            "referring_hard": mean_std([_hard(run, arm) for run in have]),
+            "easy": mean_std([run["arms"][arm]["metrics"]["objects"]["groups"].get("referring=easy", {}).get(
+                "object_accuracy", float("nan")) for run in have]),
+            "oiou": mean_std([run["arms"][arm]["metrics"]["overall_iou"] for run in have]),
+            "wrong_object_hard": mean_std([_hard(run, arm, "wrong_object_rate") for run in have]),
+        }
+    comparisons = {
+        f"{arm} − {base}": {"seeds": seeds_with(arm, base), **{
+            stratum: pooled([outs[seed] for seed in seeds_with(arm, base)], arm, base, stratum).to_dict()
+            for stratum in ("hard", "easy")}}
+        for base in ("random", "none") if base in table for arm in table if arm != base
+    }
     summary: dict[str, Any] = {
         "seeds": sorted(runs), "arms": table, "comparisons": comparisons,
         "convergence": {seed: converged(run, steps) for seed, run in runs.items()},
-        "criteria": CRITERIA, "verdict": verdict(runs, outs),
-        "audits": {arm: {key: statistics.fmean(run["audits"][arm][key] for run in runs.values())
-                         for key in next(iter(runs.values()))["audits"][arm]} for arm in table},
+        "criteria": CRITERIA,
+        "verdict": verdict({seed: runs[seed] for seed in seeds_with("oracle", "random", "none")},
+                           [outs[seed] for seed in seeds_with("oracle", "random", "none")]),
+        "audits": {arm: {key: statistics.fmean(runs[seed]["audits"][arm][key] for seed in table[arm]["seeds"])
+                         for key in runs[table[arm]["seeds"][0]]["audits"][arm]} for arm in table},
     }
     if {"oracle", "random", "nemo"} <= set(table):
-        gap = table["oracle"]["referring_hard"][0] - table["random"]["referring_hard"][0]
-        summary["clip_between_random_and_oracle"] = (
-            (table["nemo"]["referring_hard"][0] - table["random"]["referring_hard"][0]) / gap if gap else None)
+        same = seeds_with("oracle", "random", "nemo")
+        means = {arm: statistics.fmean(_hard(runs[seed], arm) for seed in same) for arm in ("oracle", "random", "nemo")}
+        gap = means["oracle"] - means["random"]
+        summary["clip_between_random_and_oracle"] = (means["nemo"] - means["random"]) / gap if gap else None
     return summary
 
 
@@ -181,12 +195,14 @@ def plot_noise_curve(path: Path, summary: dict[str, Any]) -> Path | None:
     return path
 
 
-def _finished(out: Path, arms: Sequence[str]) -> dict[str, Any] | None:
+def _finished(out: Path, arms: Sequence[str], partial: bool = False) -> dict[str, Any] | None:
+    """A seed's results, read back when it ran every arm asked for (``partial``: any of them)."""
     saved = out / "results.json"
     if not saved.is_file():
         return None
     run = json.loads(saved.read_text())
-    return run if set(arms) <= set(run.get("arms", {})) else None
+    ran = set(run.get("arms", {}))
+    return run if (ran & set(arms) if partial else set(arms) <= ran) else None
 
 
 def _run_seeds_in_parallel(args: argparse.Namespace, argv: Sequence[str]) -> None:
@@ -217,19 +233,19 @@ def _run_seeds_in_parallel(args: argparse.Namespace, argv: Sequence[str]) -> Non
 def render(summary: dict[str, Any], settings: ExperimentSettings, note: str) -> str:
     """The BENCHMARKS.md section of the results."""
     arms = summary["arms"]
-    lines = [f"## {SECTION}", "", f"{len(summary['seeds'])} seeds ({summary['seeds']}); {settings.max_train_steps} "
+    lines = [f"## {SECTION}", "", f"Seeds {summary['seeds']}; {settings.max_train_steps} "
              f"steps of {settings.train_batch_size} at {settings.input_size} px per arm; criteria and settings in the "
              "section above, written before the runs. " + note, "",
-             "| arm | object accuracy, referring-hard | easy | wrong-object rate, referring-hard | oIoU |",
-             "|---|---|---|---|---|"]
+             "| arm | seeds | object accuracy, referring-hard | easy | wrong-object rate, referring-hard | oIoU |",
+             "|---|---|---|---|---|---|"]
     for arm, v in arms.items():
-        lines.append(f"| {arm} | {v['referring_hard'][0]:.4f} ± {v['referring_hard'][1]:.4f} | "
+        lines.append(f"| {arm} | {len(v['seeds'])} | {v['referring_hard'][0]:.4f} ± {v['referring_hard'][1]:.4f} | "
                      f"{v['easy'][0]:.4f} ± {v['easy'][1]:.4f} | {v['wrong_object_hard'][0]:.4f} | "
                      f"{v['oiou'][0]:.4f} ± {v['oiou'][1]:.4f} |")
     lines += ["", "Pooled paired differences (points, 95% interval resampling each seed's sentences):", "",
-              "| comparison | referring-hard | easy |", "|---|---|---|"]
+              "| comparison | seeds | referring-hard | easy |", "|---|---|---|---|"]
     for name, v in summary["comparisons"].items():
-        lines.append(f"| {name} | {_points(v['hard'])} | {_points(v['easy'])} |")
+        lines.append(f"| {name} | {len(v['seeds'])} | {_points(v['hard'])} | {_points(v['easy'])} |")
     decided = summary["verdict"]
     lines += ["", f"**Verdict: {decided['verdict']}.** " + "; ".join(
         f"{check}: {'yes' if ok else 'no'}" for check, ok in decided.get("checks", {}).items()), "",
@@ -276,14 +292,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
     runs: dict[int, dict[str, Any]] = {}
     for seed in args.seeds:
         out = args.out / f"seed{seed}"
-        done = _finished(out, settings.arms)
+        done = _finished(out, settings.arms, partial=args.finished_only)
         if done is None and not args.finished_only:
             done = run_experiment(out, settings.replace(seed=seed), pictures=seed == args.seeds[0], quick=args.quick)
         if done is not None:
             runs[seed] = done
     if args.no_summary or not runs:
         return None
-    outs = [args.out / f"seed{seed}" for seed in runs]
+    outs = {seed: args.out / f"seed{seed}" for seed in runs}
     summary = summarise(runs, outs, settings.max_train_steps)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
     if (curve := plot_noise_curve(args.out / "noise_curve.png", summary)) is not None:

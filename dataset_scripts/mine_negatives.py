@@ -29,13 +29,14 @@ from pathlib import Path
 
 from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
 
+from nemo_hf.command_line import HelpFormatter, run_command
 from nemo_hf.hub.cards import mining_summary, model_source
-from nemo_hf.hub.dataset_repos import push_mined_dataset
+from nemo_hf.hub.dataset_repos import check_output_folder, push_mined_dataset
 from nemo_hf.mining.clip import DEFAULT_CLIP
 from nemo_hf.nemo.settings import NeMoSettings, settings_in_group
 from nemo_hf.nemo.transform import NeMo
 from nemo_hf.trainer.args import add_dataclass_flags
-from nemo_hf.pretrained import check_local_path
+from nemo_hf.pretrained import OFFLINE_CLIP_HINT, check_hub_model, check_local_path
 from nemo_hf.viz import save_mosaic_grid
 
 _SAVE_TO_DISK_FILES = ("dataset_dict.json", "state.json")  # what save_to_disk writes at a folder's top
@@ -55,24 +56,29 @@ def _load_split(source: str, config: str | None, split: str) -> Dataset:
 
 
 def _save(ds: Dataset, out: Path) -> None:
-    """Write via a sibling staging folder so ``out`` appears complete or not at all."""
-    staging = out.with_name(out.name + ".partial")
+    """Write via a sibling staging folder so ``out`` appears complete or not at all (an old one replaced then)."""
+    staging, old = out.with_name(out.name + ".partial"), out.with_name(out.name + ".replaced")
     shutil.rmtree(staging, ignore_errors=True)
     ds.save_to_disk(str(staging))
+    if out.exists():
+        os.replace(out, old)
     os.replace(staging, out)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("dataset", help="Hub dataset repo id, Parquet folder (build_refcoco.py --out) or save_to_disk folder")
     parser.add_argument("--config", default=None,
                         help="config of the Hub repo or Parquet folder (e.g. refcoco_unc); the config --push writes")
-    parser.add_argument("--split", default="train")
+    parser.add_argument("--split", default="train", help="the split to mine")
     parser.add_argument("--pool-split", default=None, help="split whose images are the candidates (default: --split)")
     parser.add_argument("--clip", default=DEFAULT_CLIP, help="CLIP checkpoint (Hub id or folder)")
     parser.add_argument("--num-proc", type=int, default=None, help="processes decoding images")
     parser.add_argument("--out", default=None, help="save the mined split here (save_to_disk)")
     parser.add_argument("--push", default=None, metavar="REPO_ID", help="push the mined split to this Hub repo")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace --out if it exists (once the new one is complete)")
     parser.add_argument("--report-dir", default=None, help="report folder (default: <out>-report beside --out)")
     # NeMo's mining settings (and the grid, which sets how many negatives a sentence needs), as train.py takes them
     names = [f.name for group in ("mining", "mechanics") for f in settings_in_group(group)] + ["grid"]
@@ -81,9 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.out and not args.push:
         parser.error("nothing to do: give --out and/or --push")
     out = Path(args.out) if args.out else None
-    if out is not None and out.exists():
-        parser.error(f"--out {out} already exists; choose a new folder")
+    if out is not None:  # before the mining: what would be replaced is named now
+        check_output_folder(out, None, overwrite=args.overwrite)
 
+    check_hub_model(args.clip, flag="--clip", revision=args.clip_revision, instead=OFFLINE_CLIP_HINT)  # now, not later
     ds = _load_split(args.dataset, args.config, args.split)
     pool = ds if args.pool_split in (None, args.split) else _load_split(args.dataset, args.config, args.pool_split)
     nemo = NeMo(pool, args.clip, **{name: getattr(args, name) for name in names})
@@ -114,5 +121,5 @@ def _push(mined: Dataset, nemo: NeMo, args: argparse.Namespace) -> None:
                            mining=mining, picture=picture)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # an error that names its cause prints that, not a traceback (NEMO_HF_DEBUG=1 shows it)
+    sys.exit(run_command(main))

@@ -243,3 +243,26 @@ def test_built_rows_an_oracle_chooses_the_target_and_a_distractor_copy_is_wrong(
     wrong = ObjectMetrics()
     wrong.update(*zip(*picked))
     assert wrong.compute()["outcomes"]["same_category"] == 1.0
+
+
+def test_the_referring_strata_come_from_each_sentences_needs():
+    """Rows carrying ``needs`` (the synthetic world's) are grouped referring=hard / referring=easy; rows without are in
+    neither (real data), and the strata's counts and object accuracy are those of their rows."""
+    needs = [["category", "size"], ["category", "colour"], ["category", "position"], ["colour"], None,
+             ["category", "relation"], ["category"]]
+    rows = [row | {"needs": n} for row, n in zip(_rows(), needs)]
+    collate = RISCollator(_processor(), with_targets=True)
+    assert collate(rows[:3])["referring_hard"].tolist() == [1, 0, 1]
+    assert collate([{k: v for k, v in rows[0].items() if k != "needs"}])["referring_hard"].tolist() == [-1]
+    result = evaluate_referring(RedSegmenter(), DataLoader(rows, batch_size=3, collate_fn=collate),
+                                Accelerator(cpu=True))
+    groups = result["objects"]["groups"]
+    hard = [i for i, n in enumerate(needs) if n is not None and not set(n) <= {"category", "colour"}]
+    assert groups["referring=hard"]["count"] == len(hard) == 3
+    assert groups["referring=easy"]["count"] == 4  # None needs: the rest, as the strata are defined
+    expected = sum(EXPECTED_OUTCOMES[i] == "target" for i in hard) / len(hard)
+    assert groups["referring=hard"]["object_accuracy"] == expected
+    assert result["groups"]["referring=hard"]["count"] == 3  # the RIS metrics carry the strata too
+    plain = evaluate_referring(RedSegmenter(), DataLoader(_rows(), batch_size=3, collate_fn=collate),
+                               Accelerator(cpu=True))
+    assert not any(g.startswith("referring=") for g in plain["groups"])

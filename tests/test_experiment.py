@@ -179,7 +179,7 @@ def test_every_setting_reaches_the_arms_training_whole(tmp_path: Path, changes) 
     assert (config.augmentation.augmentation, config.augmentation.clip_model) == ("nemo", settings.clip)
     assert (config.data.max_train_samples, config.run.seed, config.run.max_train_steps) == (
         settings.max_train_samples, settings.seed, settings.max_train_steps)
-    assert (config.model.model_name_or_path, config.model.image_size) == (settings.clip, settings.input_size)
+    assert (config.model.model_name_or_path, config.model.image_size) == (settings.backbone, settings.input_size)
     assert TrainingConfig.parse(["--config", str(config.save(tmp_path / "arm.yaml"))]) == config
 
 

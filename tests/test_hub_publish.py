@@ -15,9 +15,9 @@ import pytest
 import torch
 import yaml
 
-from tests.hub_server import LOCAL_HUB_OTHER_TOKEN, LOCAL_HUB_TOKEN
 from nemo_hf.trainer import segmenter_training as train
-from tests.training_runs import final_weights, reset_accelerate, tiny_args
+from tests.hub_server import LOCAL_HUB_OTHER_TOKEN, LOCAL_HUB_TOKEN
+from tests.training_runs import TRAINING, final_weights, launch, reset_accelerate, run_to_completion, tiny_args
 
 pytestmark = pytest.mark.hub
 
@@ -127,6 +127,22 @@ def test_a_private_repo_is_invisible_to_anyone_but_its_owner(tmp_path, hub_repo_
     assert nemo_hf.pipeline(model=hub_repo_id, token=LOCAL_HUB_TOKEN, device="cpu") is not None
 
 
+def test_a_hub_model_without_its_tokenizer_is_refused_not_run_with_an_empty_one(hub_repo_id, tiny_clipseg_dir) -> None:
+    """transformers builds a tokenizer without tokenizer.json: no vocabulary, every word unknown, no error."""
+    from huggingface_hub import HfApi
+
+    import nemo_hf
+    from nemo_hf.modeling import load_referring_segmenter
+
+    HfApi().create_repo(hub_repo_id)
+    HfApi().upload_folder(repo_id=hub_repo_id, folder_path=str(tiny_clipseg_dir), ignore_patterns=["tokenizer.json"])
+    message = rf"{hub_repo_id} holds a clipseg model but not its processor: its tokenizer has no vocabulary"
+    with pytest.raises(FileNotFoundError, match=message):
+        load_referring_segmenter(hub_repo_id)
+    with pytest.raises(FileNotFoundError, match=message):
+        nemo_hf.pipeline(model=hub_repo_id, device="cpu")
+
+
 def test_revision_pins_an_older_push_and_pushing_twice_is_harmless(tmp_path, hub_repo_id, tiny_clipseg_dir) -> None:
     from huggingface_hub import HfApi
 
@@ -186,6 +202,99 @@ def test_a_push_that_fails_midway_says_so_and_leaves_main_unchanged(
     assert Path(_download(hub_repo_id, "README.md")).read_text() != "a new card\n"
     push_model_folder(folder, hub_repo_id, message="the whole push")  # once the cause is gone, it lands
     assert Path(_download(hub_repo_id, "README.md")).read_text() == "a new card\n"
+
+
+# `accelerate launch THIS train.py args…` runs train.py as `accelerate launch train.py args…` does, and appends
+# one JSON line [process index, "model" | "dataset"] to $PUSH_LOG whenever a process starts a push
+RECORDING_PUSHES = """
+import json, os, runpy, sys
+from accelerate import PartialState
+import nemo_hf.hub.runs as runs
+
+def recording(kind, push):
+    def call(*args, **kwargs):
+        with open(os.environ["PUSH_LOG"], "a") as log:
+            log.write(json.dumps([PartialState().process_index, kind]) + "\\n")
+        return push(*args, **kwargs)
+    return call
+
+runs.push_model_folder = recording("model", runs.push_model_folder)
+runs.push_mined_dataset = recording("dataset", runs.push_mined_dataset)
+if __name__ == "__main__":  # not again in a process that multiprocessing spawns, which imports this file
+    sys.argv = sys.argv[1:]
+    runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+@pytest.mark.slow
+def test_only_the_main_process_of_a_two_process_run_pushes(tmp_path, hub_repo_id, tiny_clipseg_dir, local_hub) -> None:
+    """Two processes, a model pushed at steps 2 and 4 and at the end, and the mined training set: each push once.
+
+    Every process holds the same model and data, so a push from each would not change what
+    the repositories end up holding: the pushes themselves are counted, in the processes and
+    by the server.
+    """
+    dataset_id = hub_repo_id.replace("user/", "user/data-")
+    wrapper, log = tmp_path / "recording_pushes.py", tmp_path / "pushes.jsonl"
+    wrapper.write_text(RECORDING_PUSHES)
+    out = tmp_path / "run"
+    run = run_to_completion(launch(
+        str(wrapper), str(TRAINING / "train.py"),
+        *tiny_args(out, "--model_name_or_path", str(tiny_clipseg_dir), "--max_train_steps", "4",
+                   "--checkpointing_steps", "2", "--push_to_hub", "--hub_model_id", hub_repo_id,
+                   "--push_dataset_to_hub", dataset_id, augmentation="nemo"),
+        processes=2), timeout=400, PUSH_LOG=str(log))
+    assert json.loads((out / "final" / "all_results.json").read_text())["num_processes"] == 2
+    pushes = sorted(tuple(json.loads(line)) for line in log.read_text().splitlines())
+    assert pushes == [(0, "dataset"), (0, "model"), (0, "model"), (0, "model")], pushes
+    assert "failed" not in run.stdout + run.stderr
+    # what the server received: one preupload per model push (steps 2 and 4, the end), each leaving one commit
+    requests = local_hub.log_path.read_text()
+    assert requests.count(f"POST /api/models/{hub_repo_id}/preupload/main") == 3
+    assert requests.count(f"POST /api/models/{hub_repo_id}/commit/main") == 3
+    from huggingface_hub import HfApi
+
+    titles = [c.title for c in HfApi().list_repo_commits(hub_repo_id)]
+    assert titles[0].startswith("End of training: step 4")
+    assert titles[1:] == ["Training in progress, step 4", "Training in progress, step 2", "initial commit"]
+
+
+def test_the_retry_command_of_a_failed_final_push_works_as_printed_from_anywhere(
+        tmp_path, hub_repo_id, tiny_clipseg_dir, monkeypatch) -> None:
+    """The command named the folder as the run did (relative to where it ran): from elsewhere, nothing there."""
+    import re
+    import shutil
+    import subprocess
+    import sys
+
+    from huggingface_hub import HfApi
+
+    from nemo_hf.hub.model_repos import HubPushError
+
+    (tmp_path / "work").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+
+    def dropped(*args, **kwargs):
+        raise OSError("the connection dropped")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(HfApi, "create_commit", dropped)
+        with pytest.raises(HubPushError) as failed:
+            train.main(_tiny_push(Path("my run"), hub_repo_id, "--model_name_or_path", str(tiny_clipseg_dir),
+                                  "--hub_strategy", "end"))
+    message = str(failed.value)
+    assert "the connection dropped" in message and "Nothing of it landed" in message
+    [command] = re.findall(r"`(hf upload [^`]+)`", message)
+    assert (tmp_path / "work" / "my run" / "final" / "model.safetensors").is_file()
+    assert "model.safetensors" not in _repo_files(hub_repo_id)
+
+    hf = shutil.which("hf") or str(Path(sys.executable).parent / "hf")
+    run = subprocess.run(command.replace("hf", hf, 1), shell=True, cwd=tmp_path / "elsewhere", capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert sorted(_repo_files(hub_repo_id)) == sorted(
+        [".gitattributes", *(p.name for p in (tmp_path / "work" / "my run" / "final").iterdir())])
 
 
 @pytest.mark.parametrize(
@@ -318,7 +427,8 @@ def test_a_pushed_training_set_trains_with_nemo_elsewhere_without_any_clip(
     assert loaded["val"][0]["negative_image_ids"] is None  # evaluation is never mined
 
     card = DatasetCard.load(dataset_id, repo_type="dataset")
-    for fact in ("CLIP `nemo-hf/synthetic-clip`", "shipped inside nemo_hf", "`tau_image` 0.9", "`top_k` 10",
+    for fact in ("**Synthetic data, not RefCOCO**", "CLIP `nemo-hf/synthetic-clip`", "shipped inside nemo_hf",
+                 "`tau_image` 0.9", "`top_k` 10",
                  "seed 7", "sentences fell back", f"]({config}/samples.png)", "| train | 80 |"):
         assert fact in card.text, fact
     assert f"{config}/samples.png" in HfApi().list_repo_files(dataset_id, repo_type="dataset")

@@ -317,7 +317,7 @@ def test_script_mines_a_saved_split(tmp_path) -> None:
     config = json.loads((tmp_path / "mined-report" / "mining_config.json").read_text())
     assert config["settings"]["tau_image"] is None and config["settings"]["tau_text"] == 0.4
     assert (tmp_path / "mined-report" / "mining_report.png").is_file()
-    with pytest.raises(SystemExit):  # never overwrites
+    with pytest.raises(FileExistsError, match="pass --overwrite"):  # never overwrites unasked (run_command prints it)
         _script().main(argv)
     with pytest.raises(SystemExit):  # nothing to do
         _script().main([str(tmp_path / "data")])

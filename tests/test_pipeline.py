@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -107,6 +108,38 @@ def test_a_model_object_with_its_processor_makes_a_pipeline(tiny_clipseg_dir) ->
         ReferringSegmentationPipeline(model=model)
 
 
+@pytest.mark.parametrize(
+    ("removed", "lacks"),
+    [
+        (["processor_config.json", "tokenizer.json", "tokenizer_config.json"],
+         "it has no processor_config.json or preprocessor_config.json and no tokenizer.json or vocab.json + merges.txt"),
+        (["tokenizer.json"], "it has no tokenizer.json or vocab.json + merges.txt"),
+    ],
+    ids=["no-processor", "no-tokenizer"],
+)
+def test_a_model_folder_without_its_processor_names_the_missing_files(tiny_clipseg_dir, tmp_path, removed,
+                                                                      lacks) -> None:
+    """Given by name, it said "pass processor=…, or a model name": the model name had been given."""
+    import shutil
+
+    import transformers
+
+    from nemo_hf.cli import main
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_clipseg_dir, folder)
+    for name in removed:
+        (folder / name).unlink()
+    message = (rf"{re.escape(str(folder))} holds a clipseg model but not its processor: {re.escape(lacks)}\. To use "
+               rf"it, save the processor beside the model \(processor.save_pretrained")
+    for load in (lambda: load_referring_segmenter(folder), lambda: pipeline(model=folder, device="cpu"),
+                 lambda: transformers.pipeline("referring-image-segmentation", model=str(folder), device="cpu")):
+        with pytest.raises(FileNotFoundError, match=message):
+            load()
+    _pictures()[0].save(tmp_path / "photo.png")
+    assert main(["predict", "--model", str(folder), "--image", str(tmp_path / "photo.png"), "--text", "a"]) == 1
+
+
 @pytest.mark.parametrize("first", ["nemo_hf", "transformers.pipelines"])
 def test_importing_nemo_hf_modeling_registers_the_task_with_transformers_in_either_order(first, tiny_clipseg_dir) -> None:
     """In a fresh interpreter: ``import nemo_hf`` is cheap and touches no import machinery; importing
@@ -143,8 +176,47 @@ def test_nemo_hf_predict_writes_the_mask_and_an_overlay(tmp_path, tiny_clipseg_d
     expected = segmenter(str(tmp_path / "photo.jpg"), "the red circle")
     assert np.array_equal(np.asarray(mask), np.asarray(expected["mask"]))
     assert f"score {expected['score']:.4f}" in capsys.readouterr().out
-    with pytest.raises(SystemExit, match="is not a file"):
-        main(["predict", "--model", str(tiny_clipseg_dir), "--image", str(tmp_path / "nope.jpg"), "--text", "a"])
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--image", "README.md"], r"--image README.md is not a picture PIL can read \(cannot identify image file "
+                                   r"'README.md'\): give a JPEG, PNG, WebP … file"),
+        (["--image", "nope.jpg"], r"--image nope.jpg is not there: give the path of a picture"),
+        (["--image", "."], r"--image \. is a folder: give the path of a picture"),
+        (["--text", ""], r"--text is empty \(''\): give the expression that refers to the object, e.g. "
+                         r'--text "the man on the left"'),
+        (["--text", " \u200b"], r"--text is empty"),
+        (["--output", "out"], r"--output out is a folder: name the mask's file, e.g. --output out/mask.png"),
+        (["--output", "out/"], r"--output out is a folder"),
+        (["--output", "mask.txt"], r"--output mask.txt: no picture format is saved under the extension '.txt'; "
+                                   r"end the name with .png"),
+        (["--threshold", "1.5"], r"--threshold 1.5 is not a probability in \(0, 1\)"),
+        (["--model", "./missing"], r"'./missing' is a local path"),
+    ],
+    ids=["not-a-picture", "no-image", "image-folder", "empty-text", "invisible-text", "output-folder",
+         "output-slash", "output-extension", "threshold", "missing-model"],
+)
+def test_nemo_hf_predict_names_a_bad_input_before_loading_a_model(flags, message, tmp_path, monkeypatch,
+                                                                   capsys) -> None:
+    """``--image README.md`` ended in a 47-line traceback, a folder as ``--output`` in "unknown file extension",
+    an empty ``--text`` in a mask and status 0."""
+    import nemo_hf.modeling.pipeline as pipelines
+    from nemo_hf.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "README.md").write_text("# not a picture\n")
+    (tmp_path / "out").mkdir()
+    _pictures()[0].save(tmp_path / "photo.png")
+    monkeypatch.setattr(pipelines, "pipeline", lambda **_: pytest.fail("a model was loaded"))
+    given = {"--model": "nemo-hf/synthetic-clip", "--image": "photo.png", "--text": "the red circle",
+             **dict(zip(flags[::2], flags[1::2]))}
+    assert main(["predict", *[part for pair in given.items() for part in pair]]) == 1
+    shown = capsys.readouterr().err.splitlines()
+    assert shown[0].startswith("nemo-hf: error: ") and re.search(message, shown[0]), shown
+    assert shown[1] == "(the traceback: run again with NEMO_HF_DEBUG=1)"
+    assert not (tmp_path / "mask.png").exists() and sorted(p.name for p in (tmp_path / "out").iterdir()) == []
 
 
 @pytest.mark.parametrize("text", ["", "   ", "\u200b\t\n"])

@@ -23,7 +23,8 @@ Numbers are the same on 1 or N processes (see ``nemo_hf.modeling.evaluation``). 
 
 import sys
 
+from nemo_hf.command_line import run_command
 from nemo_hf.trainer.segmenter_evaluation import main
 
-if __name__ == "__main__":
-    main(sys.argv[1:], description=__doc__)
+if __name__ == "__main__":  # an error that names its cause prints that, not a traceback (NEMO_HF_DEBUG=1 shows it)
+    sys.exit(run_command(lambda: main(sys.argv[1:], description=__doc__)))

@@ -9,8 +9,8 @@
         --push_to_hub --hub_model_id me/clipseg-nemo-refcoco --resume_from_checkpoint hub   # on another machine
 
 Flags override the config (``--augmentation none`` for the baseline ablation). What lands
-in ``output_dir`` (a run refuses a non-empty one unless it resumes there or
-``--overwrite_output_dir`` is given):
+in ``output_dir`` (a run refuses a non-empty one unless it resumes there,
+``--overwrite_output_dir`` is given, or it holds only what a run that saved nothing left):
 
 - ``final/`` — the model folder to upload: the model and processor (``save_pretrained``;
   they load with ``CLIPSegForImageSegmentation.from_pretrained(output_dir / "final")``, or
@@ -50,7 +50,8 @@ of ``nemo-hf demo`` and the benchmarks run the same code from an installed wheel
 
 import sys
 
+from nemo_hf.command_line import run_command
 from nemo_hf.trainer.segmenter_training import main
 
-if __name__ == "__main__":
-    main(sys.argv[1:], description=__doc__)
+if __name__ == "__main__":  # an error that names its cause prints that, not a traceback (NEMO_HF_DEBUG=1 shows it)
+    sys.exit(run_command(lambda: main(sys.argv[1:], description=__doc__)))

@@ -20,6 +20,7 @@ an interrupted experiment resumes with the arms it has not finished.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -33,7 +34,14 @@ import yaml
 from nemo_hf.experiment.miners import nemo_settings
 from nemo_hf.experiment.settings import ExperimentSettings, arm_miner
 from nemo_hf.experiment.world import image_dir
-from nemo_hf.trainer.args import AugmentationArguments, DataArguments, ModelArguments, TrainArguments, TrainingConfig
+from nemo_hf.trainer.args import (
+    TRAIN_DATACLASSES,
+    AugmentationArguments,
+    DataArguments,
+    ModelArguments,
+    TrainArguments,
+    TrainingConfig,
+)
 from nemo_hf.trainer.segmenter_training import train
 
 __all__ = ["CURVE_SPLIT", "arm_config", "curve_subset", "finished_results", "fresh_accelerate_state", "train_arm"]
@@ -46,7 +54,7 @@ def arm_config(arm: str, out: Path, root: Path, settings: ExperimentSettings) ->
     augmentation, _, _ = arm_miner(arm)
     nemo = nemo_settings(settings, out)
     return TrainingConfig(
-        model=ModelArguments(model_name_or_path=settings.init_from or settings.clip, model_type=(
+        model=ModelArguments(model_name_or_path=settings.init_from or settings.backbone, model_type=(
             None if settings.init_from else settings.segmenter), trainable="all", image_size=(
             None if settings.init_from else settings.input_size), loss="bce+dice"),  # BCE alone settles on background
         data=DataArguments(dataset_name=settings.dataset, data_dir=str(root), image_dir=str(image_dir(root)),
@@ -62,7 +70,7 @@ def arm_config(arm: str, out: Path, root: Path, settings: ExperimentSettings) ->
             vision_encoder_learning_rate=settings.encoder_learning_rate, weight_decay=1e-4,
             lr_scheduler_type="cosine", num_warmup_steps=settings.warmup_steps, max_grad_norm=1.0,
             mixed_precision="no", checkpointing_steps="none", report_to="none", logging_steps=50,
-            eval_steps=settings.eval_steps,
+            eval_strategy="steps" if settings.eval_steps else "epoch", eval_steps=settings.eval_steps,
         ),
     )
 
@@ -76,13 +84,32 @@ def fresh_accelerate_state() -> None:
 
 
 def finished_results(config: TrainingConfig) -> dict[str, Any] | None:
-    """The results of a run already finished with exactly ``config``, or None."""
+    """The results of a run already finished with exactly ``config``, or None.
+
+    A setting added to the configuration since that run counts as the same when it is at its
+    default (which reproduces the runs made before it existed).
+    """
     final = Path(config.run.output_dir) / "final"
     if not (final / "all_results.json").is_file() or not (final / "train_config.yaml").is_file():
         return None
-    if yaml.safe_load((final / "train_config.yaml").read_text()) != yaml.safe_load(yaml.safe_dump(config.to_dict())):
+    saved = yaml.safe_load((final / "train_config.yaml").read_text())
+    wanted = yaml.safe_load(yaml.safe_dump(config.to_dict()))
+    defaults = yaml.safe_load(yaml.safe_dump(_defaults()))
+    if any(saved.get(key, defaults.get(key)) != value for key, value in wanted.items()):
         return None
     return json.loads((final / "all_results.json").read_text())
+
+
+def _defaults() -> dict[str, Any]:
+    """Every training setting's default, flat (as a saved config holds them)."""
+    values: dict[str, Any] = {}
+    for cls in TRAIN_DATACLASSES:
+        for field in dataclasses.fields(cls):
+            if field.default is not dataclasses.MISSING:
+                values[field.name] = field.default
+            elif field.default_factory is not dataclasses.MISSING:
+                values[field.name] = field.default_factory()
+    return values
 
 
 def train_arm(

@@ -186,7 +186,7 @@ def write_report(out: Path, results: dict[str, Any], evaluation: Any, prediction
         f"other scenes (seed {settings['eval_seed']}), {world['eval_referring_hard']} referring-hard; never mined "
         "or trained on.",
         "",
-        f"Each arm: the segmenter on `{settings['init_from'] or settings['clip']}`, trained whole for "
+        f"Each arm: the segmenter on `{settings['init_from'] or settings['backbone']}`, trained whole for "
         f"{settings['max_train_steps']} steps of {settings['train_batch_size']} at {settings['input_size']} px with the "
         f"same seed, initial weights and data order; only the pictures differ (mosaic probability "
         f"{nemo['mosaic_prob']}, top_k {nemo['top_k']}, tau_image {nemo['tau_image']}, tau_text {nemo['tau_text']}, "

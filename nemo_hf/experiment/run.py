@@ -75,9 +75,10 @@ def _curve(results: dict[str, Any]) -> list[dict[str, Any]]:
     return points
 
 
-def _patch_size(clip: str) -> int:
-    config = AutoConfig.from_pretrained(resolve_pretrained(clip))
-    return int(config.vision_config.patch_size)
+def _patch_size(model: str) -> int:
+    config = AutoConfig.from_pretrained(resolve_pretrained(model))
+    vision = getattr(config, "vision_config", None) or config.clip_config.vision_config  # a CLIP, CLIPSeg or CRIS
+    return int(vision.patch_size)
 
 
 def _save_mosaics(rows: datasets.Dataset, train: datasets.Dataset, settings: ExperimentSettings, out: Path) -> None:
@@ -100,7 +101,7 @@ def run_experiment(
     started = time.perf_counter()
     world = load_world(out, settings)
     truth = GroundTruth.from_datasets(world.train)
-    patch = _patch_size(settings.clip)
+    patch = _patch_size(settings.init_from or settings.backbone)  # the segmenter's patches: what targets must fill
 
     print("\n## Mining and auditing each arm's pictures")
     rows_by_miner: dict[str, datasets.Dataset] = {}

@@ -26,9 +26,10 @@ from nemo_hf.modeling.registry import SEGMENTER_TYPES
 from nemo_hf.nemo.settings import NeMoSettings
 from nemo_hf.synthetic.tree import FAIR_WORLD
 
-__all__ = ["ARMS", "BENCHMARK_ARMS", "ExperimentSettings", "arm_miner"]
+__all__ = ["ARMS", "BENCHMARK_ARMS", "DEMO_SEGMENTER", "ExperimentSettings", "arm_miner"]
 
 ARMS = ("none", "random", "nemo")  # the demo's
+DEMO_SEGMENTER = "nemo-hf/synthetic-segmenter"  # the converged no-augmentation segmenter the demo's arms start from
 BENCHMARK_ARMS = ("none", "random", "nemo", "oracle", "noisy-0.25", "noisy-0.75", "noisy-1.5")
 
 
@@ -70,8 +71,8 @@ class ExperimentSettings:
     split is scored.
 
     **Segmenter.** ``segmenter`` (one of :data:`~nemo_hf.modeling.registry.SEGMENTER_TYPES`)
-    on the towers of ``clip``, or the checkpoint ``init_from`` when given (every arm then
-    fine-tunes it), trained whole at ``input_size`` pixels for ``max_train_steps`` steps of
+    on the towers of the CLIP ``backbone``, or the checkpoint ``init_from`` when given (every
+    arm then fine-tunes it), trained whole at ``input_size`` pixels for ``max_train_steps`` steps of
     ``train_batch_size`` (``learning_rate`` for the new layers, ``encoder_learning_rate``
     for the towers, ``warmup_steps`` of linear warm-up, then cosine), BCE + Dice.
     ``max_train_samples`` keeps the first N training objects (and so the pool).
@@ -79,7 +80,8 @@ class ExperimentSettings:
     learning curve.
 
     **NeMo.** ``nemo`` (its ``seed`` and ``cache_dir`` are the experiment's; ``size`` None is
-    the input size); the CLIP-mined arm mines with ``clip``; the oracle arms drop the
+    the input size); the CLIP-mined arm mines with ``clip`` (mining and segmenting are separate
+    roles, as in the paper: the segmenter is the same whichever CLIP mines); the oracle arms drop the
     candidates the expression could fit when ``oracle_tau`` is 1.0 (``None``: keep them).
     """
 
@@ -95,6 +97,7 @@ class ExperimentSettings:
     eval_seed: int = 9999
     seed: int = 0
     clip: str = "nemo-hf/synthetic-clip"
+    backbone: str = "nemo-hf/synthetic-clip-v1"
     segmenter: str = "clipseg"
     init_from: str | None = None
     input_size: int = 128
@@ -141,13 +144,26 @@ class ExperimentSettings:
         return {key: list(value) if isinstance(value, tuple) else value
                 for key, value in dataclasses.asdict(self).items()}
 
+    def demo(self) -> ExperimentSettings:
+        """``nemo-hf demo``'s settings: every arm fine-tunes the shipped segmenter, converged without mosaics.
+
+        Training each arm from scratch to convergence takes hours on two CPU cores; the
+        shipped ``nemo-hf/synthetic-segmenter`` was trained that way (no augmentation, a
+        world of another seed, its card says how), and the arms continue from it on this
+        world — the authors' schedule also brings mined mosaics in mid-training. One seed.
+        """
+        return self.replace(init_from=DEMO_SEGMENTER, num_images=600, eval_images=300, max_train_steps=200,
+                            learning_rate=2e-4, encoder_learning_rate=1e-4, warmup_steps=0, eval_steps=100,
+                            curve_sentences=400, warmup_epochs=0)
+
     def quick(self) -> ExperimentSettings:
         """The toy budget every ``--quick`` uses (demo, benchmarks): the whole pipeline in a minute or two.
 
         Its numbers mean nothing; reports made with it say so.
         """
-        return self.replace(num_images=60, eval_images=40, max_train_steps=5, train_batch_size=8, input_size=64,
-                            eval_steps=None, curve_sentences=16, top_k=5)
+        small = {} if self.init_from else {"input_size": 64}  # a shipped segmenter keeps its own input size
+        return self.replace(num_images=60, eval_images=40, max_train_steps=5, train_batch_size=8, eval_steps=None,
+                            curve_sentences=16, top_k=5, **small)
 
     def replace(self, **changes: Any) -> ExperimentSettings:
         """A copy with some settings changed (validated again); NeMo's by name too: ``replace(top_k=5)``."""

@@ -53,12 +53,13 @@ def render_dataset_card(
     """Render the dataset card body; keep other configs' stats sections from ``previous``.
 
     ``fields``: ``pretty_name``, ``summary``, ``published``, ``license``, ``citation``,
-    ``generalized``.
+    ``generalized`` and ``synthetic`` (default False: a build of a real release;
+    :func:`~nemo_hf.data.configs.card_fields` gives them all).
     """
     merged = dict(_stats_sections(previous or ""))
     merged.update(stats)
     return template("dataset_card.md").render(repo_id=repo_id, config_name=config_name, stats=dict(sorted(merged.items())),
-                           version=__version__, **fields)
+                                              version=__version__, **{"synthetic": False, **fields})
 
 
 _AUGMENTATION_NOTE = {

@@ -1,6 +1,7 @@
 """Datasets on the Hub (or a local folder laid out like one): Parquet shards and their cards.
 
-- :func:`write_parquet` — a config's splits as Hub-layout Parquet shards, atomically;
+- :func:`write_parquet` — a config's splits as Hub-layout Parquet shards, atomically
+  (:func:`check_output_folder` first: what a tool's ``--out`` would replace needs ``--overwrite``);
 - :func:`push_dataset` — a RefCOCO-family config and its card;
 - :func:`push_mined_dataset` — rows with NeMo's negatives (:func:`~nemo_hf.hub.cards.mining_summary` on the card);
 - :func:`push_mosaics` — mosaics drawn for N epochs.
@@ -19,13 +20,14 @@ into place only when complete.
 from __future__ import annotations
 
 import shutil
-import tempfile
+import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import datasets
+import yaml
 from datasets.table import embed_table_storage
 from huggingface_hub import CommitOperationAdd, DatasetCard, HfApi, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
@@ -35,8 +37,8 @@ from nemo_hf.data.load import stats_table
 from nemo_hf.hub.cards import render_dataset_card, template
 from nemo_hf.version import __version__
 
-__all__ = ["ROWS_PER_SHARD", "embed_external_files", "push_dataset", "push_mined_dataset", "push_mosaics",
-           "write_parquet"]
+__all__ = ["ROWS_PER_SHARD", "check_output_folder", "embed_external_files", "push_dataset", "push_mined_dataset",
+           "push_mosaics", "write_parquet"]
 
 ROWS_PER_SHARD = 5000
 
@@ -44,6 +46,50 @@ ROWS_PER_SHARD = 5000
 def embed_external_files(ds: datasets.Dataset) -> datasets.Dataset:
     """Replace image paths by the files' bytes (as ``push_to_hub`` does before upload)."""
     return ds.with_format("arrow").map(embed_table_storage, batched=True, desc="embedding images").with_format(None)
+
+
+def check_output_folder(out: str | Path, config_name: str | None, *, overwrite: bool) -> None:
+    """Refuse an ``--out`` folder whose content a tool would replace, unless ``overwrite`` (``--overwrite``).
+
+    The rule of every tool in ``dataset_scripts/``: ``config_name`` given, ``out`` is a
+    folder of Parquet configs (:func:`write_parquet`), which may gain configs but not lose
+    one, nor a ``README.md`` that is not its card; None, ``out`` is one dataset
+    (``save_to_disk``), which must be new or empty. Checked before anything is built.
+
+    >>> import tempfile
+    >>> out = Path(tempfile.mkdtemp())
+    >>> (out / "refcoco_unc").mkdir()
+    >>> check_output_folder(out, "refcocog_umd", overwrite=False)  # another config: it joins the folder
+    >>> check_output_folder(out, "refcoco_unc", overwrite=False)
+    Traceback (most recent call last):
+    ...
+    FileExistsError: --out ... already holds config refcoco_unc: pass --overwrite to replace it ...
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out} is a file: give a folder (a new one is created)")
+    if overwrite or not out.is_dir():
+        return
+    if config_name is None:
+        if any(out.iterdir()):
+            raise FileExistsError(f"--out {out} already exists and is not empty: pass --overwrite to replace it (the "
+                                  "new one takes its place once complete), or another --out")
+        return
+    if (out / config_name).exists():
+        raise FileExistsError(f"--out {out} already holds config {config_name}: pass --overwrite to replace it (once "
+                              "the new one is complete; the folder's other configs stay), or another --out")
+    readme = out / "README.md"
+    if readme.is_file() and not _lists_configs(readme):
+        raise FileExistsError(f"--out {out} holds a README.md that is not the card of a folder of Parquet configs, "
+                              "and writing there would replace it: pass --overwrite to, or choose another --out")
+
+
+def _lists_configs(readme: Path) -> bool:
+    """Whether ``readme`` is a dataset card with a ``configs:`` block (what :func:`write_parquet` writes)."""
+    try:
+        return "configs" in DatasetCard(readme.read_text(errors="replace")).data.to_dict()
+    except (ValueError, yaml.YAMLError):
+        return False
 
 
 def write_parquet(
@@ -54,11 +100,14 @@ def write_parquet(
 
     The layout is the Hub's, so ``load_dataset("parquet", data_files=…)`` and a later upload
     of the folder both work. An existing ``{out_dir}/{config}`` is replaced only after the
-    new one is complete.
+    new one is complete (a tool asks for ``--overwrite`` first: :func:`check_output_folder`).
+    Folders are created with the user's umask, as ``mkdir`` does.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{config_name}-", dir=out_dir))
+    # not tempfile.mkdtemp: its folder is private (0700), and it becomes the config's folder
+    staging = out_dir / f".{config_name}-{uuid.uuid4().hex[:8]}.partial"
+    staging.mkdir()
     try:
         for split, part in ds.items():
             embedded = embed_external_files(part)
@@ -160,17 +209,19 @@ def push_mosaics(
 
 def push_mined_dataset(
     ds: datasets.DatasetDict, repo_id: str, config_name: str, *, source_config: str, mining: str,
-    picture: Path | None = None, private: bool | None = None, token: str | None = None,
+    picture: Path | None = None, private: bool | None = None, token: str | None = None, synthetic: str | None = None,
 ) -> None:
     """Push a NeMo-mined training set as ``config_name``: images embedded, the card saying how it was mined.
 
     ``ds`` holds the mined ``train`` split (and evaluation splits, whose negative columns
     are empty); ``source_config`` is the RefCOCO-family config it was built from (for the
-    card's summary, sizes, license and citations); ``mining`` is :func:`mining_summary`'s
+    card's summary, sizes, license and citations; ``synthetic``, the description of a synthetic
+    source tree, makes the card say so: :func:`~nemo_hf.data.configs.card_fields`); ``mining`` is
+    :func:`mining_summary`'s
     text, whose picture reference is ``<config_name>/samples.png`` when ``picture`` is given.
     ``load_dataset(repo_id, config_name)`` then trains with NeMo with no CLIP at all.
     """
-    fields = dict(card_fields(source_config)) if source_config in VARIANTS else {
+    fields = dict(card_fields(source_config, synthetic=synthetic)) if source_config in VARIANTS else {
         "pretty_name": config_name, "summary": "", "published": "Not a RefCOCO-family config.",
         "license": "See the source dataset.", "citation": "", "generalized": False}
     fields["summary"] = (f"{fields['summary']} Config `{config_name}` adds the negatives NeMo mined for each "

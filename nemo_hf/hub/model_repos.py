@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import shlex
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -54,6 +55,7 @@ __all__ = [
     "endpoint",
     "push_model_folder",
     "push_operations",
+    "retry_command",
 ]
 
 HUB_CHECKPOINT_DIR = "last-checkpoint"
@@ -174,8 +176,24 @@ def push_model_folder(
         raise HubPushError(
             f"pushing {folder} to {repo_id} on {endpoint()} failed: {error}. Nothing of it landed (a commit is all or "
             "nothing), so the repository is as it was; push again once the cause is fixed, e.g. "
-            f"`hf upload {repo_id} {folder}`"
+            f"`{retry_command(folder, repo_id, checkpoint)}`"
         ) from error
+
+
+def retry_command(
+    folder: str | os.PathLike[str], repo_id: str, checkpoint: str | os.PathLike[str] | None = None
+) -> str:
+    """The shell command that pushes ``folder`` (and ``checkpoint`` under ``last-checkpoint/``) by hand.
+
+    Paths are absolute and quoted, so the command works from any folder and with any name.
+
+    >>> retry_command("/runs/my run/final", "me/model")
+    "hf upload me/model '/runs/my run/final' ."
+    """
+    command = f"hf upload {repo_id} {shlex.quote(os.path.abspath(folder))} ."
+    if checkpoint is not None:
+        command += f" && hf upload {repo_id} {shlex.quote(os.path.abspath(checkpoint))} {HUB_CHECKPOINT_DIR}"
+    return command
 
 
 def download_hub_checkpoint(

@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import datasets
-from accelerate import PartialState
 from accelerate.utils import broadcast_object_list
 
 from nemo_hf.hub.cards import mining_summary, model_source
@@ -47,6 +46,7 @@ from nemo_hf.hub.model_repos import (
     endpoint,
     push_model_folder,
 )
+from nemo_hf.mining.device import process_state
 from nemo_hf.viz import save_mosaic_grid
 
 __all__ = ["HubRun"]
@@ -59,7 +59,10 @@ def _on_main_process(work: Callable[[], Any]) -> Any:
     """
     outcome: list[object] = [None]
     failure: Exception | None = None
-    if PartialState().is_main_process:
+    # a run checks its repositories before it builds its Accelerator, so this may be the process's first
+    # state, which every later one shares: it must see CPU processes (ACCELERATE_USE_CPU) as the run they are,
+    # or each one takes itself for the main process of a run of one, and pushes
+    if process_state().is_main_process:
         try:
             outcome = [("ok", work())]
         except Exception as error:
@@ -133,7 +136,7 @@ class HubRun:
         A failed push here is reported and training goes on: the next save pushes the whole
         model again.
         """
-        if self.strategy not in ("every_save", "checkpoint") or not PartialState().is_main_process:
+        if self.strategy not in ("every_save", "checkpoint") or not process_state().is_main_process:
             return
         with tempfile.TemporaryDirectory(prefix="nemo_hf-push-") as folder:
             write_model(Path(folder))
@@ -147,7 +150,7 @@ class HubRun:
 
     def after_training(self, final: Path, results: Mapping[str, Any]) -> str | None:
         """Push ``final/`` (every strategy); the commit id. Main process only (None elsewhere)."""
-        if self.strategy is None or not PartialState().is_main_process:
+        if self.strategy is None or not process_state().is_main_process:
             return None
         scores = ", ".join(f"{split} oIoU {r['overall_iou']:.4f}" for split, r in results.get("eval", {}).items())
         message = f"End of training: step {results['train_steps']}" + (f" ({scores})" if scores else "")
@@ -160,16 +163,17 @@ class HubRun:
     def push_training_set(
         self, mined: datasets.Dataset, eval_splits: Mapping[str, datasets.Dataset], *, samples: datasets.Dataset,
         dataset_name: str, settings: Mapping[str, Any], clip_model: str | None, clip_revision: str | None,
-        report: Any, seed: int,
+        report: Any, seed: int, synthetic: str | None = None,
     ) -> str | None:
         """``--push_dataset_to_hub``: the mined training rows and the evaluation splits, as one config; its name.
 
         ``samples`` are drawn training samples for the card's picture; ``clip_model`` is the
-        CLIP that mined the rows (None: they came mined); ``settings`` NeMo's. Main process
+        CLIP that mined the rows (None: they came mined); ``settings`` NeMo's; ``synthetic`` the
+        description of a synthetic source tree (its card then says it is synthetic). Main process
         only (None elsewhere), after training: no other process waits on an upload that may
         take longer than a collective's timeout.
         """
-        if self.dataset_id is None or not PartialState().is_main_process:
+        if self.dataset_id is None or not process_state().is_main_process:
             return None
         config_name = f"{dataset_name}-nemo"
         splits = {"train": mined, **{name: _with_empty_negatives(part, mined) for name, part in eval_splits.items()}}
@@ -180,7 +184,7 @@ class HubRun:
                                      picture=f"{config_name}/samples.png")
             push_mined_dataset(datasets.DatasetDict(splits), self.dataset_id, config_name,
                                source_config=dataset_name, mining=summary, picture=picture, private=self.private,
-                               token=self.token)
+                               token=self.token, synthetic=synthetic)
         return config_name
 
 

@@ -32,6 +32,7 @@ from :mod:`nemo_hf.modeling.registry`.
 from __future__ import annotations
 
 from os import PathLike
+from pathlib import Path
 
 import torch
 from transformers import AutoConfig, ProcessorMixin
@@ -73,7 +74,9 @@ def load_referring_segmenter(
     ``loss`` sets the training loss in the model's config (default: the checkpoint's, BCE);
     ``text_length`` caps the tokens per expression; ``token`` reads a private Hub repository
     (default: ``HF_TOKEN`` or the login cache). Raises ``ValueError`` naming the
-    checkpoint when it is neither a supported segmenter nor a CLIP.
+    checkpoint when it is neither a supported segmenter nor a CLIP, and
+    ``FileNotFoundError`` naming the processor's missing files when a segmenter comes
+    without them.
     """
     if model_type is not None and model_type not in SEGMENTER_TYPES:
         raise ValueError(f"model_type must be one of {SEGMENTER_TYPES}, got {model_type!r}")
@@ -109,7 +112,38 @@ def load_referring_segmenter(
         if model_type not in (None, arch.name):
             raise ValueError(f"{name!r} is a {arch.name} checkpoint, not {model_type}: model_type chooses the "
                              "segmenter built on a CLIP checkpoint only")
+        lacking = _lacking_processor_files(Path(name)) if Path(name).is_dir() else []
+        if lacking:  # without tokenizer.json transformers builds an empty tokenizer: every word unknown, no error
+            raise FileNotFoundError(_missing_processor(name, arch.name, f"it has no {' and no '.join(lacking)}"))
         model = arch.model_class.from_pretrained(name, revision=revision, token=token, dtype=dtype)
-        processor = load_processor(arch.processor_class, name, revision=revision, token=token)
+        try:
+            processor = load_processor(arch.processor_class, name, revision=revision, token=token)
+        except OSError as error:
+            raise FileNotFoundError(_missing_processor(name, arch.name, f"it did not load ({error})")) from error
+        if len(processor.tokenizer.get_vocab()) <= len(processor.tokenizer.all_special_tokens):
+            raise FileNotFoundError(_missing_processor(name, arch.name, "its tokenizer has no vocabulary (is its "
+                                                       "tokenizer.json missing?)"))
     with_text_length(processor.tokenizer, text_length)
     return arch.adapter(model, trainable or arch.default_trainable, loss), processor
+
+
+# what a saved processor consists of: an image processor's config (either name) and a tokenizer (either form)
+_IMAGE_PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json")
+_TOKENIZER_FILES = (("tokenizer.json",), ("vocab.json", "merges.txt"))
+
+
+def _lacking_processor_files(folder: Path) -> list[str]:
+    """The parts of a saved processor that ``folder`` lacks, each as the file names that would make it."""
+    lacking = []
+    if not any((folder / file).is_file() for file in _IMAGE_PROCESSOR_FILES):
+        lacking.append(" or ".join(_IMAGE_PROCESSOR_FILES))
+    if not any(all((folder / file).is_file() for file in files) for files in _TOKENIZER_FILES):
+        lacking.append(" or ".join(" + ".join(files) for files in _TOKENIZER_FILES))
+    return lacking
+
+
+def _missing_processor(name: str, architecture: str, what: str) -> str:
+    """The error of a segmenter checkpoint without a usable processor: ``what`` is wrong, and how to add it."""
+    return (f"{name} holds a {architecture} model but not its processor: {what}. To use it, save the processor "
+            f"beside the model (processor.save_pretrained({name!r}); training/train.py writes both into final/), or "
+            "copy those files from the checkpoint it was trained from")

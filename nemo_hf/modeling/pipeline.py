@@ -71,6 +71,10 @@ _KEYWORDS = ("allow_urls", "threshold", "batch_size", "num_workers")
 # load_referring_segmenter gives a model and its processor; transformers' factory keeps only the
 # model, so the processor waits here for the pipeline built around that model
 _PROCESSORS: weakref.WeakKeyDictionary[Any, ProcessorMixin] = weakref.WeakKeyDictionary()
+# why a name did not load: transformers' factory swallows the error (OSError, ValueError …), loads the
+# weights with AutoModel instead and builds the pipeline around a model without its processor, whose
+# own error would blame the caller; the pipeline raises the real one
+_LOAD_ERRORS: dict[str, Exception] = {}
 
 
 class ReferringSegmenterByName:
@@ -86,10 +90,15 @@ class ReferringSegmenterByName:
         dtype: torch.dtype | str | None = None, **_: Any,
     ) -> ReferringSegmenter:
         """The segmenter named ``name_or_path``; its processor goes to the pipeline built around it."""
-        model, processor = load_referring_segmenter(
-            name_or_path, revision=revision, token=token,
-            dtype=dtype if isinstance(dtype, torch.dtype) else torch.float32,  # "auto": as trained, float32
-        )
+        try:
+            model, processor = load_referring_segmenter(
+                name_or_path, revision=revision, token=token,
+                dtype=dtype if isinstance(dtype, torch.dtype) else torch.float32,  # "auto": as trained, float32
+            )
+        except Exception as error:
+            _LOAD_ERRORS[str(name_or_path)] = error
+            raise
+        _LOAD_ERRORS.pop(str(name_or_path), None)
         _PROCESSORS[model] = processor
         return model.eval()
 
@@ -124,6 +133,9 @@ class ReferringSegmentationPipeline(Pipeline):
     def __init__(self, model: Any, processor: ProcessorMixin | None = None, **kwargs: Any) -> None:
         segmenter = _as_segmenter(model)
         processor = processor or _PROCESSORS.pop(model, None)
+        loaded_from = getattr(getattr(model, "config", None), "_name_or_path", None)
+        if processor is None and str(loaded_from) in _LOAD_ERRORS:  # a name that did not load as a segmenter
+            raise _LOAD_ERRORS.pop(str(loaded_from))
         if processor is None:
             raise ValueError(
                 "a referring segmentation pipeline needs the model's processor: pass processor=…, or a model name, "

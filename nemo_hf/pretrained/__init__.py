@@ -8,7 +8,9 @@ Every place that takes a model name — ``NeMo(clip=…)``, ``load_clip``,
 ================================  ==========================================================
 ``nemo-hf/synthetic-clip``        a small ``CLIPModel`` trained on the synthetic referring
                                   world (``training/train_clip.py``; its card, ``README.md``
-                                  in the folder, gives the command and seed)
+                                  in the folder, gives the command and seed): the miner
+``nemo-hf/synthetic-clip-v1``     its first version, kept as the backbone the synthetic
+                                  world's segmenters are built on (the experiment, the demo)
 ================================  ==========================================================
 
 They are real models with real weights, made by scripts in the repository with fixed
@@ -16,6 +18,9 @@ seeds; they know the synthetic world only. Names of the form ``nemo-hf/…`` are
 here first; any other name goes to ``from_pretrained`` unchanged, unless it can only be
 meant as a local path and is not there (:func:`check_local_path`): that is an error at
 once, rather than a Hub lookup that retries for half a minute and then blames the network.
+Command-line tools also call :func:`check_hub_model` on a Hub id: offline
+(``HF_HUB_OFFLINE``) or with the Hub out of reach, a model that is not in the local cache
+is an error at once, which says what to use instead.
 
     >>> from pathlib import Path
     >>> (Path(resolve_pretrained("nemo-hf/synthetic-clip")) / "model.safetensors").is_file()
@@ -31,16 +36,26 @@ once, rather than a Hub lookup that retries for half a minute and then blames th
 from __future__ import annotations
 
 import os
+import socket
+import warnings
 from pathlib import Path
+from urllib.parse import urlsplit
 
-__all__ = ["PRETRAINED", "check_local_path", "resolve_pretrained"]
+__all__ = ["OFFLINE_CLIP_HINT", "PRETRAINED", "HubOutOfReachError", "check_hub_model", "check_local_path",
+           "hub_out_of_reach", "resolve_pretrained"]
 
 _HERE = Path(__file__).resolve().parent
 
 # offline name -> folder (save_pretrained layout) inside this package
 PRETRAINED: dict[str, Path] = {
     "nemo-hf/synthetic-clip": _HERE / "synthetic-clip",
+    "nemo-hf/synthetic-clip-v1": _HERE / "synthetic-clip-v1",
 }
+
+
+# what a tool that needs a CLIP can use with no network
+OFFLINE_CLIP_HINT = ("Use a CLIP on disk (a folder saved with save_pretrained), or the shipped one, which needs no "
+                     "network: --clip nemo-hf/synthetic-clip (a small CLIP that knows only nemo_hf's synthetic world)")
 
 
 def _why_local(name: str) -> str | None:
@@ -98,3 +113,58 @@ def resolve_pretrained(name: str | os.PathLike[str]) -> str:
             "incomplete; reinstall nemo_hf (its package data includes nemo_hf/pretrained/*/)"
         )
     return str(folder)
+
+
+class HubOutOfReachError(ConnectionError):
+    """A model named by its Hub id cannot be had here: the Hub is out of reach and the model is not cached."""
+
+
+def hub_out_of_reach(timeout: float = 3.0) -> str | None:
+    """Why the Hub (``HF_ENDPOINT``) cannot be reached from here now, or None when it answers a connection.
+
+    Offline mode (``HF_HUB_OFFLINE``) is a reason too. Only a TCP connection to the Hub's
+    host is tried, for at most ``timeout`` seconds: the Hub clients would retry for half a
+    minute.
+    """
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set"
+    url = urlsplit(constants.ENDPOINT)
+    host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as error:
+        return f"no answer from {host}:{port}: {error.strerror or error}"
+    return None
+
+
+def check_hub_model(
+    name: str | os.PathLike[str], *, flag: str, instead: str, revision: str | None = None, timeout: float = 3.0,
+) -> None:
+    """Raise :class:`HubOutOfReachError` at once for a Hub id not to be had here, saying what to use ``instead``.
+
+    ``name`` is what the user gave ``flag``. Shipped names and local paths pass (they need no
+    network); so does a Hub id when the Hub answers, or when its ``config.json`` is in the
+    local cache (the clients read the cache: at once in offline mode, else after their
+    retries, which a warning announces).
+
+    >>> check_hub_model("nemo-hf/synthetic-clip", flag="--clip", instead="")  # shipped: nothing to reach
+    """
+    name = os.fspath(name)
+    if name in PRETRAINED or Path(name).expanduser().exists() or _why_local(name) is not None:
+        return
+    why = hub_out_of_reach(timeout)
+    if why is None:
+        return
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(name, "config.json", revision=revision), str):
+        if not constants.HF_HUB_OFFLINE:
+            warnings.warn(f"the Hub ({constants.ENDPOINT}) is out of reach ({why}): {flag} {name} loads from the "
+                          "local cache once the Hub client has given up retrying; HF_HUB_OFFLINE=1 skips the wait",
+                          stacklevel=2)
+        return
+    raise HubOutOfReachError(f"{flag} {name} is a Hub id, but the Hub ({constants.ENDPOINT}) is out of reach "
+                             f"({why}), and {name} is not in the local cache ({constants.HF_HUB_CACHE}). "
+                             f"{instead}".rstrip())

@@ -41,6 +41,7 @@ from typing import Any, Literal, cast
 import yaml
 from transformers import HfArgumentParser
 
+from nemo_hf.command_line import HelpFormatter
 from nemo_hf.modeling.loading import DEFAULT_CHECKPOINT
 from nemo_hf.modeling.losses import SEGMENTATION_LOSSES, SegmentationLoss
 from nemo_hf.modeling.parts import TRAINABLE_CHOICES, Trainable
@@ -306,15 +307,22 @@ class TrainArguments:
         metadata={"help": "Comma-separated Accelerate trackers besides the JSON lines log (always on); 'none'."},
     )
     logging_steps: int = 10
+    eval_strategy: Literal["epoch", "steps"] = field(
+        default="epoch",
+        metadata={"help": "'epoch': evaluate at every epoch's end (and every eval_steps, if given); 'steps': every "
+                          "eval_steps only, and once at the end of training."},
+    )
     eval_steps: int | None = field(
         default=None,
-        metadata={"help": "Also evaluate every N optimizer steps (the learning curve in all_results.json and "
-                          "logs/); every epoch's end is always evaluated."},
+        metadata={"help": "Also evaluate every N optimizer steps: the learning curve in all_results.json and logs/."},
     )
 
     def __post_init__(self) -> None:
         if self.eval_steps is not None and self.eval_steps < 1:
             raise ValueError(f"eval_steps must be >= 1 or none, got {self.eval_steps}")
+        _check_choice("eval_strategy", self.eval_strategy, ("epoch", "steps"))
+        if self.eval_strategy == "steps" and self.eval_steps is None:
+            raise ValueError("eval_strategy 'steps' evaluates every eval_steps: give --eval_steps N")
         _check_choice("mixed_precision", self.mixed_precision, ("auto", "no", "fp16", "bf16"))
         _check_choice("hub_strategy", self.hub_strategy, ("end", "every_save", "checkpoint"))
         if self.push_to_hub and self.hub_strategy == "checkpoint" and self.checkpointing_steps == "none":
@@ -381,10 +389,6 @@ def resolve_mixed_precision(choice: str) -> str:
     if torch.cuda.is_available():
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return "no"
-
-
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """The description as written (examples with their line continuations), each flag with its default."""
 
 
 _ARGPARSE_KEYS = {"help", "choices", "metavar", "nargs", "required", "aliases"}
@@ -506,7 +510,7 @@ def parse_arguments(
     known, rest = pre.parse_known_args(argv)
     # transformers types dataclass_types as its own protocol; "resolve": a shared name's second
     # declaration replaces the first (same name, same type), and its help is set below
-    parser = _Parser(cast(Any, dataclass_types), description=description, formatter_class=_HelpFormatter,
+    parser = _Parser(cast(Any, dataclass_types), description=description, formatter_class=HelpFormatter,
                               conflict_handler="resolve")
     parser.add_argument("--config", type=Path, help="YAML file of arguments; command-line flags override it.")
     _accept_off(parser, dataclass_types)

@@ -120,7 +120,12 @@ def find_checkpoint(resume_from: str, output_dir: Path) -> Path:
     if resume_from == "latest":
         found = _checkpoints(output_dir)
         if not found:
-            raise FileNotFoundError(f"resume_from_checkpoint=latest, but {output_dir / 'checkpoints'} holds none")
+            raise FileNotFoundError(
+                f"--resume_from_checkpoint latest, but {output_dir / 'checkpoints'} holds no checkpoint: the run "
+                "there stopped before its first save (every checkpointing_steps), so there is nothing to resume; "
+                "start it again without --resume_from_checkpoint (a folder holding only such a run's "
+                "train_config.yaml and logs/ is taken over)"
+            )
         newest = found[-1].run_id
         return max((c for c in found if c.run_id == newest), key=lambda c: c.step).path
     path = Path(resume_from)

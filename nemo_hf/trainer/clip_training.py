@@ -60,7 +60,7 @@ from nemo_hf.synthetic.tokenizer import word_tokenizer
 from nemo_hf.synthetic.tree import make_refer_dataset
 from nemo_hf.trainer.args import parse_arguments, save_config
 from nemo_hf.trainer.checkpoints import find_checkpoint, save_checkpoint, starting_state
-from nemo_hf.trainer.output_dir import TRAIN_ENTRIES, claim_output_dir, writing_final
+from nemo_hf.trainer.output_dir import TRAIN_ENTRIES, TRAIN_LEFTOVERS, claim_output_dir, writing_final
 
 __all__ = ["ClipTrainingArguments", "main", "train_clip"]
 
@@ -261,7 +261,8 @@ def train_clip(args: ClipTrainingArguments) -> dict[str, float]:
     accelerator = Accelerator(mixed_precision=args.mixed_precision)
     output_dir = Path(args.output_dir)
     checkpoint = find_checkpoint(args.resume_from_checkpoint, output_dir) if args.resume_from_checkpoint else None
-    claim_output_dir(output_dir, TRAIN_ENTRIES, overwrite=args.overwrite_output_dir, resume_from=checkpoint)
+    claim_output_dir(output_dir, TRAIN_ENTRIES, overwrite=args.overwrite_output_dir, resume_from=checkpoint,
+                     leftovers=TRAIN_LEFTOVERS)
     cache_dir = Path(args.cache_dir) if args.cache_dir else Path(datasets.config.HF_DATASETS_CACHE) / "nemo_hf"
     with accelerator.main_process_first():
         train = tree_images(synthetic_tree(args, args.num_images, args.data_seed), TRAIN_CONFIGS, ["train"], cache_dir)

@@ -18,12 +18,12 @@ from __future__ import annotations
 import os
 import sys
 
-from accelerate import PartialState
+from nemo_hf.mining.device import process_state
 
 
 def exit_now_if_distributed() -> None:
     """``os._exit(0)`` after flushing, in a multi-process run; a no-op otherwise."""
-    if PartialState().num_processes > 1:
+    if process_state().num_processes > 1:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)

@@ -65,7 +65,7 @@ def evaluate_checkpoint(config: EvaluationConfig) -> dict[str, Any]:
     if args.eval_batch_size % accelerator.num_processes:
         raise ValueError(f"eval_batch_size={args.eval_batch_size} is the batch over all processes and must be "
                          f"divisible by the number of processes ({accelerator.num_processes})")
-    claim_output_dir(output_dir, EVAL_ENTRIES, overwrite=args.overwrite_output_dir)
+    claim_output_dir(output_dir, EVAL_ENTRIES, overwrite=args.overwrite_output_dir, holder="an evaluation")
     with accelerator.local_main_process_first():
         raw = load_splits(data_args, data_args.eval_splits)
         splits = {split: as_sentences(raw[split], data_args.max_eval_samples) for split in data_args.eval_splits}

@@ -10,9 +10,10 @@ pushes. :func:`main` parses the command line (:class:`~nemo_hf.trainer.args.Trai
 :func:`train` takes a config, so a caller that already holds the training rows (the
 experiment shares one mining between its arms) passes them as ``train_rows``.
 
-What lands in ``output_dir`` (a run refuses a non-empty one unless it resumes there or
-``overwrite_output_dir`` is given): ``final/`` (the model folder: weights, config, processor,
-model card ``README.md``, ``all_results.json``, ``train_config.yaml``; no training state),
+What lands in ``output_dir`` (a run refuses a non-empty one unless it resumes there,
+``overwrite_output_dir`` is given, or it holds only what a run that saved nothing left):
+``final/`` (the model folder: weights, config, processor, model card ``README.md``,
+``all_results.json``, ``train_config.yaml``; no training state),
 ``train_config.yaml`` (the resolved arguments), ``checkpoints/step_<N>/`` (full state for
 ``--resume_from_checkpoint latest``, which continues mid-epoch), and ``logs/``
 (``metrics.jsonl`` always, TensorBoard events when installed).
@@ -46,16 +47,17 @@ from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from nemo_hf.data.configs import synthetic_description
 from nemo_hf.hub.cards import model_source, render_model_card
 from nemo_hf.hub.runs import HubRun
 from nemo_hf.modeling.evaluation import evaluate_referring
 from nemo_hf.modeling.inputs import RISCollator
 from nemo_hf.modeling.loading import load_referring_segmenter
 from nemo_hf.modeling.parts import PartwiseSegmenter
-from nemo_hf.trainer.args import TrainArguments, TrainingConfig, resolve_mixed_precision
+from nemo_hf.trainer.args import DataArguments, TrainArguments, TrainingConfig, resolve_mixed_precision
 from nemo_hf.trainer.checkpoints import adopt_checkpoint, find_checkpoint, save_checkpoint, starting_state
-from nemo_hf.trainer.data import TrainData, as_sentences, build_train_dataset, load_splits
-from nemo_hf.trainer.output_dir import FINAL_DIR, TRAIN_ENTRIES, claim_output_dir, writing_final
+from nemo_hf.trainer.data import TrainData, as_sentences, build_train_dataset, load_splits, synthetic_tree_root
+from nemo_hf.trainer.output_dir import FINAL_DIR, TRAIN_ENTRIES, TRAIN_LEFTOVERS, claim_output_dir, writing_final
 from nemo_hf.trainer.process_exit import exit_now_if_distributed
 from nemo_hf.trainer.schedule import build_scheduler
 from nemo_hf.trainer.tracking import flatten_scalars, make_trackers
@@ -187,7 +189,8 @@ def start_run(config: TrainingConfig) -> _Run:
                 f"{name}={getattr(args, name)} is the batch over all processes and must be divisible by "
                 f"the number of processes ({accelerator.num_processes})"
             )
-    claim_output_dir(output_dir, TRAIN_ENTRIES, overwrite=args.overwrite_output_dir, resume_from=resume_from)
+    claim_output_dir(output_dir, TRAIN_ENTRIES, overwrite=args.overwrite_output_dir, resume_from=resume_from,
+                     leftovers=TRAIN_LEFTOVERS)
     set_seed(args.seed)
     if accelerator.is_main_process:
         config.save(output_dir / "train_config.yaml")
@@ -296,6 +299,7 @@ def _train_epochs(
     num_epochs = math.ceil(max_steps / updates_per_epoch)
     start_epoch, steps_into_epoch = divmod(run.completed_steps, updates_per_epoch)
     every = int(args.checkpointing_steps) if args.checkpointing_steps.isdigit() else None
+    by_epoch = args.eval_strategy == "epoch"  # else every eval_steps, and once at the end
     run_loss = RunningLoss(accelerator.device, run.state.get("loss_sum", 0.0), run.state.get("loss_count", 0))
     window_loss = RunningLoss(accelerator.device, run.state.get("window_sum", 0.0), run.state.get("window_count", 0))
 
@@ -336,16 +340,18 @@ def _train_epochs(
                                 step=run.completed_steps)
                 window_loss.reset()
             at_epoch_end = run.completed_steps % updates_per_epoch == 0 or run.completed_steps >= max_steps
-            if args.eval_steps and run.completed_steps % args.eval_steps == 0 and not at_epoch_end:
+            evaluated_below = at_epoch_end if by_epoch else run.completed_steps >= max_steps
+            if args.eval_steps and run.completed_steps % args.eval_steps == 0 and not evaluated_below:
                 _evaluate_and_log(run, model, eval_loaders, run.completed_steps / updates_per_epoch)
                 model.train()
             if every and run.completed_steps % every == 0 and not at_epoch_end:
                 checkpoint()
             if run.completed_steps >= max_steps:
                 break
-        eval_results = _evaluate_and_log(run, model, eval_loaders, run.completed_steps / updates_per_epoch)
-        accelerator.print(f"epoch {epoch + 1}/{num_epochs} (step {run.completed_steps}): " + ", ".join(
-            f"{split} oIoU {r['overall_iou']:.4f} mIoU {r['mean_iou']:.4f}" for split, r in eval_results.items()))
+        if by_epoch or run.completed_steps >= max_steps:
+            eval_results = _evaluate_and_log(run, model, eval_loaders, run.completed_steps / updates_per_epoch)
+            accelerator.print(f"epoch {epoch + 1}/{num_epochs} (step {run.completed_steps}): " + ", ".join(
+                f"{split} oIoU {r['overall_iou']:.4f} mIoU {r['mean_iou']:.4f}" for split, r in eval_results.items()))
         if args.checkpointing_steps == "epoch" or (every and run.completed_steps % every == 0):
             checkpoint()
         if run.completed_steps >= max_steps:
@@ -421,6 +427,13 @@ def _save_final(run: _Run, model: Any, processor: Any, results: dict[str, Any]) 
                                                            architecture=architecture, datasets=pushed_datasets))
 
 
+def _synthetic_source(data: DataArguments) -> str | None:
+    """The description of the synthetic tree the run's data comes from (generated, or named by data_dir), or None."""
+    if data.synthetic_images:
+        return synthetic_description(synthetic_tree_root(data), data.dataset_name)
+    return synthetic_description(data.data_dir, data.dataset_name) if data.data_dir else None
+
+
 def _push_at_end(run: _Run, raw: Mapping[str, datasets.Dataset], train_data: TrainData, results: dict) -> None:
     """``--push_to_hub``: ``final/``; ``--push_dataset_to_hub``: the mined training set (main process)."""
     hub, args, config = run.hub, run.config.run, run.config
@@ -436,5 +449,6 @@ def _push_at_end(run: _Run, raw: Mapping[str, datasets.Dataset], train_data: Tra
             dataset_name=config.data.dataset_name, settings=config.nemo.to_dict(),
             clip_model=None if train_data.premined else config.augmentation.clip_model,
             clip_revision=config.nemo.clip_revision, report=train_data.report, seed=config.run.seed,
+            synthetic=_synthetic_source(config.data),
         )
         run.accelerator.print(f"pushed the mined training set to {hub.dataset_id}, config {pushed}")
