@@ -239,3 +239,16 @@ def test_open_clips_module_layout_converts_back_and_forth() -> None:
 def test_config_errors_name_the_value(fields: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         CRISConfig(**fields)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [({"image_size": 100}, "image_size must be a multiple of 32"),
+     ({"vision_layers": [3, 4, 6]}, "vision_layers must be four block counts"),
+     ({"vision_width": 8, "vision_heads": 3}, r"32·8 a multiple of vision_heads=3")],
+)
+def test_resnet_config_errors_name_the_value(fields: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        CLIPResNetConfig(**fields)
+    with pytest.raises(ValueError, match="unknown OpenAI ResNet CLIP 'RN50x4'"):
+        CLIPResNetConfig.openai("RN50x4")

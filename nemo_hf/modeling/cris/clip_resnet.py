@@ -52,7 +52,15 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import AutoTokenizer, CLIPModel, CLIPProcessor, CLIPTextConfig, CLIPTextModel, PreTrainedConfig, PreTrainedModel
+from transformers import (
+    AutoTokenizer,
+    CLIPModel,
+    CLIPProcessor,
+    CLIPTextConfig,
+    CLIPTextModel,
+    PreTrainedConfig,
+    PreTrainedModel,
+)
 from transformers import initialization as init
 from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
 
@@ -60,13 +68,15 @@ from nemo_hf.mining.clip import load_clip
 from nemo_hf.pretrained import resolve_pretrained
 
 __all__ = [
+    "OPENAI_MEAN",
+    "OPENAI_STD",
     "OPEN_CLIP_CONFIG",
     "OPEN_CLIP_WEIGHTS",
     "AttentionPool",
     "CLIPResNetConfig",
     "CLIPResNetModel",
     "CLIPResNetVision",
-    "init_clip_resnet_weights",
+    "default_init_weights",
     "is_open_clip_checkpoint",
     "load_any_clip",
     "load_clip_resnet",
@@ -122,9 +132,10 @@ class CLIPResNetConfig(PreTrainedConfig):
             self.vision_heads = self.vision_width * 32 // 64
         if len(self.vision_layers) != 4 or min(self.vision_layers) < 1:
             raise ValueError(f"vision_layers must be four block counts of at least 1, got {self.vision_layers}")
-        if self.vision_width < 2 or self.vision_width % 2 or self.vision_heads < 1 or (32 * self.vision_width) % self.vision_heads:
-            raise ValueError(f"vision_width must be even and its attention pool's width 32·{self.vision_width} a multiple "
-                             f"of vision_heads={self.vision_heads}")
+        pool_width = 32 * self.vision_width
+        if self.vision_width < 2 or self.vision_width % 2 or self.vision_heads < 1 or pool_width % self.vision_heads:
+            raise ValueError(f"vision_width must be even and its attention pool's width 32·{self.vision_width} a "
+                             f"multiple of vision_heads={self.vision_heads}")
         if self.image_size < 32 or self.image_size % 32:
             raise ValueError(f"image_size must be a multiple of 32 (the ResNet's stride), got {self.image_size}")
 
@@ -252,10 +263,11 @@ class CLIPResNetVision(nn.Module):
         return stages
 
 
-def init_clip_resnet_weights(module: nn.Module) -> None:
-    """PyTorch's default initialisation for the ResNet's layers, CLIP's for the attention pool's position table.
+def default_init_weights(module: nn.Module) -> None:
+    """PyTorch's default initialisation of ``module`` (convolutions, linear layers, norms), CLIP's for a position table.
 
-    Written with ``transformers.initialization``, which spares weights already loaded.
+    What the ResNet's and CRIS's new layers start from; written with
+    ``transformers.initialization``, which spares weights already loaded.
     """
     if isinstance(module, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
         init.kaiming_uniform_(module.weight, a=math.sqrt(5))
@@ -295,7 +307,7 @@ class CLIPResNetModel(PreTrainedModel):
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
-        init_clip_resnet_weights(module)
+        default_init_weights(module)
 
     @classmethod
     def from_open_clip(

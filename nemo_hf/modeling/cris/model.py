@@ -64,7 +64,7 @@ from transformers import initialization as init
 from nemo_hf.modeling.cris.clip_resnet import (
     CLIPResNetModel,
     CLIPResNetVision,
-    init_clip_resnet_weights,
+    default_init_weights,
     load_any_clip,
 )
 from nemo_hf.modeling.cris.configuration import CRISConfig
@@ -113,7 +113,7 @@ class CRISPreTrainedModel(PreTrainedModel):
             init.zeros_(module.in_proj_bias)
             init.zeros_(module.out_proj.bias)
         else:
-            init_clip_resnet_weights(module)
+            default_init_weights(module)
 
 
 class CRISForReferringSegmentation(CRISPreTrainedModel):
