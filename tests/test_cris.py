@@ -44,7 +44,11 @@ def test_tiny_cris_overfits_a_batch_and_every_parameter_learns() -> None:
     assert sorted(listed) == sorted(id(p) for p in model.parameters()) and len(set(listed)) == len(listed)
     optimizer = torch.optim.Adam([{"params": parts["decoder"], "lr": 3e-3},
                                   {"params": parts["text"] + parts["vision"], "lr": 3e-4}])
-    for step in range(200):
+    steps = 200
+    # at constant rates the fit oscillates (IoU 0.74-0.97 between steps 200 and 300); decayed to zero it settles
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / steps)
+    torch.manual_seed(0)  # the decoder's dropout: the same draws whatever ran before
+    for step in range(steps):
         segmenter.train()
         per_sample_bce(_logits(segmenter, batch), batch["labels"]).mean().backward()
         if step == 0:  # the backbone's every weight gets a gradient, not only the new layers'
@@ -52,6 +56,7 @@ def test_tiny_cris_overfits_a_batch_and_every_parameter_learns() -> None:
             assert no_gradient == []
         optimizer.step()
         optimizer.zero_grad()
+        scheduler.step()
     with torch.no_grad():
         assert _overall_iou(_logits(segmenter.eval(), batch), batch["target_masks"]) > 0.9
 

@@ -224,7 +224,7 @@ class AttentionPool(nn.Module):
 
         attended = F.scaled_dot_product_attention(heads(self.q_proj), heads(self.k_proj), heads(self.v_proj))
         out = self.c_proj(attended.transpose(1, 2).reshape(batch, height * width, channels))
-        return out.transpose(1, 2).reshape(batch, -1, height, width)
+        return out.transpose(1, 2).reshape(batch, -1, height, width).contiguous()  # not channels-last strides
 
 
 class CLIPResNetVision(nn.Module):
