@@ -33,13 +33,15 @@ def test_bench_cris_counts_every_part_and_times_each_model_against_clipseg(load,
 
 
 @pytest.mark.slow
-def test_cris_synthetic_trains_both_segmenters_on_one_world(load, tmp_path: Path) -> None:
+def test_cris_synthetic_trains_clipseg_and_cris_with_each_pyramid_on_one_world(load, tmp_path: Path) -> None:
     script: ModuleType = load("cris_synthetic")
     output = tmp_path / "BENCHMARKS.md"
-    results = script.main(["--quick", "--out", str(tmp_path / "run"), "--output", str(output)])
-    assert set(results["segmenters"]) == {"clipseg", "cris"}
+    results = script.main(["--quick", "--pyramid", "layers", "vitdet", "--out", str(tmp_path / "run"),
+                           "--output", str(output)])
+    assert list(results["segmenters"]) == ["clipseg", "cris-layers", "cris-vitdet"]
     for name, entry in results["segmenters"].items():
         config = json.loads((tmp_path / "run" / name / "arms" / "none" / "final" / "config.json").read_text())
-        assert config["model_type"] == {"clipseg": "clipseg", "cris": "nemo_cris"}[name]
+        assert config["model_type"] == ("clipseg" if name == "clipseg" else "nemo_cris")
+        assert config.get("pyramid") == {"clipseg": None, "cris-layers": "layers", "cris-vitdet": "vitdet"}[name]
         assert entry["metrics"]["count"] == results["eval_sentences"] and entry["train_seconds"] > 0
     assert output.read_text().count("## CRIS vs CLIPSeg on the synthetic world") == 1

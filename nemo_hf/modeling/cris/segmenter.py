@@ -31,11 +31,10 @@ frozen is the same. ``"decoder"`` and ``"decoder+text"`` freeze the towers for c
 
 from __future__ import annotations
 
+from typing import Any, Literal, get_args
+
 import torch
 from torch import nn
-
-from typing import Literal, get_args
-
 from transformers import CLIPModel, CLIPProcessor
 
 from nemo_hf.modeling.architecture import Architecture
@@ -111,16 +110,19 @@ class CRISReferringSegmenter(PartwiseSegmenter):
 
 
 def cris_on_clip(
-    clip: CLIPModel | CLIPResNetModel, clip_processor: CLIPProcessor, image_size: int | None, seed: int
+    clip: CLIPModel | CLIPResNetModel, clip_processor: CLIPProcessor, image_size: int | None, seed: int,
+    **config_overrides: Any,
 ) -> tuple[CRISForReferringSegmentation, CLIPProcessor]:
     """A new CRIS on ``clip``'s towers (a ViT or ResNet CLIP) and its processor: the CLIP's tokenizer, ``image_size`` squares.
+
+    ``config_overrides`` are :class:`~nemo_hf.modeling.CRISConfig` fields (``pyramid="vitdet"``, …).
 
     >>> from nemo_hf.mining.clip import load_clip
     >>> model, processor = cris_on_clip(*load_clip("nemo-hf/synthetic-clip"), image_size=96, seed=0)
     >>> processor.image_processor.size["height"]
     96
     """
-    model = CRISForReferringSegmentation.from_clip(clip, seed=seed)
+    model = CRISForReferringSegmentation.from_clip(clip, seed=seed, **config_overrides)
     native = clip.config.image_size if isinstance(clip, CLIPResNetModel) else clip.config.vision_config.image_size
     side = int(image_size or native)
     image_processor = square_image_processor(clip_processor.image_processor, side)
