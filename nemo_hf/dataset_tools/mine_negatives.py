@@ -29,8 +29,8 @@ from nemo_hf.hub.dataset_repos import check_output_folder, push_mined_dataset
 from nemo_hf.mining.clip import DEFAULT_CLIP
 from nemo_hf.nemo.settings import NeMoSettings, settings_in_group
 from nemo_hf.nemo.transform import NeMo
-from nemo_hf.trainer.args import add_dataclass_flags
 from nemo_hf.pretrained import OFFLINE_CLIP_HINT, check_hub_model, check_local_path
+from nemo_hf.trainer.args import add_dataclass_flags
 from nemo_hf.viz import save_mosaic_grid
 
 _SAVE_TO_DISK_FILES = ("dataset_dict.json", "state.json")  # what save_to_disk writes at a folder's top
