@@ -12,7 +12,7 @@ that carry no negatives, and draws the epochs with :func:`draw_epochs`.
     ...     "sent_ids": [[0], [1], [2], [3]], "ref_id": [0, 1, 2, 3], "image_id": [10, 11, 12, 13]})
     >>> nemo = NeMo(rows, size=64, mosaic_prob=1.0, random_share=1.0, top_k=3)  # random mosaics: no mining
     >>> mosaics = draw_epochs(rows, nemo, epochs=2)
-    >>> mosaics["epoch"], mosaics[0]["image"].size
+    >>> list(mosaics["epoch"]), mosaics[0]["image"].size
     ([0, 0, 0, 0, 1, 1, 1, 1], (64, 64))
 """
 
