@@ -456,7 +456,7 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, names: Seque
 
     The flags are typed, documented and defaulted from the fields, as ``train.py``'s are
     (``--top_k`` and ``--top-k``; ``none`` turns off an optional number). Scripts with
-    their own positional arguments (``dataset_scripts/``) take NeMo's settings this way,
+    their own positional arguments (``nemo_hf.dataset_tools``) take NeMo's settings this way,
     then build them with ``cls(**{name: getattr(namespace, name) for name in names})``.
 
     >>> import argparse
