@@ -46,14 +46,16 @@ __all__ = ["evaluate_checkpoint", "main"]
 
 def main(argv: Sequence[str] | None = None, description: str | None = None) -> dict[str, Any]:
     """``training/eval_ris.py``: parse the command line (and ``--config``), evaluate; the results."""
-    results = evaluate_checkpoint(EvaluationConfig.parse(argv, description=description or __doc__))
-    # here, not after main returns: freeing the DDP model and its gloo group can hang (process_exit)
-    exit_now_if_distributed()
-    return results
+    # exits inside evaluate_checkpoint, while its model and process group are still referenced: freeing them on
+    # its return can hang under gloo (process_exit; seen in CI at this very return)
+    return evaluate_checkpoint(EvaluationConfig.parse(argv, description=description or __doc__), exit_when_done=True)
 
 
-def evaluate_checkpoint(config: EvaluationConfig) -> dict[str, Any]:
-    """Evaluate, write ``eval_results.json`` and the prediction PNGs; returns the results."""
+def evaluate_checkpoint(config: EvaluationConfig, *, exit_when_done: bool = False) -> dict[str, Any]:
+    """Evaluate, write ``eval_results.json`` and the prediction PNGs; returns the results.
+
+    ``exit_when_done`` (the script's): a multi-process run leaves the process once everything
+    is written, before Python frees the model (:mod:`nemo_hf.trainer.process_exit`)."""
     model_args, data_args, args = config.model, config.data, config.evaluation
     output_dir = Path(args.output_dir)
     model_path = model_folder(model_args.model_name_or_path)
@@ -107,4 +109,6 @@ def evaluate_checkpoint(config: EvaluationConfig) -> dict[str, Any]:
         print(f"saved eval_results.json{pictures} to {output_dir}")
     accelerator.wait_for_everyone()
     accelerator.end_training()
+    if exit_when_done:
+        exit_now_if_distributed()
     return results
