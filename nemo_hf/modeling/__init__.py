@@ -9,7 +9,8 @@
   trainable part: ``"decoder"`` (default; the CLIP backbone is frozen, as ``transformers``
   runs it without gradients), ``"decoder+text"`` or ``"all"``;
   :data:`~nemo_hf.modeling.cris.segmenter.CRIS` — CRIS (Wang et al., CVPR 2022) on CLIP's towers
-  (:class:`CRISForReferringSegmentation`, :class:`CRISConfig`), trained whole by default.
+  (:class:`CRISForReferringSegmentation`, :class:`CRISConfig`): OpenAI's ResNet CLIPs as CRIS
+  (:class:`CLIPResNetModel`), or a ViT CLIP; trained whole by default.
 - :func:`load_referring_segmenter` — by Hub id, local folder or shipped name
   (``nemo-hf/synthetic-clip``); a CLIP checkpoint becomes a segmenter on its towers.
 - :class:`RISCollator` — dataset rows → model batch (and evaluation targets).
@@ -28,6 +29,7 @@ at import: import ``nemo_hf.modeling`` before asking ``transformers`` for either
 
 from nemo_hf.modeling.architecture import Architecture
 from nemo_hf.modeling.clipseg import CLIPSegReferringSegmenter
+from nemo_hf.modeling.cris.clip_resnet import CLIPResNetConfig, CLIPResNetModel
 from nemo_hf.modeling.cris.configuration import CRISConfig
 from nemo_hf.modeling.cris.model import CRISForReferringSegmentation, CRISOutput
 from nemo_hf.modeling.cris.segmenter import CRISReferringSegmenter
@@ -57,6 +59,8 @@ __all__ = [
     "SEGMENTER_TYPES",
     "TRAINABLE_CHOICES",
     "Architecture",
+    "CLIPResNetConfig",
+    "CLIPResNetModel",
     "CLIPSegReferringSegmenter",
     "CRISConfig",
     "CRISForReferringSegmentation",

@@ -81,12 +81,13 @@ class ModelArguments:
     model_name_or_path: str = field(
         default=DEFAULT_CHECKPOINT,
         metadata={"help": "CLIPSeg or CRIS checkpoint, or a CLIP to build one on (Hub id, folder or shipped name "
-                          "such as 'nemo-hf/synthetic-clip')."},
+                          "such as 'nemo-hf/synthetic-clip'; a ResNet CLIP in open_clip's format, such as "
+                          "'timm/resnet50_clip.openai', for CRIS)."},
     )
     model_type: str | None = field(
         default=None,
-        metadata={"help": "Segmenter to build on a CLIP checkpoint (default 'clipseg'); a segmenter checkpoint is "
-                          "what it is.", "choices": list(SEGMENTER_TYPES)},
+        metadata={"help": "Segmenter to build on a CLIP checkpoint (default 'clipseg'; 'cris' on a ResNet CLIP); a "
+                          "segmenter checkpoint is what it is.", "choices": list(SEGMENTER_TYPES)},
     )
     model_revision: str | None = field(default=None, metadata={"help": "Hub revision of the checkpoint."})
     trainable: Trainable | None = field(
