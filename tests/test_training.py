@@ -26,9 +26,8 @@ from nemo_hf.trainer import segmenter_evaluation as eval_ris
 from nemo_hf.trainer import segmenter_training as train
 from nemo_hf.trainer.args import TRAIN_DATACLASSES, TrainingConfig, parse_arguments
 from nemo_hf.trainer.data import as_sentences, build_train_dataset, load_splits
-from tests.training_runs import REPO, TINY_CONFIG, TRAINING
+from tests.training_runs import REPO, TINY_CONFIG, TRAINING, launch, run_to_completion, subprocess_env
 from tests.training_runs import final_weights as _weights
-from tests.training_runs import launch, run_to_completion, subprocess_env
 from tests.training_runs import reset_accelerate as _reset_accelerate
 from tests.training_runs import tiny_args as _tiny
 
