@@ -39,15 +39,35 @@ def test_bench_cris_counts_every_part_and_times_each_model_against_clipseg_and_c
 
 
 @pytest.mark.slow
-def test_cris_synthetic_trains_clipseg_and_cris_with_each_pyramid_on_one_world(load, tmp_path: Path) -> None:
+def test_cris_synthetic_trains_clipseg_and_cris_with_each_pyramid_on_each_seeds_world(load, tmp_path: Path) -> None:
     script: ModuleType = load("cris_synthetic")
     output = tmp_path / "BENCHMARKS.md"
-    results = script.main(["--quick", "--pyramid", "layers", "vitdet", "--out", str(tmp_path / "run"),
-                           "--output", str(output)])
-    assert list(results["segmenters"]) == ["clipseg", "cris-layers", "cris-vitdet"]
-    for name, entry in results["segmenters"].items():
-        config = json.loads((tmp_path / "run" / name / "arms" / "none" / "final" / "config.json").read_text())
-        assert config["model_type"] == ("clipseg" if name == "clipseg" else "nemo_cris")
-        assert config.get("pyramid") == {"clipseg": None, "cris-layers": "layers", "cris-vitdet": "vitdet"}[name]
-        assert entry["metrics"]["count"] == results["eval_sentences"] and entry["train_seconds"] > 0
-    assert output.read_text().count("## CRIS vs CLIPSeg on the synthetic world") == 1
+    argv = ["--quick", "--pyramid", "layers", "vitdet", "--seeds", "0", "1", "--out", str(tmp_path / "run"),
+            "--output", str(output)]
+    results = script.main(argv)
+    assert list(results["seeds"]) == ["0", "1"]
+    for seed, entry in results["seeds"].items():
+        assert list(entry["segmenters"]) == ["clipseg", "cris-layers", "cris-vitdet"]
+        for name, run in entry["segmenters"].items():
+            folder = tmp_path / "run" / f"seed{seed}" / name
+            config = json.loads((folder / "arms" / "none" / "final" / "config.json").read_text())
+            assert config["model_type"] == ("clipseg" if name == "clipseg" else "nemo_cris")
+            assert config.get("pyramid") == {"clipseg": None, "cris-layers": "layers", "cris-vitdet": "vitdet"}[name]
+            assert run["metrics"]["count"] == entry["eval_sentences"] and run["train_seconds"] > 0
+    # each seed is its own world and initialisation
+    worlds, inits = ([(tmp_path / "run" / f"seed{s}" / part).read_bytes() for s in ("0", "1")]
+                     for part in ("refer/refcocog/instances.json", "cris-layers/init/model.safetensors"))
+    assert worlds[0] != worlds[1] and inits[0] != inits[1]
+    # differences with the first run, paired on the same sentences: per seed and pooled, the pooled one over both
+    vitdet = results["differences"]["cris-vitdet − clipseg"]
+    assert list(vitdet) == ["0", "1", "pooled"]
+    assert vitdet["pooled"]["referring_hard"]["sentences"] == sum(
+        vitdet[s]["referring_hard"]["sentences"] for s in ("0", "1"))
+    text = output.read_text()
+    assert text.count("## CRIS vs CLIPSeg on the synthetic world") == 1 and "| cris-vitdet − clipseg | pooled |" in text
+    # finished runs are read back: a second call trains nothing and gives the same numbers
+    finals = sorted((tmp_path / "run").glob("seed*/*/arms/none/final/model.safetensors"))
+    written = [f.stat().st_mtime_ns for f in finals]
+    again = script.main([*argv, "--no-write"])
+    assert [f.stat().st_mtime_ns for f in finals] == written and len(finals) == 6
+    assert again["differences"] == results["differences"]
