@@ -132,8 +132,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
               f"**{statistics.median(ratios):.2f}×** ({ratios[0]:.2f}–{ratios[-1]:.2f}) |", flush=True)
 
     if args.build_images:
-        sys.path.insert(0, str(Path(__file__).parent))
-        from bench_build import tree_for
+        from benchmarks.bench_build import tree_for
 
         root = tree_for(args.build_images)
         pairs = []

@@ -92,11 +92,21 @@ def pooled(outs: list[Path], arm: str, base: str, stratum: str) -> Difference:
     return mean_paired_difference(pairs)
 
 
-def verdict(runs: dict[int, dict[str, Any]], outs: list[Path]) -> dict[str, Any]:
-    """The criteria applied to the runs (the oracle, random and none arms of every seed)."""
+def verdict(
+    runs: dict[int, dict[str, Any]], outs: list[Path], convergence: dict[int, dict[str, Any]],
+) -> dict[str, Any]:
+    """The criteria applied to the runs (the oracle, random and none arms of every seed).
+
+    Runs that fail the convergence rule are not judged: the rule says to train every arm again
+    with more steps first. Their differences are still reported, as differences at that budget.
+    """
     needed = {"oracle", "random", "none"}
-    if not all(needed <= set(run["arms"]) for run in runs.values()):
+    if not runs or not all(needed <= set(run["arms"]) for run in runs.values()):
         return {"verdict": "not judged: every seed needs the oracle, random and none arms"}
+    unsettled = sorted(seed for seed in runs if not convergence.get(seed, {}).get("converged"))
+    if unsettled:
+        return {"verdict": f"not judged: seed(s) {unsettled} fail the convergence rule, so every arm trains again "
+                           "with 1.5× the steps first (the differences above are at this budget only)"}
     per_seed = {seed: run["comparisons"]["oracle − random"]["referring_hard"] for seed, run in runs.items()}
     vs_random = pooled(outs, "oracle", "random", "hard")
     vs_none = pooled(outs, "oracle", "none", "hard")
@@ -145,12 +155,13 @@ def summarise(runs: dict[int, dict[str, Any]], outs: dict[int, Path], steps: int
             for stratum in ("hard", "easy")}}
         for base in ("random", "none") if base in table for arm in table if arm != base
     }
+    convergence = {seed: converged(run, steps) for seed, run in runs.items()}
     summary: dict[str, Any] = {
         "seeds": sorted(runs), "arms": table, "comparisons": comparisons,
-        "convergence": {seed: converged(run, steps) for seed, run in runs.items()},
+        "convergence": convergence,
         "criteria": CRITERIA,
         "verdict": verdict({seed: runs[seed] for seed in seeds_with("oracle", "random", "none")},
-                           [outs[seed] for seed in seeds_with("oracle", "random", "none")]),
+                           [outs[seed] for seed in seeds_with("oracle", "random", "none")], convergence),
         "audits": {arm: {key: statistics.fmean(runs[seed]["audits"][arm][key] for seed in table[arm]["seeds"])
                          for key in runs[table[arm]["seeds"][0]]["audits"][arm]} for arm in table},
     }

@@ -10,60 +10,10 @@ folder per config: building another config there adds it, and a config it alread
 replaced only with ``--overwrite`` (the rule of every script here).
 """
 
-from __future__ import annotations
-
-import argparse
 import sys
-from pathlib import Path
 
-from nemo_hf.command_line import HelpFormatter, run_command
-from nemo_hf.data import VARIANTS, load_refcoco, stats_table
-from nemo_hf.data.configs import card_fields, synthetic_description
-from nemo_hf.hub.cards import render_dataset_card
-from nemo_hf.hub.dataset_repos import check_output_folder, push_dataset, write_parquet
-
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
-    parser.add_argument("config", choices=sorted(VARIANTS))
-    parser.add_argument("--data-dir", required=True, help="refer root (holding refcoco/, refcoco+/, ...)")
-    parser.add_argument("--image-dir", required=True, help="COCO train2014 (or train2017) images")
-    parser.add_argument("--cache-dir", default=None, help="datasets cache (default: HF_DATASETS_CACHE)")
-    parser.add_argument("--out", default=None, help="write Parquet here ({out}/{config}/{split}-*.parquet)")
-    parser.add_argument("--push", default=None, metavar="REPO_ID", help="push to this Hub dataset repo")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace the config if --out already holds it (once the new one is complete)")
-    parser.add_argument("--private", action="store_true", help="create the --push repository private")
-    parser.add_argument("--no-verify-images", action="store_true", help="skip the image header/end checks")
-    parser.add_argument("--no-instances", action="store_true",
-                        help="leave the instances column (every object of the image, for object accuracy) null")
-    args = parser.parse_args(argv)
-    if not args.out and not args.push:
-        parser.error("nothing to do: give --out and/or --push")
-    if args.out:  # before the build: what would be replaced is named now
-        check_output_folder(args.out, args.config, overwrite=args.overwrite)
-
-    ds = load_refcoco(args.config, args.data_dir, args.image_dir, cache_dir=args.cache_dir,
-                      verify_images=not args.no_verify_images, with_instances=not args.no_instances)
-    table = stats_table(ds)
-    print(table)
-    synthetic = synthetic_description(args.data_dir, args.config)  # the card must not pass it off as the real one
-    if synthetic is not None:
-        print(f"note: {args.data_dir} is nemo_hf's synthetic world ({synthetic}): its card says so")
-    fields = card_fields(args.config, synthetic=synthetic)
-    if args.out:
-        existing = Path(args.out) / "README.md"  # keep the stats of configs written there before
-        card = render_dataset_card(repo_id=args.push or "<your-repo>", config_name=args.config,
-                                   stats={args.config: table},
-                                   previous=existing.read_text() if existing.exists() else None, **fields)
-        path = write_parquet(ds, args.out, args.config, card=card)
-        print(f"wrote {path / args.config}")
-    if args.push:
-        push_dataset(ds, args.push, args.config, fields, {args.config: table}, private=args.private)
-        print(f"pushed {args.config} to {args.push}")
-    return 0
-
+from nemo_hf.command_line import run_command
+from nemo_hf.dataset_tools.build_refcoco import main
 
 if __name__ == "__main__":  # an error that names its cause prints that, not a traceback (NEMO_HF_DEBUG=1 shows it)
-    sys.exit(run_command(main))
+    sys.exit(run_command(lambda: main(sys.argv[1:], description=__doc__)))

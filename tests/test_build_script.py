@@ -1,23 +1,22 @@
 """dataset_scripts/ end to end: build_refcoco.py's Parquet folder and push to the local test Hub; mining what it
-wrote; mosaics drawn from it for several epochs."""
+wrote; mosaics drawn from it for several epochs. The scripts' code is ``nemo_hf.dataset_tools``, imported here; their
+``--help`` is checked as a user runs them."""
 
 from __future__ import annotations
 
-import importlib.util
+import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import datasets
 import numpy as np
 import pytest
 
-SCRIPTS = Path(__file__).parents[1] / "dataset_scripts"
+from nemo_hf.dataset_tools import build_refcoco, materialize_mosaics, mine_negatives
 
-
-def _script(name: str = "build_refcoco"):
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _args(tree, cache, *extra):
@@ -25,12 +24,14 @@ def _args(tree, cache, *extra):
 
 
 @pytest.mark.parametrize("name", ["build_refcoco", "mine_negatives", "materialize_mosaics"])
-def test_help_shows_the_examples_as_written(name, capsys):
-    script = _script(name)
-    with pytest.raises(SystemExit):
-        script.main(["--help"])
-    shown = capsys.readouterr().out.splitlines()
-    examples = [line for line in script.__doc__.splitlines() if line.startswith("    ")]
+def test_help_shows_the_examples_as_written(name):
+    script = REPO / "dataset_scripts" / f"{name}.py"
+    run = subprocess.run([sys.executable, str(script), "--help"], cwd=REPO, capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)})
+    assert run.returncode == 0, run.stderr[-3000:]
+    shown = run.stdout.splitlines()
+    doc = ast.get_docstring(ast.parse(script.read_text()), clean=False)  # the script's docstring heads its --help
+    examples = [line for line in doc.splitlines() if line.startswith("    ")]
     assert any(line.endswith(" \\") for line in examples)  # a continued command line
     assert all(line in shown for line in examples)
     flat = " ".join(" ".join(shown).split())
@@ -41,15 +42,14 @@ def test_help_shows_the_examples_as_written(name, capsys):
 
 def test_nothing_to_do_is_an_error(refer_tree, tmp_path, capsys):
     with pytest.raises(SystemExit):
-        _script().main(["refcoco_unc", *_args(refer_tree, tmp_path)])
+        build_refcoco.main(["refcoco_unc", *_args(refer_tree, tmp_path)])
     assert "give --out and/or --push" in capsys.readouterr().err
 
 
 @pytest.mark.hub
 def test_push_two_configs_and_load_them_back(refer_tree, tmp_path, hub_repo_id, capsys):
-    build = _script()
     for config in ("refcoco_unc", "refcocog_umd"):
-        assert build.main([config, *_args(refer_tree, tmp_path / "cache"), "--push", hub_repo_id]) == 0
+        assert build_refcoco.main([config, *_args(refer_tree, tmp_path / "cache"), "--push", hub_repo_id]) == 0
     assert "| train |" in capsys.readouterr().out
 
     from huggingface_hub import DatasetCard
@@ -80,7 +80,7 @@ def test_the_card_of_a_synthetic_build_says_it_is_synthetic_and_claims_nothing_o
     from nemo_hf.data.configs import VARIANTS
 
     out = tmp_path / "out"
-    assert _script().main(["refcocog_umd", *_args(refer_tree, tmp_path / "cache"), "--out", str(out)]) == 0
+    assert build_refcoco.main(["refcocog_umd", *_args(refer_tree, tmp_path / "cache"), "--out", str(out)]) == 0
     card = (out / "README.md").read_text()
     assert "# synthetic refcocog (refcocog_umd) with masks, made by nemo_hf" in card
     assert "**Synthetic data, not RefCOCOg**" in card and "`image` (the synthetic scene, embedded)" in card
@@ -95,17 +95,17 @@ def test_the_card_of_a_synthetic_build_says_it_is_synthetic_and_claims_nothing_o
     instances = refer_copy.instances()
     instances["info"] = {"description": "RefCOCO", "version": "1.0"}
     refer_copy.save_instances(instances)
-    assert _script().main(["refcoco_unc", "--data-dir", str(refer_copy.root), "--image-dir",
-                           str(refer_copy.root / "images"), "--cache-dir", str(tmp_path / "cache2"),
-                           "--out", str(tmp_path / "real")]) == 0
+    assert build_refcoco.main(["refcoco_unc", "--data-dir", str(refer_copy.root), "--image-dir",
+                               str(refer_copy.root / "images"), "--cache-dir", str(tmp_path / "cache2"),
+                               "--out", str(tmp_path / "real")]) == 0
     card = (tmp_path / "real" / "README.md").read_text()
     assert "Synthetic" not in card and "MS-COCO (Flickr" in card and "Split sizes of the original release" in card
 
 
 def test_parquet_folder_keeps_every_config(refer_tree, tmp_path):
-    build = _script()
     for config in ("refcoco_unc", "refcocog_umd"):
-        assert build.main([config, *_args(refer_tree, tmp_path / "cache"), "--out", str(tmp_path / "out")]) == 0
+        assert build_refcoco.main([config, *_args(refer_tree, tmp_path / "cache"),
+                                   "--out", str(tmp_path / "out")]) == 0
     readme = (tmp_path / "out" / "README.md").read_text()
     assert "<!-- stats:refcoco_unc -->" in readme and "<!-- stats:refcocog_umd -->" in readme
     assert len(datasets.load_dataset(str(tmp_path / "out"), "refcoco_unc", split="val",
@@ -120,10 +120,10 @@ def test_a_config_already_in_out_is_replaced_only_with_overwrite_and_folders_fol
 
     from nemo_hf.hub import dataset_repos
 
-    build, out = _script(), tmp_path / "out"
+    out = tmp_path / "out"
     previous = os.umask(0o022)
     try:
-        assert build.main(["refcoco_unc", *_args(refer_tree, tmp_path / "cache"), "--out", str(out)]) == 0
+        assert build_refcoco.main(["refcoco_unc", *_args(refer_tree, tmp_path / "cache"), "--out", str(out)]) == 0
     finally:
         os.umask(previous)
     assert stat.S_IMODE((out / "refcoco_unc").stat().st_mode) == 0o755
@@ -132,28 +132,29 @@ def test_a_config_already_in_out_is_replaced_only_with_overwrite_and_folders_fol
     with pytest.raises(FileExistsError, match=rf"--out {out} already holds config refcoco_unc: pass --overwrite to "
                                               r"replace it \(once the new one is complete; the folder's other configs "
                                               r"stay\), or another --out"):
-        build.main(["refcoco_unc", *_args(refer_tree, tmp_path / "cache"), "--out", str(out)])
+        build_refcoco.main(["refcoco_unc", *_args(refer_tree, tmp_path / "cache"), "--out", str(out)])
     monkeypatch.undo()
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
-    assert build.main(["refcoco_unc", *_args(refer_tree, tmp_path / "cache"), "--out", str(out), "--overwrite"]) == 0
+    assert build_refcoco.main(["refcoco_unc", *_args(refer_tree, tmp_path / "cache"), "--out", str(out),
+                               "--overwrite"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["README.md", "refcoco_unc"]
 
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "README.md").write_text("# my notes\n")
     with pytest.raises(FileExistsError, match="holds a README.md that is not the card of a folder of Parquet configs"):
-        build.main(["refcoco_unc", *_args(refer_tree, tmp_path / "cache"), "--out", str(tmp_path / "notes")])
+        build_refcoco.main(["refcoco_unc", *_args(refer_tree, tmp_path / "cache"), "--out", str(tmp_path / "notes")])
     (tmp_path / "a-file").write_text("")
     with pytest.raises(NotADirectoryError, match="is a file: give a folder"):
-        build.main(["refcoco_unc", *_args(refer_tree, tmp_path / "cache"), "--out", str(tmp_path / "a-file")])
+        build_refcoco.main(["refcoco_unc", *_args(refer_tree, tmp_path / "cache"), "--out", str(tmp_path / "a-file")])
 
 
 def test_negatives_are_mined_from_the_parquet_folder_the_build_wrote(refer_tree, tmp_path):
     for config in ("refcoco_unc", "refcocog_umd"):
-        assert _script().main([config, *_args(refer_tree, tmp_path / "cache"), "--out", str(tmp_path / "out")]) == 0
-    mine = _script("mine_negatives")
+        assert build_refcoco.main([config, *_args(refer_tree, tmp_path / "cache"),
+                                   "--out", str(tmp_path / "out")]) == 0
     argv = [str(tmp_path / "out"), "--config", "refcocog_umd", "--split", "train", "--clip", "nemo-hf/synthetic-clip",
             "--top-k", "4", "--cache-dir", str(tmp_path / "mining"), "--out", str(tmp_path / "mined")]
-    assert mine.main(argv) == 0
+    assert mine_negatives.main(argv) == 0
     mined = datasets.load_from_disk(str(tmp_path / "mined"))
     from nemo_hf import load_refcoco
 
@@ -164,8 +165,8 @@ def test_negatives_are_mined_from_the_parquet_folder_the_build_wrote(refer_tree,
     # the same rule as build_refcoco.py: an existing --out is replaced only with --overwrite
     with pytest.raises(FileExistsError, match=rf"--out {tmp_path / 'mined'} already exists and is not empty: pass "
                                               r"--overwrite to replace it"):
-        mine.main(argv)
-    assert mine.main([*argv, "--top-k", "3", "--overwrite"]) == 0
+        mine_negatives.main(argv)
+    assert mine_negatives.main([*argv, "--top-k", "3", "--overwrite"]) == 0
     remined = datasets.load_from_disk(str(tmp_path / "mined"))
     assert remined["ref_id"] == built["ref_id"] and remined["negative_image_ids"] != mined["negative_image_ids"]
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("mined")) == ["mined", "mined-report"]
@@ -173,11 +174,12 @@ def test_negatives_are_mined_from_the_parquet_folder_the_build_wrote(refer_tree,
 
 @pytest.mark.hub
 def test_mosaics_of_several_epochs_are_drawn_once_and_pushed(refer_tree, tmp_path, hub_repo_id):
-    assert _script().main(["refcoco_unc", *_args(refer_tree, tmp_path / "cache"), "--out", str(tmp_path / "out")]) == 0
+    assert build_refcoco.main(["refcoco_unc", *_args(refer_tree, tmp_path / "cache"),
+                               "--out", str(tmp_path / "out")]) == 0
     argv = [str(tmp_path / "out"), "--config", "refcoco_unc", "--clip", "nemo-hf/synthetic-clip", "--epochs", "2",
             "--mosaic-prob", "1.0", "--size", "64", "--seed", "5", "--push", hub_repo_id, "--out",
             str(tmp_path / "mosaics")]
-    assert _script("materialize_mosaics").main(argv) == 0
+    assert materialize_mosaics.main(argv) == 0
 
     from huggingface_hub import DatasetCard, HfApi
 

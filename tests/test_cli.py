@@ -96,13 +96,9 @@ def test_predict_with_a_hub_id_offline_says_what_to_use_instead_at_once(conditio
 
 
 def test_mining_without_a_clip_offline_names_the_shipped_one_at_once(offline_mode, tmp_path) -> None:
-    import importlib.util
-
+    from nemo_hf.dataset_tools import mine_negatives as mine
     from nemo_hf.pretrained import HubOutOfReachError
 
-    spec = importlib.util.spec_from_file_location("mine_negatives", REPO / "dataset_scripts" / "mine_negatives.py")
-    mine = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mine)
     started = time.monotonic()
     with pytest.raises(HubOutOfReachError, match=r"--clip openai/clip-vit-base-patch16 is a Hub id, but the Hub .* "
                                                  r"\(HF_HUB_OFFLINE is set\).*--clip nemo-hf/synthetic-clip"):

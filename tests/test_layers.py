@@ -1,6 +1,6 @@
 """The package's layers (``pyproject.toml``'s import-linter contracts): each part imports only the parts below it.
 
-cli → experiment → trainer → hub → modeling → metrics | nemo → mining → mosaic → synthetic → data →
+cli | dataset_tools → experiment → trainer → hub → modeling → metrics | nemo → mining → mosaic → synthetic → data →
 pretrained | viz | version; and no part imports the package root, whose names are lazy shortcuts for users
 (library modules import from the module that defines a name, by its absolute name).
 """

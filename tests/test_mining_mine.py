@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import pickle
 from pathlib import Path
@@ -14,14 +13,14 @@ from datasets import Dataset, load_from_disk
 from datasets.fingerprint import Hasher
 
 from nemo_hf import NeMo, NeMoSettings
+from nemo_hf.dataset_tools import mine_negatives
 from nemo_hf.mining import NEGATIVE_COLUMNS
-from tests.tiny_models import tiny_clip
 from tests.test_mining_embed import one_at_a_time_images, one_at_a_time_texts, unique_images
 from tests.test_mining_fixtures import shapes_dataset
 from tests.test_mining_selection import Problem, brute_force
+from tests.tiny_models import tiny_clip
 
 torch.set_num_threads(1)
-ROOT = Path(__file__).resolve().parents[1]
 
 
 class CountingClip:
@@ -292,14 +291,6 @@ def test_pickled_state_is_cheap_stable_and_model_free(tmp_path) -> None:
         restored.mine(ds, verbose=False)
 
 
-def _script():
-    path = ROOT / "dataset_scripts" / "mine_negatives.py"
-    spec = importlib.util.spec_from_file_location("mine_negatives_script", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_script_mines_a_saved_split(tmp_path) -> None:
     model, processor = tiny_clip(0)
     model.save_pretrained(tmp_path / "clip")
@@ -311,16 +302,16 @@ def test_script_mines_a_saved_split(tmp_path) -> None:
     argv = [str(tmp_path / "data"), "--split", "train", "--clip", str(tmp_path / "clip"), "--top-k", "4",
             "--tau-image", "none", "--tau-text", "0.4", "--cache-dir", str(tmp_path / "cache"),
             "--out", str(tmp_path / "mined")]  # fmt: skip
-    assert _script().main(argv) == 0
+    assert mine_negatives.main(argv) == 0
     mined = load_from_disk(str(tmp_path / "mined"))
     assert set(NEGATIVE_COLUMNS) <= set(mined.column_names)
     config = json.loads((tmp_path / "mined-report" / "mining_config.json").read_text())
     assert config["settings"]["tau_image"] is None and config["settings"]["tau_text"] == 0.4
     assert (tmp_path / "mined-report" / "mining_report.png").is_file()
     with pytest.raises(FileExistsError, match="pass --overwrite"):  # never overwrites unasked (run_command prints it)
-        _script().main(argv)
+        mine_negatives.main(argv)
     with pytest.raises(SystemExit):  # nothing to do
-        _script().main([str(tmp_path / "data")])
+        mine_negatives.main([str(tmp_path / "data")])
 
 
 @pytest.mark.hub
@@ -331,7 +322,7 @@ def test_script_pushes_to_the_hub(tmp_path, hub_repo_id) -> None:
     shapes_dataset(n_images=5, seed=13).save_to_disk(str(tmp_path / "data"))
     argv = [str(tmp_path / "data"), "--clip", str(tmp_path / "clip"), "--top-k", "4",
             "--cache-dir", str(tmp_path / "cache"), "--push", hub_repo_id, "--config", "refcoco_unc"]  # fmt: skip
-    assert _script().main(argv) == 0
+    assert mine_negatives.main(argv) == 0
     from datasets import load_dataset
 
     pushed = load_dataset(hub_repo_id, "refcoco_unc", split="train")

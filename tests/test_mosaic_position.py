@@ -124,3 +124,15 @@ def test_result_is_a_sorted_nonempty_subset_of_cells(grid: int, text: str) -> No
 def test_bad_grid_is_refused() -> None:
     with pytest.raises(ValueError, match="grid must be one of"):
         allowed_cells("left", 4)
+
+
+def test_every_position_word_the_synthetic_world_says_places_the_target() -> None:
+    """"the lowest cyan triangle" went to any row: the synthetic expressions' superlatives and absolute positions
+    were not all in the vocabulary, so mosaics contradicted their own sentences (found in the fair test's mosaics)."""
+    from nemo_hf.data.meaning import COLUMNS, EXTREMES, ROWS
+
+    for word in (*EXTREMES, *COLUMNS, *ROWS):
+        if word != "middle":  # a 2x2 grid has no middle cell
+            assert word in VOCABULARY, word
+    assert allowed_cells("the lowest cyan triangle", 2) == [2, 3]
+    assert allowed_cells("the highest star on the right", 2) == [1]

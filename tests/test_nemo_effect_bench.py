@@ -97,6 +97,9 @@ def test_a_curve_still_moving_is_not_converged(tmp_path: Path, no_training) -> N
     summary = _main(tmp_path)
     assert [c["converged"] for c in summary["convergence"].values()] == [False, False]
     assert summary["convergence"][0]["move"] == pytest.approx(0.03)
+    # a clear gain, but the rule says train longer first: no verdict, and the differences are still there
+    assert summary["verdict"]["verdict"].startswith("not judged: seed(s) [0, 1] fail the convergence rule")
+    assert summary["comparisons"]["oracle − random"]["hard"]["value"] == pytest.approx(40 / 300)
 
 
 def test_finished_only_leaves_out_what_never_ran(tmp_path: Path, no_training) -> None:

@@ -15,15 +15,25 @@ folder and passes the folder.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
 from transformers import CLIPConfig, CLIPModel, CLIPProcessor, CLIPTokenizer
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
+from nemo_hf.modeling.cris.clip_resnet import (
+    OPEN_CLIP_CONFIG,
+    OPENAI_MEAN,
+    OPENAI_STD,
+    CLIPResNetConfig,
+    CLIPResNetModel,
+    openai_state_dict,
+)
 from nemo_hf.synthetic import word_tokenizer
 
-__all__ = ["TINY_CLIP_IMAGE_SIZE", "TINY_CLIP_WORDS", "save_tiny_clip", "tiny_clip", "tiny_text_config"]
+__all__ = ["TINY_CLIP_IMAGE_SIZE", "TINY_CLIP_WORDS", "save_tiny_clip", "save_tiny_open_clip_resnet", "tiny_clip",
+           "tiny_clip_resnet", "tiny_text_config"]
 
 TINY_CLIP_IMAGE_SIZE = 32
 
@@ -111,4 +121,65 @@ def save_tiny_clip(folder: Path, seed: int = 0) -> Path:
     model, processor = tiny_clip(seed)
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
+    return folder
+
+
+# a ResNet CLIP at the scale of tiny_clip: one block per stage, stem 8 wide (stages 32, 64, 128, 256; attention pool
+# 256 wide with 4 heads), trained side 64 (a 2x2 attention-pool grid), the same text tower
+TINY_CLIP_RESNET = {"vision_layers": [1, 1, 1, 1], "vision_width": 8, "image_size": 64, "projection_dim": 16}
+
+
+def tiny_clip_resnet(seed: int = 0) -> tuple[CLIPResNetModel, CLIPProcessor]:
+    """A tiny :class:`~nemo_hf.modeling.CLIPResNetModel` (OpenAI's RN50 design, shrunk) and its processor.
+
+    Weights from ``seed`` only; the tokenizer is :func:`tiny_clip`'s, the images OpenAI's
+    mean and std at 64 pixels.
+
+    >>> model, processor = tiny_clip_resnet(seed=0)
+    >>> [m.shape[1] for m in model.vision_model(torch.zeros(1, 3, 64, 64))]
+    [32, 64, 128, 256]
+    """
+    tokenizer = word_tokenizer(TINY_CLIP_WORDS)
+    config = CLIPResNetConfig(text_config=tiny_text_config(tokenizer), **TINY_CLIP_RESNET)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = CLIPResNetModel(config).eval()
+    side = TINY_CLIP_RESNET["image_size"]
+    image_processor = CLIPImageProcessorPil(size={"shortest_edge": side}, crop_size={"height": side, "width": side},
+                                            image_mean=list(OPENAI_MEAN), image_std=list(OPENAI_STD))
+    return model, CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer)
+
+
+def save_tiny_open_clip_resnet(folder: Path, seed: int = 0) -> Path:
+    """``folder`` holding :func:`tiny_clip_resnet` as the Hub's ``timm/resnet50_clip.openai`` holds RN50.
+
+    That is open_clip's format: ``open_clip_config.json`` (architecture and preprocessing),
+    ``open_clip_model.safetensors`` (OpenAI's weight names), and the tokenizer's files.
+
+    >>> import tempfile
+    >>> sorted(p.name for p in save_tiny_open_clip_resnet(Path(tempfile.mkdtemp())).iterdir())[:3]
+    ['open_clip_config.json', 'open_clip_model.safetensors', 'tokenizer.json']
+    """
+    from safetensors.torch import save_file
+
+    model, processor = tiny_clip_resnet(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    text = model.config.text_config
+    config = {
+        "model_cfg": {
+            "embed_dim": model.config.projection_dim,
+            "quick_gelu": True,
+            "vision_cfg": {"image_size": model.config.image_size, "layers": model.config.vision_layers,
+                           "width": model.config.vision_width, "patch_size": None},
+            "text_cfg": {"context_length": text.max_position_embeddings, "vocab_size": text.vocab_size,
+                         "width": text.hidden_size, "heads": text.num_attention_heads, "layers": text.num_hidden_layers},
+        },
+        "preprocess_cfg": {"mean": list(OPENAI_MEAN), "std": list(OPENAI_STD), "interpolation": "bicubic",
+                           "resize_mode": "shortest"},
+    }
+    (folder / OPEN_CLIP_CONFIG).write_text(json.dumps(config, indent=2))
+    state = {key: value.contiguous() for key, value in openai_state_dict(model).items()}
+    state["logit_scale"] = torch.tensor(4.6052)  # open_clip's checkpoints carry it; CRIS has no use for it
+    save_file(state, folder / "open_clip_model.safetensors")
+    processor.tokenizer.save_pretrained(folder)
     return folder

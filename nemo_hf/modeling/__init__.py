@@ -9,7 +9,8 @@
   trainable part: ``"decoder"`` (default; the CLIP backbone is frozen, as ``transformers``
   runs it without gradients), ``"decoder+text"`` or ``"all"``;
   :data:`~nemo_hf.modeling.cris.segmenter.CRIS` — CRIS (Wang et al., CVPR 2022) on CLIP's towers
-  (:class:`CRISForReferringSegmentation`, :class:`CRISConfig`), trained whole by default;
+  (:class:`CRISForReferringSegmentation`, :class:`CRISConfig`): OpenAI's ResNet CLIPs as CRIS
+  (:class:`CLIPResNetModel`), or a ViT CLIP; trained whole by default;
   :data:`~nemo_hf.modeling.florence2.FLORENCE2` — Florence-2 (``transformers``' native
   ``Florence2ForConditionalGeneration``), inference only: its polygons drawn as masks
   (:mod:`~nemo_hf.modeling.polygons`).
@@ -35,6 +36,7 @@ at import: import ``nemo_hf.modeling`` before asking ``transformers`` for either
 
 from nemo_hf.modeling.architecture import Architecture
 from nemo_hf.modeling.clipseg import CLIPSegReferringSegmenter
+from nemo_hf.modeling.cris.clip_resnet import CLIPResNetConfig, CLIPResNetModel
 from nemo_hf.modeling.cris.configuration import CRISConfig
 from nemo_hf.modeling.cris.model import CRISForReferringSegmentation, CRISOutput
 from nemo_hf.modeling.cris.segmenter import CRISReferringSegmenter
@@ -67,6 +69,8 @@ __all__ = [
     "TRAINABLE_CHOICES",
     "TRAINABLE_SEGMENTER_TYPES",
     "Architecture",
+    "CLIPResNetConfig",
+    "CLIPResNetModel",
     "CLIPSegReferringSegmenter",
     "CRISConfig",
     "CRISForReferringSegmentation",

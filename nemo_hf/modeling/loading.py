@@ -13,7 +13,10 @@ its folder, :mod:`nemo_hf.pretrained`) is either
 - a CLIP checkpoint, on whose towers a new segmenter is built: a CLIPSeg by default
   (:func:`~nemo_hf.modeling.from_clip.clipseg_from_clip`) or, with ``model_type="cris"``, a
   CRIS (:meth:`~nemo_hf.modeling.CRISForReferringSegmentation.from_clip`). The shipped
-  ``nemo-hf/synthetic-clip`` gives a segmenter with nothing to download.
+  ``nemo-hf/synthetic-clip`` gives a segmenter with nothing to download. A ResNet CLIP in
+  open_clip's format (``timm/resnet50_clip.openai``, ``timm/resnet101_clip.openai``: OpenAI's
+  RN50 and RN101, CRIS's own backbones) becomes a CRIS
+  (:mod:`~nemo_hf.modeling.cris.clip_resnet`).
 
 Anything else is an error naming the supported architectures.
 
@@ -40,6 +43,7 @@ import torch
 from transformers import AutoConfig, ProcessorMixin
 
 from nemo_hf.mining.clip import load_clip
+from nemo_hf.modeling.cris.clip_resnet import is_open_clip_checkpoint, load_clip_resnet
 from nemo_hf.modeling.losses import SegmentationLoss
 from nemo_hf.modeling.parts import Trainable
 from nemo_hf.modeling.processors import load_processor, with_text_length
@@ -68,7 +72,8 @@ def load_referring_segmenter(
     """The model behind :class:`~nemo_hf.modeling.interface.ReferringSegmenter` and its processor.
 
     A CLIP checkpoint (``model_type`` ``"clip"`` in its config, e.g. ``nemo-hf/synthetic-clip``)
-    becomes the segmenter ``model_type`` names (``"clipseg"`` if None) on its towers, its new
+    becomes the segmenter ``model_type`` names (``"clipseg"`` if None; ``"cris"`` on a ResNet
+    CLIP in open_clip's format, the one CRIS stands on) on its towers, its new
     layers drawn from ``seed``, taking ``image_size`` pixels (default: the CLIP's). A
     segmenter checkpoint is loaded as what it is; a ``model_type`` that names another is an
     error. ``trainable`` (default: the model's recipe) selects the parts that train;
@@ -86,8 +91,21 @@ def load_referring_segmenter(
         raise ValueError(f"model_type must be one of {SEGMENTER_TYPES}, got {model_type!r}")
     name = resolve_pretrained(name_or_path)
     revision = revision or "main"
-    config = AutoConfig.from_pretrained(name, revision=revision, token=token)
-    if config.model_type == "clip":
+    try:
+        config = AutoConfig.from_pretrained(name, revision=revision, token=token)
+    except (OSError, ValueError):
+        if not is_open_clip_checkpoint(name, revision, token):
+            raise
+        config = None  # a ResNet CLIP in open_clip's format: no config.json
+    if config is None:
+        arch = architecture(model_type or "cris")
+        if arch.name != "cris":
+            raise ValueError(f"{name!r} is a ResNet CLIP (open_clip's format): CRIS stands on one, {arch.display_name} "
+                             "needs a ViT CLIP; use model_type='cris'")
+        clip, clip_processor = load_clip_resnet(name, revision=revision, token=token)
+        model, processor = arch.build_on_clip(clip, clip_processor, image_size, seed)
+        torch.nn.Module.to(model, dtype=dtype)
+    elif config.model_type == "clip":
         arch = architecture(model_type or "clipseg")
         if not arch.trains:
             raise ValueError(f"model_type={arch.name!r}: {arch.display_name} is not built on a CLIP ({name!r} is "

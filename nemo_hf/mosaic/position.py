@@ -10,9 +10,9 @@ Rules (*decided here*, documented for users):
 
 - Each axis is read on its own. A horizontal word from one end only (``left``/``leftmost``
   or ``right``/``rightmost``) restricts the cell to that column; a vertical word from one
-  end only (``top``, ``topmost``, ``upper``, ``uppermost``, ``above`` or ``bottom``,
-  ``bottommost``, ``lower``, ``lowermost``, ``below``, ``under``, ``underneath``,
-  ``beneath``) restricts it to that row. Both axes → the single cell.
+  end only (``top``, ``topmost``, ``highest``, ``upper``, ``uppermost``, ``above`` or
+  ``bottom``, ``bottommost``, ``lowest``, ``lower``, ``lowermost``, ``below``, ``under``,
+  ``underneath``, ``beneath``) restricts it to that row. Both axes → the single cell.
 - Words from both ends of an axis ("left of the man on the right") are relative, not
   absolute: that axis is left free. The other axis still applies.
 - 3×3 only: ``middle``/``center``/``centre``/``central`` put the target in the middle row
@@ -38,8 +38,8 @@ from nemo_hf.mosaic.layout import check_grid
 POSITION_WORDS: dict[str, tuple[str, ...]] = {
     "left": ("left", "leftmost"),
     "right": ("right", "rightmost"),
-    "top": ("top", "topmost", "upper", "uppermost", "above"),
-    "bottom": ("bottom", "bottommost", "lower", "lowermost", "below", "under", "underneath", "beneath"),
+    "top": ("top", "topmost", "highest", "upper", "uppermost", "above"),
+    "bottom": ("bottom", "bottommost", "lowest", "lower", "lowermost", "below", "under", "underneath", "beneath"),
     "middle": ("middle", "center", "centre", "central"),
 }
 """The vocabulary, by direction; matching is whole-word and case-insensitive."""

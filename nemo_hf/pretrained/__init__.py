@@ -11,6 +11,9 @@ Every place that takes a model name — ``NeMo(clip=…)``, ``load_clip``,
                                   in the folder, gives the command and seed): the miner
 ``nemo-hf/synthetic-clip-v1``     its first version, kept as the backbone the synthetic
                                   world's segmenters are built on (the experiment, the demo)
+``nemo-hf/synthetic-segmenter``   a CLIPSeg on those towers, trained without augmentation on
+                                  the fair synthetic world: the model every arm of
+                                  ``nemo-hf demo`` fine-tunes
 ================================  ==========================================================
 
 They are real models with real weights, made by scripts in the repository with fixed
@@ -50,6 +53,7 @@ _HERE = Path(__file__).resolve().parent
 PRETRAINED: dict[str, Path] = {
     "nemo-hf/synthetic-clip": _HERE / "synthetic-clip",
     "nemo-hf/synthetic-clip-v1": _HERE / "synthetic-clip-v1",
+    "nemo-hf/synthetic-segmenter": _HERE / "synthetic-segmenter",
 }
 
 

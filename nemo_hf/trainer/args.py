@@ -82,12 +82,13 @@ class ModelArguments:
     model_name_or_path: str = field(
         default=DEFAULT_CHECKPOINT,
         metadata={"help": "CLIPSeg or CRIS checkpoint, or a CLIP to build one on (Hub id, folder or shipped name "
-                          "such as 'nemo-hf/synthetic-clip'); eval_ris.py also takes a Florence-2 checkpoint."},
+                          "such as 'nemo-hf/synthetic-clip'; a ResNet CLIP in open_clip's format, such as "
+                          "'timm/resnet50_clip.openai', for CRIS); eval_ris.py also takes a Florence-2 checkpoint."},
     )
     model_type: str | None = field(
         default=None,
-        metadata={"help": "Segmenter to build on a CLIP checkpoint (default 'clipseg'); a segmenter checkpoint is "
-                          "what it is.", "choices": list(TRAINABLE_SEGMENTER_TYPES)},
+        metadata={"help": "Segmenter to build on a CLIP checkpoint (default 'clipseg'; 'cris' on a ResNet CLIP); a "
+                          "segmenter checkpoint is what it is.", "choices": list(TRAINABLE_SEGMENTER_TYPES)},
     )
     model_revision: str | None = field(default=None, metadata={"help": "Hub revision of the checkpoint."})
     trainable: Trainable | None = field(
@@ -464,7 +465,7 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, names: Seque
 
     The flags are typed, documented and defaulted from the fields, as ``train.py``'s are
     (``--top_k`` and ``--top-k``; ``none`` turns off an optional number). Scripts with
-    their own positional arguments (``dataset_scripts/``) take NeMo's settings this way,
+    their own positional arguments (``nemo_hf.dataset_tools``) take NeMo's settings this way,
     then build them with ``cls(**{name: getattr(namespace, name) for name in names})``.
 
     >>> import argparse

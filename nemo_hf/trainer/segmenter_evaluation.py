@@ -42,7 +42,8 @@ from accelerate.utils import DataLoaderConfiguration
 from torch.utils.data import DataLoader
 
 from nemo_hf.hub.cards import evaluation_model_index, metric_names
-from nemo_hf.metrics.protocols import NEMO_HF, EvaluationProtocol, protocol as protocol_named
+from nemo_hf.metrics.protocols import NEMO_HF, EvaluationProtocol
+from nemo_hf.metrics.protocols import protocol as protocol_named
 from nemo_hf.metrics.ris import DEFAULT_THRESHOLDS, precision_key
 from nemo_hf.modeling.evaluation import evaluate_referring
 from nemo_hf.modeling.inference import produces
@@ -60,14 +61,16 @@ __all__ = ["evaluate_checkpoint", "evaluation_tables", "main"]
 
 def main(argv: Sequence[str] | None = None, description: str | None = None) -> dict[str, Any]:
     """``training/eval_ris.py``: parse the command line (and ``--config``), evaluate; the results."""
-    results = evaluate_checkpoint(EvaluationConfig.parse(argv, description=description or __doc__))
-    # here, not after main returns: freeing the DDP model and its gloo group can hang (process_exit)
-    exit_now_if_distributed()
-    return results
+    # exits inside evaluate_checkpoint, while its model and process group are still referenced: freeing them on
+    # its return can hang under gloo (process_exit; seen in CI at this very return)
+    return evaluate_checkpoint(EvaluationConfig.parse(argv, description=description or __doc__), exit_when_done=True)
 
 
-def evaluate_checkpoint(config: EvaluationConfig) -> dict[str, Any]:
-    """Evaluate, write ``eval_results.json`` and the prediction PNGs; returns the results."""
+def evaluate_checkpoint(config: EvaluationConfig, *, exit_when_done: bool = False) -> dict[str, Any]:
+    """Evaluate, write ``eval_results.json`` and the prediction PNGs; returns the results.
+
+    ``exit_when_done`` (the script's): a multi-process run leaves the process once everything
+    is written, before Python frees the model (:mod:`nemo_hf.trainer.process_exit`)."""
     model_args, data_args, args = config.model, config.data, config.evaluation
     output_dir = Path(args.output_dir)
     model_path = model_folder(model_args.model_name_or_path)
@@ -130,6 +133,8 @@ def evaluate_checkpoint(config: EvaluationConfig) -> dict[str, Any]:
         print(f"saved eval_results.json, eval_results.md, model_index.yaml{pictures} to {output_dir}")
     accelerator.wait_for_everyone()
     accelerator.end_training()
+    if exit_when_done:
+        exit_now_if_distributed()
     return results
 
 

@@ -101,4 +101,6 @@ class VisionLanguageDecoder(nn.Module):
         word_positions = sine_positions_1d(width, words.shape[1], pixels.device).to(words.dtype)
         for layer in self.layers:
             sequence = layer(sequence, words, pixel_positions, word_positions, word_padding)
-        return self.norm(sequence).transpose(1, 2).reshape(batch, width, height, columns)
+        # contiguous: the transposed view has channels-last strides, through which the projector's convolutions
+        # backpropagate 1.4x slower on CPU (measured at CRIS's 26x26x512)
+        return self.norm(sequence).transpose(1, 2).reshape(batch, width, height, columns).contiguous()
