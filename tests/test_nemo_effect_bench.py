@@ -28,13 +28,15 @@ def _scores(correct_hard: int, correct_easy: int) -> SentenceScores:
     return SentenceScores(inter, np.full(N, 10), outcome, hard, np.full(N, 2), np.full(N, 50))
 
 
-def _write_seed(folder: Path, accuracy: dict[str, tuple[int, int]], curve_move: float = 0.0) -> None:
+def _write_seed(folder: Path, accuracy: dict[str, tuple[int, int]], curve_move: float = 0.0,
+                moving: tuple[str, ...] = ARMS) -> None:
     results = {"arms": {}, "audits": {}, "comparisons": {}}
     scores = {arm: _scores(*accuracy[arm]) for arm in accuracy}
     for arm, arm_scores in scores.items():
         (folder / "arms" / arm).mkdir(parents=True)
         arm_scores.save(folder / "arms" / arm / "scores.npz")
-        curve = [{"step": step, "referring_hard_object_accuracy": 0.5 + (curve_move if step > 75 else 0.0)}
+        move = curve_move if arm in moving else 0.0
+        curve = [{"step": step, "referring_hard_object_accuracy": 0.5 + (move if step > 75 else 0.0)}
                  for step in (25, 50, 60, 70, 80, 90, 100)]
         results["arms"][arm] = {"metrics": metrics_of(arm_scores), "learning_curve": curve, "train_seconds": 1.0}
         results["audits"][arm] = {"median_target_px": 12.0, "targets_below_one_patch": 0.1}
@@ -100,6 +102,20 @@ def test_a_curve_still_moving_is_not_converged(tmp_path: Path, no_training) -> N
     # a clear gain, but the rule says train longer first: no verdict, and the differences are still there
     assert summary["verdict"]["verdict"].startswith("not judged: seed(s) [0, 1] fail the convergence rule")
     assert summary["comparisons"]["oracle − random"]["hard"]["value"] == pytest.approx(40 / 300)
+
+
+def test_a_mosaic_arm_still_moving_withholds_the_verdict_though_the_none_arm_has_settled(
+        tmp_path: Path, no_training, capsys: pytest.CaptureFixture[str]) -> None:
+    for seed in (0, 1):
+        _write_seed(tmp_path / f"seed{seed}", {"oracle": (240, 90), "random": (200, 90), "none": (195, 90)},
+                    curve_move=0.03, moving=("random",))
+    summary = _main(tmp_path)
+    tests = summary["convergence"][0]["arms"]
+    assert (tests["none"]["converged"], tests["random"]["converged"], tests["oracle"]["converged"]) == (
+        True, False, True)
+    assert tests["random"]["move"] == pytest.approx(0.03) and summary["convergence"][0]["move"] == 0.0
+    assert summary["verdict"]["verdict"].startswith("not judged: seed(s) [0, 1] fail the convergence rule")
+    assert "seed 0: False (none moved 0.0, random moved 0.03, oracle moved 0.0)" in capsys.readouterr().out
 
 
 def test_finished_only_leaves_out_what_never_ran(tmp_path: Path, no_training) -> None:
