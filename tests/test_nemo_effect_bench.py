@@ -123,3 +123,51 @@ def test_finished_only_leaves_out_what_never_ran(tmp_path: Path, no_training) ->
     summary = bench.main(["--out", str(tmp_path), "--seeds", "0", "1", "2", "--arms", *ARMS, "--steps", "100",
                           "--finished-only"])
     assert summary["seeds"] == [0]
+
+
+def _finetune(out: Path, *seeds: str) -> dict:
+    return bench.main(["--out", str(out), "--seeds", *seeds, "--arms", *ARMS, "--steps", "100", "--finetune-from",
+                       str(out / "seed{seed}" / "start")])
+
+
+def test_the_finetune_study_is_judged_by_its_own_criteria_and_one_seed_is_no_verdict(
+        tmp_path: Path, no_training, capsys: pytest.CaptureFixture[str]) -> None:
+    for seed in (0, 1, 2):  # oracle +10 points over none and random on hard sentences, easy unchanged
+        _write_seed(tmp_path / "helps" / f"seed{seed}", {"oracle": (230, 90), "random": (200, 90), "none": (200, 90)})
+    summary = _finetune(tmp_path / "helps", "0", "1", "2")
+    assert summary["section"] == bench.FINETUNE_SECTION and summary["criteria"] is bench.FINETUNE_CRITERIA
+    assert summary["verdict"]["verdict"] == "NeMo helps as a fine-tune"
+    assert all(summary["verdict"]["checks"][name] for name in list(summary["verdict"]["checks"])[::3])
+    assert f"## {bench.FINETUNE_SECTION}" in capsys.readouterr().out
+    # one seed: the same outcome, labelled as that seed's result
+    assert _finetune(tmp_path / "helps", "0")["verdict"]["verdict"].startswith(
+        "NeMo helps as a fine-tune (1 seed(s) of the three a verdict needs")
+
+
+def test_a_finetune_that_costs_hard_sentences_is_a_harm_and_an_easy_loss_blocks_help(tmp_path: Path,
+                                                                                    no_training) -> None:
+    for seed in (0, 1, 2):
+        _write_seed(tmp_path / "harms" / f"seed{seed}", {"oracle": (170, 90), "random": (170, 90), "none": (200, 90)})
+        _write_seed(tmp_path / "easy" / f"seed{seed}", {"oracle": (230, 80), "random": (200, 90), "none": (200, 90)})
+        _write_seed(tmp_path / "same" / f"seed{seed}", {"oracle": (201, 90), "random": (200, 90), "none": (200, 90)})
+    harms = _finetune(tmp_path / "harms", "0", "1", "2")["verdict"]
+    assert harms["verdict"] == "NeMo harms as a fine-tune"
+    assert not harms["checks"]["mining matters: oracle − random ≥ +1.0 point, interval above 0"]
+    easy = _finetune(tmp_path / "easy", "0", "1", "2")["verdict"]
+    assert easy["verdict"] == "no effect detected at this budget"
+    assert easy["checks"]["mining matters: oracle − random ≥ +1.0 point, interval above 0"]
+    assert _finetune(tmp_path / "same", "0", "1", "2")["verdict"]["verdict"] == "no effect detected at this budget"
+
+
+def test_a_finetune_arm_still_moving_gives_no_verdict(tmp_path: Path, no_training) -> None:
+    for seed in (0, 1, 2):
+        _write_seed(tmp_path / f"seed{seed}", {"oracle": (230, 90), "random": (200, 90), "none": (200, 90)},
+                    curve_move=0.03, moving=("oracle",))
+    assert _finetune(tmp_path, "0", "1", "2")["verdict"]["verdict"].startswith("not judged: seed(s) [0, 1, 2]")
+
+
+def test_each_seed_of_the_finetune_study_continues_its_own_checkpoint() -> None:
+    settings = bench.seeded(bench.ExperimentSettings(), 1, "runs/seed{seed}/arms/none/final")
+    assert (settings.seed, settings.init_from) == (1, "runs/seed1/arms/none/final")
+    assert (settings.learning_rate, settings.encoder_learning_rate, settings.nemo.warmup_epochs) == (2e-4, 1e-4, 0)
+    assert bench.seeded(bench.ExperimentSettings(), 1, None).init_from is None
