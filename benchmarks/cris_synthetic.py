@@ -88,8 +88,8 @@ def train_and_score(name: str, out: Path, base: ExperimentSettings, world: Any, 
     arm = evaluate_arm(out / "arms" / "none" / "final", world.evaluation)
     arm.scores.save(out / "scores.npz")
     print(f"{name} (seed {base.seed}): oIoU {arm.metrics['overall_iou']:.4f} in {seconds:.0f} s of training")
-    return {"train_seconds": round(seconds, 1), "metrics": arm.metrics, "parameters": trained["total_parameters"]}, \
-        arm.scores
+    entry = {"train_seconds": round(seconds, 1), "metrics": arm.metrics, "parameters": trained["total_parameters"]}
+    return entry, arm.scores
 
 
 def _pooled(scores: Sequence[SentenceScores]) -> SentenceScores:

@@ -28,13 +28,15 @@ def _scores(correct_hard: int, correct_easy: int) -> SentenceScores:
     return SentenceScores(inter, np.full(N, 10), outcome, hard, np.full(N, 2), np.full(N, 50))
 
 
-def _write_seed(folder: Path, accuracy: dict[str, tuple[int, int]], curve_move: float = 0.0) -> None:
+def _write_seed(folder: Path, accuracy: dict[str, tuple[int, int]], curve_move: float = 0.0,
+                moving: tuple[str, ...] = ARMS) -> None:
     results = {"arms": {}, "audits": {}, "comparisons": {}}
     scores = {arm: _scores(*accuracy[arm]) for arm in accuracy}
     for arm, arm_scores in scores.items():
         (folder / "arms" / arm).mkdir(parents=True)
         arm_scores.save(folder / "arms" / arm / "scores.npz")
-        curve = [{"step": step, "referring_hard_object_accuracy": 0.5 + (curve_move if step > 75 else 0.0)}
+        move = curve_move if arm in moving else 0.0
+        curve = [{"step": step, "referring_hard_object_accuracy": 0.5 + (move if step > 75 else 0.0)}
                  for step in (25, 50, 60, 70, 80, 90, 100)]
         results["arms"][arm] = {"metrics": metrics_of(arm_scores), "learning_curve": curve, "train_seconds": 1.0}
         results["audits"][arm] = {"median_target_px": 12.0, "targets_below_one_patch": 0.1}
@@ -102,8 +104,70 @@ def test_a_curve_still_moving_is_not_converged(tmp_path: Path, no_training) -> N
     assert summary["comparisons"]["oracle − random"]["hard"]["value"] == pytest.approx(40 / 300)
 
 
+def test_a_mosaic_arm_still_moving_withholds_the_verdict_though_the_none_arm_has_settled(
+        tmp_path: Path, no_training, capsys: pytest.CaptureFixture[str]) -> None:
+    for seed in (0, 1):
+        _write_seed(tmp_path / f"seed{seed}", {"oracle": (240, 90), "random": (200, 90), "none": (195, 90)},
+                    curve_move=0.03, moving=("random",))
+    summary = _main(tmp_path)
+    tests = summary["convergence"][0]["arms"]
+    assert (tests["none"]["converged"], tests["random"]["converged"], tests["oracle"]["converged"]) == (
+        True, False, True)
+    assert tests["random"]["move"] == pytest.approx(0.03) and summary["convergence"][0]["move"] == 0.0
+    assert summary["verdict"]["verdict"].startswith("not judged: seed(s) [0, 1] fail the convergence rule")
+    assert "seed 0: False (none moved 0.0, random moved 0.03, oracle moved 0.0)" in capsys.readouterr().out
+
+
 def test_finished_only_leaves_out_what_never_ran(tmp_path: Path, no_training) -> None:
     _write_seed(tmp_path / "seed0", {"oracle": (240, 90), "random": (200, 90), "none": (195, 90)})
     summary = bench.main(["--out", str(tmp_path), "--seeds", "0", "1", "2", "--arms", *ARMS, "--steps", "100",
                           "--finished-only"])
     assert summary["seeds"] == [0]
+
+
+def _finetune(out: Path, *seeds: str) -> dict:
+    return bench.main(["--out", str(out), "--seeds", *seeds, "--arms", *ARMS, "--steps", "100", "--finetune-from",
+                       str(out / "seed{seed}" / "start")])
+
+
+def test_the_finetune_study_is_judged_by_its_own_criteria_and_one_seed_is_no_verdict(
+        tmp_path: Path, no_training, capsys: pytest.CaptureFixture[str]) -> None:
+    for seed in (0, 1, 2):  # oracle +10 points over none and random on hard sentences, easy unchanged
+        _write_seed(tmp_path / "helps" / f"seed{seed}", {"oracle": (230, 90), "random": (200, 90), "none": (200, 90)})
+    summary = _finetune(tmp_path / "helps", "0", "1", "2")
+    assert summary["section"] == bench.FINETUNE_SECTION and summary["criteria"] is bench.FINETUNE_CRITERIA
+    assert summary["verdict"]["verdict"] == "NeMo helps as a fine-tune"
+    assert all(summary["verdict"]["checks"][name] for name in list(summary["verdict"]["checks"])[::3])
+    assert f"## {bench.FINETUNE_SECTION}" in capsys.readouterr().out
+    # one seed: the same outcome, labelled as that seed's result
+    assert _finetune(tmp_path / "helps", "0")["verdict"]["verdict"].startswith(
+        "NeMo helps as a fine-tune (1 seed(s) of the three a verdict needs")
+
+
+def test_a_finetune_that_costs_hard_sentences_is_a_harm_and_an_easy_loss_blocks_help(tmp_path: Path,
+                                                                                    no_training) -> None:
+    for seed in (0, 1, 2):
+        _write_seed(tmp_path / "harms" / f"seed{seed}", {"oracle": (170, 90), "random": (170, 90), "none": (200, 90)})
+        _write_seed(tmp_path / "easy" / f"seed{seed}", {"oracle": (230, 80), "random": (200, 90), "none": (200, 90)})
+        _write_seed(tmp_path / "same" / f"seed{seed}", {"oracle": (201, 90), "random": (200, 90), "none": (200, 90)})
+    harms = _finetune(tmp_path / "harms", "0", "1", "2")["verdict"]
+    assert harms["verdict"] == "NeMo harms as a fine-tune"
+    assert not harms["checks"]["mining matters: oracle − random ≥ +1.0 point, interval above 0"]
+    easy = _finetune(tmp_path / "easy", "0", "1", "2")["verdict"]
+    assert easy["verdict"] == "no effect detected at this budget"
+    assert easy["checks"]["mining matters: oracle − random ≥ +1.0 point, interval above 0"]
+    assert _finetune(tmp_path / "same", "0", "1", "2")["verdict"]["verdict"] == "no effect detected at this budget"
+
+
+def test_a_finetune_arm_still_moving_gives_no_verdict(tmp_path: Path, no_training) -> None:
+    for seed in (0, 1, 2):
+        _write_seed(tmp_path / f"seed{seed}", {"oracle": (230, 90), "random": (200, 90), "none": (200, 90)},
+                    curve_move=0.03, moving=("oracle",))
+    assert _finetune(tmp_path, "0", "1", "2")["verdict"]["verdict"].startswith("not judged: seed(s) [0, 1, 2]")
+
+
+def test_each_seed_of_the_finetune_study_continues_its_own_checkpoint() -> None:
+    settings = bench.seeded(bench.ExperimentSettings(), 1, "runs/seed{seed}/arms/none/final")
+    assert (settings.seed, settings.init_from) == (1, "runs/seed1/arms/none/final")
+    assert (settings.learning_rate, settings.encoder_learning_rate, settings.nemo.warmup_epochs) == (2e-4, 1e-4, 0)
+    assert bench.seeded(bench.ExperimentSettings(), 1, None).init_from is None

@@ -144,6 +144,23 @@ class ExperimentSettings:
         return {key: list(value) if isinstance(value, tuple) else value
                 for key, value in dataclasses.asdict(self).items()}
 
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ExperimentSettings:
+        """The settings :meth:`to_dict` wrote (a run's ``results.json``), validated again.
+
+        >>> settings = ExperimentSettings(seed=3).replace(top_k=7)
+        >>> ExperimentSettings.from_dict(settings.to_dict()) == settings
+        True
+        """
+        own = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(own))
+        if unknown:
+            raise ValueError(f"unknown experiment setting(s) {unknown}")
+        typed = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k != "nemo"}
+        if "nemo" in values:
+            typed["nemo"] = NeMoSettings(**values["nemo"])
+        return cls(**typed)
+
     def demo(self) -> ExperimentSettings:
         """``nemo-hf demo``'s settings: every arm fine-tunes the shipped segmenter, converged without mosaics.
 
@@ -152,9 +169,22 @@ class ExperimentSettings:
         world of another seed, its card says how), and the arms continue from it on this
         world — the authors' schedule also brings mined mosaics in mid-training. One seed.
         """
-        return self.replace(init_from=DEMO_SEGMENTER, num_images=600, eval_images=300, max_train_steps=200,
-                            learning_rate=2e-4, encoder_learning_rate=1e-4, warmup_steps=0, eval_steps=100,
-                            curve_sentences=400, warmup_epochs=0)
+        return self.finetune(DEMO_SEGMENTER).replace(num_images=600, eval_images=300, max_train_steps=200,
+                                                     eval_steps=100, curve_sentences=400)
+
+    def finetune(self, init_from: str) -> ExperimentSettings:
+        """Every arm continues the segmenter ``init_from`` (trained without mosaics) at a fine-tune's rates.
+
+        A fifth of the from-scratch rates (2e-4 new layers, 1e-4 towers), no warm-up of the
+        rate, and mined mosaics from the first step (no epochs of random ones): the checkpoint
+        already reads the world, so a warm-up would only delay what the arms differ in.
+
+        >>> tuned = ExperimentSettings().finetune("runs/seed2/arms/none/final")
+        >>> tuned.learning_rate, tuned.encoder_learning_rate, tuned.warmup_steps, tuned.nemo.warmup_epochs
+        (0.0002, 0.0001, 0, 0)
+        """
+        return self.replace(init_from=init_from, learning_rate=2e-4, encoder_learning_rate=1e-4, warmup_steps=0,
+                            warmup_epochs=0)
 
     def quick(self) -> ExperimentSettings:
         """The toy budget every ``--quick`` uses (demo, benchmarks): the whole pipeline in a minute or two.

@@ -378,14 +378,8 @@ def openai_to_transformers(state: Mapping[str, torch.Tensor]) -> dict[str, torch
         key = key.removeprefix("module.")
         if key in _DROPPED:
             continue
-        if key.startswith("visual."):
-            out["vision_model." + key.removeprefix("visual.")] = value
-        elif key == "token_embedding.weight":
-            out["text_model.embeddings.token_embedding.weight"] = value
-        elif key == "positional_embedding":
-            out["text_model.embeddings.position_embedding.weight"] = value
-        elif key.startswith("ln_final."):
-            out["text_model.final_layer_norm." + key.removeprefix("ln_final.")] = value
+        if (renamed := _rename(key, _RENAMES)) is not None:
+            out[renamed] = value
         elif key == "text_projection":
             out["text_projection.weight"] = value.t().contiguous()
         elif key.startswith("transformer.resblocks."):
@@ -406,6 +400,20 @@ def openai_to_transformers(state: Mapping[str, torch.Tensor]) -> dict[str, torch
     return out
 
 
+# OpenAI's name → ours, for the weights that only move: a name ending in "." renames every key under it
+_RENAMES = [("visual.", "vision_model."), ("token_embedding.weight", "text_model.embeddings.token_embedding.weight"),
+            ("positional_embedding", "text_model.embeddings.position_embedding.weight"),
+            ("ln_final.", "text_model.final_layer_norm.")]
+
+
+def _rename(key: str, renames: list[tuple[str, str]]) -> str | None:
+    """``key`` under its new name from ``renames`` (``(old, new)`` pairs, as :data:`_RENAMES`), or None."""
+    for old, new in renames:
+        if key == old or (old.endswith(".") and key.startswith(old)):
+            return new + key.removeprefix(old)
+    return None
+
+
 _TEXT_BLOCK_NAMES = {
     f"{openai}.{kind}": f"{ours}.{kind}"
     for openai, ours in (("attn.out_proj", "self_attn.out_proj"), ("ln_1", "layer_norm1"), ("ln_2", "layer_norm2"),
@@ -424,14 +432,8 @@ def openai_state_dict(model: CLIPResNetModel) -> dict[str, torch.Tensor]:
     state: dict[str, torch.Tensor] = {}
     packed: dict[str, dict[str, torch.Tensor]] = {}
     for key, value in model.state_dict().items():
-        if key.startswith("vision_model."):
-            state["visual." + key.removeprefix("vision_model.")] = value
-        elif key == "text_model.embeddings.token_embedding.weight":
-            state["token_embedding.weight"] = value
-        elif key == "text_model.embeddings.position_embedding.weight":
-            state["positional_embedding"] = value
-        elif key.startswith("text_model.final_layer_norm."):
-            state["ln_final." + key.removeprefix("text_model.final_layer_norm.")] = value
+        if (renamed := _rename(key, [(ours, openai) for openai, ours in _RENAMES])) is not None:
+            state[renamed] = value
         elif key == "text_projection.weight":
             state["text_projection"] = value.t().contiguous()
         elif key.startswith("text_model.encoder.layers."):

@@ -1,0 +1,114 @@
+"""Does NeMo help? The instrument check: do the trained arms solve mosaics of the evaluation world?
+
+    python -m benchmarks.nemo_mosaic_check --run benchmarks/.cache/nemo_effect/seed2          # every finished arm
+    python -m benchmarks.nemo_mosaic_check --run DIR --arms none oracle --no-write
+
+The fair test scores every arm on plain pictures, as RIS is scored. Before reading its
+result as "mosaics do not teach the expression" check the instrument: does an arm trained on
+mosaics solve mosaics at all? For a finished run of :mod:`benchmarks.nemo_effect` (one seed's
+folder), every sentence of its separate evaluation world is drawn once as a mosaic with random
+negatives and once with the oracle's (:mod:`nemo_hf.experiment.mosaic_check`), and every
+finished arm's final model is scored on them: the right-cell rate (which picture), Prec@0.5
+and oIoU (which object), for referring-hard and easy sentences, beside the arm's plain
+referring-hard object accuracy. Writes ``mosaic_check.json`` in the run folder and the
+"Does NeMo help? The mosaic check" section of BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks import report
+from nemo_hf.experiment.evaluation import PRIMARY
+from nemo_hf.experiment.mosaic_check import NEGATIVES, draw_mosaics, score_model, summarise
+from nemo_hf.experiment.settings import ExperimentSettings
+from nemo_hf.experiment.world import load_world
+
+SECTION = "Does NeMo help? The mosaic check"
+DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
+
+
+def finished_arms(run: Path, results: dict[str, Any]) -> list[str]:
+    """The arms of ``results`` whose final model is in ``run``."""
+    return [arm for arm in results["arms"] if (run / "arms" / arm / "final" / "config.json").is_file()]
+
+
+def check(run: Path, arms: Sequence[str] | None = None, negatives: Sequence[str] = NEGATIVES) -> dict[str, Any]:
+    """Score ``arms`` (default: every finished one) of the run in ``run`` on mosaics of its evaluation world."""
+    results = json.loads((run / "results.json").read_text())
+    settings = ExperimentSettings.from_dict(results["settings"])
+    arms = list(arms or finished_arms(run, results))
+    world = load_world(run, settings, quiet=True)
+    needs = dict(zip(world.evaluation["sent_id"], world.evaluation["needs"], strict=True))
+    out: dict[str, Any] = {"run": str(run), "seed": settings.seed, "steps": settings.max_train_steps,
+                           "input_size": settings.input_size, "arms": {}}
+    started = time.perf_counter()
+    for kind in negatives:
+        mosaics = draw_mosaics(world, settings, run / "mosaic_check", kind)
+        for arm in arms:
+            scores = score_model(run / "arms" / arm / "final", mosaics, needs, grid=settings.nemo.grid)
+            plain = results["arms"][arm]["metrics"]["objects"]["groups"].get(PRIMARY, {}).get("object_accuracy")
+            entry = out["arms"].setdefault(arm, {"plain_referring_hard_object_accuracy": plain})
+            entry[kind] = summarise(scores)
+            hard = entry[kind]["referring_hard"]
+            print(f"{arm} on {kind} mosaics: referring-hard right cell {hard['right_cell']:.3f}, "
+                  f"Prec@0.5 {hard['precision@0.5']:.3f} (plain object accuracy {plain:.3f})")
+    out["seconds"] = round(time.perf_counter() - started, 1)
+    (run / "mosaic_check.json").write_text(json.dumps(out, indent=1))
+    return out
+
+
+def render(checked: dict[str, Any], note: str) -> str:
+    """The Markdown section: per arm and kind of negatives, referring-hard and easy figures."""
+    lines = [
+        f"`python -m benchmarks.nemo_mosaic_check --run {checked['run']}`: seed {checked['seed']}'s arms after "
+        f"{checked['steps']} steps, scored on every sentence of the separate evaluation world drawn once as a 2×2 "
+        f"mosaic of {checked['input_size']} px (its other cells from the evaluation world: random images, or the "
+        "oracle's look-alikes with no wrong label). Right cell: more than half the predicted pixels in the target's "
+        "cell; Prec@0.5 and oIoU against the target's mask in the mosaic. Plain: the arm's referring-hard object "
+        "accuracy on the plain pictures (the fair test's figure).",
+        "",
+        "| arm | negatives | plain, referring-hard | right cell, referring-hard | right cell, easy | "
+        "Prec@0.5, referring-hard | Prec@0.5, easy | oIoU |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for arm, entry in checked["arms"].items():
+        for kind in NEGATIVES:
+            if kind not in entry:
+                continue
+            hard, easy, every = entry[kind]["referring_hard"], entry[kind].get("easy", {}), entry[kind]["all"]
+            lines.append(f"| {arm} | {kind} | {entry['plain_referring_hard_object_accuracy']:.3f} | "
+                         f"{hard['right_cell']:.3f} | {easy.get('right_cell', float('nan')):.3f} | "
+                         f"{hard['precision@0.5']:.3f} | {easy.get('precision@0.5', float('nan')):.3f} | "
+                         f"{every['overall_iou']:.3f} |")
+    lines += ["", f"{note} The check took {checked['seconds']:.0f} s."]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", type=Path, required=True, help="one seed's folder of benchmarks.nemo_effect")
+    parser.add_argument("--arms", nargs="+", default=None, help="default: every finished arm")
+    parser.add_argument("--negatives", nargs="+", choices=NEGATIVES, default=list(NEGATIVES))
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args(argv)
+    if not (args.run / "results.json").is_file():
+        parser.error(f"{args.run} holds no results.json: give one seed's folder of a finished nemo_effect run")
+    checked = check(args.run, args.arms, args.negatives)
+    section = render(checked, f"{report.machine()}; load average {os.getloadavg()[0]:.1f}.")
+    print(section)
+    if not args.no_write:
+        report.write_section(args.output, SECTION, section)
+        print(f"wrote the {SECTION} section of {args.output}")
+    return checked
+
+
+if __name__ == "__main__":
+    main()
