@@ -67,6 +67,8 @@ def check(run: Path, arms: Sequence[str] | None = None, negatives: Sequence[str]
 def render(checked: dict[str, Any], note: str) -> str:
     """The Markdown section: per arm and kind of negatives, referring-hard and easy figures."""
     lines = [
+        f"## {SECTION}",
+        "",
         f"`python -m benchmarks.nemo_mosaic_check --run {checked['run']}`: seed {checked['seed']}'s arms after "
         f"{checked['steps']} steps, scored on every sentence of the separate evaluation world drawn once as a 2×2 "
         f"mosaic of {checked['input_size']} px (its other cells from the evaluation world: random images, or the "

@@ -156,7 +156,12 @@ def test_segment_walk_reads_size_and_orientation_like_pil(data):
 def _check_alike(data: bytes, expected_size: tuple[int, int] | None) -> None:
     path = _FILES / "damaged.jpg"
     path.write_bytes(data)
-    assert _outcome(check_image_file, path, expected_size) == _outcome(_pil_only_check, path, expected_size)
+    ours, pils = _outcome(check_image_file, path, expected_size), _outcome(_pil_only_check, path, expected_size)
+    # One difference is allowed, in the safe direction only: an EXIF block damaged so that some Pillow versions
+    # drop it whole (12.3, which Gradio pins, drops an IFD entry whose count was cut; 13 keeps the orientation
+    # beside it) while the segment walk still reads its orientation. The image is then stored without EXIF, its
+    # pixels unchanged. The other way round (PIL would rotate and the walk would not see it) must never happen.
+    assert ours == pils or (ours, pils) == (("ok", True), ("ok", False))
 
 
 @settings(max_examples=300, deadline=None)

@@ -113,5 +113,6 @@ def test_the_benchmark_scores_every_finished_arm_on_both_kinds(tmp_path: Path) -
             assert 0.0 <= entry[kind]["all"]["right_cell"] <= 1.0
     assert (tmp_path / "mosaic_check.json").is_file()
     section = bench.render(checked, "test")
+    assert section.startswith(f"## {bench.SECTION}\n")  # write_section replaces the whole section, heading included
     rows = [line.split(" | ")[:2] for line in section.splitlines() if line.startswith(("| none", "| random"))]
     assert rows == [["| none", "random"], ["| none", "oracle"], ["| random", "random"], ["| random", "oracle"]]
