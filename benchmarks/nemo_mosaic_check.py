@@ -1,7 +1,7 @@
 """Does NeMo help? The instrument check: do the trained arms solve mosaics of the evaluation world?
 
     python -m benchmarks.nemo_mosaic_check --run benchmarks/.cache/nemo_effect/seed2          # every finished arm
-    python -m benchmarks.nemo_mosaic_check --run DIR --arms none oracle --no-write
+    python -m benchmarks.nemo_mosaic_check --run DIR_A DIR_B --arms none oracle --no-write    # several runs, one table
 
 The fair test scores every arm on plain pictures, as RIS is scored. Before reading its
 result as "mosaics do not teach the expression" check the instrument: does an arm trained on
@@ -10,8 +10,8 @@ folder), every sentence of its separate evaluation world is drawn once as a mosa
 negatives and once with the oracle's (:mod:`nemo_hf.experiment.mosaic_check`), and every
 finished arm's final model is scored on them: the right-cell rate (which picture), Prec@0.5
 and oIoU (which object), for referring-hard and easy sentences, beside the arm's plain
-referring-hard object accuracy. Writes ``mosaic_check.json`` in the run folder and the
-"Does NeMo help? The mosaic check" section of BENCHMARKS.md.
+referring-hard object accuracy. Writes ``mosaic_check.json`` in each run folder (read back while
+no arm's model is newer) and the "Does NeMo help? The mosaic check" section of BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -44,10 +44,13 @@ def check(run: Path, arms: Sequence[str] | None = None, negatives: Sequence[str]
     results = json.loads((run / "results.json").read_text())
     settings = ExperimentSettings.from_dict(results["settings"])
     arms = list(arms or finished_arms(run, results))
+    if (saved := _saved(run, arms, negatives)) is not None:
+        print(f"{run}: checked before, read back from mosaic_check.json")
+        return saved
     world = load_world(run, settings, quiet=True)
     needs = dict(zip(world.evaluation["sent_id"], world.evaluation["needs"], strict=True))
     out: dict[str, Any] = {"run": str(run), "seed": settings.seed, "steps": settings.max_train_steps,
-                           "input_size": settings.input_size, "arms": {}}
+                           "init_from": settings.init_from, "input_size": settings.input_size, "arms": {}}
     started = time.perf_counter()
     for kind in negatives:
         mosaics = draw_mosaics(world, settings, run / "mosaic_check", kind)
@@ -64,46 +67,69 @@ def check(run: Path, arms: Sequence[str] | None = None, negatives: Sequence[str]
     return out
 
 
-def render(checked: dict[str, Any], note: str) -> str:
-    """The Markdown section: per arm and kind of negatives, referring-hard and easy figures."""
+def _saved(run: Path, arms: Sequence[str], negatives: Sequence[str]) -> dict[str, Any] | None:
+    """The run's earlier check, if it scored these arms on these negatives and no arm's model changed since."""
+    path = run / "mosaic_check.json"
+    if not path.is_file():
+        return None
+    saved = json.loads(path.read_text())
+    models = [run / "arms" / arm / "final" / "model.safetensors" for arm in arms]
+    if list(saved["arms"]) != list(arms) or any(k not in e for e in saved["arms"].values() for k in negatives):
+        return None
+    if any(not m.is_file() or m.stat().st_mtime > path.stat().st_mtime for m in models):
+        return None
+    return saved
+
+
+def describe(checked: dict[str, Any]) -> str:
+    """A run as the table names it: its seed, and how its arms trained."""
+    how = "fine-tune" if checked.get("init_from") else "from scratch"
+    return f"seed {checked['seed']}, {how}, {checked['steps']} steps"
+
+
+def render(runs: Sequence[dict[str, Any]], note: str) -> str:
+    """The Markdown section: per run, arm and kind of negatives, referring-hard and easy figures."""
     lines = [
         f"## {SECTION}",
         "",
-        f"`python -m benchmarks.nemo_mosaic_check --run {checked['run']}`: seed {checked['seed']}'s arms after "
-        f"{checked['steps']} steps, scored on every sentence of the separate evaluation world drawn once as a 2×2 "
-        f"mosaic of {checked['input_size']} px (its other cells from the evaluation world: random images, or the "
-        "oracle's look-alikes with no wrong label). Right cell: more than half the predicted pixels in the target's "
-        "cell; Prec@0.5 and oIoU against the target's mask in the mosaic. Plain: the arm's referring-hard object "
-        "accuracy on the plain pictures (the fair test's figure).",
+        f"`python -m benchmarks.nemo_mosaic_check --run {' '.join(c['run'] for c in runs)}`: each run's arms "
+        "scored on every sentence of its separate evaluation world drawn once as a 2×2 mosaic at the trained input "
+        "size (the other cells from the evaluation world: random images, or the oracle's look-alikes with no wrong "
+        "label). Right cell: more than half the predicted pixels in the target's cell; Prec@0.5 and oIoU against "
+        "the target's mask in the mosaic. Plain: the arm's referring-hard object accuracy on the plain pictures "
+        "(the fair test's figure).",
         "",
-        "| arm | negatives | plain, referring-hard | right cell, referring-hard | right cell, easy | "
+        "| run | arm | negatives | plain, referring-hard | right cell, referring-hard | right cell, easy | "
         "Prec@0.5, referring-hard | Prec@0.5, easy | oIoU |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for arm, entry in checked["arms"].items():
-        for kind in NEGATIVES:
-            if kind not in entry:
-                continue
-            hard, easy, every = entry[kind]["referring_hard"], entry[kind].get("easy", {}), entry[kind]["all"]
-            lines.append(f"| {arm} | {kind} | {entry['plain_referring_hard_object_accuracy']:.3f} | "
-                         f"{hard['right_cell']:.3f} | {easy.get('right_cell', float('nan')):.3f} | "
-                         f"{hard['precision@0.5']:.3f} | {easy.get('precision@0.5', float('nan')):.3f} | "
-                         f"{every['overall_iou']:.3f} |")
-    lines += ["", f"{note} The check took {checked['seconds']:.0f} s."]
+    for checked in runs:
+        for arm, entry in checked["arms"].items():
+            for kind in NEGATIVES:
+                if kind not in entry:
+                    continue
+                hard, easy, every = entry[kind]["referring_hard"], entry[kind].get("easy", {}), entry[kind]["all"]
+                lines.append(f"| {describe(checked)} | {arm} | {kind} | "
+                             f"{entry['plain_referring_hard_object_accuracy']:.3f} | {hard['right_cell']:.3f} | "
+                             f"{easy.get('right_cell', float('nan')):.3f} | {hard['precision@0.5']:.3f} | "
+                             f"{easy.get('precision@0.5', float('nan')):.3f} | {every['overall_iou']:.3f} |")
+    lines += ["", f"{note} The checks took {sum(c['seconds'] for c in runs):.0f} s."]
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", type=Path, required=True, help="one seed's folder of benchmarks.nemo_effect")
+    parser.add_argument("--run", type=Path, nargs="+", required=True,
+                        help="one seed's folder of benchmarks.nemo_effect (several: one table)")
     parser.add_argument("--arms", nargs="+", default=None, help="default: every finished arm")
     parser.add_argument("--negatives", nargs="+", choices=NEGATIVES, default=list(NEGATIVES))
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
-    if not (args.run / "results.json").is_file():
-        parser.error(f"{args.run} holds no results.json: give one seed's folder of a finished nemo_effect run")
-    checked = check(args.run, args.arms, args.negatives)
+    for run in args.run:
+        if not (run / "results.json").is_file():
+            parser.error(f"{run} holds no results.json: give one seed's folder of a finished nemo_effect run")
+    checked = [check(run, args.arms, args.negatives) for run in args.run]
     section = render(checked, f"{report.machine()}; load average {os.getloadavg()[0]:.1f}.")
     print(section)
     if not args.no_write:

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -99,10 +100,11 @@ def test_with_an_unknown_kind_of_negatives_it_says_which_exist(quick_world) -> N
 
 
 @pytest.mark.slow
-def test_the_benchmark_scores_every_finished_arm_on_both_kinds(tmp_path: Path) -> None:
+def test_the_benchmark_scores_every_finished_arm_on_both_kinds_and_reads_a_check_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     settings = ExperimentSettings(arms=("none", "random")).quick()
     results = run_experiment(tmp_path, settings, pictures=False, quick=True)
-    checked = bench.main(["--run", str(tmp_path), "--no-write"])
+    [checked] = bench.main(["--run", str(tmp_path), "--no-write"])
     sentences = results["world"]["eval_sentences"]
     assert list(checked["arms"]) == ["none", "random"]
     for arm, entry in checked["arms"].items():
@@ -111,8 +113,19 @@ def test_the_benchmark_scores_every_finished_arm_on_both_kinds(tmp_path: Path) -
         for kind in ("random", "oracle"):
             assert entry[kind]["all"]["sentences"] == sentences
             assert 0.0 <= entry[kind]["all"]["right_cell"] <= 1.0
-    assert (tmp_path / "mosaic_check.json").is_file()
-    section = bench.render(checked, "test")
+    section = bench.render([checked, checked], "test")
     assert section.startswith(f"## {bench.SECTION}\n")  # write_section replaces the whole section, heading included
-    rows = [line.split(" | ")[:2] for line in section.splitlines() if line.startswith(("| none", "| random"))]
-    assert rows == [["| none", "random"], ["| none", "oracle"], ["| random", "random"], ["| random", "oracle"]]
+    rows = [line.split(" | ")[:3] for line in section.splitlines() if line.startswith("| seed")]
+    assert rows == 2 * [["| seed 0, from scratch, 5 steps", arm, kind] for arm in ("none", "random")
+                        for kind in ("random", "oracle")]
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a run checked before was scored again")
+
+    monkeypatch.setattr(bench, "score_model", fail)
+    assert bench.check(tmp_path) == checked  # read back from mosaic_check.json
+    model = tmp_path / "arms" / "random" / "final" / "model.safetensors"
+    later = (tmp_path / "mosaic_check.json").stat().st_mtime + 10
+    os.utime(model, (later, later))  # a retrained arm is checked again
+    with pytest.raises(AssertionError, match="scored again"):
+        bench.check(tmp_path)
