@@ -114,7 +114,7 @@ def render(runs: Sequence[dict[str, Any]], note: str) -> str:
                              f"{easy.get('right_cell', float('nan')):.3f} | {hard['precision@0.5']:.3f} | "
                              f"{easy.get('precision@0.5', float('nan')):.3f} | {every['overall_iou']:.3f} |")
     lines += ["", f"{note} The checks took {sum(c['seconds'] for c in runs):.0f} s."]
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n"  # a blank line before the next section once written
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
