@@ -156,6 +156,30 @@ def test_a_finished_arm_is_read_back_not_trained_again(tmp_path: Path, monkeypat
         run_experiment(tmp_path, settings.replace(max_train_steps=6), pictures=False, quick=True)
 
 
+def test_an_arm_finished_from_other_starting_weights_of_the_same_name_is_trained_again(tmp_path: Path,
+                                                                                      monkeypatch) -> None:
+    """A shipped model keeps its name when a release changes its weights: the arms must not be read back then."""
+    import shutil
+
+    from nemo_hf.experiment import arms as arms_module
+    from nemo_hf.pretrained import resolve_pretrained
+
+    start = tmp_path / "start"  # a segmenter the arms fine-tune, as the demo's arms do the shipped one
+    shutil.copytree(resolve_pretrained("nemo-hf/synthetic-segmenter"), start)
+    settings = ExperimentSettings(arms=("none",)).quick().finetune(str(start))
+    run_experiment(tmp_path / "run", settings, pictures=False, quick=True)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a finished arm was trained again")
+
+    monkeypatch.setattr(arms_module, "train", fail)
+    run_experiment(tmp_path / "run", settings, pictures=False, quick=True)  # the same weights: read back
+    weights = start / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-4] + b"\x00\x00\x80\x3f")  # the same name, one weight changed
+    with pytest.raises(AssertionError, match="trained again"):
+        run_experiment(tmp_path / "run", settings, pictures=False, quick=True)
+
+
 def test_the_segmenters_are_the_registrys_that_train() -> None:
     from nemo_hf.modeling.registry import TRAINABLE_SEGMENTER_TYPES
 

@@ -8,8 +8,9 @@ training split, carrying the arm's negatives for the mined arms) and scored as i
 a fixed subset of the evaluation world. The arms' configs differ only in ``augmentation``
 and ``output_dir``.
 
-A finished arm (its ``final/`` written with the same configuration) is not trained again:
-an interrupted experiment resumes with the arms it has not finished.
+A finished arm (its ``final/`` written with the same configuration, from the same starting
+weights) is not trained again: an interrupted experiment resumes with the arms it has not
+finished.
 
     >>> from pathlib import Path
     >>> from nemo_hf.experiment.settings import ExperimentSettings
@@ -21,6 +22,7 @@ an interrupted experiment resumes with the arms it has not finished.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -34,6 +36,7 @@ import yaml
 from nemo_hf.experiment.miners import nemo_settings
 from nemo_hf.experiment.settings import ExperimentSettings, arm_miner
 from nemo_hf.experiment.world import image_dir
+from nemo_hf.pretrained import resolve_pretrained
 from nemo_hf.trainer.args import (
     TRAIN_DATACLASSES,
     AugmentationArguments,
@@ -44,9 +47,11 @@ from nemo_hf.trainer.args import (
 )
 from nemo_hf.trainer.segmenter_training import train
 
-__all__ = ["CURVE_SPLIT", "arm_config", "curve_subset", "finished_results", "fresh_accelerate_state", "train_arm"]
+__all__ = ["CURVE_SPLIT", "arm_config", "curve_subset", "finished_results", "fresh_accelerate_state", "start_weights",
+           "train_arm"]
 
 CURVE_SPLIT = "curve"  # the evaluation rows the learning curve scores, handed to the training loop by name
+START_STAMP = "start_weights.json"  # in final/: the weights the arm started from, by name and content
 
 
 def arm_config(arm: str, out: Path, root: Path, settings: ExperimentSettings) -> TrainingConfig:
@@ -83,14 +88,36 @@ def fresh_accelerate_state() -> None:
     GradientState._reset_state()
 
 
-def finished_results(config: TrainingConfig) -> dict[str, Any] | None:
-    """The results of a run already finished with exactly ``config``, or None.
+def start_weights(settings: ExperimentSettings) -> dict[str, str | None]:
+    """The weights every arm starts from: the checkpoint's name and the SHA-256 of its ``model.safetensors``.
+
+    A shipped model keeps its name across releases while its weights change (a new
+    ``nemo-hf/synthetic-segmenter``), and a folder can be trained again in place, so the name
+    alone cannot say a finished arm still stands. A checkpoint with no local weights file (a Hub
+    id) is known by its name only.
+
+    >>> start_weights(ExperimentSettings())["model"], len(start_weights(ExperimentSettings())["sha256"])
+    ('nemo-hf/synthetic-clip-v1', 64)
+    """
+    name = settings.init_from or settings.backbone
+    weights = Path(resolve_pretrained(name)) / "model.safetensors"
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest() if weights.is_file() else None
+    return {"model": name, "sha256": digest}
+
+
+def finished_results(config: TrainingConfig, start: dict[str, str | None] | None = None) -> dict[str, Any] | None:
+    """The results of a run already finished with exactly ``config`` (and from the weights ``start``), or None.
 
     A setting added to the configuration since that run counts as the same when it is at its
-    default (which reproduces the runs made before it existed).
+    default (which reproduces the runs made before it existed). With ``start``
+    (:func:`start_weights`), a run whose recorded starting weights differ, or were not
+    recorded, does not count.
     """
     final = Path(config.run.output_dir) / "final"
     if not (final / "all_results.json").is_file() or not (final / "train_config.yaml").is_file():
+        return None
+    if start is not None and (not (final / START_STAMP).is_file() or
+                              json.loads((final / START_STAMP).read_text()) != start):
         return None
     saved = yaml.safe_load((final / "train_config.yaml").read_text())
     wanted = yaml.safe_load(yaml.safe_dump(config.to_dict()))
@@ -122,7 +149,8 @@ def train_arm(
     With ``reuse``, an arm already finished with the same configuration is read back.
     """
     config = arm_config(arm, out, root, settings)
-    if reuse and (done := finished_results(config)) is not None:
+    start = start_weights(settings)
+    if reuse and (done := finished_results(config, start)) is not None:
         print(f"\n## Arm {arm!r}: finished before, read back from {config.run.output_dir}")
         return done, float(done.get("train_runtime_s", 0.0))
     print(f"\n## Training arm {arm!r}: {settings.max_train_steps} steps of {settings.train_batch_size}")
@@ -136,6 +164,7 @@ def train_arm(
     finally:
         fresh_accelerate_state()
         torch.set_flush_denormal(False)
+    (Path(config.run.output_dir) / "final" / START_STAMP).write_text(json.dumps(start))
     return results, time.perf_counter() - started
 
 
