@@ -34,18 +34,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 from PIL import Image
-from torch import nn
 from transformers import Florence2ForConditionalGeneration, Florence2Processor, ProcessorMixin
 
 from nemo_hf.metrics.protocols import NEMO_HF, EvaluationProtocol
 from nemo_hf.modeling.architecture import Architecture
 from nemo_hf.modeling.inference import Produces, Segmentation
 from nemo_hf.modeling.polygons import parse_polygons, rasterise_polygons
+from nemo_hf.modeling.wrapper import ModelWrapper
 
 __all__ = ["FLORENCE2", "MAX_NEW_TOKENS", "TASK_PROMPT", "Florence2ReferringSegmenter", "load_florence2_processor"]
 
@@ -54,7 +53,7 @@ MAX_NEW_TOKENS = 1024
 """New tokens a generation may take (Florence-2's own examples ask for 1024), unless the checkpoint sets its own."""
 
 
-class Florence2ReferringSegmenter(nn.Module):
+class Florence2ReferringSegmenter(ModelWrapper):
     """A ``Florence2ForConditionalGeneration`` behind the inference protocol (:mod:`nemo_hf.modeling.inference`).
 
     ``save_pretrained`` saves the wrapped model as it is. ``trainable`` and ``loss`` exist
@@ -70,8 +69,7 @@ class Florence2ReferringSegmenter(nn.Module):
             raise ValueError("Florence-2 runs for inference only here (it learns by generating text, not from "
                              "masks): trainable and loss do not apply to it; nemo_hf trains "
                              f"{supported(trainable=True)}")
-        super().__init__()
-        self.model = model
+        super().__init__(model)
 
     @staticmethod
     def encode(processor: ProcessorMixin, images: Sequence[Image.Image], sentences: Sequence[str]) -> dict[str, Any]:
@@ -124,24 +122,6 @@ class Florence2ReferringSegmenter(nn.Module):
         """``decode(run(inputs))``."""
         return self.decode(self.run(inputs), sizes, processor, protocol)
 
-    @property
-    def config(self) -> Any:
-        """The wrapped model's config."""
-        return self.model.config
-
-    @property
-    def device(self) -> torch.device:
-        """Where the model's parameters are (what a ``transformers`` pipeline reads)."""
-        return next(self.model.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """The dtype of the model's parameters."""
-        return next(self.model.parameters()).dtype
-
-    def save_pretrained(self, save_directory: str | Path, **kwargs: Any) -> None:
-        """Save the wrapped model (safetensors + config)."""
-        self.model.save_pretrained(save_directory, **kwargs)
 
 
 def load_florence2_processor(name: str, revision: str | None = None, token: str | bool | None = None) -> Any:

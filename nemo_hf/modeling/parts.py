@@ -33,8 +33,7 @@ torch.Size([])
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 
 import torch
 from torch import nn
@@ -42,6 +41,7 @@ from torch import nn
 from nemo_hf.modeling.inference import LogitsInference
 from nemo_hf.modeling.interface import ReferringSegmenterOutput
 from nemo_hf.modeling.losses import SEGMENTATION_LOSSES, SegmentationLoss, segmentation_loss
+from nemo_hf.modeling.wrapper import ModelWrapper
 
 __all__ = ["PARTS_TRAINED", "TRAINABLE_CHOICES", "PartwiseSegmenter", "Trainable"]
 
@@ -54,7 +54,7 @@ PARTS_TRAINED: dict[str, tuple[str, ...]] = {
 }
 
 
-class PartwiseSegmenter(LogitsInference, nn.Module):
+class PartwiseSegmenter(LogitsInference, ModelWrapper):
     """A model (kept as ``.model``) of which the ``trainable`` parts train (see the module docstring).
 
     It runs as every logits model does (:class:`~nemo_hf.modeling.inference.LogitsInference`).
@@ -66,14 +66,13 @@ class PartwiseSegmenter(LogitsInference, nn.Module):
     """
 
     def __init__(self, model: nn.Module, trainable: Trainable, loss: SegmentationLoss | None = None) -> None:
-        super().__init__()
         if trainable not in TRAINABLE_CHOICES:
             raise ValueError(f"trainable must be one of {TRAINABLE_CHOICES}, got {trainable!r}")
         if loss is not None:
             if loss not in SEGMENTATION_LOSSES:
                 raise ValueError(f"loss must be one of {SEGMENTATION_LOSSES}, got {loss!r}")
             model.config.segmentation_loss = loss
-        self.model = model
+        super().__init__(model)
         self.trainable = trainable
         model.requires_grad_(False)
         for params in self.trainable_parameters().values():
@@ -107,21 +106,6 @@ class PartwiseSegmenter(LogitsInference, nn.Module):
         """The training loss the wrapped model's config names (``"bce"`` when it names none)."""
         return getattr(getattr(self.model, "config", None), "segmentation_loss", None) or "bce"
 
-    @property
-    def config(self) -> Any:
-        """The wrapped model's config."""
-        return self.model.config
-
-    @property
-    def device(self) -> torch.device:
-        """Where the model's parameters are (what a ``transformers`` pipeline reads)."""
-        return next(self.model.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """The dtype of the model's parameters."""
-        return next(self.model.parameters()).dtype
-
     def trainable_parameters(self) -> dict[str, list[nn.Parameter]]:
         """Trainable parameters by part, the selection's parts only; the optimizer gives each part its learning rate."""
         modules = self.part_modules()
@@ -133,10 +117,6 @@ class PartwiseSegmenter(LogitsInference, nn.Module):
         if mode:
             _frozen_subtrees_to_eval(self.model)
         return self
-
-    def save_pretrained(self, save_directory: str | Path, **kwargs: Any) -> None:
-        """Save the wrapped model (safetensors + config)."""
-        self.model.save_pretrained(save_directory, **kwargs)
 
 
 def _frozen_subtrees_to_eval(module: nn.Module) -> None:
