@@ -16,7 +16,7 @@ with sentence-bootstrap intervals. A run finished before is read back, so an int
 benchmark resumes. Writes the "CRIS vs CLIPSeg on the synthetic world" section of BENCHMARKS.md
 and ``results.json`` in ``--out``.
 
-    OMP_NUM_THREADS=1 python -m benchmarks.cris_synthetic                        # CLIPSeg, CRIS ("layers")
+    OMP_NUM_THREADS=1 python -m benchmarks.cris_synthetic                        # CLIPSeg, CRIS (a ViT's default pyramid)
     python -m benchmarks.cris_synthetic --segmenters cris --pyramid layers vitdet --seeds 0 1 2  # the pyramids
     python -m benchmarks.cris_synthetic --quick --no-write                        # a smoke run: tiny world, few steps
 """
@@ -114,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="training steps of each run")
     parser.add_argument("--segmenters", nargs="+", choices=SEGMENTERS, default=list(SEGMENTERS))
-    parser.add_argument("--pyramid", nargs="+", choices=PYRAMIDS["clip_vit"], default=["layers"],
+    parser.add_argument("--pyramid", nargs="+", choices=PYRAMIDS["clip_vit"], default=[PYRAMIDS["clip_vit"][0]],
                         help="CRIS's ViT pyramid(s): several train one CRIS each, at the same steps")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0],
                         help="one world, data order and initialisation per seed; every run on each")

@@ -92,6 +92,14 @@ def test_auto_config_and_auto_model_build_cris_from_its_config(tmp_path) -> None
     assert type(model) is CRISForReferringSegmentation and model.config.model_type == "nemo_cris"
 
 
+def test_a_config_that_names_feature_layers_without_a_pyramid_is_the_layers_pyramid() -> None:
+    # config.json files written before "vitdet" became a ViT's default hold feature_layers and may lack "pyramid"
+    clip_config = tiny_clip(0)[0].config.to_dict()
+    assert CRISConfig(clip_config=clip_config, feature_layers=[1, 2]).pyramid == "layers"
+    assert CRISConfig(clip_config=clip_config).pyramid == "vitdet"
+    assert CRISConfig(backbone="clip_resnet").pyramid == "resnet"
+
+
 def test_from_clip_takes_the_clips_weights_and_draws_the_new_layers_from_the_seed(tmp_path) -> None:
     clip, _ = tiny_clip(seed=3)
     state = torch.random.get_rng_state()
@@ -182,8 +190,8 @@ def test_config_errors_name_the_value(overrides: dict, message: str) -> None:
 
 def test_the_vitdet_pyramid_builds_every_scale_from_the_last_layer_and_every_weight_learns(tmp_path) -> None:
     clip, processor = tiny_clip(seed=0)
-    model = CRISForReferringSegmentation.from_clip(clip, seed=0, pyramid="vitdet", decoder_layers=1,
-                                                   decoder_attention_heads=2)
+    model = CRISForReferringSegmentation.from_clip(clip, seed=0, decoder_layers=1, decoder_attention_heads=2)
+    assert model.config.pyramid == "vitdet"  # a ViT's default
     assert model.config.pyramid_channels == 16 and model.config.feature_layers is None  # d/2: ViTDet's 256 on ViT-B/16
     assert model.visual_projection is None  # C5 is not read in the joint space: nothing left without a gradient
     pixels = torch.randn(2, 3, 64, 48)  # an 8x6 grid of 8-pixel patches

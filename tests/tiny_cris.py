@@ -34,7 +34,7 @@ __all__ = ["TINY_CRIS_CONFIG", "TINY_CRIS_IMAGE_SIZE", "TINY_CRIS_RESNET_CONFIG"
 
 TINY_CRIS_IMAGE_SIZE = 64
 # CRISConfig fields over the tiny CLIP's defaults
-TINY_CRIS_CONFIG = {"feature_layers": [1, 2], "decoder_layers": 1, "decoder_attention_heads": 2}
+TINY_CRIS_CONFIG = {"pyramid": "layers", "feature_layers": [1, 2], "decoder_layers": 1, "decoder_attention_heads": 2}
 TINY_CRIS_RESNET_CONFIG = {"decoder_layers": 1, "decoder_attention_heads": 2}
 
 

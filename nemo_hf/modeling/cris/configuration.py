@@ -21,19 +21,22 @@ decoder width (``vis_dim``)           512                  ``d`` (words enter it
 
 ``pyramid`` says how the three visual scales are made (:mod:`~nemo_hf.modeling.cris.features`):
 ``"resnet"`` (the only one for a ResNet: CRIS's ``layer2``, ``layer3``, attention pool),
-``"layers"`` (a ViT's default) or ``"vitdet"``. ``feature_layers`` names the two ViT layers
+``"vitdet"`` (a ViT's default: ViTDet's, every scale from the last layer; ahead of ``"layers"``
+on the synthetic world, training/README.md) or ``"layers"``. ``feature_layers`` names the two ViT layers
 ``"layers"`` reads for the stride-8 and stride-16 maps (default: a third and two thirds of
 the tower's depth, 4 and 8 of ViT-B/16's 12); ``pyramid_channels`` is the width of every
 ``"vitdet"`` scale (default ``d/2``: ViTDet's 256 on ViT-B/16). Derived values are resolved
 when the config is made, so ``config.json`` holds the sizes the model was built with.
 
     >>> config = CRISConfig()  # transformers' CLIPConfig defaults: a ViT-B/32 CLIP
-    >>> config.backbone, config.pyramid, config.feature_layers, config.neck_channels, config.decoder_ffn_dim
-    ('clip_vit', 'layers', [4, 8], [256, 512, 1024], 2048)
+    >>> config.backbone, config.pyramid, config.pyramid_channels, config.neck_channels, config.decoder_ffn_dim
+    ('clip_vit', 'vitdet', 256, [256, 512, 1024], 2048)
     >>> resnet = CRISConfig(backbone="clip_resnet")  # OpenAI's RN50 CLIP: CRIS-R50
     >>> type(resnet.clip_config).__name__, resnet.clip_config.vision_layers, resnet.pyramid, resnet.neck_channels
     ('CLIPResNetConfig', [3, 4, 6, 3], 'resnet', [256, 512, 1024])
-    >>> CRISConfig(feature_layers=[3, 13])
+    >>> CRISConfig(pyramid="layers").feature_layers  # this project's first design: a third and two thirds down
+    [4, 8]
+    >>> CRISConfig(pyramid="layers", feature_layers=[3, 13])
     Traceback (most recent call last):
     ...
     ValueError: feature_layers must be two layer numbers in 1..12 of the vision tower, got [3, 13]
@@ -49,7 +52,7 @@ from nemo_hf.modeling.losses import SEGMENTATION_LOSSES
 __all__ = ["BACKBONES", "PYRAMIDS", "CRISConfig"]
 
 BACKBONES: dict[str, type[PreTrainedConfig]] = {"clip_vit": CLIPConfig, "clip_resnet": CLIPResNetConfig}
-PYRAMIDS: dict[str, tuple[str, ...]] = {"clip_vit": ("layers", "vitdet"), "clip_resnet": ("resnet",)}
+PYRAMIDS: dict[str, tuple[str, ...]] = {"clip_vit": ("vitdet", "layers"), "clip_resnet": ("resnet",)}
 
 
 def _backbone_of(clip_config: dict | PreTrainedConfig | None) -> str | None:
@@ -65,7 +68,8 @@ class CRISConfig(PreTrainedConfig):
         backbone: ``"clip_resnet"`` or ``"clip_vit"`` (default: what ``clip_config`` is, else ``"clip_vit"``).
         clip_config: the CLIP whose towers the model holds — a ``CLIPConfig`` (ViT), a
             ``CLIPResNetConfig``, or either's dict (default: the family's defaults: ViT-B/32, RN50).
-        pyramid: how the three visual scales are made: ``"resnet"``; ``"layers"`` or ``"vitdet"`` on a ViT.
+        pyramid: how the three visual scales are made: ``"resnet"``; ``"vitdet"`` (default) or ``"layers"`` on a ViT
+            (the default when only ``feature_layers`` is given).
         feature_layers: ``"layers"`` only: the vision layers (1 = the first block's output)
             giving the stride-8 and stride-16 maps.
         pyramid_channels: ``"vitdet"`` only: the width of its three maps.
@@ -109,7 +113,9 @@ class CRISConfig(PreTrainedConfig):
         super().__post_init__(**kwargs)
         width = self.text_width
         if self.pyramid is None:
-            self.pyramid = PYRAMIDS[self.backbone][0]
+            # feature_layers alone means "layers": so a config saved before "vitdet" became the default loads as built
+            asks_for_layers = self.backbone == "clip_vit" and self.feature_layers is not None
+            self.pyramid = "layers" if asks_for_layers else PYRAMIDS[self.backbone][0]
         if self.pyramid == "layers" and self.feature_layers is None:
             depth = self.clip_config.vision_config.num_hidden_layers
             self.feature_layers = [max(1, round(depth / 3)), max(1, round(2 * depth / 3))]

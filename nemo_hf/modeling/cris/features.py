@@ -16,7 +16,8 @@ A ViT has one stride, its patch, at every layer; two ways to make three scales o
   al., ECCV 2022): every scale from the last layer (through the tower's final layer norm) —
   ×2 by a 2×2 transposed convolution to half the width, ×1 as it is, ×½ by 2×2 max pooling —
   each then a 1×1 and a 3×3 convolution, each followed by a layer norm over channels, to one
-  width (ViTDet: 256).
+  width (ViTDet: 256). A ViT's default: slightly ahead of ``"layers"`` on the synthetic world
+  at equal steps (training/README.md).
 
 With 16-pixel patches (ViT-B/16) the strides are CRIS's 8, 16 and 32; with 8-pixel patches
 4, 8 and 16. The class token is dropped. Odd grids keep their last row and column in C5
