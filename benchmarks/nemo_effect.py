@@ -188,7 +188,8 @@ def finetune_verdict(
     outcome = ("NeMo helps as a fine-tune" if checks[names[0]] and checks[names[1]] else
                "NeMo harms as a fine-tune" if checks[names[2]] else FINETUNE_CRITERIA["otherwise"])
     if len(runs) < 3:
-        outcome += f" ({len(runs)} seed(s) of the three a verdict needs: a result of this seed, not a verdict)"
+        which = "this seed" if len(runs) == 1 else "these seeds"
+        outcome += f" ({len(runs)} seed(s) of the three a verdict needs: a result of {which}, not a verdict)"
     return {"verdict": outcome, "checks": checks, "seeds": len(runs), "oracle_vs_none": vs_none.to_dict(),
             "oracle_vs_random": vs_random.to_dict(), "easy_oracle_vs_none": easy_vs_none.to_dict()}
 
