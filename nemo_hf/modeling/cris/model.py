@@ -226,7 +226,7 @@ class CRISForReferringSegmentation(CRISPreTrainedModel):
         ``timm/resnet101_clip.openai``). The towers and their projections take the CLIP's
         weights; the new layers are drawn from ``seed`` alone (the global generator is left as
         it was), so two calls with one seed give one model. ``config_overrides`` are
-        :class:`CRISConfig` fields (``decoder_layers=2``, ``pyramid="vitdet"``, …).
+        :class:`CRISConfig` fields (``decoder_layers=2``, ``pyramid="layers"``, …).
         """
         if isinstance(clip, (str, os.PathLike)):
             clip, _ = load_any_clip(clip, revision=revision)

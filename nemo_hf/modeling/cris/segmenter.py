@@ -116,7 +116,7 @@ def cris_on_clip(
 ) -> tuple[CRISForReferringSegmentation, CLIPProcessor]:
     """A new CRIS on ``clip``'s towers (a ViT or ResNet CLIP) and its processor: the CLIP's tokenizer, ``image_size`` squares.
 
-    ``config_overrides`` are :class:`~nemo_hf.modeling.CRISConfig` fields (``pyramid="vitdet"``, …).
+    ``config_overrides`` are :class:`~nemo_hf.modeling.CRISConfig` fields (``pyramid="layers"``, …).
 
     >>> from nemo_hf.mining.clip import load_clip
     >>> model, processor = cris_on_clip(*load_clip("nemo-hf/synthetic-clip"), image_size=96, seed=0)
