@@ -123,7 +123,6 @@ class Florence2ReferringSegmenter(ModelWrapper):
         return self.decode(self.run(inputs), sizes, processor, protocol)
 
 
-
 def load_florence2_processor(name: str, revision: str | None = None, token: str | bool | None = None) -> Any:
     """A Florence-2 checkpoint's own processor (task prompts, image tokens, location tokens), image side on PIL.
 
