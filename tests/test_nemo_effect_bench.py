@@ -142,7 +142,8 @@ def test_the_finetune_study_is_judged_by_its_own_criteria_and_one_seed_is_no_ver
     # one seed: the same outcome, labelled as that seed's result
     assert _finetune(tmp_path / "helps", "0")["verdict"]["verdict"] == (
         "NeMo helps as a fine-tune (1 seed(s) of the three a verdict needs: a result of this seed, not a verdict)")
-    assert _finetune(tmp_path / "helps", "0", "1")["verdict"]["verdict"].endswith(": a result of these seeds, not a verdict)")
+    two_seeds = _finetune(tmp_path / "helps", "0", "1")["verdict"]["verdict"]
+    assert two_seeds.endswith(": a result of these seeds, not a verdict)")
 
 
 def test_a_finetune_that_costs_hard_sentences_is_a_harm_and_an_easy_loss_blocks_help(tmp_path: Path,
