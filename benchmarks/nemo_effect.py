@@ -4,6 +4,7 @@
     python -m benchmarks.nemo_effect --seeds 0 1 2 --parallel 2       # two seeds at a time, one thread each
     python -m benchmarks.nemo_effect --finished-only                  # summarise what has run, train nothing
     python -m benchmarks.nemo_effect --quick                          # a smoke run: toy world and budget
+    python -m benchmarks.nemo_effect --finished-only --merge-from runs/later   # join arms run apart, then summarise
 
 Each seed runs :func:`nemo_hf.experiment.run.run_experiment` with the benchmark's arms —
 ``none``, ``random``, ``nemo`` (CLIP-mined), ``oracle`` (mined from the ground truth, no false
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -34,7 +36,7 @@ from typing import Any
 
 from benchmarks import report
 from nemo_hf.experiment.evaluation import PRIMARY, SentenceScores
-from nemo_hf.experiment.run import run_experiment
+from nemo_hf.experiment.run import BASELINES, compare, run_experiment
 from nemo_hf.experiment.settings import BENCHMARK_ARMS, ExperimentSettings
 from nemo_hf.experiment.statistics import Difference, mean_paired_difference
 
@@ -116,8 +118,10 @@ def arm_converged(run: dict[str, Any], arm: str, steps: int, tolerance: float = 
 def converged(run: dict[str, Any], steps: int, tolerance: float = 0.01) -> dict[str, Any]:
     """The convergence rule on one seed: every judged arm that ran passes (:data:`CONVERGENCE_AMENDMENT`).
 
-    ``move`` is the none arm's, as the rule was first written; ``arms`` gives each arm's test.
+    The quarters are of the seed's own ``max_train_steps`` when its results say (``steps`` otherwise), so a
+    seed trained again with 1.5× the steps is judged on that budget. ``move`` is the none arm's, as the rule was first written; ``arms`` gives each arm's test.
     """
+    steps = run.get("settings", {}).get("max_train_steps", steps)  # a seed trained longer is judged on its own budget
     arms = {arm: arm_converged(run, arm, steps, tolerance) for arm in JUDGED_ARMS if arm in run["arms"]}
     verdicts = [a["converged"] for a in arms.values()]
     passed = None if not verdicts or None in verdicts else all(verdicts)
@@ -232,6 +236,7 @@ def summarise(runs: dict[int, dict[str, Any]], outs: dict[int, Path], steps: int
     convergence = {seed: converged(run, steps) for seed, run in runs.items()}
     summary: dict[str, Any] = {
         "seeds": sorted(runs), "arms": table, "comparisons": comparisons,
+        "steps": {seed: run.get("settings", {}).get("max_train_steps", steps) for seed, run in runs.items()},
         "convergence": convergence,
         "section": FINETUNE_SECTION if finetune else SECTION,
         "criteria": FINETUNE_CRITERIA if finetune else CRITERIA,
@@ -241,6 +246,7 @@ def summarise(runs: dict[int, dict[str, Any]], outs: dict[int, Path], steps: int
         "audits": {arm: {key: statistics.fmean(runs[seed]["audits"][arm][key] for seed in table[arm]["seeds"])
                          for key in runs[table[arm]["seeds"][0]]["audits"][arm]} for arm in table},
     }
+    summary["noise_curve"] = noise_curve(runs)
     if {"oracle", "random", "nemo"} <= set(table):
         same = seeds_with("oracle", "random", "nemo")
         means = {arm: statistics.fmean(_hard(runs[seed], arm) for seed in same) for arm in ("oracle", "random", "nemo")}
@@ -249,14 +255,32 @@ def summarise(runs: dict[int, dict[str, Any]], outs: dict[int, Path], steps: int
     return summary
 
 
-def plot_noise_curve(path: Path, summary: dict[str, Any]) -> Path | None:
-    """Referring-hard object accuracy against the noisy oracle's σ (0: the oracle), with random and none as bands."""
-    arms = summary["arms"]
-    points = sorted((float(arm.removeprefix("noisy-")), v["referring_hard"]) for arm, v in arms.items()
-                    if arm.startswith("noisy-"))
-    if "oracle" in arms:
-        points.insert(0, (0.0, arms["oracle"]["referring_hard"]))
-    if len(points) < 2:
+def noise_curve(runs: dict[int, dict[str, Any]]) -> dict[str, Any] | None:
+    """The noisy oracle's points, over the seeds that ran every noisy arm: σ against referring-hard accuracy.
+
+    Everything on the curve (the oracle at σ = 0, the random and none levels) is the mean over
+    those same seeds, so a noisy arm run on one seed is not drawn against means of three.
+    """
+    noisy = {float(arm.removeprefix("noisy-")): arm for run in runs.values() for arm in run["arms"]
+             if arm.startswith("noisy-")}
+    seeds = sorted(seed for seed, run in runs.items() if set(noisy.values()) <= set(run["arms"]))
+    if not noisy or not seeds:
+        return None
+
+    def mean(arm: str) -> float | None:
+        have = [_hard(runs[seed], arm) for seed in seeds if arm in runs[seed]["arms"]]
+        return statistics.fmean(have) if len(have) == len(seeds) else None
+
+    points = [(sigma, mean(noisy[sigma])) for sigma in sorted(noisy)]
+    if mean("oracle") is not None:
+        points.insert(0, (0.0, mean("oracle")))
+    return {"seeds": seeds, "points": points, "levels": {arm: mean(arm) for arm in ("random", "none", "nemo")
+                                                          if mean(arm) is not None}}
+
+
+def plot_noise_curve(path: Path, curve: dict[str, Any] | None) -> Path | None:
+    """Draw :func:`noise_curve`: the noisy oracle from σ = 0 (the oracle) up, random and none as levels."""
+    if curve is None or len(curve["points"]) < 2:
         return None
     import matplotlib
 
@@ -264,17 +288,15 @@ def plot_noise_curve(path: Path, summary: dict[str, Any]) -> Path | None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.6), dpi=110)
-    sigmas = [s for s, _ in points]
-    ax.errorbar(sigmas, [v[0] for _, v in points], yerr=[v[1] for _, v in points], marker="o", capsize=3,
-                label="noisy oracle (σ = 0: the oracle)")
+    ax.plot(*zip(*curve["points"], strict=True), marker="o", label="noisy oracle (σ = 0: the oracle)")
     for arm, colour in (("random", "tab:orange"), ("none", "tab:grey"), ("nemo", "tab:green")):
-        if arm in arms:
-            mean, std = arms[arm]["referring_hard"]
-            ax.axhspan(mean - std, mean + std, color=colour, alpha=0.2)
-            ax.axhline(mean, color=colour, lw=1, label=arm if arm != "nemo" else "CLIP-mined (nemo)")
-    ax.set_xlabel("noise σ added to the oracle's scores")
+        if arm in curve["levels"]:
+            ax.axhline(curve["levels"][arm], color=colour, lw=1, label=arm if arm != "nemo" else "CLIP-mined (nemo)")
+    ax.set_xlabel("noise σ added to the oracle's scores (which lie in [0, 1])")
     ax.set_ylabel("object accuracy, referring-hard")
-    ax.set_title("Too ambiguous ↔ too trivial, against the ground truth")
+    seeds = curve["seeds"]
+    ax.set_title(f"Too ambiguous ↔ too trivial, against the ground truth (seed{'s' * (len(seeds) > 1)} "
+                 f"{', '.join(map(str, seeds))})", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
@@ -290,6 +312,47 @@ def _finished(out: Path, arms: Sequence[str], partial: bool = False) -> dict[str
     run = json.loads(saved.read_text())
     ran = set(run.get("arms", {}))
     return run if (ran & set(arms) if partial else set(arms) <= ran) else None
+
+
+def merge_arms(into: Path, extra: Path) -> dict[str, Any]:
+    """Add the arms of the seed folder ``extra`` to the seed folder ``into``; return the merged results.
+
+    For arms of one seed that ran in separate processes or sessions from the same start (the
+    same world, evaluation world and settings but the arm list): their entries join
+    ``into/results.json``, their ``scores.npz`` are copied, and the comparisons with the
+    baselines are computed for the new pairs, so the summary reads them as if one run had
+    trained them all. Only what the summary reads is copied, not weights. A folder whose
+    settings or world differ, or an arm both folders hold, is refused; ``results.json`` is
+    replaced in one step, last, so a failed merge leaves it as it was.
+    """
+    ours, theirs = (json.loads((folder / "results.json").read_text()) for folder in (into, extra))
+    differ = sorted(key for key in {*ours["settings"], *theirs["settings"]} - {"arms"}
+                    if ours["settings"].get(key) != theirs["settings"].get(key))
+    if differ or ours["world"] != theirs["world"]:
+        world = "differ" if ours["world"] != theirs["world"] else "agree"
+        raise ValueError(f"cannot merge {extra} into {into}: they ran different experiments "
+                         f"(settings differing: {differ or 'none'}; worlds {world})")
+    if both := sorted(set(ours["arms"]) & set(theirs["arms"])):
+        raise ValueError(f"cannot merge {extra} into {into}: both hold arm(s) {both}")
+    for arm in theirs["arms"]:
+        (into / "arms" / arm).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(extra / "arms" / arm / "scores.npz", into / "arms" / arm / "scores.npz")
+    merged = dict(ours)
+    merged["settings"] = {**ours["settings"], "arms": [*ours["settings"]["arms"], *theirs["settings"]["arms"]]}
+    for key in ("arms", "audits", "mining"):
+        merged[key] = {**ours.get(key, {}), **theirs.get(key, {})}
+    merged["comparisons"] = dict(ours["comparisons"])
+    for base in BASELINES:
+        for arm in merged["arms"]:
+            name = f"{arm} − {base}"
+            if base in merged["arms"] and arm != base and name not in merged["comparisons"]:
+                merged["comparisons"][name] = compare(_scores(into, arm), _scores(into, base),
+                                                      seed=merged["settings"]["seed"])
+    merged["merged_from"] = [*ours.get("merged_from", []), str(extra)]
+    partial = into / "results.json.partial"
+    partial.write_text(json.dumps(merged, indent=2))
+    partial.replace(into / "results.json")
+    return merged
 
 
 def _run_seeds_in_parallel(args: argparse.Namespace, argv: Sequence[str]) -> None:
@@ -322,7 +385,10 @@ def render(summary: dict[str, Any], settings: ExperimentSettings, note: str) -> 
     arms = summary["arms"]
     start = (f"every arm continuing `{settings.init_from}` at rates {settings.learning_rate:g} (new layers) and "
              f"{settings.encoder_learning_rate:g} (towers); " if settings.init_from else "")
-    lines = [f"## {summary.get('section', SECTION)}", "", f"Seeds {summary['seeds']}; {start}{settings.max_train_steps} "
+    budgets = summary.get("steps", {})
+    steps = (f"{settings.max_train_steps}" if len(set(budgets.values())) <= 1 else
+             ", ".join(f"{n} (seed {seed})" for seed, n in budgets.items()))
+    lines = [f"## {summary.get('section', SECTION)}", "", f"Seeds {summary['seeds']}; {start}{steps} "
              f"steps of {settings.train_batch_size} at {settings.input_size} px per arm; criteria and settings in the "
              "section above, written before the runs. " + note, "",
              "| arm | seeds | object accuracy, referring-hard | easy | wrong-object rate, referring-hard | oIoU |",
@@ -342,6 +408,11 @@ def render(summary: dict[str, Any], settings: ExperimentSettings, note: str) -> 
             f"seed {seed}: {c.get('converged')} (" + ", ".join(
                 f"{arm} moved {a.get('move')}" for arm, a in c.get("arms", {}).items()) + ")"
             for seed, c in summary["convergence"].items())]
+    if (curve := summary.get("noise_curve")) is not None:
+        levels = ", ".join(f"{arm} {value:.4f}" for arm, value in curve["levels"].items())
+        lines += ["", f"The noisy oracle (seeds {curve['seeds']}; referring-hard object accuracy by σ, σ = 0 the oracle): "
+                      + ", ".join(f"σ {sigma:g}: {value:.4f}" for sigma, value in curve["points"])
+                      + (f"; beside {levels}" if levels else "") + " (`noise_curve.png`)."]
     if summary.get("clip_between_random_and_oracle") is not None:
         lines += ["", f"CLIP mining lands at {summary['clip_between_random_and_oracle']:.2f} of the way from random "
                       "mosaics (0) to the oracle (1) on referring-hard object accuracy."]
@@ -374,6 +445,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
                              "seed: e.g. runs/seed{seed}/arms/none/final), judged by its own criteria")
     parser.add_argument("--note", default="", help="what shared the machine, for the written section")
     parser.add_argument("--write", action="store_true", help="write the results into BENCHMARKS.md")
+    parser.add_argument("--merge-from", type=Path, default=None, metavar="DIR",
+                        help="first add the arms of DIR/seed<N> (run apart from the same start) to --out/seed<N>")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.threads:
@@ -381,6 +454,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
 
         torch.set_num_threads(args.threads)
     settings = benchmark_settings(args)
+    if args.merge_from is not None:
+        for seed in args.seeds:
+            merge_arms(args.out / f"seed{seed}", args.merge_from / f"seed{seed}")
     if args.parallel > 1 and not args.finished_only:
         _run_seeds_in_parallel(args, argv)
     runs: dict[int, dict[str, Any]] = {}
@@ -397,7 +473,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
     outs = {seed: args.out / f"seed{seed}" for seed in runs}
     summary = summarise(runs, outs, settings.max_train_steps, finetune=args.finetune_from is not None)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
-    if (curve := plot_noise_curve(args.out / "noise_curve.png", summary)) is not None:
+    if (curve := plot_noise_curve(args.out / "noise_curve.png", summary["noise_curve"])) is not None:
         print(f"saved {curve}")
     section = render(summary, seeded(settings, args.seeds[0], args.finetune_from), args.note or f"{report.machine()}; load average {os.getloadavg()[0]:.1f}.")
     print(section)

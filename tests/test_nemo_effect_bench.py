@@ -29,8 +29,10 @@ def _scores(correct_hard: int, correct_easy: int) -> SentenceScores:
 
 
 def _write_seed(folder: Path, accuracy: dict[str, tuple[int, int]], curve_move: float = 0.0,
-                moving: tuple[str, ...] = ARMS) -> None:
-    results = {"arms": {}, "audits": {}, "comparisons": {}}
+                moving: tuple[str, ...] = ARMS, settings: dict | None = None) -> None:
+    results = {"arms": {}, "audits": {}, "comparisons": {}, "world": {"train_sentences": 123}}
+    if settings is not None:
+        results["settings"] = {"seed": 0, "arms": list(accuracy), **settings}
     scores = {arm: _scores(*accuracy[arm]) for arm in accuracy}
     for arm, arm_scores in scores.items():
         (folder / "arms" / arm).mkdir(parents=True)
@@ -44,7 +46,7 @@ def _write_seed(folder: Path, accuracy: dict[str, tuple[int, int]], curve_move: 
 
     for base in ("random", "none"):
         for arm in scores:
-            if arm != base:
+            if arm != base and base in scores:
                 results["comparisons"][f"{arm} − {base}"] = compare(scores[arm], scores[base])
     (folder / "results.json").write_text(json.dumps(results))
 
@@ -173,3 +175,68 @@ def test_each_seed_of_the_finetune_study_continues_its_own_checkpoint() -> None:
     assert (settings.seed, settings.init_from) == (1, "runs/seed1/arms/none/final")
     assert (settings.learning_rate, settings.encoder_learning_rate, settings.nemo.warmup_epochs) == (2e-4, 1e-4, 0)
     assert bench.seeded(bench.ExperimentSettings(), 1, None).init_from is None
+
+
+def test_a_seed_trained_longer_is_judged_on_its_own_budget(tmp_path: Path, no_training,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    # Seed 1 ran 150 steps: a climb between steps 75 and 100 is its second half settling, which
+    # the 100-step quarters (50-75 against 75-100) would call still moving.
+    accuracy = {"oracle": (240, 90), "random": (200, 90), "none": (195, 90)}
+    _write_seed(tmp_path / "seed0", accuracy)
+    _write_seed(tmp_path / "seed1", accuracy, settings={"max_train_steps": 150})
+    results = json.loads((tmp_path / "seed1" / "results.json").read_text())
+    for arm in ARMS:
+        results["arms"][arm]["learning_curve"] = [
+            {"step": step, "referring_hard_object_accuracy": 0.5 if step <= 75 else 0.53} for step in range(60, 151, 10)]
+    (tmp_path / "seed1" / "results.json").write_text(json.dumps(results))
+    summary = _main(tmp_path)
+    assert summary["steps"] == {0: 100, 1: 150}
+    assert summary["convergence"][1]["converged"] is True and summary["convergence"][1]["move"] == 0.0
+    assert "100 (seed 0), 150 (seed 1) steps of" in capsys.readouterr().out
+    assert bench.converged(results, 100)["converged"] is True  # the run's own budget wins over the default
+    results.pop("settings")
+    assert bench.converged(results, 100)["converged"] is False  # without it, 100 steps' quarters see the climb
+
+
+def test_arms_run_apart_from_the_same_start_merge_into_one_seed(tmp_path: Path, no_training) -> None:
+    _write_seed(tmp_path / "kept" / "seed0", {"oracle": (240, 90), "random": (200, 90), "none": (195, 90)},
+                settings={"max_train_steps": 100, "init_from": "start"})
+    _write_seed(tmp_path / "later" / "seed0", {"noisy-0.5": (220, 88), "noisy-2": (205, 90)},
+                settings={"max_train_steps": 100, "init_from": "start"})
+    summary = bench.main(["--out", str(tmp_path / "kept"), "--seeds", "0", "--arms", *ARMS, "noisy-0.5", "noisy-2",
+                          "--steps", "100", "--finished-only", "--merge-from", str(tmp_path / "later")])
+    merged = json.loads((tmp_path / "kept" / "seed0" / "results.json").read_text())
+    assert list(merged["arms"]) == ["oracle", "random", "none", "noisy-0.5", "noisy-2"] == merged["settings"]["arms"]
+    assert merged["comparisons"]["noisy-0.5 − random"]["referring_hard"]["value"] == pytest.approx(20 / 300)
+    assert merged["comparisons"]["noisy-0.5 − none"]["easy"]["value"] == pytest.approx(-2 / 100)
+    assert merged["comparisons"]["oracle − random"] == json.loads(json.dumps(
+        bench.compare(_scores(240, 90), _scores(200, 90))))  # the kept comparisons are left as they were
+    curve = summary["noise_curve"]
+    assert curve["seeds"] == [0] and curve["points"] == [(0.0, 0.8), (0.5, pytest.approx(220 / 300)),
+                                                         (2.0, pytest.approx(205 / 300))]
+    assert curve["levels"] == {"random": pytest.approx(200 / 300), "none": pytest.approx(195 / 300)}
+    assert (tmp_path / "kept" / "noise_curve.png").stat().st_size > 0
+
+
+def test_a_merge_of_another_experiment_or_of_an_arm_already_there_is_refused(tmp_path: Path) -> None:
+    settings = {"max_train_steps": 100, "init_from": "start"}
+    _write_seed(tmp_path / "kept" / "seed0", {"random": (200, 90), "none": (195, 90)}, settings=settings)
+    _write_seed(tmp_path / "other" / "seed0", {"noisy-0.5": (220, 88)}, settings={**settings, "init_from": "else"})
+    _write_seed(tmp_path / "again" / "seed0", {"none": (100, 90)}, settings=settings)
+    before = (tmp_path / "kept" / "seed0" / "results.json").read_text()
+    with pytest.raises(ValueError, match=r"different experiments \(settings differing: \['init_from'\]"):
+        bench.merge_arms(tmp_path / "kept" / "seed0", tmp_path / "other" / "seed0")
+    with pytest.raises(ValueError, match=r"both hold arm\(s\) \['none'\]"):
+        bench.merge_arms(tmp_path / "kept" / "seed0", tmp_path / "again" / "seed0")
+    assert (tmp_path / "kept" / "seed0" / "results.json").read_text() == before
+
+
+def test_the_noise_curve_is_drawn_over_the_seeds_that_ran_it_only() -> None:
+    def run(oracle: float, noisy: float | None = None) -> dict:
+        arms = {"oracle": oracle, "random": 0.6, "none": 0.5, **({"noisy-1": noisy} if noisy is not None else {})}
+        return {"arms": {arm: {"metrics": {"objects": {"groups": {"referring=hard": {"object_accuracy": value}}}}}
+                         for arm, value in arms.items()}}
+
+    curve = bench.noise_curve({0: run(0.9), 1: run(0.7, noisy=0.65)})
+    assert curve == {"seeds": [1], "points": [(0.0, 0.7), (1.0, 0.65)], "levels": {"random": 0.6, "none": 0.5}}
+    assert bench.noise_curve({0: run(0.9)}) is None
