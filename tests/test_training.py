@@ -742,6 +742,25 @@ def test_train_clip_resumes_from_its_checkpoint_and_ends_with_the_uninterrupted_
     CLIPModel.from_pretrained(final)
 
 
+def test_train_clip_can_learn_the_fair_tests_world_in_trees_of_its_own(tmp_path) -> None:
+    from nemo_hf.experiment.settings import ExperimentSettings
+
+    fair = ExperimentSettings().world()  # the world benchmarks/nemo_effect.py builds its trees with
+    assert train_clip.WORLDS["fair"] == {**fair, "distractor_levels": tuple(fair["distractor_levels"])}
+    roots = {world: train_clip.synthetic_tree(train_clip.ClipTrainingArguments(world=world, cache_dir=str(tmp_path)),
+                                              24, 5) for world in ("default", "fair")}
+    assert roots["default"] != roots["fair"]  # cached apart: neither world's tree is reused for the other
+    from nemo_hf.synthetic import make_refer_dataset
+
+    direct = make_refer_dataset(tmp_path / "direct", num_images=24, seed=5, datasets=("refcoco", "refcoco+", "refcocog"),
+                                **fair).root
+    instances = {name: json.loads((root / "refcoco" / "instances.json").read_text())
+                 for name, root in {**roots, "direct": direct}.items()}
+    assert instances["fair"] == instances["direct"] != instances["default"]
+    with pytest.raises(ValueError, match=r"world must be one of \['default', 'fair'\], got 'fiar'"):
+        train_clip.ClipTrainingArguments(world="fiar")
+
+
 # ----------------------------------------------------------------------------- augmentation
 
 

@@ -57,7 +57,7 @@ from transformers.models.clip.image_processing_pil_clip import CLIPImageProcesso
 from nemo_hf.data.load import load_refcoco
 from nemo_hf.mining.retrieval import text_to_image_retrieval
 from nemo_hf.synthetic.tokenizer import word_tokenizer
-from nemo_hf.synthetic.tree import make_refer_dataset
+from nemo_hf.synthetic.tree import FAIR_WORLD, make_refer_dataset
 from nemo_hf.trainer.args import parse_arguments, save_config
 from nemo_hf.trainer.checkpoints import find_checkpoint, save_checkpoint, starting_state
 from nemo_hf.trainer.output_dir import TRAIN_ENTRIES, TRAIN_LEFTOVERS, claim_output_dir, writing_final
@@ -65,6 +65,8 @@ from nemo_hf.trainer.output_dir import TRAIN_ENTRIES, TRAIN_LEFTOVERS, claim_out
 __all__ = ["ClipTrainingArguments", "main", "train_clip"]
 
 TRAIN_CONFIGS = ("refcoco_unc", "refcocoplus_unc", "refcocog_umd")
+WORLDS = {"default": {}, "fair": {"image_size": (160, 120), "object_scale": 1.5, **FAIR_WORLD}}
+"""``make_refer_dataset`` keywords of each ``world``: ``fair`` is the world of ``benchmarks/nemo_effect.py``."""
 EVAL_CONFIGS = ("refcoco_unc", "refcocog_umd")
 
 
@@ -75,6 +77,9 @@ class ClipTrainingArguments:
     output_dir: str = field(default="outputs/synthetic-clip", metadata={"help": "The run's folder: the model in final/."})
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace the run already in output_dir."})
     cache_dir: str | None = field(default=None, metadata={"help": "Synthetic trees and dataset caches (default: the datasets cache)."})
+    world: str = field(default="default", metadata={
+        "help": "The synthetic world of both trees: 'default', or 'fair' (the fair test of NeMo's world: 160x120 "
+                "scenes, shapes 1.5x the radius, synthetic.FAIR_WORLD), where category and colour rarely suffice."})
     num_images: int = field(default=3000, metadata={"help": "Scenes in the training tree."})
     data_seed: int = field(default=1000, metadata={"help": "Seed of the training tree."})
     eval_images: int = field(default=300, metadata={"help": "Scenes in the held-out evaluation tree."})
@@ -105,6 +110,8 @@ class ClipTrainingArguments:
             raise ValueError(f"eval_seed must differ from data_seed ({self.data_seed}): evaluation needs unseen scenes")
         if self.image_size % self.patch_size:
             raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
+        if self.world not in WORLDS:
+            raise ValueError(f"world must be one of {sorted(WORLDS)}, got {self.world!r}")
         for name in ("num_images", "eval_images", "train_batch_size", "max_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -139,9 +146,11 @@ def tree_images(root: Path, configs: Sequence[str], splits: Sequence[str] | None
 def synthetic_tree(args: ClipTrainingArguments, num_images: int, seed: int) -> Path:
     """A synthetic tree of RefCOCO, RefCOCO+ and RefCOCOg, generated once into the cache."""
     base = Path(args.cache_dir) if args.cache_dir else Path(datasets.config.HF_DATASETS_CACHE) / "nemo_hf"
-    root = base / f"synthetic-clip-{num_images}-seed{seed}"
+    world = "" if args.world == "default" else f"-{args.world}"
+    root = base / f"synthetic-clip{world}-{num_images}-seed{seed}"
     if not root.exists():
-        make_refer_dataset(root, num_images=num_images, seed=seed, datasets=("refcoco", "refcoco+", "refcocog"))
+        make_refer_dataset(root, num_images=num_images, seed=seed, datasets=("refcoco", "refcoco+", "refcocog"),
+                           **WORLDS[args.world])
     return root
 
 
@@ -239,7 +248,7 @@ scenes, so R@1 is bounded well below 1 even for a perfect model.
 {command}
 ```
 
-{args.num_images} training scenes (seed {args.data_seed}), the train splits of refcoco_unc, refcocoplus_unc and
+{args.num_images} training scenes of the `{args.world}` world (seed {args.data_seed}), the train splits of refcoco_unc, refcocoplus_unc and
 refcocog_umd; {args.max_steps} steps of {args.train_batch_size} images with one expression each, AdamW (lr
 {args.learning_rate}, weight decay {args.weight_decay}, {args.lr_scheduler_type} schedule, {args.num_warmup_steps}
 warm-up steps), CLIP's symmetric contrastive loss, seed {args.seed}, one CPU process, float32, run with
