@@ -13,7 +13,9 @@ applies the criteria written in BENCHMARKS.md.
 The parts: :mod:`~nemo_hf.experiment.settings`, :mod:`~nemo_hf.experiment.world`,
 :mod:`~nemo_hf.experiment.miners`, :mod:`~nemo_hf.experiment.arms`,
 :mod:`~nemo_hf.experiment.evaluation`, :mod:`~nemo_hf.experiment.statistics`,
-:mod:`~nemo_hf.experiment.report` and :mod:`~nemo_hf.experiment.run` (which runs them in order).
+:mod:`~nemo_hf.experiment.report` and :mod:`~nemo_hf.experiment.run` (which runs them in order);
+:mod:`~nemo_hf.experiment.clip_gate` measures whether a CLIP reads what the world's sentences
+say, the gate of the CLIP-mined arm.
 
     >>> ExperimentSettings().arms
     ('none', 'random', 'nemo')
