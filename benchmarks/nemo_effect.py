@@ -118,8 +118,9 @@ def arm_converged(run: dict[str, Any], arm: str, steps: int, tolerance: float = 
 def converged(run: dict[str, Any], steps: int, tolerance: float = 0.01) -> dict[str, Any]:
     """The convergence rule on one seed: every judged arm that ran passes (:data:`CONVERGENCE_AMENDMENT`).
 
-    The quarters are of the seed's own ``max_train_steps`` when its results say (``steps`` otherwise), so a
-    seed trained again with 1.5× the steps is judged on that budget. ``move`` is the none arm's, as the rule was first written; ``arms`` gives each arm's test.
+    The quarters are of the seed's own ``max_train_steps`` when its results say (``steps``
+    otherwise), so a seed trained again with 1.5× the steps is judged on that budget. ``move``
+    is the none arm's, as the rule was first written; ``arms`` gives each arm's test.
     """
     steps = run.get("settings", {}).get("max_train_steps", steps)  # a seed trained longer is judged on its own budget
     arms = {arm: arm_converged(run, arm, steps, tolerance) for arm in JUDGED_ARMS if arm in run["arms"]}
