@@ -20,7 +20,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import datasets
+
 from benchmarks import report
+from nemo_hf.data.load import load_refcoco
 from nemo_hf.experiment.clip_gate import GATES, clip_reading
 from nemo_hf.experiment.settings import ExperimentSettings
 from nemo_hf.experiment.world import build_tree, image_dir
@@ -29,10 +32,8 @@ SECTION = "The synthetic CLIP's gate: what it reads on the fair test's mining po
 ROOT = Path(__file__).resolve().parent
 
 
-def pool_of(seed: int, out: Path, num_images: int | None = None):
+def pool_of(seed: int, out: Path, num_images: int | None = None) -> datasets.Dataset:
     """The training rows of the fair test's world for ``seed``: the ``nemo`` arm's mining pool."""
-    from nemo_hf.data.load import load_refcoco
-
     settings = ExperimentSettings(seed=seed)  # the tree exactly as the experiment writes it (every dataset)
     root = build_tree(out / f"seed{seed}" / "refer", num_images or settings.num_images, seed, settings.world())
     return load_refcoco(settings.dataset, root, image_dir(root), cache_dir=out / f"seed{seed}" / "cache")["train"]
