@@ -761,6 +761,44 @@ def test_train_clip_can_learn_the_fair_tests_world_in_trees_of_its_own(tmp_path)
         train_clip.ClipTrainingArguments(world="fiar")
 
 
+
+def test_same_colour_batches_hold_one_target_colour_and_random_batches_are_unchanged(tmp_path) -> None:
+    """Each text of a same-colour batch is about an object of the drawn colour, as the tree records it
+    (an independent recount from the refs); with the share at 0 the images are the original draws."""
+    from nemo_hf.data.refer_files import load_refs
+    from nemo_hf.synthetic import FAIR_WORLD, make_refer_dataset
+
+    tree = make_refer_dataset(tmp_path / "refer", num_images=60, seed=4, datasets=("refcoco", "refcoco+", "refcocog"),
+                              image_size=(160, 120), **FAIR_WORLD)
+    train_images = train_clip.tree_images(tree.root, train_clip.TRAIN_CONFIGS, ["train"], tmp_path / "cache")
+    colours_of_text: dict[tuple[int, str], set[str]] = {}  # (image id, expression) -> its targets' colours
+    ann_colour = {}
+    for name in ("refcoco", "refcoco+", "refcocog"):
+        instances = json.loads((tree.root / name / "instances.json").read_text())
+        ann_colour.update({a["id"]: a["attributes"]["colour"] for a in instances["annotations"]})
+        for ref in load_refs(tree.root / name / ("refs(umd).p" if name == "refcocog" else "refs(unc).p")):
+            if ref["split"] == "train":
+                for sent in ref["sentences"]:
+                    colours_of_text.setdefault((ref["image_id"], sent["raw"]), set()).add(ann_colour[ref["ann_id"]])
+    image_ids = train_images.images["image_id"]
+    by_colour = train_images.by_colour()
+    batch = 16
+    kinds = set()
+    for step in range(30):
+        picked, texts = train_clip.batch_plan(3, step, len(image_ids), batch, train_images.sentences, 0.5, by_colour)
+        assert len(set(picked.tolist())) == len(picked) == len(texts)
+        stated = [colours_of_text[(image_ids[i], t)] for i, t in zip(picked, texts, strict=True)]
+        one_colour = all(len(c) == 1 for c in stated) and len(set.union(*stated)) == 1
+        kinds.add(one_colour)
+        # share 0 draws what the plan drew before same-colour batches existed (the shipped CLIP's remake)
+        rng = np.random.default_rng([3, step])
+        plain = rng.choice(len(image_ids), size=batch, replace=False)
+        assert (train_clip.batch_plan(3, step, len(image_ids), batch, train_images.sentences)[0] == plain).all()
+    assert kinds == {True, False}, "about half the steps draw a same-colour batch"
+    with pytest.raises(ValueError, match=r"same_colour_batches must be in \[0, 1\], got 1.5"):
+        train_clip.ClipTrainingArguments(same_colour_batches=1.5)
+
+
 # ----------------------------------------------------------------------------- augmentation
 
 

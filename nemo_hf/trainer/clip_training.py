@@ -18,7 +18,12 @@ tokenizer word per vocabulary word), trained with CLIP's symmetric contrastive l
   and long relational ones.
 - **Steps**: each draws ``train_batch_size`` distinct images and one expression of each,
   from a generator seeded by (``seed``, step), so a resumed run sees exactly the batches
-  the uninterrupted one would.
+  the uninterrupted one would. A share ``same_colour_batches`` of the steps draw a
+  *same-colour batch* instead: every expression refers to an object of one colour, and
+  every image holds one. Random batches can be told apart by colour alone (a synthetic
+  scene has two to four colours of ten), so a CLIP trained on them reads colour and learns
+  category and size late or never; within a same-colour batch only category, size and
+  position tell the images apart.
 - **Evaluation**: text→image retrieval R@1/R@5 on a freshly generated tree
   (``eval_images`` scenes, ``eval_seed``) that training never saw, against the chance level.
 
@@ -41,7 +46,7 @@ import json
 import re
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,6 +103,8 @@ class ClipTrainingArguments:
     learning_rate: float = field(default=1e-3)
     weight_decay: float = field(default=0.05)
     num_warmup_steps: int = field(default=50)
+    same_colour_batches: float = field(default=0.0, metadata={
+        "help": "Share of steps whose batch is all one target colour (see the module docstring), in [0, 1]."})
     lr_scheduler_type: str = field(default="cosine")
     mixed_precision: str = field(default="no", metadata={"help": "no | bf16 | fp16 (accelerate's choices)."})
     logging_steps: int = field(default=50)
@@ -112,6 +119,8 @@ class ClipTrainingArguments:
             raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
         if self.world not in WORLDS:
             raise ValueError(f"world must be one of {sorted(WORLDS)}, got {self.world!r}")
+        if not 0.0 <= self.same_colour_batches <= 1.0:
+            raise ValueError(f"same_colour_batches must be in [0, 1], got {self.same_colour_batches}")
         for name in ("num_images", "eval_images", "train_batch_size", "max_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -119,28 +128,52 @@ class ClipTrainingArguments:
 
 @dataclass
 class ImageTexts:
-    """Unique images of some refer splits and every expression of each."""
+    """Unique images of some refer splits, every expression of each and the colour of its target.
+
+    ``colours[i][j]`` is the colour of the object ``sentences[i][j]`` refers to (None where
+    the tree does not record it: only synthetic trees do).
+    """
 
     images: datasets.Dataset  # columns image, image_id
     sentences: list[list[str]]
+    colours: list[list[str | None]]
+
+    def by_colour(self) -> dict[str, dict[int, list[int]]]:
+        """colour -> image index -> the indices of its expressions about an object of that colour."""
+        found: dict[str, dict[int, list[int]]] = {}
+        for image, colours in enumerate(self.colours):
+            for j, colour in enumerate(colours):
+                if colour is not None:
+                    found.setdefault(colour, {}).setdefault(image, []).append(j)
+        return found
 
 
 def tree_images(root: Path, configs: Sequence[str], splits: Sequence[str] | None, cache_dir: Path) -> ImageTexts:
     """The images of ``configs`` (``splits`` of each, or all) with their expressions, sorted by image id."""
-    texts: dict[int, list[str]] = {}
+    texts: dict[int, list[tuple[str, str | None]]] = {}
     first_row: dict[int, tuple[str, str, int]] = {}
     built = {}
     for config in configs:
         built[config] = load_refcoco(config, root, root / "images" / "train2014", cache_dir=cache_dir)
         for split in splits or list(built[config]):
             rows = built[config][split]
-            for row, (image_id, sentences) in enumerate(zip(rows["image_id"], rows["sentences"])):
-                texts.setdefault(image_id, []).extend(sentences)
+            targets = rows["target_attributes"] if "target_attributes" in rows.column_names else [None] * len(rows)
+            for row, (image_id, sentences, target) in enumerate(zip(rows["image_id"], rows["sentences"], targets)):
+                colour = (target or {}).get("colour")
+                texts.setdefault(image_id, []).extend((sentence, colour) for sentence in sentences)
                 first_row.setdefault(image_id, (config, split, row))
     ids = sorted(texts)
     picked = [built[c][s].select([r]).select_columns(["image", "image_id"]) for c, s, r in (first_row[i] for i in ids)]
     images = datasets.concatenate_datasets(picked) if picked else datasets.Dataset.from_dict({"image": [], "image_id": []})
-    return ImageTexts(images, [sorted(set(texts[i])) for i in ids])
+    sentences, colours = [], []
+    for i in ids:
+        colour_of: dict[str, set[str | None]] = {}
+        for text, colour in texts[i]:
+            colour_of.setdefault(text, set()).add(colour)
+        sentences.append(sorted(colour_of))
+        # one expression written for objects of two colours (e.g. by two datasets) is about neither
+        colours.append([next(iter(colour_of[t])) if len(colour_of[t]) == 1 else None for t in sentences[-1]])
+    return ImageTexts(images, sentences, colours)
 
 
 def synthetic_tree(args: ClipTrainingArguments, num_images: int, seed: int) -> Path:
@@ -202,9 +235,30 @@ def vocabulary_of(sentences: Sequence[Sequence[str]]) -> list[str]:
     return sorted({word for texts in sentences for text in texts for word in re.findall(r"[a-z]+", text.lower())})
 
 
-def batch_plan(seed: int, step: int, num_images: int, batch_size: int, sentences: Sequence[Sequence[str]]) -> tuple[np.ndarray, list[str]]:
-    """The images and expressions of one step: a pure function of (seed, step)."""
+def batch_plan(
+    seed: int, step: int, num_images: int, batch_size: int, sentences: Sequence[Sequence[str]],
+    same_colour: float = 0.0, by_colour: Mapping[str, Mapping[int, Sequence[int]]] | None = None,
+) -> tuple[np.ndarray, list[str]]:
+    """The images and expressions of one step: a pure function of (seed, step).
+
+    With probability ``same_colour`` the batch is a same-colour one: a colour drawn in
+    proportion to its images in ``by_colour`` (:meth:`ImageTexts.by_colour`), then images
+    holding a referred object of that colour, each with one expression about such an object.
+
+    >>> by_colour = {"red": {0: [0], 2: [1]}, "blue": {1: [0], 2: [0]}}
+    >>> sentences = [["the red ring"], ["the blue star"], ["the blue ring", "the red star"]]
+    >>> picked, texts = batch_plan(0, 0, 3, 2, sentences, same_colour=1.0, by_colour=by_colour)
+    >>> sorted(texts) in (["the red ring", "the red star"], ["the blue ring", "the blue star"])
+    True
+    """
     rng = np.random.default_rng([seed, step])
+    if same_colour and by_colour and rng.random() < same_colour:
+        colours = sorted(by_colour)
+        counts = np.array([len(by_colour[c]) for c in colours], dtype=float)
+        holding = by_colour[colours[int(rng.choice(len(colours), p=counts / counts.sum()))]]
+        images = np.array(sorted(holding))
+        picked = rng.choice(images, size=min(batch_size, len(images)), replace=False)
+        return picked, [sentences[i][holding[i][int(rng.integers(len(holding[i])))]] for i in picked]
     picked = rng.choice(num_images, size=min(batch_size, num_images), replace=False)
     return picked, [sentences[i][int(rng.integers(len(sentences[i])))] for i in picked]
 
@@ -279,6 +333,7 @@ def train_clip(args: ClipTrainingArguments) -> dict[str, float]:
     set_seed(args.seed)
     model, processor = build_model(args, vocabulary_of(train.sentences))
     pixels = pixel_values(processor, train.images)
+    by_colour = train.by_colour() if args.same_colour_batches else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
     scheduler = get_scheduler(
         args.lr_scheduler_type, optimizer, num_warmup_steps=args.num_warmup_steps, num_training_steps=args.max_steps
@@ -299,7 +354,8 @@ def train_clip(args: ClipTrainingArguments) -> dict[str, float]:
     model.train()
     progress = tqdm(range(start_step, args.max_steps), desc="CLIP steps", disable=not accelerator.is_local_main_process)
     for step in progress:
-        picked, texts = batch_plan(args.seed, step, len(pixels), args.train_batch_size, train.sentences)
+        picked, texts = batch_plan(args.seed, step, len(pixels), args.train_batch_size, train.sentences,
+                                   args.same_colour_batches, by_colour)
         mine = slice(rank, None, world)
         tokens = processor.tokenizer(texts[mine], padding=True, truncation=True, return_tensors="pt").to(accelerator.device)
         loss = model(pixel_values=pixels[picked[mine]].to(accelerator.device), return_loss=True, **tokens).loss
