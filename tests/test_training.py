@@ -799,6 +799,42 @@ def test_same_colour_batches_hold_one_target_colour_and_random_batches_are_uncha
         train_clip.ClipTrainingArguments(same_colour_batches=1.5)
 
 
+
+def test_scene_captions_name_every_object_of_their_image_and_replace_about_their_share(tmp_path) -> None:
+    """A caption counts each (size, colour, category) of the image's annotations, recounted from
+    instances.json; with the share at 0.5 about half the texts are captions, the images unchanged."""
+    from nemo_hf.synthetic import FAIR_WORLD, make_refer_dataset
+    from nemo_hf.synthetic.scenes import CATEGORIES
+
+    tree = make_refer_dataset(tmp_path / "refer", num_images=40, seed=6, datasets=("refcoco", "refcoco+", "refcocog"),
+                              image_size=(160, 120), **FAIR_WORLD)
+    found = train_clip.tree_images(tree.root, train_clip.TRAIN_CONFIGS, ["train"], tmp_path / "cache")
+    instances = json.loads((tree.root / "refcoco" / "instances.json").read_text())
+    names = {c["id"]: c["name"] for c in instances["categories"]}
+    plural = {c.name: c.plural for c in CATEGORIES}
+    for image_id, caption in zip(found.images["image_id"], found.captions, strict=True):
+        anns = [a for a in instances["annotations"] if a["image_id"] == image_id]
+        said = caption.replace(" and ", ", ").split(", ")
+        assert len(said) == len({(a["attributes"]["size"], a["attributes"]["colour"], a["category_id"]) for a in anns})
+        for a in anns:
+            size, colour, name = a["attributes"]["size"], a["attributes"]["colour"], names[a["category_id"]]
+            same = sum((b["attributes"]["size"], b["attributes"]["colour"], b["category_id"]) ==
+                       (size, colour, a["category_id"]) for b in anns)
+            assert (f"a {size} {colour} {name}" if same == 1 else
+                    f"{['two', 'three', 'four', 'five', 'six'][same - 2]} {size} {colour} {plural[name]}") in said
+    n = len(found.sentences)
+    captioned = 0
+    for step in range(20):
+        picked, texts = train_clip.batch_plan(1, step, n, 16, found.sentences, captions=found.captions,
+                                              caption_share=0.5)
+        plain_picked, plain_texts = train_clip.batch_plan(1, step, n, 16, found.sentences)
+        assert (picked == plain_picked).all()
+        for i, text, plain in zip(picked, texts, plain_texts, strict=True):
+            assert text in (plain, found.captions[i])
+            captioned += text == found.captions[i] != plain
+    assert 0.35 < captioned / (20 * 16) < 0.65
+
+
 # ----------------------------------------------------------------------------- augmentation
 
 

@@ -23,7 +23,10 @@ tokenizer word per vocabulary word), trained with CLIP's symmetric contrastive l
   every image holds one. Random batches can be told apart by colour alone (a synthetic
   scene has two to four colours of ten), so a CLIP trained on them reads colour and learns
   category and size late or never; within a same-colour batch only category, size and
-  position tell the images apart.
+  position tell the images apart. A share ``scene_captions`` of a batch's expressions are
+  replaced by its image's *scene caption*, every object it holds ("two small red circles and
+  a large white star"): a referring expression often names its target by where it is, which
+  a CLIP can match by layout alone; a scene caption can only be matched by what is there.
 - **Evaluation**: text→image retrieval R@1/R@5 on a freshly generated tree
   (``eval_images`` scenes, ``eval_seed``) that training never saw, against the chance level.
 
@@ -46,6 +49,7 @@ import json
 import re
 import shutil
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +65,7 @@ from transformers.models.clip.image_processing_pil_clip import CLIPImageProcesso
 
 from nemo_hf.data.load import load_refcoco
 from nemo_hf.mining.retrieval import text_to_image_retrieval
+from nemo_hf.synthetic.scenes import CATEGORIES
 from nemo_hf.synthetic.tokenizer import word_tokenizer
 from nemo_hf.synthetic.tree import FAIR_WORLD, make_refer_dataset
 from nemo_hf.trainer.args import parse_arguments, save_config
@@ -73,6 +78,8 @@ TRAIN_CONFIGS = ("refcoco_unc", "refcocoplus_unc", "refcocog_umd")
 WORLDS = {"default": {}, "fair": {"image_size": (160, 120), "object_scale": 1.5, **FAIR_WORLD}}
 """``make_refer_dataset`` keywords of each ``world``: ``fair`` is the world of ``benchmarks/nemo_effect.py``."""
 EVAL_CONFIGS = ("refcoco_unc", "refcocog_umd")
+_COUNT_WORDS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
+_PLURALS = {c.name: c.plural for c in CATEGORIES}
 
 
 @dataclass
@@ -105,6 +112,8 @@ class ClipTrainingArguments:
     num_warmup_steps: int = field(default=50)
     same_colour_batches: float = field(default=0.0, metadata={
         "help": "Share of steps whose batch is all one target colour (see the module docstring), in [0, 1]."})
+    scene_captions: float = field(default=0.0, metadata={
+        "help": "Share of expressions replaced by their image's scene caption (see the module docstring), in [0, 1]."})
     lr_scheduler_type: str = field(default="cosine")
     mixed_precision: str = field(default="no", metadata={"help": "no | bf16 | fp16 (accelerate's choices)."})
     logging_steps: int = field(default=50)
@@ -119,8 +128,9 @@ class ClipTrainingArguments:
             raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
         if self.world not in WORLDS:
             raise ValueError(f"world must be one of {sorted(WORLDS)}, got {self.world!r}")
-        if not 0.0 <= self.same_colour_batches <= 1.0:
-            raise ValueError(f"same_colour_batches must be in [0, 1], got {self.same_colour_batches}")
+        for name in ("same_colour_batches", "scene_captions"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         for name in ("num_images", "eval_images", "train_batch_size", "max_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -137,6 +147,7 @@ class ImageTexts:
     images: datasets.Dataset  # columns image, image_id
     sentences: list[list[str]]
     colours: list[list[str | None]]
+    captions: list[str | None]  # each image's scene caption (None where the tree has no scene_objects)
 
     def by_colour(self) -> dict[str, dict[int, list[int]]]:
         """colour -> image index -> the indices of its expressions about an object of that colour."""
@@ -151,6 +162,7 @@ class ImageTexts:
 def tree_images(root: Path, configs: Sequence[str], splits: Sequence[str] | None, cache_dir: Path) -> ImageTexts:
     """The images of ``configs`` (``splits`` of each, or all) with their expressions, sorted by image id."""
     texts: dict[int, list[tuple[str, str | None]]] = {}
+    captions: dict[int, str | None] = {}
     first_row: dict[int, tuple[str, str, int]] = {}
     built = {}
     for config in configs:
@@ -158,8 +170,11 @@ def tree_images(root: Path, configs: Sequence[str], splits: Sequence[str] | None
         for split in splits or list(built[config]):
             rows = built[config][split]
             targets = rows["target_attributes"] if "target_attributes" in rows.column_names else [None] * len(rows)
-            for row, (image_id, sentences, target) in enumerate(zip(rows["image_id"], rows["sentences"], targets)):
+            scenes = rows["scene_objects"] if "scene_objects" in rows.column_names else [None] * len(rows)
+            for row, (image_id, sentences, target, scene) in enumerate(
+                    zip(rows["image_id"], rows["sentences"], targets, scenes)):
                 colour = (target or {}).get("colour")
+                captions.setdefault(image_id, scene_caption(scene) if scene else None)
                 texts.setdefault(image_id, []).extend((sentence, colour) for sentence in sentences)
                 first_row.setdefault(image_id, (config, split, row))
     ids = sorted(texts)
@@ -173,7 +188,21 @@ def tree_images(root: Path, configs: Sequence[str], splits: Sequence[str] | None
         sentences.append(sorted(colour_of))
         # one expression written for objects of two colours (e.g. by two datasets) is about neither
         colours.append([next(iter(colour_of[t])) if len(colour_of[t]) == 1 else None for t in sentences[-1]])
-    return ImageTexts(images, sentences, colours)
+    return ImageTexts(images, sentences, colours, [captions[i] for i in ids])
+
+
+def scene_caption(scene: Mapping[str, Sequence]) -> str:
+    """Every object of a synthetic scene (its ``scene_objects``), alike ones counted.
+
+    >>> scene_caption({"category": ["ring", "ring", "star"], "colour": ["red", "red", "white"],
+    ...                "size": ["small", "small", "large"]})
+    'two small red rings and a large white star'
+    """
+    counts = Counter(zip(scene["size"], scene["colour"], scene["category"], strict=True))
+    parts = [f"a {size} {colour} {category}" if n == 1 else
+             f"{_COUNT_WORDS.get(n, 'many')} {size} {colour} {_PLURALS.get(category, category + 's')}"
+             for (size, colour, category), n in sorted(counts.items(), key=lambda item: (-item[1], item[0]))]
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
 def synthetic_tree(args: ClipTrainingArguments, num_images: int, seed: int) -> Path:
@@ -238,12 +267,15 @@ def vocabulary_of(sentences: Sequence[Sequence[str]]) -> list[str]:
 def batch_plan(
     seed: int, step: int, num_images: int, batch_size: int, sentences: Sequence[Sequence[str]],
     same_colour: float = 0.0, by_colour: Mapping[str, Mapping[int, Sequence[int]]] | None = None,
+    captions: Sequence[str | None] | None = None, caption_share: float = 0.0,
 ) -> tuple[np.ndarray, list[str]]:
     """The images and expressions of one step: a pure function of (seed, step).
 
     With probability ``same_colour`` the batch is a same-colour one: a colour drawn in
     proportion to its images in ``by_colour`` (:meth:`ImageTexts.by_colour`), then images
     holding a referred object of that colour, each with one expression about such an object.
+    Then each expression is replaced, with probability ``caption_share``, by its image's
+    caption in ``captions`` (where it has one); the images drawn stay the same.
 
     >>> by_colour = {"red": {0: [0], 2: [1]}, "blue": {1: [0], 2: [0]}}
     >>> sentences = [["the red ring"], ["the blue star"], ["the blue ring", "the red star"]]
@@ -258,9 +290,14 @@ def batch_plan(
         holding = by_colour[colours[int(rng.choice(len(colours), p=counts / counts.sum()))]]
         images = np.array(sorted(holding))
         picked = rng.choice(images, size=min(batch_size, len(images)), replace=False)
-        return picked, [sentences[i][holding[i][int(rng.integers(len(holding[i])))]] for i in picked]
-    picked = rng.choice(num_images, size=min(batch_size, num_images), replace=False)
-    return picked, [sentences[i][int(rng.integers(len(sentences[i])))] for i in picked]
+        texts = [sentences[i][holding[i][int(rng.integers(len(holding[i])))]] for i in picked]
+    else:
+        picked = rng.choice(num_images, size=min(batch_size, num_images), replace=False)
+        texts = [sentences[i][int(rng.integers(len(sentences[i])))] for i in picked]
+    if caption_share and captions is not None:
+        swap = rng.random(len(picked)) < caption_share
+        texts = [captions[i] if s and captions[i] else t for i, t, s in zip(picked, texts, swap, strict=True)]
+    return picked, texts
 
 
 def model_card(args: ClipTrainingArguments, results: dict[str, float], num_parameters: int, command: str) -> str:
@@ -331,7 +368,8 @@ def train_clip(args: ClipTrainingArguments) -> dict[str, float]:
         train = tree_images(synthetic_tree(args, args.num_images, args.data_seed), TRAIN_CONFIGS, ["train"], cache_dir)
         held_out = tree_images(synthetic_tree(args, args.eval_images, args.eval_seed), EVAL_CONFIGS, None, cache_dir)
     set_seed(args.seed)
-    model, processor = build_model(args, vocabulary_of(train.sentences))
+    captions = [[c] for c in train.captions if c] if args.scene_captions else []
+    model, processor = build_model(args, vocabulary_of([*train.sentences, *captions]))
     pixels = pixel_values(processor, train.images)
     by_colour = train.by_colour() if args.same_colour_batches else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
@@ -355,7 +393,7 @@ def train_clip(args: ClipTrainingArguments) -> dict[str, float]:
     progress = tqdm(range(start_step, args.max_steps), desc="CLIP steps", disable=not accelerator.is_local_main_process)
     for step in progress:
         picked, texts = batch_plan(args.seed, step, len(pixels), args.train_batch_size, train.sentences,
-                                   args.same_colour_batches, by_colour)
+                                   args.same_colour_batches, by_colour, train.captions, args.scene_captions)
         mine = slice(rank, None, world)
         tokens = processor.tokenizer(texts[mine], padding=True, truncation=True, return_tensors="pt").to(accelerator.device)
         loss = model(pixel_values=pixels[picked[mine]].to(accelerator.device), return_loss=True, **tokens).loss
