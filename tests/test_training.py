@@ -833,6 +833,9 @@ def test_scene_captions_name_every_object_of_their_image_and_replace_about_their
             assert text in (plain, found.captions[i])
             captioned += text == found.captions[i] != plain
     assert 0.35 < captioned / (20 * 16) < 0.65
+    recipe = train_clip._batch_recipe(train_clip.ClipTrainingArguments(scene_captions=0.5, same_colour_batches=0.25))
+    assert "50% of the expressions replaced" in recipe and "25% of the steps" in recipe  # the model card says so
+    assert train_clip._batch_recipe(train_clip.ClipTrainingArguments()) == ""
 
 
 # ----------------------------------------------------------------------------- augmentation

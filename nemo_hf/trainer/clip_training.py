@@ -300,6 +300,16 @@ def batch_plan(
     return picked, texts
 
 
+def _batch_recipe(args: ClipTrainingArguments) -> str:
+    """What the model card says of same-colour batches and scene captions, where a run used them."""
+    said = []
+    if args.same_colour_batches:
+        said.append(f"{args.same_colour_batches:.0%} of the steps drawing all images and expressions about one colour")
+    if args.scene_captions:
+        said.append(f"{args.scene_captions:.0%} of the expressions replaced by the scene's caption of every object")
+    return f" ({', '.join(said)})" if said else ""
+
+
 def model_card(args: ClipTrainingArguments, results: dict[str, float], num_parameters: int, command: str) -> str:
     """The README.md of the trained model."""
     return f"""---
@@ -340,7 +350,7 @@ scenes, so R@1 is bounded well below 1 even for a perfect model.
 ```
 
 {args.num_images} training scenes of the `{args.world}` world (seed {args.data_seed}), the train splits of refcoco_unc, refcocoplus_unc and
-refcocog_umd; {args.max_steps} steps of {args.train_batch_size} images with one expression each, AdamW (lr
+refcocog_umd; {args.max_steps} steps of {args.train_batch_size} images with one expression each{_batch_recipe(args)}, AdamW (lr
 {args.learning_rate}, weight decay {args.weight_decay}, {args.lr_scheduler_type} schedule, {args.num_warmup_steps}
 warm-up steps), CLIP's symmetric contrastive loss, seed {args.seed}, one CPU process, float32, run with
 `OMP_NUM_THREADS=1`. On one CPU process the run is deterministic: the same command, torch build and thread count
