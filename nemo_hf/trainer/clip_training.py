@@ -27,6 +27,9 @@ tokenizer word per vocabulary word), trained with CLIP's symmetric contrastive l
   replaced by its image's *scene caption*, every object it holds ("two small red circles and
   a large white star"): a referring expression often names its target by where it is, which
   a CLIP can match by layout alone; a scene caption can only be matched by what is there.
+  Both are off by default, and measured, not recommended: on the fair world neither lifted
+  the CLIP's category reading (its tower matched layout, colour sets and counts instead);
+  captions lifted its size reading (BENCHMARKS.md, the synthetic CLIP's gate).
 - **Evaluation**: text→image retrieval R@1/R@5 on a freshly generated tree
   (``eval_images`` scenes, ``eval_seed``) that training never saw, against the chance level.
 
