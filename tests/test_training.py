@@ -761,7 +761,6 @@ def test_train_clip_can_learn_the_fair_tests_world_in_trees_of_its_own(tmp_path)
         train_clip.ClipTrainingArguments(world="fiar")
 
 
-
 def test_same_colour_batches_hold_one_target_colour_and_random_batches_are_unchanged(tmp_path) -> None:
     """Each text of a same-colour batch is about an object of the drawn colour, as the tree records it
     (an independent recount from the refs); with the share at 0 the images are the original draws."""
@@ -780,7 +779,7 @@ def test_same_colour_batches_hold_one_target_colour_and_random_batches_are_uncha
             if ref["split"] == "train":
                 for sent in ref["sentences"]:
                     colours_of_text.setdefault((ref["image_id"], sent["raw"]), set()).add(ann_colour[ref["ann_id"]])
-    image_ids = train_images.images["image_id"]
+    image_ids = list(train_images.images["image_id"])  # a list: a datasets Column re-reads the table per index
     by_colour = train_images.by_colour()
     batch = 16
     kinds = set()
@@ -797,7 +796,6 @@ def test_same_colour_batches_hold_one_target_colour_and_random_batches_are_uncha
     assert kinds == {True, False}, "about half the steps draw a same-colour batch"
     with pytest.raises(ValueError, match=r"same_colour_batches must be in \[0, 1\], got 1.5"):
         train_clip.ClipTrainingArguments(same_colour_batches=1.5)
-
 
 
 def test_scene_captions_name_every_object_of_their_image_and_replace_about_their_share(tmp_path) -> None:
