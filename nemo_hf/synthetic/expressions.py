@@ -48,7 +48,8 @@ _FULL = ("size", "colour", "category")
 _SENTENCES_PER_REF = (1, 2, 3, 4)
 _SENTENCES_PROBS = (0.1, 0.25, 0.35, 0.3)  # mean 2.85, RefCOCO's sentences per ref
 _PICTURE_WORDS = ("image", "picture", "photo")
-_NUMBER_WORDS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
+NUMBER_WORDS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
+"""How sentences count alike shapes; larger groups go uncounted."""
 
 
 class SceneText:
@@ -276,13 +277,13 @@ def _group_phrases(text: SceneText, group: str | None) -> list[tuple[list[int], 
 
     for category in {s.category.id: s.category for s in shapes}.values():
         members = [j for j, s in enumerate(shapes) if s.category.id == category.id]
-        number = _NUMBER_WORDS.get(len(members), "")
+        number = NUMBER_WORDS.get(len(members), "")
         variants = [("all", category.plural), ("all", "the", category.plural), ("every", category.name)]
         variants += [("the", number, category.plural)] + ([("both", category.plural)] if len(members) == 2 else [])
         add(members, variants, make_meaning(category=category.name))
         for colour in dict.fromkeys(shapes[j].colour for j in members):
             same = [j for j in members if shapes[j].colour == colour]
-            count = _NUMBER_WORDS.get(len(same), "")
+            count = NUMBER_WORDS.get(len(same), "")
             variants = [("the", count, colour, category.plural), ("all", colour, category.plural)]
             add(same, variants, make_meaning(category=category.name, colour=colour))
     for colour in dict.fromkeys(s.colour for s in shapes):

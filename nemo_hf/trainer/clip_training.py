@@ -68,6 +68,7 @@ from transformers.models.clip.image_processing_pil_clip import CLIPImageProcesso
 
 from nemo_hf.data.load import load_refcoco
 from nemo_hf.mining.retrieval import text_to_image_retrieval
+from nemo_hf.synthetic.expressions import NUMBER_WORDS
 from nemo_hf.synthetic.scenes import CATEGORIES
 from nemo_hf.synthetic.tokenizer import word_tokenizer
 from nemo_hf.synthetic.tree import FAIR_WORLD, make_refer_dataset
@@ -81,7 +82,6 @@ TRAIN_CONFIGS = ("refcoco_unc", "refcocoplus_unc", "refcocog_umd")
 WORLDS = {"default": {}, "fair": {"image_size": (160, 120), "object_scale": 1.5, **FAIR_WORLD}}
 """``make_refer_dataset`` keywords of each ``world``: ``fair`` is the world of ``benchmarks/nemo_effect.py``."""
 EVAL_CONFIGS = ("refcoco_unc", "refcocog_umd")
-_COUNT_WORDS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
 _PLURALS = {c.name: c.plural for c in CATEGORIES}
 
 
@@ -203,7 +203,7 @@ def scene_caption(scene: Mapping[str, Sequence]) -> str:
     """
     counts = Counter(zip(scene["size"], scene["colour"], scene["category"], strict=True))
     parts = [f"a {size} {colour} {category}" if n == 1 else
-             f"{_COUNT_WORDS.get(n, 'many')} {size} {colour} {_PLURALS.get(category, category + 's')}"
+             f"{NUMBER_WORDS.get(n, 'many')} {size} {colour} {_PLURALS[category]}"
              for (size, colour, category), n in sorted(counts.items(), key=lambda item: (-item[1], item[0]))]
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
