@@ -43,6 +43,7 @@ __all__ = [
     "GROUND_TRUTH_COLUMNS",
     "GROUND_TRUTH_FEATURES",
     "GroundTruthError",
+    "image_objects",
     "meaning_json",
     "objects_of",
     "scene_frames",
@@ -167,11 +168,42 @@ def _require(ds: datasets.Dataset, names: Sequence[str], what: str) -> None:
         )
 
 
-def scene_frames(ds: datasets.Dataset, what: str = "dataset") -> SceneBatch:
-    """Every distinct image of ``ds`` (ascending ``image_id``) as a :class:`~nemo_hf.data.scene_batch.SceneBatch`.
+def image_objects(ds: datasets.Dataset, what: str = "dataset") -> tuple[np.ndarray, list[tuple[list[SceneObject], tuple[int, int]]]]:
+    """Every distinct image of ``ds``: its ids (ascending) and, for each, ``(objects, (width, height))``.
 
     Reads ``image_id``, ``width``, ``height`` and ``scene_objects``; a ``ValueError`` names
     the first image without ground truth (real data has none).
+
+    >>> ring = {"ann_id": [1], "category": ["ring"], "colour": ["red"], "size": ["small"], "x": [5.0], "y": [2.0]}
+    >>> rows = datasets.Dataset.from_dict({"image_id": [7, 7], "width": [10, 10], "height": [10, 10],
+    ...                                    "scene_objects": [ring, ring]})
+    >>> ids, frames = image_objects(rows)
+    >>> ids.tolist(), frames[0][0][0].category, frames[0][1]
+    ([7], 'ring', (10, 10))
+    """
+    _require(ds, ("image_id", "width", "height", "scene_objects"), what)
+    table = ds.select_columns(["image_id", "width", "height", "scene_objects"]).with_format("arrow")[:]
+    image_ids = table.column("image_id").to_numpy()
+    unique, first = np.unique(image_ids, return_index=True)
+    frames = []
+    for row in table.take(first).to_pylist():
+        objects = row["scene_objects"]
+        if objects is None:
+            raise ValueError(
+                f"image {row['image_id']} of the {what} has no scene_objects: only synthetic trees carry "
+                "ground truth"
+            )
+        frames.append((
+            [SceneObject(*values) for values in zip(*(objects[f] for f in _OBJECT_FIELDS[1:]), strict=True)],
+            (row["width"], row["height"]),
+        ))  # fmt: skip
+    return unique, frames
+
+
+def scene_frames(ds: datasets.Dataset, what: str = "dataset") -> SceneBatch:
+    """Every distinct image of ``ds`` (ascending ``image_id``) as a :class:`~nemo_hf.data.scene_batch.SceneBatch`.
+
+    The objects of :func:`image_objects`, as arrays.
 
     >>> ring = {"ann_id": [1], "category": ["ring"], "colour": ["red"], "size": ["small"], "x": [5.0], "y": [2.0]}
     >>> rows = datasets.Dataset.from_dict({"image_id": [7, 7], "width": [10, 10], "height": [10, 10],
@@ -180,24 +212,7 @@ def scene_frames(ds: datasets.Dataset, what: str = "dataset") -> SceneBatch:
     >>> frames.image_ids.tolist(), frames.x.tolist()
     ([7], [[5.0]])
     """
-    _require(ds, ("image_id", "width", "height", "scene_objects"), what)
-    table = ds.select_columns(["image_id", "width", "height", "scene_objects"]).with_format("arrow")[:]
-    image_ids = table.column("image_id").to_numpy()
-    unique, first = np.unique(image_ids, return_index=True)
-    rows = table.take(first).to_pylist()
-    frames = []
-    for row in rows:
-        objects = row["scene_objects"]
-        if objects is None:
-            raise ValueError(
-                f"image {row['image_id']} of the {what} has no scene_objects: only synthetic trees carry the "
-                "ground truth an oracle needs"
-            )
-        frames.append((
-            [SceneObject(*values) for values in zip(*(objects[f] for f in _OBJECT_FIELDS[1:]), strict=True)],
-            (row["width"], row["height"]),
-        ))  # fmt: skip
-    return SceneBatch.from_frames(unique, frames)
+    return SceneBatch.from_frames(*image_objects(ds, what))
 
 
 def sentence_meanings(ds: datasets.Dataset, what: str = "dataset") -> list[dict[str, Any]]:

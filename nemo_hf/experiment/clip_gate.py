@@ -39,7 +39,7 @@ from typing import Any
 import datasets
 import numpy as np
 
-from nemo_hf.data.ground_truth import sentence_meanings
+from nemo_hf.data.ground_truth import image_objects, sentence_meanings
 from nemo_hf.data.meaning import SceneObject
 from nemo_hf.mining.mine import mining_embeddings
 
@@ -121,17 +121,9 @@ def passes(reading: Mapping[str, Any], gates: Mapping[str, float] = GATES) -> di
 
 def _pool_objects(pool: datasets.Dataset, pool_ids: np.ndarray) -> list[list[SceneObject]]:
     """Every pool image's objects, in the order of ``pool_ids``; an error names an image without them."""
-    table = pool.select_columns(["image_id", "scene_objects"]).with_format("arrow")[:]
-    by_id = dict(zip(table.column("image_id").to_pylist(), table.column("scene_objects").to_pylist(), strict=True))
-    objects = []
-    for image_id in pool_ids.tolist():
-        found = by_id[image_id]
-        if found is None:
-            raise ValueError(f"image {image_id} of the mining pool has no scene_objects: only synthetic trees carry "
-                             "the ground truth a CLIP's reading is measured against")
-        objects.append([SceneObject(*values) for values in zip(
-            *(found[f] for f in ("category", "colour", "size", "x", "y")), strict=True)])
-    return objects
+    image_ids, frames = image_objects(pool, "mining pool")
+    by_id = {image_id: objects for image_id, (objects, _) in zip(image_ids.tolist(), frames, strict=True)}
+    return [by_id[image_id] for image_id in pool_ids.tolist()]
 
 
 def clip_reading(ds: datasets.Dataset, clip: str, *, cache_dir: str | None = None,
