@@ -384,7 +384,8 @@ def _run_seeds_in_parallel(args: argparse.Namespace, argv: Sequence[str]) -> Non
 def render(summary: dict[str, Any], settings: ExperimentSettings, note: str) -> str:
     """The BENCHMARKS.md section of the results."""
     arms = summary["arms"]
-    start = (f"every arm continuing `{settings.init_from}` at rates {settings.learning_rate:g} (new layers) and "
+    whose = "its seed's checkpoint " if "{seed}" in (settings.init_from or "") else ""
+    start = (f"every arm continuing {whose}`{settings.init_from}` at rates {settings.learning_rate:g} (new layers) and "
              f"{settings.encoder_learning_rate:g} (towers); " if settings.init_from else "")
     budgets = summary.get("steps", {})
     steps = (f"{settings.max_train_steps}" if len(set(budgets.values())) <= 1 else
@@ -476,7 +477,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
     if (curve := plot_noise_curve(args.out / "noise_curve.png", summary["noise_curve"])) is not None:
         print(f"saved {curve}")
-    section = render(summary, seeded(settings, args.seeds[0], args.finetune_from), args.note or f"{report.machine()}; load average {os.getloadavg()[0]:.1f}.")
+    # the start as given ('{seed}' unfilled): seeds continue different checkpoints
+    shared = settings.finetune(args.finetune_from) if args.finetune_from else settings
+    section = render(summary, shared, args.note or f"{report.machine()}; load average {os.getloadavg()[0]:.1f}.")
     print(section)
     if args.write:
         report.write_section(DEFAULT_OUTPUT, summary["section"], section)
