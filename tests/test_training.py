@@ -798,6 +798,29 @@ def test_same_colour_batches_hold_one_target_colour_and_random_batches_are_uncha
         train_clip.ClipTrainingArguments(same_colour_batches=1.5)
 
 
+def test_tree_images_pairs_each_image_with_every_expression_written_for_it(tmp_path) -> None:
+    """Read across every split (whose images do not come in id order), image i carries the
+    expressions of the rows of its id, and its pixels are that image file's."""
+    from PIL import Image
+
+    from nemo_hf.data.load import load_refcoco
+    from nemo_hf.synthetic import make_refer_dataset
+
+    tree = make_refer_dataset(tmp_path / "refer", num_images=30, seed=4, datasets=("refcoco",), image_size=(96, 72))
+    found = train_clip.tree_images(tree.root, ["refcoco_unc"], None, tmp_path / "cache")
+    built = load_refcoco("refcoco_unc", tree.root, tree.image_dir, cache_dir=tmp_path / "cache")
+    written: dict[int, set[str]] = {}
+    for split in built.values():
+        for image_id, sentences in zip(split["image_id"], split["sentences"], strict=True):
+            written.setdefault(image_id, set()).update(sentences)
+    image_ids = list(found.images["image_id"])
+    assert image_ids == sorted(written)
+    assert [set(s) for s in found.sentences] == [written[i] for i in image_ids]
+    files = {im["id"]: im["file_name"] for im in json.loads((tree.root / "refcoco" / "instances.json").read_text())["images"]}
+    for image_id, image in zip(image_ids, found.images["image"], strict=True):
+        assert np.array_equal(np.asarray(image), np.asarray(Image.open(tree.image_dir / files[image_id])))
+
+
 def test_scene_captions_name_every_object_of_their_image_and_replace_about_their_share(tmp_path) -> None:
     """A caption counts each (size, colour, category) of the image's annotations, recounted from
     instances.json; with the share at 0.5 about half the texts are captions, the images unchanged."""
