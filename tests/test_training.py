@@ -859,6 +859,37 @@ def test_scene_captions_name_every_object_of_their_image_and_replace_about_their
     assert train_clip._batch_recipe(train_clip.ClipTrainingArguments()) == ""
 
 
+def test_twin_batches_draw_whole_pairs_after_the_trees_images_and_train(tmp_path) -> None:
+    """A twin step draws pairs (image numbers num_images + 2j and + 2j + 1 with pair j's two texts);
+    share 0 leaves every batch as it was; a tiny run with twin batches trains and its card says so."""
+    sentences = [[f"text {i}"] for i in range(40)]
+    twin_texts = [(f"the red {j}", f"the blue {j}") for j in range(10)]
+    twin_steps = 0
+    for step in range(30):
+        picked, texts = train_clip.batch_plan(2, step, 40, 8, sentences, twin_texts=twin_texts, twin_share=0.5)
+        plain = train_clip.batch_plan(2, step, 40, 8, sentences)
+        assert train_clip.batch_plan(2, step, 40, 8, sentences, twin_texts=twin_texts)[0].tolist() == plain[0].tolist()
+        if picked.min() >= 40:
+            twin_steps += 1
+            pairs = (picked[0::2] - 40) // 2
+            assert len(set(pairs.tolist())) == 4 and (picked[1::2] == picked[0::2] + 1).all()
+            assert (picked[0::2] % 2 == 0).all()
+            assert texts == [t for j in pairs for t in twin_texts[j]]
+        else:
+            assert picked.max() < 40 and texts == [sentences[i][0] for i in picked]
+    assert 8 < twin_steps < 22, "about half the steps draw a twin batch"
+
+    run = ["--num_images", "30", "--eval_images", "12", "--max_steps", "4", "--train_batch_size", "8", "--world", "fair",
+           "--num_warmup_steps", "1", "--twin_batches", "0.5", "--twin_scenes", "6", "--cache_dir", str(tmp_path / "cache"),
+           "--output_dir", str(tmp_path / "twins")]
+    results = train_clip.main(run)
+    assert results["steps"] == 4
+    card = (tmp_path / "twins" / "final" / "README.md").read_text()
+    assert "50% of the steps drawing counterfactual twin pairs (6 pairs)" in card
+    with pytest.raises(ValueError, match=r"twin_batches must be in \[0, 1\], got -0.1"):
+        train_clip.ClipTrainingArguments(twin_batches=-0.1)
+
+
 # ----------------------------------------------------------------------------- augmentation
 
 

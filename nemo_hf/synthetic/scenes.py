@@ -191,6 +191,25 @@ def _outline(category: str, cx: float, cy: float, r: float, rng: np.random.Gener
     return [_ring_points(cx, cy, r, r, theta, corners)]
 
 
+def reshaped(shape: Shape, category: ShapeCategory, rng: np.random.Generator) -> Shape:
+    """``shape`` drawn as ``category``: the same centre, colour, size class and enclosing circle.
+
+    Every outline lies inside the circle its shape was placed with (see :func:`_outline`), so
+    the new shape overlaps no other shape the old one did not.
+
+    >>> star = make_scene(np.random.default_rng(0), (160, 120), 0, None).shapes[0]
+    >>> ring = reshaped(star, CATEGORIES[2], np.random.default_rng(1))
+    >>> ring.category.name, ring.colour == star.colour, (ring.cx, ring.cy) == (star.cx, star.cy)
+    ('ring', True, True)
+    """
+    points = np.concatenate([np.reshape(part, (-1, 2)) for part in shape.parts])
+    radius = float(np.max(np.hypot(points[:, 0] - shape.cx, points[:, 1] - shape.cy)))
+    parts = tuple(
+        tuple(round(float(v), 2) for v in part.ravel()) for part in _outline(category.name, shape.cx, shape.cy, radius, rng)
+    )
+    return Shape(category, shape.colour, shape.size, shape.cx, shape.cy, parts)
+
+
 def _radius(fraction: float, short: int, ranges: dict[str, tuple[float, float]] = _SIZE_RANGES) -> float:
     """Radius of a shape ``fraction`` of the shorter side ``short`` across, at least :data:`MIN_RADIUS`.
 

@@ -27,7 +27,11 @@ tokenizer word per vocabulary word), trained with CLIP's symmetric contrastive l
   replaced by its image's *scene caption*, every object it holds ("two small red circles and
   a large white star"): a referring expression often names its target by where it is, which
   a CLIP can match by layout alone; a scene caption can only be matched by what is there.
-  Both are off by default, and measured, not recommended: on the fair world neither lifted
+  A share ``twin_batches`` of the steps draw *twin pairs* instead
+  (:mod:`nemo_hf.synthetic.twins`): a scene and the same scene with one shape drawn as
+  another category, each with the expression true of it alone ("the red star", "the red
+  ring"), so only category tells the two apart. Same-colour batches and captions are off
+  by default, and measured, not recommended: on the fair world neither lifted
   the CLIP's category reading (its tower matched layout, colour sets and counts instead);
   captions lifted its size reading (BENCHMARKS.md, the synthetic CLIP's gate).
 - **Evaluation**: text→image retrieval R@1/R@5 on a freshly generated tree
@@ -62,6 +66,7 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
+from PIL import Image
 from tqdm.auto import tqdm
 from transformers import CLIPConfig, CLIPModel, CLIPProcessor, get_scheduler
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
@@ -72,6 +77,7 @@ from nemo_hf.synthetic.expressions import NUMBER_WORDS
 from nemo_hf.synthetic.scenes import CATEGORIES
 from nemo_hf.synthetic.tokenizer import word_tokenizer
 from nemo_hf.synthetic.tree import FAIR_WORLD, make_refer_dataset
+from nemo_hf.synthetic.twins import category_twins
 from nemo_hf.trainer.args import parse_arguments, save_config
 from nemo_hf.trainer.checkpoints import find_checkpoint, save_checkpoint, starting_state
 from nemo_hf.trainer.output_dir import TRAIN_ENTRIES, TRAIN_LEFTOVERS, claim_output_dir, writing_final
@@ -117,6 +123,9 @@ class ClipTrainingArguments:
         "help": "Share of steps whose batch is all one target colour (see the module docstring), in [0, 1]."})
     scene_captions: float = field(default=0.0, metadata={
         "help": "Share of expressions replaced by their image's scene caption (see the module docstring), in [0, 1]."})
+    twin_batches: float = field(default=0.0, metadata={
+        "help": "Share of steps whose batch is counterfactual twin pairs (see the module docstring), in [0, 1]."})
+    twin_scenes: int = field(default=10000, metadata={"help": "Twin pairs generated for twin batches."})
     lr_scheduler_type: str = field(default="cosine")
     mixed_precision: str = field(default="no", metadata={"help": "no | bf16 | fp16 (accelerate's choices)."})
     logging_steps: int = field(default=50)
@@ -131,10 +140,10 @@ class ClipTrainingArguments:
             raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
         if self.world not in WORLDS:
             raise ValueError(f"world must be one of {sorted(WORLDS)}, got {self.world!r}")
-        for name in ("same_colour_batches", "scene_captions"):
+        for name in ("same_colour_batches", "scene_captions", "twin_batches"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        for name in ("num_images", "eval_images", "train_batch_size", "max_steps"):
+        for name in ("num_images", "eval_images", "train_batch_size", "max_steps", "twin_scenes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
@@ -258,11 +267,14 @@ def build_model(args: ClipTrainingArguments, vocabulary: Sequence[str]) -> tuple
     return model, CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer)
 
 
-def pixel_values(processor: CLIPProcessor, images: datasets.Dataset, batch_size: int = 256) -> torch.Tensor:
-    """Every image preprocessed once, as the processor does at mining time: ``(N, 3, S, S)``."""
+def pixel_values(
+    processor: CLIPProcessor, images: datasets.Dataset | Sequence[Image.Image], batch_size: int = 256
+) -> torch.Tensor:
+    """Every image (a dataset's ``image`` column, or a list) preprocessed once, as at mining time: ``(N, 3, S, S)``."""
     chunks = []
     for start in tqdm(range(0, len(images), batch_size), desc="preprocessing images"):
-        batch = images[start : start + batch_size]["image"]
+        batch = images[start : start + batch_size]
+        batch = batch["image"] if isinstance(images, datasets.Dataset) else batch
         chunks.append(processor.image_processor([im.convert("RGB") for im in batch], return_tensors="pt")["pixel_values"])
     return torch.cat(chunks)
 
@@ -276,9 +288,13 @@ def batch_plan(
     seed: int, step: int, num_images: int, batch_size: int, sentences: Sequence[Sequence[str]],
     same_colour: float = 0.0, by_colour: Mapping[str, Mapping[int, Sequence[int]]] | None = None,
     captions: Sequence[str | None] | None = None, caption_share: float = 0.0,
+    twin_texts: Sequence[tuple[str, str]] = (), twin_share: float = 0.0,
 ) -> tuple[np.ndarray, list[str]]:
     """The images and expressions of one step: a pure function of (seed, step).
 
+    With probability ``twin_share`` the batch is a twin batch: pairs of ``twin_texts``, pair
+    ``j``'s images numbered ``num_images + 2j`` and ``num_images + 2j + 1`` (after the
+    tree's), each with its own expression.
     With probability ``same_colour`` the batch is a same-colour one: a colour drawn in
     proportion to its images in ``by_colour`` (:meth:`ImageTexts.by_colour`), then images
     holding a referred object of that colour, each with one expression about such an object.
@@ -292,6 +308,10 @@ def batch_plan(
     True
     """
     rng = np.random.default_rng([seed, step])
+    if twin_share and twin_texts and rng.random() < twin_share:
+        pairs = rng.choice(len(twin_texts), size=min(batch_size // 2, len(twin_texts)), replace=False)
+        picked = np.stack([num_images + 2 * pairs, num_images + 2 * pairs + 1], axis=1).ravel()
+        return picked, [text for j in pairs for text in twin_texts[j]]
     if same_colour and by_colour and rng.random() < same_colour:
         colours = sorted(by_colour)
         counts = np.array([len(by_colour[c]) for c in colours], dtype=float)
@@ -315,6 +335,9 @@ def _batch_recipe(args: ClipTrainingArguments) -> str:
         said.append(f"{args.same_colour_batches:.0%} of the steps drawing all images and expressions about one colour")
     if args.scene_captions:
         said.append(f"{args.scene_captions:.0%} of the expressions replaced by the scene's caption of every object")
+    if args.twin_batches:
+        said.append(f"{args.twin_batches:.0%} of the steps drawing counterfactual twin pairs "
+                    f"({args.twin_scenes} pairs)")
     return f" ({', '.join(said)})" if said else ""
 
 
@@ -387,8 +410,14 @@ def train_clip(args: ClipTrainingArguments) -> dict[str, float]:
         held_out = tree_images(synthetic_tree(args, args.eval_images, args.eval_seed), EVAL_CONFIGS, None, cache_dir)
     set_seed(args.seed)
     captions = [[c] for c in train.captions if c] if args.scene_captions else []
-    model, processor = build_model(args, vocabulary_of([*train.sentences, *captions]))
+    twins = category_twins(args.twin_scenes, args.data_seed, **WORLDS[args.world]) if args.twin_batches else []
+    twin_texts = [(pair.text, pair.twin_text) for pair in twins]
+    model, processor = build_model(args, vocabulary_of([*train.sentences, *captions, *twin_texts]))
     pixels = pixel_values(processor, train.images)
+    if twins:  # after the tree's images, as batch_plan numbers them
+        twin_images = [image for pair in twins for image in (pair.image, pair.twin)]
+        pixels = torch.cat([pixels, pixel_values(processor, twin_images)])
+        del twins, twin_images
     by_colour = train.by_colour() if args.same_colour_batches else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
     scheduler = get_scheduler(
@@ -410,8 +439,9 @@ def train_clip(args: ClipTrainingArguments) -> dict[str, float]:
     model.train()
     progress = tqdm(range(start_step, args.max_steps), desc="CLIP steps", disable=not accelerator.is_local_main_process)
     for step in progress:
-        picked, texts = batch_plan(args.seed, step, len(pixels), args.train_batch_size, train.sentences,
-                                   args.same_colour_batches, by_colour, train.captions, args.scene_captions)
+        picked, texts = batch_plan(args.seed, step, len(train.sentences), args.train_batch_size, train.sentences,
+                                   args.same_colour_batches, by_colour, train.captions, args.scene_captions,
+                                   twin_texts, args.twin_batches)
         mine = slice(rank, None, world)
         tokens = processor.tokenizer(texts[mine], padding=True, truncation=True, return_tensors="pt").to(accelerator.device)
         loss = model(pixel_values=pixels[picked[mine]].to(accelerator.device), return_loss=True, **tokens).loss
