@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
+from tqdm.auto import tqdm
 
 from nemo_hf.synthetic.scenes import CATEGORIES, Scene, WorldRules, draw, make_scene, reshaped
 
@@ -81,6 +82,7 @@ def category_twins(
     n: int, seed: int, *, image_size: tuple[int, int] = (320, 240), jpeg_quality: int = 90,
     distractor_levels: Sequence[float] = (0.25, 0.25, 0.25, 0.25), object_scale: float = 1.0,
     objects_per_image: tuple[int, int] = (2, 6), same_colour_prob: float | None = None, separated_sizes: bool = False,
+    show_progress: bool = False,
 ) -> list[TwinPair]:
     """``n`` twin pairs of the world the keywords describe.
 
@@ -94,7 +96,7 @@ def category_twins(
     rules = WorldRules(tuple(objects_per_image), same_colour_prob, separated_sizes)  # type: ignore[arg-type]
     weights = np.asarray(distractor_levels, dtype=float)
     pairs = []
-    for i in range(n):
+    for i in tqdm(range(n), desc="twin pairs", unit="pair", disable=not show_progress):
         rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_TWIN_STREAM, i)))
         while True:
             level = int(rng.choice(len(weights), p=weights / weights.sum()))

@@ -410,7 +410,8 @@ def train_clip(args: ClipTrainingArguments) -> dict[str, float]:
         held_out = tree_images(synthetic_tree(args, args.eval_images, args.eval_seed), EVAL_CONFIGS, None, cache_dir)
     set_seed(args.seed)
     captions = [[c] for c in train.captions if c] if args.scene_captions else []
-    twins = category_twins(args.twin_scenes, args.data_seed, **WORLDS[args.world]) if args.twin_batches else []
+    twins = (category_twins(args.twin_scenes, args.data_seed, **WORLDS[args.world], show_progress=True)
+             if args.twin_batches else [])
     twin_texts = [(pair.text, pair.twin_text) for pair in twins]
     model, processor = build_model(args, vocabulary_of([*train.sentences, *captions, *twin_texts]))
     pixels = pixel_values(processor, train.images)
