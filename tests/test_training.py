@@ -879,6 +879,17 @@ def test_twin_batches_draw_whole_pairs_after_the_trees_images_and_train(tmp_path
             assert picked.max() < 40 and texts == [sentences[i][0] for i in picked]
     assert 8 < twin_steps < 22, "about half the steps draw a twin batch"
 
+    from nemo_hf.synthetic.twins import category_twins
+
+    args = train_clip.ClipTrainingArguments(world="fair", twin_batches=0.5, twin_scenes=5)
+    _, processor = train_clip.build_model(args, ["the"])
+    out = torch.full((10, 3, 64, 64), float("nan"))
+    texts = train_clip.twin_pixel_values(args, processor, out, chunk=2)  # made two pairs at a time
+    whole = category_twins(5, args.data_seed, **train_clip.WORLDS["fair"])
+    assert texts == [(pair.text, pair.twin_text) for pair in whole]
+    expected = processor.image_processor([im for pair in whole for im in (pair.image, pair.twin)], return_tensors="pt")
+    assert torch.equal(out, expected["pixel_values"])
+
     run = ["--num_images", "30", "--eval_images", "12", "--max_steps", "4", "--train_batch_size", "8", "--world", "fair",
            "--num_warmup_steps", "1", "--twin_batches", "0.5", "--twin_scenes", "6", "--cache_dir", str(tmp_path / "cache"),
            "--output_dir", str(tmp_path / "twins")]

@@ -23,14 +23,15 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
 
-from nemo_hf.synthetic.scenes import CATEGORIES, Scene, WorldRules, draw, make_scene, reshaped
+from nemo_hf.synthetic.scenes import CATEGORIES, PALETTE, SIZE_WORDS, Scene, WorldRules, draw, make_scene, reshaped
 
-__all__ = ["TwinPair", "category_twins", "swap_category"]
+__all__ = ["TWIN_WORDS", "TwinPair", "category_twins", "swap_category"]
 
 _TWIN_STREAM = 3  # SeedSequence spawn key: the tree's scenes use 1 (tree._build)
 _FORMS = ("the {colour} {category}", "the {size} {colour} {category}", "{colour} {category}")
+TWIN_WORDS = ("the", *PALETTE, *SIZE_WORDS, *(c.name for c in CATEGORIES))
+"""Every word a twin's expression can hold (a CLIP's vocabulary needs them before the twins are made)."""
 
 
 @dataclass(frozen=True)
@@ -82,21 +83,21 @@ def category_twins(
     n: int, seed: int, *, image_size: tuple[int, int] = (320, 240), jpeg_quality: int = 90,
     distractor_levels: Sequence[float] = (0.25, 0.25, 0.25, 0.25), object_scale: float = 1.0,
     objects_per_image: tuple[int, int] = (2, 6), same_colour_prob: float | None = None, separated_sizes: bool = False,
-    show_progress: bool = False,
+    start: int = 0,
 ) -> list[TwinPair]:
-    """``n`` twin pairs of the world the keywords describe.
+    """Twin pairs ``start`` to ``start + n - 1`` of the world the keywords describe.
 
     The keywords mean what they mean to :func:`~nemo_hf.synthetic.make_refer_dataset`. Pair
-    ``i`` is a pure function of (``seed``, ``i``); a scene with no shape to change is drawn
-    again from the same stream.
+    ``i`` is a pure function of (``seed``, ``i``), so many pairs can be made a chunk at a
+    time; a scene with no shape to change is drawn again from the same stream.
 
-    >>> [p.text for p in category_twins(2, seed=5)] == [p.text for p in category_twins(2, seed=5)]
+    >>> [p.text for p in category_twins(2, seed=5)][1] == category_twins(1, seed=5, start=1)[0].text
     True
     """
     rules = WorldRules(tuple(objects_per_image), same_colour_prob, separated_sizes)  # type: ignore[arg-type]
     weights = np.asarray(distractor_levels, dtype=float)
     pairs = []
-    for i in tqdm(range(n), desc="twin pairs", unit="pair", disable=not show_progress):
+    for i in range(start, start + n):
         rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_TWIN_STREAM, i)))
         while True:
             level = int(rng.choice(len(weights), p=weights / weights.sum()))

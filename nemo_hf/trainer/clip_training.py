@@ -66,7 +66,6 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from PIL import Image
 from tqdm.auto import tqdm
 from transformers import CLIPConfig, CLIPModel, CLIPProcessor, get_scheduler
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
@@ -77,7 +76,7 @@ from nemo_hf.synthetic.expressions import NUMBER_WORDS
 from nemo_hf.synthetic.scenes import CATEGORIES
 from nemo_hf.synthetic.tokenizer import word_tokenizer
 from nemo_hf.synthetic.tree import FAIR_WORLD, make_refer_dataset
-from nemo_hf.synthetic.twins import category_twins
+from nemo_hf.synthetic.twins import TWIN_WORDS, category_twins
 from nemo_hf.trainer.args import parse_arguments, save_config
 from nemo_hf.trainer.checkpoints import find_checkpoint, save_checkpoint, starting_state
 from nemo_hf.trainer.output_dir import TRAIN_ENTRIES, TRAIN_LEFTOVERS, claim_output_dir, writing_final
@@ -267,16 +266,28 @@ def build_model(args: ClipTrainingArguments, vocabulary: Sequence[str]) -> tuple
     return model, CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer)
 
 
-def pixel_values(
-    processor: CLIPProcessor, images: datasets.Dataset | Sequence[Image.Image], batch_size: int = 256
-) -> torch.Tensor:
-    """Every image (a dataset's ``image`` column, or a list) preprocessed once, as at mining time: ``(N, 3, S, S)``."""
-    chunks = []
+def pixel_values(processor: CLIPProcessor, images: datasets.Dataset, out: torch.Tensor, batch_size: int = 256) -> None:
+    """Every image preprocessed once into ``out`` (``(N, 3, S, S)``, allocated once), as at mining time."""
     for start in tqdm(range(0, len(images), batch_size), desc="preprocessing images"):
-        batch = images[start : start + batch_size]
-        batch = batch["image"] if isinstance(images, datasets.Dataset) else batch
-        chunks.append(processor.image_processor([im.convert("RGB") for im in batch], return_tensors="pt")["pixel_values"])
-    return torch.cat(chunks)
+        batch = images[start : start + batch_size]["image"]
+        out[start : start + len(batch)] = processor.image_processor(
+            [im.convert("RGB") for im in batch], return_tensors="pt")["pixel_values"]
+
+
+def twin_pixel_values(
+    args: ClipTrainingArguments, processor: CLIPProcessor, out: torch.Tensor, chunk: int = 500
+) -> list[tuple[str, str]]:
+    """``args.twin_scenes`` twin pairs of the run's world into ``out`` (pair j's images at 2j, 2j + 1); their texts.
+
+    Made and preprocessed a chunk at a time: 40,000 pairs held as images at once took 19 GB.
+    """
+    texts: list[tuple[str, str]] = []
+    for start in tqdm(range(0, args.twin_scenes, chunk), desc="twin pairs", unit_scale=chunk):
+        pairs = category_twins(min(chunk, args.twin_scenes - start), args.data_seed, start=start, **WORLDS[args.world])
+        images = [image for pair in pairs for image in (pair.image, pair.twin)]
+        out[2 * start : 2 * start + len(images)] = processor.image_processor(images, return_tensors="pt")["pixel_values"]
+        texts += [(pair.text, pair.twin_text) for pair in pairs]
+    return texts
 
 
 def vocabulary_of(sentences: Sequence[Sequence[str]]) -> list[str]:
@@ -410,15 +421,13 @@ def train_clip(args: ClipTrainingArguments) -> dict[str, float]:
         held_out = tree_images(synthetic_tree(args, args.eval_images, args.eval_seed), EVAL_CONFIGS, None, cache_dir)
     set_seed(args.seed)
     captions = [[c] for c in train.captions if c] if args.scene_captions else []
-    twins = (category_twins(args.twin_scenes, args.data_seed, **WORLDS[args.world], show_progress=True)
-             if args.twin_batches else [])
-    twin_texts = [(pair.text, pair.twin_text) for pair in twins]
-    model, processor = build_model(args, vocabulary_of([*train.sentences, *captions, *twin_texts]))
-    pixels = pixel_values(processor, train.images)
-    if twins:  # after the tree's images, as batch_plan numbers them
-        twin_images = [image for pair in twins for image in (pair.image, pair.twin)]
-        pixels = torch.cat([pixels, pixel_values(processor, twin_images)])
-        del twins, twin_images
+    twin_words = [[" ".join(TWIN_WORDS)]] if args.twin_batches else []
+    model, processor = build_model(args, vocabulary_of([*train.sentences, *captions, *twin_words]))
+    num_twin_images = 2 * args.twin_scenes if args.twin_batches else 0
+    pixels = torch.empty((len(train.images) + num_twin_images, 3, args.image_size, args.image_size))
+    pixel_values(processor, train.images, pixels[: len(train.images)])
+    # twin pairs after the tree's images, as batch_plan numbers them
+    twin_texts = twin_pixel_values(args, processor, pixels[len(train.images) :]) if args.twin_batches else []
     by_colour = train.by_colour() if args.same_colour_batches else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
     scheduler = get_scheduler(
