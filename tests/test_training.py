@@ -8,7 +8,6 @@ reads the same synthetic tree, generated once per session in the test datasets c
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
 import signal
@@ -860,25 +859,6 @@ def test_scene_captions_name_every_object_of_their_image_and_replace_about_their
     assert train_clip._batch_recipe(train_clip.ClipTrainingArguments()) == ""
 
 
-def test_a_twin_steps_loss_is_clips_and_leaves_the_text_tower_untrained() -> None:
-    """Without text gradients the loss equals CLIPModel's own; the image tower and the scale get
-    gradients, the text tower none (with them, it learns to ignore the category word)."""
-    args = train_clip.ClipTrainingArguments()
-    model, processor = train_clip.build_model(args, ["the", "red", "star", "ring", "blue"])
-    tokens = processor.tokenizer(["the red star", "the red ring", "blue star"], padding=True, return_tensors="pt")
-    pixels = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(0))
-    full = train_clip.contrastive_loss(model, pixels, tokens)
-    image_only = train_clip.contrastive_loss(model, pixels, tokens, train_text=False)
-    assert torch.allclose(full, image_only)
-    image_only.backward()
-    grads = {name: p.grad for name, p in model.named_parameters()}
-    assert all(g is None or not g.any() for name, g in grads.items() if name.startswith(("text_model", "text_projection")))
-    assert grads["logit_scale"] is not None and grads["visual_projection.weight"].abs().sum() > 0
-    model.zero_grad()
-    full.backward()
-    assert model.text_projection.weight.grad.abs().sum() > 0  # the ordinary steps train both towers
-
-
 def test_twin_batches_draw_whole_pairs_after_the_trees_images_and_train(tmp_path) -> None:
     """A twin step draws pairs (image numbers num_images + 2j and + 2j + 1 with pair j's two texts);
     share 0 leaves every batch as it was; a tiny run with twin batches trains and its card says so."""
@@ -912,21 +892,9 @@ def test_twin_batches_draw_whole_pairs_after_the_trees_images_and_train(tmp_path
 
     run = ["--num_images", "30", "--eval_images", "12", "--max_steps", "4", "--train_batch_size", "8", "--world", "fair",
            "--num_warmup_steps", "1", "--twin_batches", "0.5", "--twin_scenes", "6", "--cache_dir", str(tmp_path / "cache"),
-           "--output_dir", str(tmp_path / "twins"), "--checkpointing_steps", "1", "--checkpoints_total_limit", "10"]
+           "--output_dir", str(tmp_path / "twins")]
     results = train_clip.main(run)
     assert results["steps"] == 4
-    from safetensors.torch import load_file
-
-    after = [load_file(tmp_path / "twins" / "checkpoints" / f"step_{n}" / "model.safetensors") for n in (1, 2, 3)]
-    kinds = []
-    for step, (before, now) in zip((1, 2), itertools.pairwise(after), strict=True):
-        # whether the run's step was a twin one: the plan's first draw, whatever the tree
-        twin = train_clip.batch_plan(0, step, 1, 2, [["x"]], twin_texts=[("a", "b")], twin_share=0.5)[1] == ["a", "b"]
-        kinds.append(twin)
-        text_moved = any(not torch.equal(before[k], now[k]) for k in now if k.startswith("text_model."))
-        assert text_moved != twin, "a twin step leaves the text tower as it was; other steps train it"
-        assert any(not torch.equal(before[k], now[k]) for k in now if k.startswith("vision_model."))
-    assert sorted(kinds) == [False, True]
     card = (tmp_path / "twins" / "final" / "README.md").read_text()
     assert "50% of the steps drawing counterfactual twin pairs (6 pairs)" in card
     with pytest.raises(ValueError, match=r"twin_batches must be in \[0, 1\], got -0.1"):

@@ -65,7 +65,7 @@ import datasets
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedDataParallelKwargs, set_seed
+from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 from transformers import CLIPConfig, CLIPModel, CLIPProcessor, get_scheduler
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
@@ -274,27 +274,6 @@ def pixel_values(processor: CLIPProcessor, images: datasets.Dataset, out: torch.
             [im.convert("RGB") for im in batch], return_tensors="pt")["pixel_values"]
 
 
-def contrastive_loss(model: torch.nn.Module, pixel_values: torch.Tensor, tokens: Mapping[str, torch.Tensor],
-                     train_text: bool = True) -> torch.Tensor:
-    """CLIP's symmetric contrastive loss; with ``train_text=False`` the text tower gets no gradient.
-
-    Twin steps train the image tower alone. Shown two images it cannot yet tell apart, with
-    texts that differ only in the category word, a text tower that learns too sets the
-    word's weight to nothing: trained so, category-swapped phrases reached cosine 0.99
-    (0.90 without twins) and the CLIP read category worse than without twins.
-    """
-    if train_text:
-        return model(pixel_values=pixel_values, return_loss=True, **tokens).loss
-    out = model(pixel_values=pixel_values, **tokens)
-    logits = _unwrapped(model).logit_scale.exp() * out.text_embeds.detach() @ out.image_embeds.T  # per text
-    labels = torch.arange(len(logits), device=logits.device)
-    return (torch.nn.functional.cross_entropy(logits, labels) + torch.nn.functional.cross_entropy(logits.T, labels)) / 2
-
-
-def _unwrapped(model: torch.nn.Module) -> torch.nn.Module:
-    return getattr(model, "module", model)  # DistributedDataParallel keeps the model in .module
-
-
 def twin_pixel_values(
     args: ClipTrainingArguments, processor: CLIPProcessor, out: torch.Tensor, chunk: int = 500
 ) -> list[tuple[str, str]]:
@@ -431,9 +410,7 @@ def main(argv: Sequence[str] | None = None, description: str | None = None) -> d
 
 def train_clip(args: ClipTrainingArguments) -> dict[str, float]:
     """Train the CLIP (see the module docstring); its text→image retrieval on the held-out tree."""
-    # twin steps leave the text tower without gradients, which DistributedDataParallel must be told
-    unused = [DistributedDataParallelKwargs(find_unused_parameters=True)] if args.twin_batches else []
-    accelerator = Accelerator(mixed_precision=args.mixed_precision, kwargs_handlers=unused)
+    accelerator = Accelerator(mixed_precision=args.mixed_precision)
     output_dir = Path(args.output_dir)
     checkpoint = find_checkpoint(args.resume_from_checkpoint, output_dir) if args.resume_from_checkpoint else None
     claim_output_dir(output_dir, TRAIN_ENTRIES, overwrite=args.overwrite_output_dir, resume_from=checkpoint,
@@ -477,8 +454,7 @@ def train_clip(args: ClipTrainingArguments) -> dict[str, float]:
                                    twin_texts, args.twin_batches)
         mine = slice(rank, None, world)
         tokens = processor.tokenizer(texts[mine], padding=True, truncation=True, return_tensors="pt").to(accelerator.device)
-        twin_step = bool(picked.min() >= len(train.sentences))
-        loss = contrastive_loss(model, pixels[picked[mine]].to(accelerator.device), tokens, train_text=not twin_step)
+        loss = model(pixel_values=pixels[picked[mine]].to(accelerator.device), return_loss=True, **tokens).loss
         accelerator.backward(loss)
         optimizer.step()
         scheduler.step()
