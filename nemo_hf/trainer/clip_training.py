@@ -30,10 +30,12 @@ tokenizer word per vocabulary word), trained with CLIP's symmetric contrastive l
   A share ``twin_batches`` of the steps draw *twin pairs* instead
   (:mod:`nemo_hf.synthetic.twins`): a scene and the same scene with one shape drawn as
   another category, each with the expression true of it alone ("the red star", "the red
-  ring"), so only category tells the two apart. Same-colour batches and captions are off
-  by default, and measured, not recommended: on the fair world neither lifted
-  the CLIP's category reading (its tower matched layout, colour sets and counts instead);
-  captions lifted its size reading (BENCHMARKS.md, the synthetic CLIP's gate).
+  ring"), so only category tells the two apart. All three are off by default, and
+  measured, not recommended: on the fair world none lifted the CLIP's category reading.
+  With same-colour batches and captions its tower matched layout, colour sets and counts
+  instead (captions lifted its size reading); with twin batches it read category worse
+  than without, and told held-out twins apart at chance while the plain recipe learnt to
+  (BENCHMARKS.md, the synthetic CLIP's gate).
 - **Evaluation**: text→image retrieval R@1/R@5 on a freshly generated tree
   (``eval_images`` scenes, ``eval_seed``) that training never saw, against the chance level.
 
