@@ -884,7 +884,7 @@ def test_twin_batches_draw_whole_pairs_after_the_trees_images_and_train(tmp_path
     args = train_clip.ClipTrainingArguments(world="fair", twin_batches=0.5, twin_scenes=5)
     _, processor = train_clip.build_model(args, ["the"])
     out = torch.full((10, 3, 64, 64), float("nan"))
-    texts = train_clip.twin_pixel_values(args, processor, out, chunk=2)  # made two pairs at a time
+    texts = train_clip.write_twin_pixel_values(args, processor, out, chunk=2)  # made two pairs at a time
     whole = category_twins(5, args.data_seed, **train_clip.WORLDS["fair"])
     assert texts == [(pair.text, pair.twin_text) for pair in whole]
     expected = processor.image_processor([im for pair in whole for im in (pair.image, pair.twin)], return_tensors="pt")

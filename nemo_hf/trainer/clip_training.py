@@ -268,7 +268,9 @@ def build_model(args: ClipTrainingArguments, vocabulary: Sequence[str]) -> tuple
     return model, CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer)
 
 
-def pixel_values(processor: CLIPProcessor, images: datasets.Dataset, out: torch.Tensor, batch_size: int = 256) -> None:
+def write_pixel_values(
+    processor: CLIPProcessor, images: datasets.Dataset, out: torch.Tensor, batch_size: int = 256
+) -> None:
     """Every image preprocessed once into ``out`` (``(N, 3, S, S)``, allocated once), as at mining time."""
     for start in tqdm(range(0, len(images), batch_size), desc="preprocessing images"):
         batch = images[start : start + batch_size]["image"]
@@ -276,7 +278,7 @@ def pixel_values(processor: CLIPProcessor, images: datasets.Dataset, out: torch.
             [im.convert("RGB") for im in batch], return_tensors="pt")["pixel_values"]
 
 
-def twin_pixel_values(
+def write_twin_pixel_values(
     args: ClipTrainingArguments, processor: CLIPProcessor, out: torch.Tensor, chunk: int = 500
 ) -> list[tuple[str, str]]:
     """``args.twin_scenes`` twin pairs of the run's world into ``out`` (pair j's images at 2j, 2j + 1); their texts.
@@ -308,6 +310,7 @@ def batch_plan(
     With probability ``twin_share`` the batch is a twin batch: pairs of ``twin_texts``, pair
     ``j``'s images numbered ``num_images + 2j`` and ``num_images + 2j + 1`` (after the
     tree's), each with its own expression.
+
     With probability ``same_colour`` the batch is a same-colour one: a colour drawn in
     proportion to its images in ``by_colour`` (:meth:`ImageTexts.by_colour`), then images
     holding a referred object of that colour, each with one expression about such an object.
@@ -427,9 +430,9 @@ def train_clip(args: ClipTrainingArguments) -> dict[str, float]:
     model, processor = build_model(args, vocabulary_of([*train.sentences, *captions, *twin_words]))
     num_twin_images = 2 * args.twin_scenes if args.twin_batches else 0
     pixels = torch.empty((len(train.images) + num_twin_images, 3, args.image_size, args.image_size))
-    pixel_values(processor, train.images, pixels[: len(train.images)])
+    write_pixel_values(processor, train.images, pixels[: len(train.images)])
     # twin pairs after the tree's images, as batch_plan numbers them
-    twin_texts = twin_pixel_values(args, processor, pixels[len(train.images) :]) if args.twin_batches else []
+    twin_texts = write_twin_pixel_values(args, processor, pixels[len(train.images) :]) if args.twin_batches else []
     by_colour = train.by_colour() if args.same_colour_batches else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
     scheduler = get_scheduler(
