@@ -897,6 +897,10 @@ def test_twin_batches_draw_whole_pairs_after_the_trees_images_and_train(tmp_path
     assert results["steps"] == 4
     card = (tmp_path / "twins" / "final" / "README.md").read_text()
     assert "50% of the steps drawing counterfactual twin pairs (6 pairs)" in card
+    # the card's command remakes this run: its own settings, not the shipped CLIP's config
+    assert "--config train_config.yaml" in card and "synthetic_clip.yaml" not in card
+    remade = yaml.safe_load((tmp_path / "twins" / "final" / "train_config.yaml").read_text())
+    assert (remade["twin_batches"], remade["twin_scenes"], remade["world"]) == (0.5, 6, "fair")
     with pytest.raises(ValueError, match=r"twin_batches must be in \[0, 1\], got -0.1"):
         train_clip.ClipTrainingArguments(twin_batches=-0.1)
 

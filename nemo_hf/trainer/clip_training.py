@@ -477,7 +477,9 @@ def train_clip(args: ClipTrainingArguments) -> dict[str, float]:
             trained.save_pretrained(final)
             processor.save_pretrained(final)
             (final / "all_results.json").write_text(json.dumps(results, indent=2))
-            command = "OMP_NUM_THREADS=1 python training/train_clip.py --config training/configs/synthetic_clip.yaml"
+            # the settings of this run, whatever config it came from: train_config.yaml is copied beside the weights
+            command = ("OMP_NUM_THREADS=1 python training/train_clip.py --config train_config.yaml "
+                       "--output_dir <a new folder>   # train_config.yaml: the copy in this folder")
             num_parameters = sum(p.numel() for p in trained.parameters())
             (final / "README.md").write_text(model_card(args, results, num_parameters, command))
             shutil.copy2(output_dir / "train_config.yaml", final / "train_config.yaml")
