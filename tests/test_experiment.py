@@ -19,13 +19,14 @@ import torch
 
 from nemo_hf import NeMo, load_refcoco, per_sentence
 from nemo_hf.experiment import PRIMARY, ExperimentSettings, run_experiment
-from nemo_hf.experiment.evaluation import SentenceScores
 from nemo_hf.experiment.arms import arm_config
+from nemo_hf.experiment.clip_gate import GATES
+from nemo_hf.experiment.evaluation import SentenceScores
 from nemo_hf.mining.clip import load_clip
 from nemo_hf.mining.retrieval import text_to_image_retrieval
 from nemo_hf.modeling import RISCollator, load_referring_segmenter, per_sample_bce, per_sample_dice
-from nemo_hf.synthetic import make_refer_dataset
 from nemo_hf.nemo.settings import NeMoSettings
+from nemo_hf.synthetic import make_refer_dataset
 from nemo_hf.trainer.args import TrainingConfig
 from nemo_hf.trainer.data import build_train_dataset
 
@@ -137,8 +138,11 @@ def test_the_experiment_runs_end_to_end_and_writes_its_report(tmp_path: Path) ->
     configs = {arm: (tmp_path / "arms" / arm / "train_config.yaml").read_text().splitlines() for arm in saved["arms"]}
     differing = {line.split(":")[0] for arm in configs for line in set(configs[arm]) ^ set(configs["none"])}
     assert differing <= {"augmentation", "output_dir"}, differing
+    gate = saved["mining"]["clip"]["clip_gate"]  # the instrument: what the mining CLIP reads on the pool it mined
+    assert set(gate["gates"]) == set(GATES) and gate["sentences"]["category"] > 0 and 0 < gate["chance_r1"] < 1
     report = (tmp_path / "report.md").read_text()
     assert "numbers mean nothing" in report and "| oracle |" in report and "![" in report
+    assert "## The mining CLIP, on this world's mining pool" in report and f"| colour | {gate['colour']:.3f} |" in report
 
 
 def test_a_finished_arm_is_read_back_not_trained_again(tmp_path: Path, monkeypatch) -> None:

@@ -43,10 +43,13 @@ from nemo_hf.data.ground_truth import image_objects, sentence_meanings
 from nemo_hf.data.meaning import SceneObject
 from nemo_hf.mining.mine import mining_embeddings
 
-__all__ = ["GATES", "attribute_aucs", "clip_reading", "passes"]
+__all__ = ["GATES", "READING_NAMES", "attribute_aucs", "clip_reading", "gate_line", "passes"]
 
 GATES = {"category": 0.85, "colour": 0.85, "size_given_category_colour": 0.65}
 """The least AUC each reading needs: the fair test's gate for the CLIP of its ``nemo`` arm."""
+
+READING_NAMES = {"category": "category", "colour": "colour", "size_given_category_colour": "size given category and colour"}
+"""Each reading as a sentence names it."""
 
 
 def _auc(scores: np.ndarray, positive: np.ndarray) -> float | None:
@@ -139,3 +142,19 @@ def clip_reading(ds: datasets.Dataset, clip: str, *, cache_dir: str | None = Non
     reading = attribute_aucs(found.text, found.pool, sentence_meanings(ds, "dataset"), objects, found.own_col)
     reading["gates"] = passes(reading)
     return reading
+
+
+def gate_line(reading: Mapping[str, Any]) -> str:
+    """One line saying what a reading is against each gate, as the demo and the benchmark print it.
+
+    >>> gate_line({"category": 0.8, "colour": 0.95, "size_given_category_colour": 0.68,
+    ...            "own_image_r1": 0.11, "chance_r1": 1 / 1200})
+    'the mining CLIP on this pool: category 0.800 (gate 0.85: fails), colour 0.950 (gate 0.85: passes), size given category and colour 0.680 (gate 0.65: passes); own-image R@1 0.1100 (132× chance)'
+    """
+    verdicts = passes(reading)
+    parts = [f"{READING_NAMES[name]} " + ("—" if reading.get(name) is None else f"{reading[name]:.3f}")
+             + f" (gate {least:g}: {'passes' if verdicts[name] else 'fails'})" for name, least in GATES.items()]
+    line = "the mining CLIP on this pool: " + ", ".join(parts)
+    if reading.get("own_image_r1") is not None:
+        line += f"; own-image R@1 {reading['own_image_r1']:.4f} ({reading['own_image_r1'] / reading['chance_r1']:.0f}× chance)"
+    return line

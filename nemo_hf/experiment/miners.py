@@ -25,6 +25,7 @@ from typing import Any
 
 import datasets
 
+from nemo_hf.experiment.clip_gate import clip_reading, gate_line
 from nemo_hf.experiment.settings import ExperimentSettings, arm_miner
 from nemo_hf.mining.oracle import MosaicCells, oracle_negatives
 from nemo_hf.nemo.audit import GroundTruth, audit_mosaics, target_sizes
@@ -62,9 +63,12 @@ def mine_for_arm(
         transform = NeMo(pool=train, clip=settings.clip, **nemo.to_dict())
         mined = transform.mine(train, report_dir=out / "mining")
         report = transform.last_report
+        # the instrument before the result: what this CLIP reads on the pool it just mined (its cached embeddings)
+        gate = clip_reading(train, settings.clip, cache_dir=nemo.cache_dir)
+        print(gate_line(gate))
         return mined, {"miner": f"CLIP {settings.clip}", "fallback_sentences": report.n_fallback,
                        "sentences": report.n_sentences, "chosen_text_quantiles": report.chosen_text_quantiles,
-                       "candidate_text_quantiles": report.candidate_text_quantiles}
+                       "candidate_text_quantiles": report.candidate_text_quantiles, "clip_gate": gate}
     cells = MosaicCells(grid=nemo.grid, size=nemo.size, resize=nemo.resize, cross_point_jitter=nemo.cross_point_jitter)
     mined = oracle_negatives(train, train, top_k=nemo.top_k, needed=nemo.negatives_needed, tau=settings.oracle_tau,
                              noise=noise, seed=settings.seed, mosaic=cells)
