@@ -35,7 +35,7 @@ CLIP = "nemo-hf/synthetic-clip"
 
 @pytest.fixture(scope="module")
 def fresh_world(tmp_path_factory: pytest.TempPathFactory):
-    """Scenes the shipped CLIP never saw (its training and evaluation trees use seeds 1000 and 2000)."""
+    """Scenes the shipped CLIP never saw (its trees use seeds 1000 and 2000, and the fair world, not this one)."""
     root = tmp_path_factory.mktemp("fresh") / "tree"
     make_refer_dataset(root, num_images=80, seed=77, image_size=(160, 120), datasets=("refcoco", "refcocog"),
                        distractor_levels=(0.4, 0.25, 0.2, 0.15), object_scale=1.5)
@@ -53,9 +53,10 @@ def test_the_shipped_clip_retrieves_unseen_scenes_far_above_chance(fresh_world) 
     model, processor = load_clip(CLIP)
     recall = text_to_image_retrieval(model, processor, images, [by_image[i] for i in ids])
     chance = recall["chance@1"]
-    # ~400 sentences: chance R@1 is ~1.6% ± 0.6%; the shipped model scores ~4× that (its card: 4.4× on 300 scenes)
-    assert recall["R@1"] > 3 * chance, recall
-    assert recall["R@5"] > 2.5 * 5 * chance, recall
+    # ~400 sentences, 64 scenes: chance R@1 is 1.6%. The shipped model scores 19× that (R@5 9×) on these scenes of the
+    # default world, which it never trained on; the CLIP it replaced (nemo-hf/synthetic-clip-v1) scores 4× (R@5 3×)
+    assert recall["R@1"] > 10 * chance, recall
+    assert recall["R@5"] > 6 * 5 * chance, recall
 
 
 def test_mined_negatives_score_clearly_above_the_pool(fresh_world, tmp_path: Path) -> None:
