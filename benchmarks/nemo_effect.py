@@ -39,6 +39,7 @@ from nemo_hf.experiment.evaluation import PRIMARY, SentenceScores
 from nemo_hf.experiment.run import BASELINES, compare, run_experiment
 from nemo_hf.experiment.settings import BENCHMARK_ARMS, ExperimentSettings
 from nemo_hf.experiment.statistics import Difference, mean_paired_difference
+from nemo_hf.pretrained import PRETRAINED
 
 SECTION = "Does NeMo help? Results"
 ROOT = Path(__file__).resolve().parent
@@ -315,6 +316,25 @@ def _finished(out: Path, arms: Sequence[str], partial: bool = False) -> dict[str
     return run if (ran & set(arms) if partial else set(arms) <= ran) else None
 
 
+def _comparable(key: str, value: Any) -> Any:
+    """A setting as merging compares it: a start given as a shipped model's folder is that model's name.
+
+    Runs of 2026-12-06 recorded the folder a shipped name resolves to (on the machine they ran on);
+    later runs record the name. Both are the same weights, so both are one start.
+
+    >>> _comparable("init_from", "/elsewhere/nemo_hf/pretrained/synthetic-segmenter")
+    'nemo-hf/synthetic-segmenter'
+    >>> _comparable("init_from", "runs/seed0/arms/none/final"), _comparable("seed", 2)
+    ('runs/seed0/arms/none/final', 2)
+    """
+    if key == "init_from" and isinstance(value, str):
+        path = Path(value)
+        for name, folder in PRETRAINED.items():
+            if path.parent.name == "pretrained" and path.parent.parent.name == "nemo_hf" and path.name == folder.name:
+                return name
+    return value
+
+
 def merge_arms(into: Path, extra: Path) -> dict[str, Any]:
     """Add the arms of the seed folder ``extra`` to the seed folder ``into``; return the merged results.
 
@@ -328,7 +348,7 @@ def merge_arms(into: Path, extra: Path) -> dict[str, Any]:
     """
     ours, theirs = (json.loads((folder / "results.json").read_text()) for folder in (into, extra))
     differ = sorted(key for key in {*ours["settings"], *theirs["settings"]} - {"arms"}
-                    if ours["settings"].get(key) != theirs["settings"].get(key))
+                    if _comparable(key, ours["settings"].get(key)) != _comparable(key, theirs["settings"].get(key)))
     if differ or ours["world"] != theirs["world"]:
         world = "differ" if ours["world"] != theirs["world"] else "agree"
         raise ValueError(f"cannot merge {extra} into {into}: they ran different experiments "

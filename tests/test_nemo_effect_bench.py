@@ -240,3 +240,16 @@ def test_the_noise_curve_is_drawn_over_the_seeds_that_ran_it_only() -> None:
     curve = bench.noise_curve({0: run(0.9), 1: run(0.7, noisy=0.65)})
     assert curve == {"seeds": [1], "points": [(0.0, 0.7), (1.0, 0.65)], "levels": {"random": 0.6, "none": 0.5}}
     assert bench.noise_curve({0: run(0.9)}) is None
+
+
+def test_a_start_given_as_a_shipped_name_merges_with_runs_that_recorded_its_folder(tmp_path: Path) -> None:
+    folder = {"max_train_steps": 100, "init_from": "/another/machine/nemo_hf/pretrained/synthetic-segmenter"}
+    _write_seed(tmp_path / "kept" / "seed0", {"random": (200, 90), "none": (195, 90)}, settings=folder)
+    _write_seed(tmp_path / "later" / "seed0", {"nemo": (210, 90)},
+                settings={**folder, "init_from": "nemo-hf/synthetic-segmenter"})
+    _write_seed(tmp_path / "other" / "seed0", {"oracle": (210, 90)},
+                settings={**folder, "init_from": "/x/nemo_hf/pretrained/synthetic-clip-v1"})
+    merged = bench.merge_arms(tmp_path / "kept" / "seed0", tmp_path / "later" / "seed0")
+    assert list(merged["arms"]) == ["random", "none", "nemo"]
+    with pytest.raises(ValueError, match=r"settings differing: \['init_from'\]"):  # another shipped model
+        bench.merge_arms(tmp_path / "kept" / "seed0", tmp_path / "other" / "seed0")
