@@ -185,6 +185,29 @@ def test_an_arm_finished_from_other_starting_weights_of_the_same_name_is_trained
         run_experiment(tmp_path / "run", settings, pictures=False, quick=True)
 
 
+def test_a_nemo_arm_mined_by_other_clip_weights_of_the_same_name_is_trained_again(tmp_path: Path,
+                                                                                  monkeypatch) -> None:
+    """A retrained CLIP under the same name mines other negatives: the CLIP-mined arm must not be read back then."""
+    import shutil
+
+    from nemo_hf.experiment import arms as arms_module
+    from nemo_hf.pretrained import resolve_pretrained
+
+    clip = tmp_path / "clip"  # the mining CLIP, as the demo mines with the shipped one
+    shutil.copytree(resolve_pretrained(CLIP), clip)
+    settings = ExperimentSettings(arms=("none", "nemo")).quick().replace(clip=str(clip))
+    run_experiment(tmp_path / "run", settings, pictures=False, quick=True)
+
+    trained = []
+    monkeypatch.setattr(arms_module, "train", lambda config, **kwargs: trained.append(config.run.output_dir) or {})
+    run_experiment(tmp_path / "run", settings, pictures=False, quick=True)  # the same weights: both read back
+    assert trained == []
+    weights = clip / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-4] + b"\x00\x00\x80\x3f")  # the same name, one weight changed
+    run_experiment(tmp_path / "run", settings, pictures=False, quick=True)
+    assert [Path(folder).name for folder in trained] == ["nemo"]  # only the mined arm; `none` still stands
+
+
 def test_the_segmenters_are_the_registrys_that_train() -> None:
     from nemo_hf.modeling.registry import TRAINABLE_SEGMENTER_TYPES
 

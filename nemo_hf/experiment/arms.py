@@ -88,21 +88,31 @@ def fresh_accelerate_state() -> None:
     GradientState._reset_state()
 
 
-def start_weights(settings: ExperimentSettings) -> dict[str, str | None]:
-    """The weights every arm starts from: the checkpoint's name and the SHA-256 of its ``model.safetensors``.
+def _weights(name: str) -> dict[str, str | None]:
+    """A model by name and by the SHA-256 of its ``model.safetensors`` (None for a Hub id with no local file)."""
+    weights = Path(resolve_pretrained(name)) / "model.safetensors"
+    return {"model": name, "sha256": hashlib.sha256(weights.read_bytes()).hexdigest() if weights.is_file() else None}
+
+
+def start_weights(settings: ExperimentSettings, arm: str | None = None) -> dict[str, Any]:
+    """What an arm's result depends on beyond its configuration: the weights it starts from, and those that mine.
 
     A shipped model keeps its name across releases while its weights change (a new
-    ``nemo-hf/synthetic-segmenter``), and a folder can be trained again in place, so the name
-    alone cannot say a finished arm still stands. A checkpoint with no local weights file (a Hub
-    id) is known by its name only.
+    ``nemo-hf/synthetic-segmenter``, a retrained ``nemo-hf/synthetic-clip``), and a folder can
+    be trained again in place, so a name alone cannot say a finished arm still stands. For an
+    ``arm`` mined by the CLIP, the CLIP's weights are part of it too: its negatives, and so its
+    pictures, change with them. A checkpoint with no local weights file (a Hub id) is known by
+    its name only.
 
     >>> start_weights(ExperimentSettings())["model"], len(start_weights(ExperimentSettings())["sha256"])
     ('nemo-hf/synthetic-clip-v1', 64)
+    >>> start_weights(ExperimentSettings(), "nemo")["clip"]["model"], "clip" in start_weights(ExperimentSettings(), "random")
+    ('nemo-hf/synthetic-clip', False)
     """
-    name = settings.init_from or settings.backbone
-    weights = Path(resolve_pretrained(name)) / "model.safetensors"
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest() if weights.is_file() else None
-    return {"model": name, "sha256": digest}
+    stamp: dict[str, Any] = _weights(settings.init_from or settings.backbone)
+    if arm is not None and arm_miner(arm)[1] == "clip":
+        stamp["clip"] = _weights(settings.clip)
+    return stamp
 
 
 def finished_results(config: TrainingConfig, start: dict[str, str | None] | None = None) -> dict[str, Any] | None:
@@ -149,7 +159,7 @@ def train_arm(
     With ``reuse``, an arm already finished with the same configuration is read back.
     """
     config = arm_config(arm, out, root, settings)
-    start = start_weights(settings)
+    start = start_weights(settings, arm)
     if reuse and (done := finished_results(config, start)) is not None:
         print(f"\n## Arm {arm!r}: finished before, read back from {config.run.output_dir}")
         return done, float(done.get("train_runtime_s", 0.0))
