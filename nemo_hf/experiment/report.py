@@ -223,7 +223,9 @@ def write_report(out: Path, results: dict[str, Any], evaluation: Any, prediction
                   "| reading | AUC | gate | passes |", "|---|---|---|---|",
                   *(f"| {READING_NAMES[name]} | {_auc_text(gate.get(name))} | {least:g} | "
                     f"{'yes' if gate['gates'][name] else '**no**'} |" for name, least in GATES.items()),
-                  "", f"Own-image R@1 {gate['own_image_r1']:.4f} (chance {gate['chance_r1']:.4f}).", ""]
+                  ""]
+        if gate.get("own_image_r1") is not None:  # None when no sentence's own image is in the pool
+            lines += [f"Own-image R@1 {gate['own_image_r1']:.4f} (chance {gate['chance_r1']:.4f}).", ""]
     for name, path in images:
         lines += [f"![{name}]({Path(path).name})", ""]
     lines.append(f"Wall time: {results['wall_seconds']:.0f} s; training per arm: "
